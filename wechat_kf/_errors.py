@@ -1,0 +1,365 @@
+"""Every exception the SDK raises.
+
+WeChat answers almost every failure with HTTP 200 and ``{"errcode": N, "errmsg": "..."}``, so the
+hierarchy is errcode-first: one table (:data:`ERRCODE_CLASSES`) maps each documented code to the
+class that says what it means. Everything derives from :class:`WeChatError`::
+
+    WeChatError
+    ├── APIError                      WeChat answered with errcode != 0 (.errcode .errmsg .rid)
+    │   ├── ServerBusyError           -1: system busy (retried with backoff)
+    │   ├── AccessTokenError          40001 40014 42001 41001: token invalid, not latest, expired
+    │   ├── ConfigurationError        40013 40125 40164 61004 89503 40243 40002: fix appid/secret/IP
+    │   ├── UnauthorizedError         48001: this account may not call the API
+    │   ├── RateLimitError            quota family
+    │   │   ├── DailyQuotaError       45009: daily quota reached, never retried
+    │   │   └── MinuteQuotaError      45011: per-minute quota, reads wait for the next minute
+    │   ├── ResponseWindowError       45015: the user has not written within 48 h
+    │   ├── ResponseQuotaError        45047: the messages allowed in the window are used up
+    │   ├── TypingError               45072 45080 45081: typing command, exchange, already typing
+    │   ├── CustomerServiceError      65400-65417: agent accounts, sessions, records
+    │   └── InvalidRequestError       40003 40005 40007 40009 40033 41002 43002 43004 44002 44004
+    │                                 45002 45008 47001 ...: WeChat refused the request's content
+    ├── TransportError                no usable HTTP answer (chains the httpx cause)
+    │   ├── ConnectFailedError        the request never left: safe to retry
+    │   ├── ResponseTimeoutError      sent, no answer in time: it may have reached WeChat
+    │   ├── ConnectionLostError       dropped mid-exchange: it may have reached WeChat
+    │   └── HTTPStatusError           HTTP 4xx/5xx from WeChat or a proxy
+    ├── MalformedResponseError        the body is not the JSON shape WeChat documents
+    ├── TokenError                    the SDK could not get an access token
+    │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
+    │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
+    │   └── TokenUnavailableError     read-only store holds no usable token
+    └── ValidationError (ValueError)  bad input caught before any request (.field .limit)
+
+No exception text produced here carries an access token or a secret: messages are built from
+errcodes, WeChat's ``errmsg`` (which never echoes them) and redacted URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+__all__ = [
+    "ERRCODE_CLASSES",
+    "APIError",
+    "AccessTokenError",
+    "ConfigurationError",
+    "ConnectFailedError",
+    "ConnectionLostError",
+    "CustomerServiceError",
+    "DailyQuotaError",
+    "ForceRefreshLimitedError",
+    "HTTPStatusError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MinuteQuotaError",
+    "RateLimitError",
+    "ResponseQuotaError",
+    "ResponseTimeoutError",
+    "ResponseWindowError",
+    "ServerBusyError",
+    "TokenError",
+    "TokenRefreshTimeoutError",
+    "TokenUnavailableError",
+    "TransportError",
+    "TypingError",
+    "UnauthorizedError",
+    "ValidationError",
+    "WeChatError",
+    "api_error",
+]
+
+
+class WeChatError(Exception):
+    """Base class of every exception raised by wechat_kf."""
+
+
+# --------------------------------------------------------------------------- API errors
+
+_RID = re.compile(r"(?:rid:\s*|hint:\s*\[)([0-9A-Za-z._-]+)")
+
+
+def parse_rid(errmsg: str) -> str | None:
+    """Return the request id WeChat appends to ``errmsg`` (``rid: x`` or ``hint: [x]``)."""
+    match = _RID.search(errmsg)
+    return match.group(1) if match else None
+
+
+class APIError(WeChatError):
+    """WeChat answered with a non-zero ``errcode``.
+
+    ``rid`` is the request id parsed from ``errmsg``: quote it to WeChat support.
+    ``hint`` is a sentence from this SDK that says what the code means or what to fix.
+    """
+
+    hint: str = ""
+
+    def __init__(self, errcode: int, errmsg: str, *, hint: str | None = None) -> None:
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.rid = parse_rid(errmsg)
+        if hint is not None:
+            self.hint = hint
+        text = f"errcode {errcode}: {errmsg}"
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.errcode, self.errmsg), {"hint": self.hint})
+
+
+class ServerBusyError(APIError):
+    """-1: WeChat is busy. Retried with backoff by the SDK before it reaches you."""
+
+    hint = "WeChat is busy; retry later"
+
+
+class AccessTokenError(APIError):
+    """The access token was rejected (40001 invalid / not latest, 40014, 42001 expired, 41001)."""
+
+
+class ConfigurationError(APIError):
+    """The appid, appsecret or server IP is wrong. Never retried: fix the configuration."""
+
+
+class UnauthorizedError(APIError):
+    """48001: this official account is not authorized to call the API. Never retried."""
+
+    hint = "the account lacks this API permission (verified service account required)"
+
+
+class RateLimitError(APIError):
+    """A call quota was reached."""
+
+
+class DailyQuotaError(RateLimitError):
+    """45009: the daily call quota is used up. Never retried; resets at midnight (UTC+8)."""
+
+    hint = "daily API quota reached; it resets at 00:00 Beijing time"
+
+
+class MinuteQuotaError(RateLimitError):
+    """45011: the per-minute frequency limit. Reads wait for the next minute, bounded."""
+
+    hint = "per-minute API frequency limit reached"
+
+
+class ResponseWindowError(APIError):
+    """45015: the user has not written to the account within 48 hours.
+
+    Customer-service messages may only answer a user interaction; fall back to a template
+    message or wait for the user to write.
+    """
+
+    hint = "outside the 48-hour response window: the user must write first"
+
+
+class ResponseQuotaError(APIError):
+    """45047: the messages allowed since the user's last interaction are used up."""
+
+    hint = "the messages allowed in this response window are used up"
+
+
+class TypingError(APIError):
+    """45072 bad command, 45080 no exchange in the last 30 s, 45081 already typing."""
+
+
+class CustomerServiceError(APIError):
+    """65400-65417: agent accounts, sessions and chat records."""
+
+
+class InvalidRequestError(APIError):
+    """WeChat refused the content of the request (bad openid, media id, too long, ...)."""
+
+
+_HINTS: Final[Mapping[int, str]] = {
+    40001: "access token invalid or not the latest",
+    40002: "invalid grant_type",
+    40003: "invalid openid for this account",
+    40005: "unsupported media type (avatar must be JPEG or PNG)",
+    40007: "invalid media_id",
+    40009: "invalid media size (avatar at most 5 MB)",
+    40013: "invalid appid: check the AppID in the WeChat admin console",
+    40014: "invalid access token",
+    40033: "the body contained \\uXXXX escapes",
+    40125: "invalid appsecret: check or reset the AppSecret in the admin console",
+    40164: "this server's IP is not in the account's IP whitelist: add it in the admin console",
+    40243: "the AppSecret is frozen: unfreeze or reset it in the admin console",
+    41001: "access token missing",
+    41002: "appid missing",
+    42001: "access token expired",
+    43002: "wrong HTTP method",
+    43004: "the user must follow the account",
+    44002: "empty POST body",
+    44004: "empty text content",
+    45002: "content too long",
+    45008: "a news message holds at most 1 article",
+    45072: "command must be Typing or CancelTyping",
+    45080: "typing needs a message exchange with the user in the last 30 s",
+    45081: "already typing: the state lasts 15 s",
+    47001: "malformed JSON body",
+    61004: "this server's IP is not allowed for the account: check the IP whitelist",
+    65400: "API unavailable: the new customer-service feature is not enabled",
+    65401: "invalid agent account",
+    65403: "invalid agent nickname",
+    65404: "invalid agent account format",
+    65405: "the account limit (100 agents) is reached",
+    65406: "the agent account already exists",
+    65407: "the invitee is already an agent of this account",
+    65408: "this account already invited that WeChat user",
+    65409: "invalid WeChat ID",
+    65410: "the invitee is bound to the maximum of 5 accounts",
+    65411: "the agent already has a pending invitation",
+    65412: "the agent is already bound to a WeChat user",
+    65413: "no session exists for this user",
+    65414: "the user is served by another agent",
+    65415: "the agent is not online",
+    65416: "invalid parameters",
+    65417: "the time range exceeds 24 hours",
+    89503: "this server's IP awaits the administrator's confirmation in the admin console",
+}
+
+#: The one table from errcode to exception class. Codes not listed raise plain :class:`APIError`.
+ERRCODE_CLASSES: Final[Mapping[int, type[APIError]]] = {
+    -1: ServerBusyError,
+    **dict.fromkeys((40001, 40014, 41001, 42001), AccessTokenError),
+    **dict.fromkeys((40002, 40013, 40125, 40164, 40243, 61004, 89503), ConfigurationError),
+    48001: UnauthorizedError,
+    45009: DailyQuotaError,
+    45011: MinuteQuotaError,
+    45015: ResponseWindowError,
+    45047: ResponseQuotaError,
+    **dict.fromkeys((45072, 45080, 45081), TypingError),
+    **dict.fromkeys(range(65400, 65418), CustomerServiceError),
+    **dict.fromkeys(
+        (40003, 40005, 40007, 40009, 40033, 41002, 43002, 43004, 44002, 44004, 45002, 45008, 47001),
+        InvalidRequestError,
+    ),
+}
+
+#: On the token endpoints 40001 means "wrong appsecret", not "stale token".
+_TOKEN_ENDPOINT_CLASSES: Final[Mapping[int, type[APIError]]] = {
+    **ERRCODE_CLASSES,
+    40001: ConfigurationError,
+}
+_TOKEN_ENDPOINT_HINTS: Final[Mapping[int, str]] = {
+    40001: "invalid appsecret (or it does not belong to this appid)",
+}
+
+
+def api_error(errcode: int, errmsg: str, *, token_endpoint: bool = False) -> APIError:
+    """Build the exception that ``errcode`` means (the one table lookup)."""
+    classes = _TOKEN_ENDPOINT_CLASSES if token_endpoint else ERRCODE_CLASSES
+    cls = classes.get(errcode, APIError)
+    hint = (_TOKEN_ENDPOINT_HINTS.get(errcode) if token_endpoint else None) or _HINTS.get(errcode)
+    return cls(errcode, errmsg, hint=hint)
+
+
+# --------------------------------------------------------------------------- transport errors
+
+
+class TransportError(WeChatError):
+    """No usable HTTP answer. ``__cause__`` is the httpx exception (its URL redacted).
+
+    ``may_have_reached_wechat`` tells whether WeChat may have acted on the request: it is
+    ``False`` only when the request provably never left this process.
+    """
+
+    may_have_reached_wechat: bool = True
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        self.method = method
+        self.path = path
+        where = f"{method} {path}: " if path else ""
+        super().__init__(f"{where}{message}")
+
+
+class ConnectFailedError(TransportError):
+    """The request never left (DNS, refused, connect or pool timeout): safe to retry."""
+
+    may_have_reached_wechat = False
+
+
+class ResponseTimeoutError(TransportError):
+    """The request was sent but no answer came in time: WeChat may have acted on it."""
+
+
+class ConnectionLostError(TransportError):
+    """The connection broke after the request started: WeChat may have acted on it."""
+
+
+class HTTPStatusError(TransportError):
+    """WeChat (or a proxy in front of it) answered with HTTP 4xx/5xx."""
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.retry_after = retry_after
+        # A 429 is a refusal before processing; a 5xx may come after WeChat acted.
+        self.may_have_reached_wechat = status_code != 429
+        super().__init__(f"HTTP {status_code}", method=method, path=path)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            type(self),
+            (self.status_code,),
+            {"method": self.method, "path": self.path, "retry_after": self.retry_after},
+        )
+
+
+class MalformedResponseError(WeChatError):
+    """The response body is not the JSON shape WeChat documents (``__cause__`` says why)."""
+
+    def __init__(self, message: str, *, body_excerpt: str = "") -> None:
+        self.body_excerpt = body_excerpt
+        super().__init__(f"{message}: {body_excerpt!r}" if body_excerpt else message)
+
+
+# --------------------------------------------------------------------------- token errors
+
+
+class TokenError(WeChatError):
+    """The SDK could not obtain a usable access token."""
+
+
+class TokenRefreshTimeoutError(TokenError):
+    """Waiting for the token refresh (or its lock) exceeded the configured timeout."""
+
+
+class ForceRefreshLimitedError(TokenError):
+    """A ``force_refresh`` of the stable token was needed but its documented limit forbids it.
+
+    WeChat allows 20 forced refreshes per day, at least 30 seconds apart.
+    """
+
+
+class TokenUnavailableError(TokenError):
+    """A read-only token store holds no usable token for this appid."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class ValidationError(WeChatError, ValueError):
+    """Bad input caught before any request was made.
+
+    ``field`` names the offending argument or attribute; ``limit`` states the documented rule.
+    """
+
+    def __init__(self, field: str, limit: str, value: object = None) -> None:
+        self.field = field
+        self.limit = limit
+        self.value = value
+        super().__init__(f"{field}: {limit}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.field, self.limit, self.value))
