@@ -1,0 +1,275 @@
+"""The :class:`AsyncWeChat` facade: owns the HTTP client, the token manager and the pipeline."""
+
+from __future__ import annotations
+
+import functools
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import attrs
+import httpx
+
+from wechat_kf import _defaults
+from wechat_kf._pipeline import Endpoint, Pipeline
+from wechat_kf._redaction import install_log_redaction
+from wechat_kf._retry import RetryPolicy, Sleep
+from wechat_kf._tokens import (
+    AccessToken,
+    MemoryTokenStore,
+    TokenEndpoint,
+    TokenManager,
+    TokenStore,
+    token_from_payload,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from wechat_kf.kf import KfAPI
+    from wechat_kf.message import MessageAPI
+    from wechat_kf.records import RecordsAPI
+    from wechat_kf.session import SessionAPI
+
+__all__ = ["AsyncWeChat"]
+
+_STABLE_TOKEN: Final = Endpoint("POST", "/cgi-bin/stable_token", authenticated=False)
+_CLASSIC_TOKEN: Final = Endpoint("GET", "/cgi-bin/token", authenticated=False)
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = _NotGiven()
+
+
+class _TokenFetcher:
+    """Calls the token endpoint; holds the secret (never shown in a repr)."""
+
+    __slots__ = ("_appid", "_endpoint", "_pipeline", "_secret")
+
+    def __init__(self, appid: str, secret: str, endpoint: TokenEndpoint, pipeline: Pipeline):
+        self._appid = appid
+        self._secret = secret
+        self._endpoint = endpoint
+        self._pipeline = pipeline
+
+    def __repr__(self) -> str:
+        return f"_TokenFetcher(appid={self._appid!r})"
+
+    async def __call__(self, force_refresh: bool) -> AccessToken:
+        now = time.time()
+        if self._endpoint is TokenEndpoint.STABLE:
+            body: dict[str, Any] = {
+                "grant_type": "client_credential",
+                "appid": self._appid,
+                "secret": self._secret,
+            }
+            if force_refresh:
+                body["force_refresh"] = True
+            payload = await self._pipeline.call(_STABLE_TOKEN, json=body)
+        else:
+            payload = await self._pipeline.call(
+                _CLASSIC_TOKEN,
+                query={
+                    "grant_type": "client_credential",
+                    "appid": self._appid,
+                    "secret": self._secret,
+                },
+            )
+        return token_from_payload(payload, now)
+
+
+def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
+    if isinstance(value, httpx.Timeout):
+        return value
+    return httpx.Timeout(value, connect=min(value, _defaults.CONNECT_TIMEOUT))
+
+
+class AsyncWeChat:
+    """The client: one per appid, shared by your whole application.
+
+    ``kf``, ``message``, ``session`` and ``records`` are the API areas. They share one
+    ``httpx.AsyncClient`` and one token manager. Use ``async with`` (or ``await aclose()``) to
+    close the HTTP client the SDK created; a client you pass in is used as is and never closed.
+
+    Args:
+        appid: The official account's AppID.
+        secret: Its AppSecret. Never shown in any repr, log line or exception.
+        token_store: Where access tokens live (default: a :class:`MemoryTokenStore`).
+        http_client: Your own ``httpx.AsyncClient`` (its base URL is ignored: use ``base_url``).
+        base_url: WeChat's API root; point it at a proxy or the fake server in tests.
+        timeout: Seconds (or an ``httpx.Timeout``) per HTTP exchange. Defaults to 10 s for our
+            own HTTP client and to the client's own timeout for one you pass in.
+        max_retries: Retries after the first attempt for retryable failures.
+        token_endpoint: ``"stable"`` (default, ``/cgi-bin/stable_token``) or ``"classic"``.
+        refresh_margin: Refresh the token this many seconds before it expires.
+        token_lock_timeout: Longest wait for another caller's token refresh.
+        token_fetch_timeout: Timeout of the token endpoint call itself.
+        sleep: The async sleep used between retries (tests inject a recorder).
+    """
+
+    def __init__(
+        self,
+        appid: str,
+        secret: str,
+        *,
+        token_store: TokenStore | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        base_url: str = _defaults.BASE_URL,
+        timeout: float | httpx.Timeout | _NotGiven = NOT_GIVEN,
+        max_retries: int = _defaults.MAX_RETRIES,
+        token_endpoint: TokenEndpoint | str = TokenEndpoint.STABLE,
+        refresh_margin: float = _defaults.TOKEN_REFRESH_MARGIN,
+        token_lock_timeout: float = _defaults.TOKEN_LOCK_TIMEOUT,
+        token_fetch_timeout: float = _defaults.TOKEN_FETCH_TIMEOUT,
+        sleep: Sleep | None = None,
+    ) -> None:
+        if not isinstance(appid, str) or not appid:
+            raise ValueError("appid must be a non-empty string")
+        if not isinstance(secret, str) or not secret:
+            raise ValueError("secret must be a non-empty string")
+        if not base_url.startswith(("https://", "http://")):
+            raise ValueError(f"base_url must start with https:// or http://, got {base_url!r}")
+        if refresh_margin < 0 or token_lock_timeout <= 0 or token_fetch_timeout <= 0:
+            raise ValueError("refresh_margin must be >= 0 and the token timeouts > 0")
+        try:
+            endpoint = TokenEndpoint(token_endpoint)
+        except ValueError:
+            raise ValueError(
+                f"token_endpoint must be 'stable' or 'classic', got {token_endpoint!r}"
+            ) from None
+        install_log_redaction()
+        self.appid = appid
+        self._owns_http = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                timeout=_defaults.TIMEOUT,
+                limits=httpx.Limits(
+                    max_connections=_defaults.MAX_CONNECTIONS,
+                    max_keepalive_connections=_defaults.MAX_KEEPALIVE_CONNECTIONS,
+                    keepalive_expiry=_defaults.KEEPALIVE_EXPIRY,
+                ),
+                headers={"User-Agent": _defaults.USER_AGENT},
+            )
+            if isinstance(timeout, _NotGiven):
+                timeout = _defaults.TIMEOUT
+        self._http = http_client
+        retry = RetryPolicy(max_retries=max_retries)
+        sleep = sleep or anyio.sleep
+        token_pipeline = Pipeline(
+            http=http_client,
+            base_url=base_url,
+            tokens=None,
+            retry=retry,
+            timeout=_timeout(token_fetch_timeout),
+            sleep=sleep,
+        )
+        self._tokens = TokenManager(
+            appid=appid,
+            store=token_store if token_store is not None else MemoryTokenStore(),
+            fetch=_TokenFetcher(appid, secret, endpoint, token_pipeline),
+            endpoint=endpoint,
+            refresh_margin=refresh_margin,
+            lock_timeout=token_lock_timeout,
+        )
+        self._pipeline = Pipeline(
+            http=http_client,
+            base_url=base_url,
+            tokens=self._tokens,
+            retry=retry,
+            timeout=None if isinstance(timeout, _NotGiven) else _timeout(timeout),
+            sleep=sleep,
+        )
+
+    # ------------------------------------------------------------------ areas
+
+    @functools.cached_property
+    def kf(self) -> KfAPI:
+        """Agent accounts: list, add, update, delete, invite, avatar."""
+        from wechat_kf.kf import KfAPI
+
+        return KfAPI(self._pipeline)
+
+    @functools.cached_property
+    def message(self) -> MessageAPI:
+        """Customer-service messages: send one, send many, typing state."""
+        from wechat_kf.message import MessageAPI
+
+        return MessageAPI(self._pipeline)
+
+    @functools.cached_property
+    def session(self) -> SessionAPI:
+        """Session control: create, close, get, list, waiting queue."""
+        from wechat_kf.session import SessionAPI
+
+        return SessionAPI(self._pipeline)
+
+    @functools.cached_property
+    def records(self) -> RecordsAPI:
+        """Chat records: one page, or every record of any time range."""
+        from wechat_kf.records import RecordsAPI
+
+        return RecordsAPI(self._pipeline)
+
+    # ------------------------------------------------------------------ options, tokens, life
+
+    @property
+    def tokens(self) -> TokenManager:
+        """The token manager shared by this client and every ``with_options`` copy."""
+        return self._tokens
+
+    async def access_token(self) -> str:
+        """A fresh access token, for calling WeChat APIs this SDK does not cover."""
+        return await self._tokens.get()
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> Self:
+        """A facade with other timeout/retry settings sharing this HTTP client and tokens.
+
+        Closing the copy does nothing: the original owns the HTTP client.
+        """
+        clone = object.__new__(type(self))
+        clone.__dict__.update(
+            {
+                key: value
+                for key, value in self.__dict__.items()
+                if key not in ("kf", "message", "session", "records")
+            }
+        )
+        clone._owns_http = False
+        retry = (
+            self._pipeline.retry
+            if max_retries is None
+            else attrs.evolve(self._pipeline.retry, max_retries=max_retries)
+        )
+        clone._pipeline = self._pipeline.derive(
+            retry=retry, timeout=None if timeout is None else _timeout(timeout)
+        )
+        return clone
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the SDK created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncWeChat(appid={self.appid!r})"

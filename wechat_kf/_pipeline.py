@@ -1,0 +1,295 @@
+"""The one request pipeline every sub-client uses.
+
+``Pipeline.call(endpoint, ...)`` does all the cross-cutting work: it injects the access token,
+encodes the JSON body once as compact raw UTF-8, sends it, decodes the answer as JSON whatever
+its content type, maps ``errcode`` to the typed exception, recovers once from a rejected token,
+retries what may be retried, logs without secrets, and structures the payload into a model.
+Sub-clients only describe endpoints and models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar, overload
+from urllib.parse import quote
+
+import attrs
+import httpx
+
+from wechat_kf._converter import structure
+from wechat_kf._errors import (
+    APIError,
+    ConnectFailedError,
+    ConnectionLostError,
+    HTTPStatusError,
+    MalformedResponseError,
+    ResponseTimeoutError,
+    TransportError,
+    WeChatError,
+    api_error,
+)
+from wechat_kf._redaction import redact, scrub_httpx_error
+from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
+from wechat_kf._tokens import TokenManager
+
+__all__ = ["Endpoint", "Pipeline", "encode_json"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("wechat_kf")
+
+#: WeChat's answer when the token was rejected: recover once with a fresh token.
+TOKEN_REJECTED: Final = frozenset({40001, 40014, 42001})
+
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+_EXCERPT: Final = 200
+
+
+@attrs.frozen
+class Endpoint:
+    """One WeChat endpoint: its method, path and whether retrying it is safe."""
+
+    method: str
+    path: str
+    mode: RetryMode = RetryMode.READ
+    #: Sent without an access token (the token endpoints themselves).
+    authenticated: bool = True
+
+
+def encode_json(data: object) -> bytes:
+    """Compact JSON as raw UTF-8: never ``\\uXXXX`` (WeChat shows escapes literally or 40033)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode_query(params: Mapping[str, str]) -> str:
+    """A query string that keeps ``@`` (in ``kf_account``) unescaped, as WeChat expects."""
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='@')}" for k, v in params.items())
+
+
+def decode_body(content: bytes) -> dict[str, Any]:
+    """Decode an answer as a JSON object (WeChat sometimes labels JSON ``text/plain``)."""
+    try:
+        payload = json.loads(content)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int limit
+        raise MalformedResponseError(
+            "response is not JSON", body_excerpt=_excerpt(content)
+        ) from exc
+    if not isinstance(payload, dict):
+        raise MalformedResponseError(
+            "response is not a JSON object", body_excerpt=_excerpt(content)
+        )
+    return payload
+
+
+def _excerpt(content: bytes) -> str:
+    return redact(content[:_EXCERPT].decode("utf-8", "replace"))
+
+
+def errcode_of(payload: Mapping[str, Any]) -> int:
+    """The payload's ``errcode`` (0 when absent); a malformed one is a typed error."""
+    errcode = payload.get("errcode", 0)
+    if isinstance(errcode, int) and not isinstance(errcode, bool):
+        return errcode
+    if isinstance(errcode, str) and errcode.strip().lstrip("-").isdigit():
+        return int(errcode)
+    raise MalformedResponseError(f"errcode is not an integer: {type(errcode).__name__}")
+
+
+def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> TransportError:
+    scrub_httpx_error(exc)
+    cls: type[TransportError]
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        cls = ConnectFailedError
+    elif isinstance(exc, httpx.TimeoutException):
+        cls = ResponseTimeoutError
+    elif isinstance(exc, httpx.TransportError):
+        cls = ConnectionLostError
+    else:
+        cls = TransportError
+    detail = redact(str(exc)) or type(exc).__name__
+    return cls(f"{type(exc).__name__}: {detail}", method=endpoint.method, path=endpoint.path)
+
+
+class Pipeline:
+    """Sends requests for one facade: shared HTTP client and tokens, its own timeout and retries."""
+
+    __slots__ = ("_base_url", "_http", "_sleep", "_timeout", "retry", "tokens")
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        base_url: str,
+        tokens: TokenManager | None,
+        retry: RetryPolicy,
+        timeout: httpx.Timeout | None,
+        sleep: Sleep,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.retry = retry
+        self._timeout: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        self._sleep = sleep
+
+    def derive(self, *, retry: RetryPolicy, timeout: httpx.Timeout | None) -> Pipeline:
+        """A pipeline on the same HTTP client and tokens with other timeout/retry options."""
+        return Pipeline(
+            http=self._http,
+            base_url=self._base_url,
+            tokens=self.tokens,
+            retry=retry,
+            timeout=timeout if timeout is not None else self._timeout_or_none(),
+            sleep=self._sleep,
+        )
+
+    def _timeout_or_none(self) -> httpx.Timeout | None:
+        return self._timeout if isinstance(self._timeout, httpx.Timeout) else None
+
+    @overload
+    async def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        query: Mapping[str, str] | None = ...,
+        json: object = ...,
+        files: Mapping[str, Any] | None = ...,
+        into: None = ...,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        query: Mapping[str, str] | None = ...,
+        json: object = ...,
+        files: Mapping[str, Any] | None = ...,
+        into: type[T],
+    ) -> T: ...
+
+    async def call(
+        self,
+        endpoint: Endpoint,
+        *,
+        query: Mapping[str, str] | None = None,
+        json: object = None,
+        files: Mapping[str, Any] | None = None,
+        into: type[T] | None = None,
+    ) -> T | dict[str, Any]:
+        """Call ``endpoint``; return its decoded payload, structured ``into`` a model if given."""
+        payload = await self._send(endpoint, query, json, files)
+        if into is None:
+            return payload
+        return structure(payload, into)
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        query: Mapping[str, str] | None,
+        body: object,
+        files: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        content = None if body is None else encode_json(body)
+        headers = None if content is None else _JSON_HEADERS
+        url = self._base_url + endpoint.path
+        extra_query = encode_query(query) if query else ""
+        tokens = self.tokens if endpoint.authenticated else None
+        attempt = 0
+        token_recovered = False
+        token: str | None = None
+        recovered: str | None = None
+        while True:
+            if tokens is not None:
+                token = recovered or await tokens.get()
+                recovered = None
+                full_url = f"{url}?access_token={token}"
+                if extra_query:
+                    full_url = f"{full_url}&{extra_query}"
+            else:
+                full_url = f"{url}?{extra_query}" if extra_query else url
+            started = time.perf_counter()
+            try:
+                try:
+                    response = await self._http.request(
+                        endpoint.method,
+                        full_url,
+                        content=content,
+                        files=files,
+                        headers=headers,
+                        timeout=self._timeout,
+                    )
+                except httpx.HTTPError as exc:
+                    raise _transport_error(exc, endpoint) from exc
+                status = response.status_code
+                if status >= 400:
+                    raise HTTPStatusError(
+                        status,
+                        method=endpoint.method,
+                        path=endpoint.path,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    )
+                payload = decode_body(response.content)
+                errcode = errcode_of(payload)
+                if errcode == 0:
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "%s %s ok in %.1f ms",
+                            endpoint.method,
+                            endpoint.path,
+                            (time.perf_counter() - started) * 1000,
+                        )
+                    return payload
+                errmsg = payload.get("errmsg")
+                raise api_error(
+                    errcode,
+                    redact(errmsg) if isinstance(errmsg, str) else "",
+                    token_endpoint=not endpoint.authenticated,
+                )
+            except APIError as exc:
+                if (
+                    tokens is not None
+                    and token is not None
+                    and exc.errcode in TOKEN_REJECTED
+                    and not token_recovered
+                ):
+                    token_recovered = True
+                    logger.info(
+                        "%s %s: token rejected (errcode %d), refreshing once",
+                        endpoint.method,
+                        endpoint.path,
+                        exc.errcode,
+                    )
+                    recovered = await tokens.recover(token)
+                    continue
+                delay = self.retry.delay_for(exc, endpoint.mode, attempt)
+                if delay is None:
+                    raise
+                self._log_retry(endpoint, exc, attempt, delay)
+            except (TransportError, MalformedResponseError) as exc:
+                delay = (
+                    self.retry.delay_for(exc, endpoint.mode, attempt)
+                    if isinstance(exc, TransportError)
+                    else None
+                )
+                if delay is None:
+                    raise
+                self._log_retry(endpoint, exc, attempt, delay)
+            attempt += 1
+            await self._sleep(delay)
+
+    def _log_retry(
+        self, endpoint: Endpoint, error: WeChatError, attempt: int, delay: float
+    ) -> None:
+        logger.warning(
+            "%s %s failed (%s); retry %d/%d in %.2f s",
+            endpoint.method,
+            endpoint.path,
+            error,
+            attempt + 1,
+            self.retry.max_retries,
+            delay,
+        )

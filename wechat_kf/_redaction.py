@@ -1,0 +1,84 @@
+"""Keep access tokens and secrets out of every text the SDK exposes.
+
+WeChat wants the access token in the query string, so it travels in every URL. httpx logs that
+URL at INFO (``HTTP Request: POST https://...?access_token=...``) and keeps it on its exceptions.
+This module redacts both, and offers :func:`redact` for anything else that may hold a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+import httpx
+
+REDACTED: Final = "***"
+
+_SECRET_NAMES = r"access_token|secret|appsecret|encoding_aes_key|encodingaeskey"
+_QUERY_SECRET = re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s\"'#]+)")
+_JSON_SECRET = re.compile(rf"(?i)(\"(?:{_SECRET_NAMES})\"\s*:\s*\")((?:[^\"\\]|\\.)*)(\")")
+
+
+def redact(text: str) -> str:
+    """Replace every token or secret in ``text`` (query-string or JSON form) with ``***``."""
+    if "=" not in text and '"' not in text:
+        return text
+    text = _QUERY_SECRET.sub(rf"\1={REDACTED}", text)
+    return _JSON_SECRET.sub(rf"\g<1>{REDACTED}\3", text)
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """The URL as text, its secrets redacted."""
+    return redact(str(url))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secrets in a record's message and arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_redact_arg(arg) for arg in args)
+        elif isinstance(args, dict):
+            record.args = {key: _redact_arg(value) for key, value in args.items()}
+        return True
+
+
+def _redact_arg(arg: object) -> object:
+    if isinstance(arg, httpx.URL | str):
+        text = str(arg)
+        redacted = redact(text)
+        return arg if redacted == text else redacted
+    return arg
+
+
+_FILTER: Final = RedactingFilter()
+#: httpx logs ``HTTP Request: <method> <url> ...`` on this logger.
+_LOGGERS: Final = ("httpx", "wechat_kf")
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to httpx's logger and ours (idempotent).
+
+    A filter on a logger sees every record that logger creates, whatever handlers the
+    application configured, so the token in httpx's request line never reaches a handler.
+    """
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+def scrub_httpx_error(exc: httpx.HTTPError) -> None:
+    """Swap the request on an httpx exception for one whose URL carries no secret."""
+    try:
+        request = exc.request
+    except RuntimeError:  # no request attached
+        return
+    text = str(request.url)
+    redacted = redact(text)
+    if redacted != text:
+        exc.request = httpx.Request(request.method, redacted)

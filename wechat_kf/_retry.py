@@ -1,0 +1,97 @@
+"""When to retry, and how long to wait first.
+
+Two kinds of endpoint: reads (idempotent: lists, records, token fetches) and writes (a message
+send, an account or session change: not idempotent). A write is retried only when the request
+provably never left this process or WeChat answered ``-1`` (busy, nothing done); never after a
+read timeout or a dropped connection, because WeChat may already have acted on it.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from wechat_kf import _defaults
+from wechat_kf._errors import (
+    ConnectFailedError,
+    HTTPStatusError,
+    MinuteQuotaError,
+    ServerBusyError,
+    TransportError,
+    WeChatError,
+)
+
+__all__ = ["RetryMode", "RetryPolicy"]
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RetryMode(enum.Enum):
+    """Whether an endpoint may be retried when the outcome of an attempt is unknown."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """Backoff with jitter and a cap; ``Retry-After`` honoured (up to ``retry_after_max``)."""
+
+    max_retries: int = attrs.field(default=_defaults.MAX_RETRIES)
+    initial_delay: float = _defaults.RETRY_INITIAL_DELAY
+    max_delay: float = _defaults.RETRY_MAX_DELAY
+    jitter: float = _defaults.RETRY_JITTER
+    retry_after_max: float = _defaults.RETRY_AFTER_MAX
+    minute_quota_max_wait: float = _defaults.MINUTE_QUOTA_MAX_WAIT
+
+    @max_retries.validator
+    def _check_max_retries(self, _: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {value!r}")
+
+    def backoff(self, attempt: int) -> float:
+        """The delay before retry number ``attempt`` (0-based): doubling, capped, jittered."""
+        base = min(self.initial_delay * (2**attempt), self.max_delay)
+        return float(base * random.uniform(self.jitter, 1.0))
+
+    def delay_for(self, error: WeChatError, mode: RetryMode, attempt: int) -> float | None:
+        """Seconds to wait before retrying after ``error``, or ``None`` to give up."""
+        if attempt >= self.max_retries:
+            return None
+        if isinstance(error, ServerBusyError | ConnectFailedError):
+            return self.backoff(attempt)
+        if mode is RetryMode.WRITE:
+            return None
+        if isinstance(error, HTTPStatusError):
+            if error.status_code != 429 and error.status_code < 500:
+                return None
+            if error.retry_after is not None:
+                return error.retry_after if error.retry_after <= self.retry_after_max else None
+            return self.backoff(attempt)
+        if isinstance(error, TransportError):
+            return self.backoff(attempt)
+        if isinstance(error, MinuteQuotaError):
+            wait = 60.0 - (time.time() % 60.0) + 0.5
+            return wait if wait <= self.minute_quota_max_wait else None
+        return None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds form, or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
