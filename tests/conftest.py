@@ -1,10 +1,65 @@
-"""Shared test configuration: every async test runs on asyncio and on trio."""
+"""Shared test configuration.
+
+Every async test runs on asyncio and on trio. Tests that take the ``wx`` fixture run twice more:
+against the fake WeChat in-process (an httpx transport) and on a real loopback port.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import pytest
+
+from wechat_kf import AsyncWeChat
+from wechat_kf.testing import FakeServer, FakeWeChat
+
+pytest_plugins = ["wechat_kf.testing.pytest_plugin"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+class SleepRecorder:
+    """Stands in for ``anyio.sleep`` between retries: records, never waits."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def fake() -> FakeWeChat:
+    return FakeWeChat()
+
+
+@pytest.fixture(params=["in-process", "loopback"])
+def fake_mode(request: pytest.FixtureRequest, fake: FakeWeChat) -> Iterator[FakeServer | None]:
+    if request.param == "in-process":
+        yield None
+    else:
+        with fake.serve() as server:
+            yield server
+
+
+@pytest.fixture
+async def wx(
+    fake: FakeWeChat, fake_mode: FakeServer | None, sleeps: SleepRecorder
+) -> AsyncIterator[AsyncWeChat]:
+    """An AsyncWeChat on the fake, in-process or over loopback HTTP; retries never sleep."""
+    if fake_mode is None:
+        async with fake.client(sleep=sleeps) as client:
+            yield client
+    else:
+        async with AsyncWeChat(
+            fake.appid, fake.secret, base_url=fake_mode.base_url, sleep=sleeps
+        ) as client:
+            yield client

@@ -1,7 +1,121 @@
-"""wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API."""
+"""wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
-from wechat_kf._errors import *  # noqa: F403
-from wechat_kf._errors import __all__ as _errors_all
+Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
+cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
+"""
+
+from wechat_kf._client import AsyncWeChat
+from wechat_kf._errors import (
+    ERRCODE_CLASSES,
+    AccessTokenError,
+    APIError,
+    ConfigurationError,
+    ConnectFailedError,
+    ConnectionLostError,
+    CustomerServiceError,
+    DailyQuotaError,
+    ForceRefreshLimitedError,
+    HTTPStatusError,
+    InvalidRequestError,
+    MalformedResponseError,
+    MinuteQuotaError,
+    RateLimitError,
+    ResponseQuotaError,
+    ResponseTimeoutError,
+    ResponseWindowError,
+    ServerBusyError,
+    TokenError,
+    TokenRefreshTimeoutError,
+    TokenUnavailableError,
+    TransportError,
+    TypingError,
+    UnauthorizedError,
+    ValidationError,
+    WeChatError,
+)
+from wechat_kf._retry import RetryPolicy
+from wechat_kf._tokens import AccessToken, MemoryTokenStore, TokenEndpoint, TokenManager, TokenStore
 from wechat_kf._version import __version__
+from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
+from wechat_kf.messages import (
+    Article,
+    Image,
+    MenuItem,
+    Message,
+    MiniProgramPage,
+    MpNews,
+    MpNewsArticle,
+    MsgMenu,
+    Music,
+    News,
+    RawMessage,
+    Text,
+    Video,
+    Voice,
+    WxCard,
+)
+from wechat_kf.records import OperCode, Record, RecordPage
+from wechat_kf.session import AgentSession, KfSession, WaitCase, WaitingSessions
 
-__all__ = ["__version__", *_errors_all]
+__all__ = [
+    "ERRCODE_CLASSES",
+    "APIError",
+    "AccessToken",
+    "AccessTokenError",
+    "AgentSession",
+    "Article",
+    "AsyncWeChat",
+    "ConfigurationError",
+    "ConnectFailedError",
+    "ConnectionLostError",
+    "CustomerServiceError",
+    "DailyQuotaError",
+    "ForceRefreshLimitedError",
+    "HTTPStatusError",
+    "Image",
+    "InvalidRequestError",
+    "InviteStatus",
+    "KfAccount",
+    "KfOnlineAccount",
+    "KfSession",
+    "MalformedResponseError",
+    "MemoryTokenStore",
+    "MenuItem",
+    "Message",
+    "MiniProgramPage",
+    "MinuteQuotaError",
+    "MpNews",
+    "MpNewsArticle",
+    "MsgMenu",
+    "Music",
+    "News",
+    "OnlineStatus",
+    "OperCode",
+    "RateLimitError",
+    "RawMessage",
+    "Record",
+    "RecordPage",
+    "ResponseQuotaError",
+    "ResponseTimeoutError",
+    "ResponseWindowError",
+    "RetryPolicy",
+    "ServerBusyError",
+    "Text",
+    "TokenEndpoint",
+    "TokenError",
+    "TokenManager",
+    "TokenRefreshTimeoutError",
+    "TokenStore",
+    "TokenUnavailableError",
+    "TransportError",
+    "TypingError",
+    "UnauthorizedError",
+    "ValidationError",
+    "Video",
+    "Voice",
+    "WaitCase",
+    "WaitingSessions",
+    "WeChatError",
+    "WxCard",
+    "__version__",
+]

@@ -60,6 +60,11 @@ converter.register_structure_hook(int, lambda value, _: _strict_int(value))
 converter.register_structure_hook(str, lambda value, _: _lenient_str(value))
 converter.register_structure_hook(datetime, lambda value, _: to_datetime(value))
 converter.register_unstructure_hook(datetime, lambda value: int(value.timestamp()))
+# WeChat sends 0 (or "") for "no time": an optional timestamp of 0 is None.
+converter.register_structure_hook_func(
+    lambda cls: cls == (datetime | None),
+    lambda value, _: None if value in (None, 0, "0", "") else to_datetime(value),
+)
 converter.register_structure_hook_func(
     lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum), _structure_enum
 )

@@ -1,11 +1,156 @@
-"""The ``wx.records`` API area."""
+"""``wx.records``: chat records (聊天记录), one page or a whole time range streamed.
+
+WeChat answers at most 10,000 records per call, for a window of at most 24 hours
+(``starttime <= time <= endtime``, whole seconds). :meth:`RecordsAPI.iter` covers any range:
+it tiles the range with windows of at most 24 h (no gap, no overlap), pages through each window
+by ``msgid``, drops a boundary record repeated across pages, and streams: memory stays flat.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Final
+
+import attrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from wechat_kf import _validation as check
+from wechat_kf._converter import converter
+from wechat_kf._enums import OpenIntEnum
+from wechat_kf._errors import ValidationError
+from wechat_kf._pipeline import Endpoint
 from wechat_kf._resource import APIResource
 
-__all__ = ["RecordsAPI"]
+__all__ = ["OperCode", "Record", "RecordPage", "RecordsAPI"]
+
+#: The longest window one ``getmsglist`` call may span (65417 beyond).
+WINDOW_SECONDS: Final = 24 * 60 * 60
+#: The most records one call may ask for.
+MAX_NUMBER: Final = 10_000
+
+_GET_MSG_LIST: Final = Endpoint("POST", "/customservice/msgrecord/getmsglist")
+
+Timestamp = datetime | int
+
+
+class OperCode(OpenIntEnum):
+    """What a record is about. Unknown codes survive as ``OperCode.UNKNOWN_<code>``."""
+
+    SESSION_CREATED_UNACCEPTED = 1000
+    SESSION_ACCEPTED = 1001
+    SESSION_STARTED_BY_AGENT = 1002
+    SESSION_TRANSFERRED = 1003
+    SESSION_CLOSED = 1004
+    SESSION_GRABBED = 1005
+    ACCOUNT_RECEIVED_MESSAGE = 2001
+    AGENT_SENT_MESSAGE = 2002
+    AGENT_RECEIVED_MESSAGE = 2003
+
+
+@attrs.frozen(kw_only=True)
+class Record:
+    """One chat record (wire field names). Media show as ``[image]``, ``[voice]``, ``[video]``."""
+
+    openid: str
+    opercode: OperCode
+    text: str = ""
+    time: datetime
+    #: The agent account involved (``""`` when none).
+    worker: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RecordPage:
+    """One ``getmsglist`` answer: the records, their ``number``, and the ``msgid`` to go on from."""
+
+    records: list[Record] = attrs.Factory(list)
+    number: int = 0
+    msgid: int = 0
+
+    @property
+    def recordlist(self) -> list[Record]:
+        """The records, under WeChat's field name."""
+        return self.records
+
+
+converter.register_structure_hook(
+    RecordPage,
+    make_dict_structure_fn(RecordPage, converter, records=override(rename="recordlist")),
+)
+converter.register_unstructure_hook(
+    RecordPage,
+    make_dict_unstructure_fn(RecordPage, converter, records=override(rename="recordlist")),
+)
 
 
 class RecordsAPI(APIResource):
-    """The ``wx.records`` API area."""
+    """Chat records of every agent."""
+
+    __slots__ = ()
+
+    async def page(
+        self, start: Timestamp, end: Timestamp, *, msgid: int = 1, number: int = MAX_NUMBER
+    ) -> RecordPage:
+        """One page of records with ``start <= time <= end`` (a window of at most 24 h).
+
+        ``start``/``end`` are aware datetimes or int unix seconds. Pass the returned ``msgid``
+        to get the next page. For ranges of any length, use :meth:`iter`.
+        """
+        starttime, endtime = _window(start, end)
+        if endtime - starttime > WINDOW_SECONDS:
+            raise ValidationError(
+                "end", f"must be at most 24 hours ({WINDOW_SECONDS} s) after start; use iter()"
+            )
+        return await self._page(starttime, endtime, msgid, number)
+
+    async def _page(self, starttime: int, endtime: int, msgid: int, number: int) -> RecordPage:
+        body = {
+            "starttime": starttime,
+            "endtime": endtime,
+            "msgid": check.int_range(msgid, "msgid", 1, 2**63 - 1),
+            "number": check.int_range(number, "number", 1, MAX_NUMBER),
+        }
+        return await self._pipeline.call(_GET_MSG_LIST, json=body, into=RecordPage)
+
+    async def iter(
+        self, start: Timestamp, end: Timestamp, *, number: int = MAX_NUMBER
+    ) -> AsyncIterator[Record]:
+        """Every record with ``start <= time <= end``, oldest window first, for any range length.
+
+        ``number`` is the page size (1-10,000). Records stream page by page.
+        """
+        starttime, endtime = _window(start, end)
+        check.int_range(number, "number", 1, MAX_NUMBER)
+        window_start = starttime
+        while window_start <= endtime:
+            window_end = min(window_start + WINDOW_SECONDS - 1, endtime)
+            async for record in self._iter_window(window_start, window_end, number):
+                yield record
+            window_start = window_end + 1
+
+    async def _iter_window(
+        self, starttime: int, endtime: int, number: int
+    ) -> AsyncIterator[Record]:
+        msgid = 1
+        last: Record | None = None
+        while True:
+            page = await self._page(starttime, endtime, msgid, number)
+            records = page.records
+            if records and last is not None and records[0] == last:
+                records = records[1:]  # the boundary record, repeated from the previous page
+            for record in records:
+                yield record
+            if not page.records or len(page.records) < number:
+                return
+            last = page.records[-1]
+            # WeChat's msgid is where the next page starts; never stand still.
+            msgid = page.msgid if page.msgid > msgid else msgid + 1
+
+
+def _window(start: Timestamp, end: Timestamp) -> tuple[int, int]:
+    starttime = check.unix_seconds(start, "start")
+    endtime = check.unix_seconds(end, "end")
+    if endtime <= starttime:
+        raise ValidationError("end", "must be after start", end)
+    return starttime, endtime
