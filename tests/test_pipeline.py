@@ -1,0 +1,323 @@
+"""The request pipeline: wire format, decoding, errcode mapping, retries, client options."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from wechat_kf import (
+    ERRCODE_CLASSES,
+    APIError,
+    AsyncWeChat,
+    ConnectFailedError,
+    ConnectionLostError,
+    HTTPStatusError,
+    MalformedResponseError,
+    MinuteQuotaError,
+    ResponseTimeoutError,
+    ServerBusyError,
+    Text,
+)
+from wechat_kf.testing import FakeWeChat
+
+from .conftest import SleepRecorder
+
+pytestmark = pytest.mark.anyio
+
+KF_LIST = "/cgi-bin/customservice/getkflist"
+SEND = "/cgi-bin/message/custom/send"
+ADD = "/customservice/kfaccount/add"
+
+
+# ---------------------------------------------------------------- wire format
+
+
+async def test_json_body_is_raw_utf8_and_compact(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.kf.add("kf_1@service", "客服<小王>&")
+    (request,) = fake.requests_to(ADD)
+    assert request.body == '{"kf_account":"kf_1@service","nickname":"客服<小王>&"}'.encode()
+    assert b"\\u" not in request.body
+
+
+async def test_at_sign_in_query_is_not_escaped(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    fake.add_agent("kf_1@service", "Ann")
+    await wx.session.list("kf_1@service")
+    (request,) = fake.requests_to("/customservice/kfsession/getsessionlist")
+    assert request.raw_query.endswith("&kf_account=kf_1@service")
+    assert "%40" not in request.raw_query
+
+
+async def test_json_labelled_text_plain_is_decoded(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.access_token()
+    body = b'{"kf_list":[{"kf_account":"a@b","kf_nick":"n","kf_id":1001}]}'
+    fake.inject(KF_LIST, malformed=body)  # served as 200 with the fake's default content type
+    (account,) = await wx.kf.list()
+    assert account.kf_id == "1001"
+
+
+# ---------------------------------------------------------------- errcode mapping
+
+
+@pytest.mark.parametrize(("errcode", "cls"), sorted(ERRCODE_CLASSES.items()))
+async def test_errcode_maps_to_its_class(
+    fake: FakeWeChat, wx: AsyncWeChat, errcode: int, cls: type[APIError]
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=errcode, errmsg="some reason", times=10)
+    with pytest.raises(cls) as info:
+        await wx.kf.list()
+    error = info.value
+    assert type(error) is cls
+    assert error.errcode == errcode
+    assert error.errmsg.startswith("some reason rid: ")
+    assert error.rid is not None
+    assert error.rid in error.errmsg
+
+
+async def test_unknown_errcode_is_a_plain_api_error(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=99999, errmsg="new thing hint: [AbC-123]")
+    with pytest.raises(APIError) as info:
+        await wx.kf.list()
+    assert type(info.value) is APIError
+    assert info.value.rid == "AbC-123"
+
+
+# ---------------------------------------------------------------- retries
+
+
+async def test_busy_is_retried_with_backoff(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=-1, times=2)
+    assert await wx.kf.list() == []
+    assert len(fake.requests_to(KF_LIST)) == 3
+    assert len(sleeps.delays) == 2
+    assert 0.375 <= sleeps.delays[0] <= 0.5  # 0.5 s × jitter in [0.75, 1]
+    assert 0.75 <= sleeps.delays[1] <= 1.0
+
+
+async def test_retries_stop_at_max_retries(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=-1, times=10)
+    with pytest.raises(ServerBusyError):
+        await wx.kf.list()
+    assert len(fake.requests_to(KF_LIST)) == 3  # 1 + max_retries (2)
+    assert len(sleeps.delays) == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_http_errors_are_retried_for_reads(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, status: int
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, status=status)
+    assert await wx.kf.list() == []
+    assert len(fake.requests_to(KF_LIST)) == 2
+
+
+async def test_retry_after_is_honoured(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, status=429, retry_after="7")
+    await wx.kf.list()
+    assert sleeps.delays == [7.0]
+
+
+async def test_too_long_retry_after_gives_up(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, status=503, retry_after="3600")
+    with pytest.raises(HTTPStatusError) as info:
+        await wx.kf.list()
+    assert info.value.status_code == 503
+    assert info.value.retry_after == 3600
+    assert sleeps.delays == []
+
+
+async def test_minute_quota_read_waits_for_next_minute(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=45011)
+    await wx.kf.list()
+    (delay,) = sleeps.delays
+    assert 0.5 <= delay <= 60.5
+
+
+async def test_send_is_not_retried_on_minute_quota(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    fake.user_says("user-1")
+    fake.inject(SEND, errcode=45011)
+    with pytest.raises(MinuteQuotaError):
+        await wx.message.send("user-1", Text(content="hi"))
+    assert len(fake.requests_to(SEND)) == 1
+
+
+async def test_send_is_retried_when_wechat_is_busy(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    fake.user_says("user-1")
+    fake.inject(SEND, errcode=-1)
+    await wx.message.send("user-1", Text(content="hi"))
+    assert len(fake.requests_to(SEND)) == 2
+    assert len(fake.sent_to("user-1")) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_send_is_not_retried_on_http_errors(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, status: int
+) -> None:
+    fake.user_says("user-1")
+    fake.inject(SEND, status=status)
+    with pytest.raises(HTTPStatusError):
+        await wx.message.send("user-1", Text(content="hi"))
+    assert len(fake.requests_to(SEND)) == 1
+    assert sleeps.delays == []
+
+
+async def test_send_is_never_retried_after_a_read_timeout(fake: FakeWeChat) -> None:
+    fake.user_says("user-1")
+    fake.inject(SEND, delay=0.5)  # processed: the message reaches the user, the answer is late
+    async with fake.client(timeout=0.05) as wx:
+        with pytest.raises(ResponseTimeoutError) as info:
+            await wx.message.send("user-1", Text(content="hi"))
+    assert info.value.may_have_reached_wechat
+    assert len(fake.requests_to(SEND)) == 1
+    assert len(fake.sent_to("user-1")) == 1
+
+
+async def test_read_is_retried_after_a_read_timeout(fake: FakeWeChat) -> None:
+    sleeps = SleepRecorder()
+    async with fake.client(timeout=0.05, sleep=sleeps) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, delay=0.5)
+        assert await wx.kf.list() == []
+    assert len(fake.requests_to(KF_LIST)) == 2
+
+
+async def test_send_is_retried_when_the_connection_failed(fake: FakeWeChat) -> None:
+    fake.user_says("user-1")
+    sleeps = SleepRecorder()
+    async with fake.client(sleep=sleeps) as wx:
+        fake.inject(SEND, connect_error=True)
+        await wx.message.send("user-1", Text(content="hi"))
+    assert len(fake.sent_to("user-1")) == 1
+    assert len(sleeps.delays) == 1
+
+
+async def test_connection_failure_is_typed_and_chained() -> None:
+    # Nothing listens on port 1 of loopback: the connection is refused.
+    async with AsyncWeChat("wxapp", "secret", base_url="http://127.0.0.1:1", sleep=_no_sleep) as wx:
+        with pytest.raises(ConnectFailedError) as info:
+            await wx.access_token()
+    assert info.value.may_have_reached_wechat is False
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+async def test_reset_on_loopback_is_connection_lost_and_send_not_retried(
+    fake: FakeWeChat,
+) -> None:
+    with fake.serve() as server:
+        fake.user_says("user-1")
+        async with AsyncWeChat(
+            fake.appid, fake.secret, base_url=server.base_url, sleep=_no_sleep
+        ) as wx:
+            await wx.access_token()
+            fake.inject(SEND, reset=True, processed=True)
+            with pytest.raises(ConnectionLostError) as info:
+                await wx.message.send("user-1", Text(content="hi"))
+    assert info.value.may_have_reached_wechat
+    assert len(fake.requests_to(SEND)) == 1
+    assert len(fake.sent_to("user-1")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>502 Bad Gateway</html>", b'{"kf_list": ', b"[1, 2]", b"", b'{"errcode": "x"}'],
+)
+async def test_malformed_answers_are_typed(fake: FakeWeChat, wx: AsyncWeChat, body: bytes) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, malformed=body)
+    with pytest.raises(MalformedResponseError):
+        await wx.kf.list()
+
+
+async def test_wrong_shape_is_typed(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, malformed=b'{"kf_list": [{"kf_nick": "no account"}]}')
+    with pytest.raises(MalformedResponseError, match="KfList|kf_account"):
+        await wx.kf.list()
+
+
+# ---------------------------------------------------------------- client options and lifecycle
+
+
+async def test_with_options_shares_http_client_and_tokens(
+    fake: FakeWeChat, sleeps: SleepRecorder
+) -> None:
+    async with fake.client(sleep=sleeps) as wx:
+        patient = wx.with_options(max_retries=5, timeout=30)
+        assert patient.tokens is wx.tokens
+        assert patient._http is wx._http
+        assert patient.appid == wx.appid
+        await wx.access_token()
+        fake.inject(KF_LIST, errcode=-1, times=4)
+        await patient.kf.list()
+        assert len(fake.requests_to(KF_LIST)) == 5
+        fake.inject(KF_LIST, errcode=-1, times=4)
+        with pytest.raises(ServerBusyError):
+            await wx.kf.list()  # the original keeps its 2 retries
+        await patient.aclose()  # the copy does not own the HTTP client
+        assert not wx._http.is_closed
+    assert wx._http.is_closed
+    assert len(fake.token_requests) == 1
+
+
+async def test_user_http_client_is_not_closed(fake: FakeWeChat) -> None:
+    http = fake.http_client()
+    async with AsyncWeChat(fake.appid, fake.secret, http_client=http) as wx:
+        await wx.access_token()
+    assert not http.is_closed
+    await http.aclose()
+
+
+async def test_own_http_client_has_a_large_keepalive_pool() -> None:
+    async with AsyncWeChat("wxapp", "secret") as wx:
+        pool = wx._http._transport._pool  # type: ignore[attr-defined]
+        assert pool._max_keepalive_connections >= 100
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"appid": ""}, "appid"),
+        ({"secret": ""}, "secret"),
+        ({"base_url": "ftp://x"}, "base_url"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"token_endpoint": "magic"}, "token_endpoint"),
+        ({"refresh_margin": -1}, "refresh_margin"),
+    ],
+)
+def test_contradictory_configuration_is_refused(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"appid": "wxapp", "secret": "s", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        AsyncWeChat(**args)  # type: ignore[arg-type]
+
+
+async def test_loopback_keeps_connections_alive(fake: FakeWeChat) -> None:
+    with fake.serve() as server:
+        async with AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url) as wx:
+            for _ in range(20):
+                await wx.kf.list()
+        assert server.connections_made == 1

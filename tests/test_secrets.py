@@ -1,0 +1,87 @@
+"""No access token, appsecret or AES key in any repr, log record, exception text or URL."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import pytest
+
+from wechat_kf import AccessToken, AsyncWeChat, MemoryTokenStore, WeChatError
+from wechat_kf._redaction import redact
+from wechat_kf.testing import FakeWeChat
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "fake-app-secret"
+
+
+def _everything_logged(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("endpoint", ["stable", "classic"])
+async def test_logs_never_hold_the_token_or_secret(
+    fake: FakeWeChat, caplog: pytest.LogCaptureFixture, endpoint: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid, SECRET, base_url=server.base_url, token_endpoint=endpoint
+        ) as wx:
+            token = await wx.access_token()
+            await wx.kf.list()
+            fake.invalidate_tokens()
+            await wx.kf.list()
+            new_token = await wx.access_token()
+    logged = _everything_logged(caplog)
+    assert "HTTP Request: GET" in logged  # httpx's INFO line was emitted...
+    assert "access_token=***" in logged  # ...and redacted
+    assert token not in logged
+    assert new_token not in logged
+    assert SECRET not in logged
+
+
+async def test_exceptions_never_hold_the_token(fake: FakeWeChat) -> None:
+    async with fake.client(timeout=0.05, max_retries=0) as wx:
+        token = await wx.access_token()
+        fake.inject("/cgi-bin/customservice/getkflist", delay=1)
+        with pytest.raises(WeChatError) as info:
+            await wx.kf.list()
+    text = "".join(traceback.format_exception(info.value))
+    assert token not in text
+    cause = info.value.__cause__
+    assert cause is not None
+    assert token not in str(cause.request.url)  # type: ignore[attr-defined]
+    assert "access_token=***" in str(cause.request.url)  # type: ignore[attr-defined]
+
+
+async def test_reprs_show_no_secret(fake: FakeWeChat) -> None:
+    store = MemoryTokenStore()
+    async with fake.client(token_store=store) as wx:
+        token = await wx.access_token()
+        texts = [repr(wx), repr(wx.tokens), repr(store), repr(await store.get(fake.appid))]
+        texts += [repr(wx.kf), repr(wx.tokens._fetch), str(vars(wx.tokens).get("_fetch"))]
+    assert repr(wx) == f"AsyncWeChat(appid={fake.appid!r})"
+    for text in texts:
+        assert token not in text
+        assert SECRET not in text
+    assert "***" in repr(AccessToken(token, 0))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://x/y?access_token=abc.def-1&b=2", "https://x/y?access_token=***&b=2"),
+        ("GET /cgi-bin/token?appid=wx1&secret=s3cr3t", "GET /cgi-bin/token?appid=wx1&secret=***"),
+        ('{"appid":"wx1","secret":"s\\"3"}', '{"appid":"wx1","secret":"***"}'),
+        (
+            '{"access_token": "T", "expires_in": 7200}',
+            '{"access_token": "***", "expires_in": 7200}',
+        ),
+        ("encoding_aes_key=abc", "encoding_aes_key=***"),
+        ("nothing to hide", "nothing to hide"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected

@@ -1,0 +1,282 @@
+"""Token lifecycle against the fake WeChat: single flight, refresh ahead, recovery, limits."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from wechat_kf import (
+    AccessToken,
+    AccessTokenError,
+    AsyncWeChat,
+    ConfigurationError,
+    ForceRefreshLimitedError,
+    MemoryTokenStore,
+    ResponseTimeoutError,
+    TokenRefreshTimeoutError,
+)
+from wechat_kf.testing import FakeWeChat
+
+from .conftest import SleepRecorder
+
+pytestmark = pytest.mark.anyio
+
+KF_LIST = "/cgi-bin/customservice/getkflist"
+STABLE = "/cgi-bin/stable_token"
+CLASSIC = "/cgi-bin/token"
+
+
+async def test_200_concurrent_cold_calls_fetch_one_token(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    tokens: list[str] = []
+
+    async def call() -> None:
+        tokens.append(await wx.access_token())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(call)
+
+    assert len(fake.token_requests) == 1
+    assert len(set(tokens)) == 1
+    assert wx.tokens.fetch_count == 1
+
+
+async def test_stable_token_request_on_the_wire(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.access_token()
+    (request,) = fake.token_requests
+    assert request.method == "POST"
+    assert request.path == STABLE
+    assert request.raw_query == ""
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {
+        "grant_type": "client_credential",
+        "appid": fake.appid,
+        "secret": fake.secret,
+    }
+    assert b" " not in request.body  # compact
+
+
+async def test_classic_token_request_on_the_wire(fake: FakeWeChat) -> None:
+    async with fake.client(token_endpoint="classic") as wx:
+        await wx.access_token()
+    (request,) = fake.token_requests
+    assert request.method == "GET"
+    assert request.path == CLASSIC
+    assert request.query == {
+        "grant_type": "client_credential",
+        "appid": fake.appid,
+        "secret": fake.secret,
+    }
+    assert request.body == b""
+
+
+async def test_token_is_injected_in_the_query(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.kf.list()
+    token = await wx.access_token()
+    (api_call,) = fake.requests_to(KF_LIST)
+    assert api_call.raw_query == f"access_token={token}"
+
+
+async def test_fresh_token_is_reused_without_store_reads(fake: FakeWeChat) -> None:
+    class CountingStore(MemoryTokenStore):
+        reads = 0
+
+        async def get(self, appid: str) -> AccessToken | None:
+            self.reads += 1
+            return await super().get(appid)
+
+    store = CountingStore()
+    async with fake.client(token_store=store) as wx:
+        for _ in range(20):
+            await wx.kf.list()
+    assert store.reads == 1  # the cold double-check only
+    assert len(fake.token_requests) == 1
+
+
+async def test_token_near_expiry_is_refreshed_ahead(fake: FakeWeChat) -> None:
+    store = MemoryTokenStore()
+    old = fake.issue_token()
+    await store.set(fake.appid, AccessToken(old, time.time() + 100))  # inside the 300 s margin
+    async with fake.client(token_store=store) as wx:
+        token = await wx.access_token()
+    assert len(fake.token_requests) == 1
+    stored = await store.get(fake.appid)
+    assert stored is not None
+    assert stored.value == token
+    assert stored.remaining() > 7000
+
+
+async def test_refresh_margin_is_configurable(fake: FakeWeChat) -> None:
+    store = MemoryTokenStore()
+    await store.set(fake.appid, AccessToken(fake.issue_token(), time.time() + 100))
+    async with fake.client(token_store=store, refresh_margin=60) as wx:
+        await wx.access_token()
+    assert fake.token_requests == []
+
+
+async def test_store_shared_between_clients_fetches_once(fake: FakeWeChat) -> None:
+    store = MemoryTokenStore()
+    async with fake.client(token_store=store) as one, fake.client(token_store=store) as two:
+        assert await one.access_token() == await two.access_token()
+    assert len(fake.token_requests) == 1
+
+
+async def test_rejected_token_is_refreshed_and_request_resent_once(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    first = await wx.access_token()
+    fake.invalidate_tokens()  # the server forgets it: next call answers 40001
+    accounts = await wx.kf.list()
+    assert accounts == []
+    calls = fake.requests_to(KF_LIST)
+    assert [c.access_token for c in calls][0] == first
+    assert len(calls) == 2
+    assert calls[1].access_token != first
+    assert len(fake.token_requests) == 2
+
+
+async def test_expired_token_42001_recovers(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.kf.list()
+    fake.clock.advance(7201)  # server side: the token expired (the SDK's clock did not move)
+    await wx.kf.list()
+    assert len(fake.requests_to(KF_LIST)) == 3
+    assert len(fake.token_requests) == 2
+
+
+async def test_50_concurrent_rejections_cause_one_refresh(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    fake.invalidate_tokens()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(wx.kf.list)
+
+    assert len(fake.token_requests) == 2  # the cold fetch and exactly one refresh
+    assert len(fake.requests_to(KF_LIST)) == 100  # each call: rejected once, resent once
+
+
+async def test_token_recovery_is_bounded(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=40001, times=5)
+    with pytest.raises(AccessTokenError) as info:
+        await wx.kf.list()
+    assert info.value.errcode == 40001
+    assert len(fake.requests_to(KF_LIST)) == 2  # sent, resent once with a fresh token, stop
+
+
+async def test_stable_refetch_returning_the_rejected_token_forces_refresh(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    token = await wx.access_token()
+    fake.inject(
+        KF_LIST, errcode=40001
+    )  # WeChat rejects a token the stable endpoint still hands out
+    await wx.kf.list()
+    bodies = [r.json() for r in fake.token_requests]
+    assert [b.get("force_refresh") for b in bodies] == [None, None, True]
+    calls = fake.requests_to(KF_LIST)
+    assert calls[0].access_token == token
+    assert calls[1].access_token != token
+    assert await wx.access_token() == calls[1].access_token
+
+
+async def test_force_refresh_respects_the_30_second_interval(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, errcode=40001)
+    await wx.kf.list()  # first forced refresh: allowed
+    fake.inject(KF_LIST, errcode=40001)
+    with pytest.raises(ForceRefreshLimitedError, match="30 s"):
+        await wx.kf.list()
+    forced = [r for r in fake.token_requests if r.json().get("force_refresh")]
+    assert len(forced) == 1
+
+
+@pytest.mark.parametrize(
+    ("errcode", "fix"),
+    [
+        (40013, "appid"),
+        (40125, "appsecret"),
+        (40164, "whitelist"),
+        (61004, "whitelist"),
+        (89503, "administrator"),
+        (40243, "frozen"),
+    ],
+)
+async def test_configuration_errors_are_never_retried(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, errcode: int, fix: str
+) -> None:
+    fake.inject(STABLE, errcode=errcode, times=5)
+    with pytest.raises(ConfigurationError) as info:
+        await wx.access_token()
+    assert info.value.errcode == errcode
+    assert fix in str(info.value)
+    assert len(fake.token_requests) == 1
+    assert sleeps.delays == []
+
+
+async def test_wrong_secret_is_a_configuration_error(fake: FakeWeChat) -> None:
+    async with AsyncWeChat(
+        fake.appid, "wrong", http_client=fake.http_client(), token_endpoint="classic"
+    ) as wx:
+        with pytest.raises(ConfigurationError) as info:
+            await wx.kf.list()
+    # The classic endpoint says 40001 for a wrong secret: not a stale token, no refresh loop.
+    assert info.value.errcode == 40001
+    assert "appsecret" in str(info.value)
+    assert len(fake.token_requests) == 1
+
+
+async def test_busy_token_endpoint_is_retried(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    fake.inject(STABLE, errcode=-1, times=2)
+    await wx.access_token()
+    assert len(fake.token_requests) == 3
+    assert len(sleeps.delays) == 2
+
+
+async def test_token_fetch_timeout(fake: FakeWeChat) -> None:
+    fake.inject(STABLE, delay=1.0)
+    async with fake.client(token_fetch_timeout=0.05, max_retries=0) as wx:
+        with pytest.raises(ResponseTimeoutError):
+            await wx.access_token()
+
+
+async def test_waiting_for_the_refresh_lock_times_out(fake: FakeWeChat) -> None:
+    fake.inject(STABLE, delay=0.5)
+    errors: list[BaseException] = []
+    async with fake.client(token_lock_timeout=0.1) as wx:
+
+        async def slow_holder() -> None:
+            await wx.access_token()
+
+        async def waiter() -> None:
+            await anyio.sleep(0.02)
+            try:
+                await wx.access_token()
+            except TokenRefreshTimeoutError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow_holder)
+            tg.start_soon(waiter)
+    assert len(errors) == 1
+    assert "0.1 s" in str(errors[0])
+
+
+async def test_classic_tokens_invalidate_each_other_after_the_overlap(fake: FakeWeChat) -> None:
+    async with (
+        fake.client(token_endpoint="classic") as one,
+        fake.client(token_endpoint="classic") as two,
+    ):
+        await one.kf.list()
+        await two.kf.list()  # a second fetch: the first token now lives 5 more minutes
+        fake.clock.advance(301)
+        await one.kf.list()  # 40001 at the server, recovered with one more fetch
+    assert len(fake.token_requests) == 3

@@ -1,0 +1,177 @@
+"""The fake WeChat's own semantics: tokens, faults, request log, both serving modes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from wechat_kf.testing import FakeWeChat
+
+pytestmark = pytest.mark.anyio
+
+
+async def _get(fake: FakeWeChat, path: str, **params: str) -> dict[str, object]:
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        response = await http.get(path, params=params)
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _stable(fake: FakeWeChat, **extra: object) -> dict[str, object]:
+    body = {"grant_type": "client_credential", "appid": fake.appid, "secret": fake.secret}
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        response = await http.post("/cgi-bin/stable_token", json={**body, **extra})
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def _classic(fake: FakeWeChat) -> dict[str, object]:
+    return await _get(
+        fake,
+        "/cgi-bin/token",
+        grant_type="client_credential",
+        appid=fake.appid,
+        secret=fake.secret,
+    )
+
+
+async def test_stable_token_is_the_same_while_valid(fake: FakeWeChat) -> None:
+    first = await _stable(fake)
+    fake.clock.advance(1000)
+    second = await _stable(fake)
+    assert first["access_token"] == second["access_token"]
+    assert first["expires_in"] == 7200
+    assert second["expires_in"] == 6200
+
+
+async def test_stable_token_rotates_five_minutes_early(fake: FakeWeChat) -> None:
+    first = await _stable(fake)
+    fake.clock.advance(7200 - 299)
+    second = await _stable(fake)
+    assert second["access_token"] != first["access_token"]
+    fake.check_token(str(first["access_token"]))  # the old one still works until it expires
+
+
+async def test_stable_force_refresh_invalidates_and_is_limited(fake: FakeWeChat) -> None:
+    first = await _stable(fake)
+    forced = await _stable(fake, force_refresh=True)
+    assert forced["access_token"] != first["access_token"]
+    assert (await _stable(fake, force_refresh=True))["errcode"] == 45011  # < 30 s apart
+    with pytest.raises(Exception, match="invalid credential"):
+        fake.check_token(str(first["access_token"]))
+
+
+async def test_classic_fetch_invalidates_previous_after_overlap(fake: FakeWeChat) -> None:
+    first = str((await _classic(fake))["access_token"])
+    second = str((await _classic(fake))["access_token"])
+    assert first != second
+    fake.check_token(first)  # both work during the overlap
+    fake.clock.advance(301)
+    with pytest.raises(Exception, match="expired"):
+        fake.check_token(first)
+    fake.check_token(second)
+
+
+async def test_configurable_expires_in() -> None:
+    fake = FakeWeChat(expires_in=600)
+    assert (await _classic(fake))["expires_in"] == 600
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "errcode"),
+    [("/cgi-bin/nope", "GET", 40066), ("/cgi-bin/stable_token", "GET", 43002)],
+)
+async def test_unknown_path_and_wrong_method(
+    fake: FakeWeChat, path: str, method: str, errcode: int
+) -> None:
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        response = await http.request(method, path)
+    assert response.json()["errcode"] == errcode
+    assert " rid: " in response.json()["errmsg"]
+
+
+async def test_form_encoded_stable_token_is_41002(fake: FakeWeChat) -> None:
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        response = await http.post(
+            "/cgi-bin/stable_token",
+            data={"grant_type": "client_credential", "appid": fake.appid, "secret": fake.secret},
+        )
+    assert response.json()["errcode"] == 41002
+
+
+async def test_faults_apply_in_order_then_stop(fake: FakeWeChat) -> None:
+    fake.inject("/cgi-bin/stable_token", errcode=-1, times=2)
+    fake.inject("/cgi-bin/stable_token", status=503)
+    answers = []
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        for _ in range(4):
+            response = await http.post(
+                "/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": fake.appid,
+                    "secret": fake.secret,
+                },
+            )
+            answers.append(
+                response.status_code
+                if response.status_code != 200
+                else response.json().get("errcode", 0)
+            )
+    assert answers == [-1, -1, 503, 0]
+    assert len(fake.requests) == 4
+
+
+async def test_loopback_server_answers_like_in_process(fake: FakeWeChat) -> None:
+    with fake.serve() as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            response = await http.post(
+                "/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": fake.appid,
+                    "secret": fake.secret,
+                },
+            )
+            chunked = await http.post(
+                "/cgi-bin/stable_token",
+                content=_chunks(
+                    [
+                        b'{"grant_type":"client_credential",',
+                        f'"appid":"{fake.appid}","secret":"{fake.secret}"}}'.encode(),
+                    ]
+                ),
+                headers={"Content-Type": "application/json"},
+            )
+    assert response.json()["expires_in"] == 7200
+    assert chunked.json()["access_token"] == response.json()["access_token"]
+
+
+async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_loopback_reset_and_delay(fake: FakeWeChat) -> None:
+    with fake.serve() as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=0.1) as http:
+            fake.inject("/cgi-bin/token", reset=True)
+            with pytest.raises(httpx.TransportError):
+                await http.get("/cgi-bin/token")
+            fake.inject("/cgi-bin/token", delay=1.0)
+            with pytest.raises(httpx.ReadTimeout):
+                await http.get("/cgi-bin/token")
+
+
+def test_request_log_is_bounded() -> None:
+    fake = FakeWeChat(log_limit=3)
+    for _ in range(5):
+        fake.handle("GET", "/x", "", {}, b"")
+    assert len(fake.requests) == 3
+
+
+def test_recorded_request_repr_redacts() -> None:
+    fake = FakeWeChat()
+    fake.handle("GET", "/x", "access_token=SECRET-TOKEN&a=1", {}, b"")
+    assert "SECRET-TOKEN" not in repr(fake.requests[0])
+    assert fake.requests[0].access_token == "SECRET-TOKEN"
