@@ -15,6 +15,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn
 
+from wechat_kf._enums import OpenIntEnum, OpenStrEnum
 from wechat_kf._errors import MalformedResponseError
 
 __all__ = ["converter", "structure", "to_datetime", "unstructure"]
@@ -65,9 +66,10 @@ converter.register_structure_hook_func(
     lambda cls: cls == (datetime | None),
     lambda value, _: None if value in (None, 0, "0", "") else to_datetime(value),
 )
-converter.register_structure_hook_func(
-    lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum), _structure_enum
-)
+# Enums first by singledispatch: an IntEnum would otherwise take the int hook above.
+converter.register_structure_hook(OpenIntEnum, _structure_enum)
+converter.register_structure_hook(OpenStrEnum, _structure_enum)
+converter.register_structure_hook(enum.Enum, _structure_enum)
 converter.register_unstructure_hook_factory(
     attrs.has,
     lambda cls: make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True),

@@ -1,0 +1,132 @@
+"""``wx.records``: one page on the wire, and ``iter()`` over any range: tiling, paging, dedupe."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from wechat_kf import AsyncWeChat, OperCode, Record, ValidationError
+from wechat_kf.testing import FakeWeChat
+
+pytestmark = pytest.mark.anyio
+
+GET_MSG_LIST = "/customservice/msgrecord/getmsglist"
+T0 = 1_700_000_000
+DAY = 86400
+
+
+def _seed(fake: FakeWeChat, times: list[int]) -> None:
+    for n, t in enumerate(times):
+        fake.add_record(f"user-{n}", 2002, f"text {n}", worker="kf_1@service", time=t)
+
+
+async def test_page_on_the_wire_and_typed(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    fake.add_record("user-1", 2002, " 您好，客服test1为您服务。", "test1@test", time=T0 + 10)
+    fake.add_record("user-1", 9999, "a code WeChat adds tomorrow", "test1@test", time=T0 + 11)
+    start = datetime.fromtimestamp(T0, timezone.utc)
+    page = await wx.records.page(start, T0 + 3600, msgid=1, number=10)
+    (request,) = fake.requests_to(GET_MSG_LIST)
+    assert (
+        request.body == f'{{"starttime":{T0},"endtime":{T0 + 3600},"msgid":1,"number":10}}'.encode()
+    )
+    assert page.number == 2
+    first, second = page.records
+    assert first == Record(
+        openid="user-1",
+        opercode=OperCode.AGENT_SENT_MESSAGE,
+        text=" 您好，客服test1为您服务。",
+        time=datetime.fromtimestamp(T0 + 10, timezone.utc),
+        worker="test1@test",
+    )
+    assert second.opercode == 9999
+    assert second.opercode.name == "UNKNOWN_9999"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "kwargs", "field"),
+    [
+        (T0, T0 + DAY + 1, {}, "end"),
+        (T0, T0, {}, "end"),
+        (T0 + 10, T0, {}, "end"),
+        (T0, T0 + 10, {"number": 0}, "number"),
+        (T0, T0 + 10, {"number": 10_001}, "number"),
+        (T0, T0 + 10, {"msgid": 0}, "msgid"),
+        (datetime(2024, 1, 1), T0, {}, "start"),  # naive: refused, never guessed
+        (T0, datetime(2030, 1, 1), {}, "end"),
+        (-5, T0, {}, "start"),
+        ("2024-01-01", T0, {}, "start"),
+    ],
+)
+async def test_page_validation(
+    fake: FakeWeChat,
+    wx: AsyncWeChat,
+    start: object,
+    end: object,
+    kwargs: dict[str, int],
+    field: str,
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        await wx.records.page(start, end, **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert not fake.requests_to(GET_MSG_LIST)
+
+
+async def test_a_full_24h_window_is_allowed(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    page = await wx.records.page(T0, T0 + DAY)
+    assert page.records == []
+
+
+@pytest.mark.parametrize("inclusive", [True, False])
+@pytest.mark.parametrize("number", [1, 2, 3, 10_000])
+async def test_iter_pages_and_drops_boundary_repeats(
+    fake: FakeWeChat, wx: AsyncWeChat, inclusive: bool, number: int
+) -> None:
+    fake.records_msgid_inclusive = inclusive
+    _seed(fake, [T0 + n for n in range(7)])
+    texts = [r.text async for r in wx.records.iter(T0, T0 + 100, number=number)]
+    assert texts == [f"text {n}" for n in range(7)]
+
+
+async def test_iter_tiles_a_month_with_no_gap_and_no_overlap(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    # Records on every window boundary second, and either side of it.
+    times = sorted({T0 + k * DAY + d for k in range(31) for d in (-1, 0, 1)} - {T0 - 1})
+    _seed(fake, times)
+    end = T0 + 30 * DAY + 1
+    got = [r.time async for r in wx.records.iter(T0, end)]
+    assert got == [datetime.fromtimestamp(t, timezone.utc) for t in times if t <= end]
+    windows = [r.json() for r in fake.requests_to(GET_MSG_LIST)]
+    spans = [(w["starttime"], w["endtime"]) for w in windows if w["msgid"] == 1]
+    assert spans[0][0] == T0
+    assert spans[-1][1] == end
+    for (_, prev_end), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert next_start == prev_end + 1  # no gap, no overlap
+    assert all(e - s < DAY for s, e in spans)
+
+
+async def test_iter_accepts_aware_datetimes(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    _seed(fake, [T0 + 5])
+    start = datetime.fromtimestamp(T0, timezone(timedelta(hours=8)))  # Beijing time
+    records = [r async for r in wx.records.iter(start, start + timedelta(days=3))]
+    assert len(records) == 1
+
+
+async def test_iter_streams_with_flat_memory(fake: FakeWeChat) -> None:
+    # 30,000 records over a month, paged 500 at a time: only a page is ever held.
+    _seed(fake, [T0 + n * 86 for n in range(30_000)])
+    async with fake.client() as wx:
+        count = 0
+        tracemalloc.start()
+        try:
+            async for _ in wx.records.iter(T0, T0 + 31 * DAY, number=500):
+                count += 1
+                if count == 1000:
+                    tracemalloc.reset_peak()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert count == 30_000
+    assert peak < 5_000_000  # far below 30,000 records held at once
