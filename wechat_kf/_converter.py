@@ -8,6 +8,7 @@ turn ``None`` into an absent key on the way out (WeChat wants no ``null``\\s).
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime, timezone
 from typing import Any, Final, TypeVar
 
@@ -24,13 +25,16 @@ T = TypeVar("T")
 
 converter: Final = cattrs.Converter(forbid_extra_keys=False)
 
+#: An integer as WeChat sometimes sends it: a string of ASCII digits.
+INTEGER: Final = re.compile(r"-?[0-9]{1,30}")
+
 
 def _strict_int(value: object) -> int:
     if isinstance(value, bool):
         raise TypeError(f"expected an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and INTEGER.fullmatch(value.strip()):
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)

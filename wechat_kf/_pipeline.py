@@ -19,7 +19,7 @@ from urllib.parse import quote
 import attrs
 import httpx
 
-from wechat_kf._converter import structure
+from wechat_kf._converter import INTEGER, structure
 from wechat_kf._errors import (
     APIError,
     ConnectFailedError,
@@ -93,7 +93,7 @@ def errcode_of(payload: Mapping[str, Any]) -> int:
     errcode = payload.get("errcode", 0)
     if isinstance(errcode, int) and not isinstance(errcode, bool):
         return errcode
-    if isinstance(errcode, str) and errcode.strip().lstrip("-").isdigit():
+    if isinstance(errcode, str) and INTEGER.fullmatch(errcode.strip()):
         return int(errcode)
     raise MalformedResponseError(f"errcode is not an integer: {type(errcode).__name__}")
 
