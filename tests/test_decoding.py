@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -98,7 +99,5 @@ def test_hostile_bodies() -> None:
 
 
 def test_huge_numbers_are_malformed_not_crashes() -> None:
-    try:
+    with contextlib.suppress(MalformedResponseError):
         decode_body(b'{"count": ' + b"9" * 5000 + b"}")
-    except MalformedResponseError:
-        pass

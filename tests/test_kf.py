@@ -36,8 +36,10 @@ async def test_list_on_the_wire_and_typed(fake: FakeWeChat, wx: AsyncWeChat) -> 
     # kf_id drifts between str and int on the wire; one type comes out.
     assert (first.kf_id, second.kf_id) == ("1001", "1002")
     assert first.kf_nick == "小王"
-    assert first.is_bound and first.kf_wx == "agent_wx"
-    assert not second.is_bound and second.kf_wx is None
+    assert first.is_bound
+    assert first.kf_wx == "agent_wx"
+    assert not second.is_bound
+    assert second.kf_wx is None
 
 
 async def test_list_online(fake: FakeWeChat, wx: AsyncWeChat) -> None:

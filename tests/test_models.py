@@ -277,7 +277,13 @@ def _drift(value: Any, data: st.DataObject) -> Any:
         return [_drift(v, data) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and data.draw(st.booleans()):
         return str(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10 and data.draw(st.booleans()):
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) < 10
+        and data.draw(st.booleans())
+    ):
         return int(value)
     return value
 

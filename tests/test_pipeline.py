@@ -256,7 +256,7 @@ async def test_malformed_answers_are_typed(fake: FakeWeChat, wx: AsyncWeChat, bo
 async def test_wrong_shape_is_typed(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     await wx.access_token()
     fake.inject(KF_LIST, malformed=b'{"kf_list": [{"kf_nick": "no account"}]}')
-    with pytest.raises(MalformedResponseError, match="KfList|kf_account"):
+    with pytest.raises(MalformedResponseError, match=r"KfList|kf_account"):
         await wx.kf.list()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 
@@ -102,7 +103,7 @@ async def test_iter_tiles_a_month_with_no_gap_and_no_overlap(
     spans = [(w["starttime"], w["endtime"]) for w in windows if w["msgid"] == 1]
     assert spans[0][0] == T0
     assert spans[-1][1] == end
-    for (_, prev_end), (next_start, _) in zip(spans, spans[1:], strict=False):
+    for (_, prev_end), (next_start, _) in itertools.pairwise(spans):
         assert next_start == prev_end + 1  # no gap, no overlap
     assert all(e - s < DAY for s, e in spans)
 

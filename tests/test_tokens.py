@@ -131,7 +131,7 @@ async def test_rejected_token_is_refreshed_and_request_resent_once(
     accounts = await wx.kf.list()
     assert accounts == []
     calls = fake.requests_to(KF_LIST)
-    assert [c.access_token for c in calls][0] == first
+    assert next(c.access_token for c in calls) == first
     assert len(calls) == 2
     assert calls[1].access_token != first
     assert len(fake.token_requests) == 2

@@ -1,0 +1,322 @@
+"""RedisTokenStore against a real redis-server: layout, read-only mode, outages, restarts.
+
+The store contract itself runs in ``test_token_store_contract.py``; the many-process proof in
+``test_multiprocess_tokens.py``. Everything here is asyncio only (redis.asyncio), except the
+test that checks trio gets a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis.asyncio
+
+from tests.redis_server import RedisServer, running_redis
+from wechat_kf import (
+    AccessToken,
+    AsyncWeChat,
+    ForceRefreshLimitedError,
+    TokenError,
+    TokenRefreshTimeoutError,
+    TokenUnavailableError,
+    WeChatError,
+)
+from wechat_kf._redis_store import RedisTokenStore
+from wechat_kf._tokens import TokenManager, TokenStoreError
+from wechat_kf.testing import FakeWeChat
+from wechat_kf.testing.store_contract import CountingFetcher
+
+pytestmark = pytest.mark.anyio
+
+WECHAT = "https://api.weixin.qq.com"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis.asyncio
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, for tests that stop, pause or restart it."""
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisTokenStore]:
+    async with RedisTokenStore.from_url(redis_server.url, prefix=prefix) as store:
+        yield store
+
+
+def read_only_client(fake: FakeWeChat, store: RedisTokenStore) -> AsyncWeChat:
+    return AsyncWeChat(
+        fake.appid, token_store=store, http_client=fake.http_client(), base_url=WECHAT
+    )
+
+
+# ---------------------------------------------------------------------- public surface
+
+
+def test_public_name_and_import_without_redis() -> None:
+    import wechat_kf
+
+    assert wechat_kf.RedisTokenStore is RedisTokenStore
+    # Without redis-py, `import wechat_kf` still works; only RedisTokenStore says what to install.
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None\n"
+        "import wechat_kf\n"
+        "try:\n"
+        "    wechat_kf.RedisTokenStore\n"
+        "except ImportError as exc:\n"
+        "    print('ImportError:', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'wechat_kf[redis]'" in out.stdout
+
+
+async def test_key_layout_and_ttls(store: RedisTokenStore, prefix: str) -> None:
+    appid = "wxlayout"
+    token = AccessToken("v" * 512, time.time() + 7200)
+    await store.set(appid, token)
+    fence = await store.try_lock(appid, 15)
+    assert fence is not None
+    raw = store.redis
+    assert store.token_key(appid) == f"{prefix}{{wxlayout}}:token"
+    fields = await raw.hgetall(store.token_key(appid))
+    assert fields == {b"access_token": b"v" * 512, b"expires_at": repr(token.expires_at).encode()}
+    assert 7200 < await raw.ttl(store.token_key(appid)) <= 7260  # expiry plus a minute of grace
+    assert 0 < await raw.pttl(store.lock_key(appid)) <= 15000
+    assert (await raw.get(store.lock_key(appid))).decode() == fence
+
+
+def test_prefix_must_not_hold_a_hash_tag() -> None:
+    client = redis.asyncio.Redis()
+    with pytest.raises(ValueError, match="prefix"):
+        RedisTokenStore(client, prefix="app{1}:")
+
+
+async def test_decode_responses_client_works(redis_server: RedisServer, prefix: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        store = RedisTokenStore(client, prefix=prefix)
+        token = AccessToken("decoded", time.time() + 60)
+        assert await store.compare_and_set("wxdecode", token, expected=None)
+        assert await store.get("wxdecode") == token
+        fence = await store.try_lock("wxdecode", 5)
+        assert fence is not None
+        assert await store.unlock("wxdecode", fence)
+    finally:
+        await client.aclose()
+
+
+async def test_repr_and_errors_never_show_secrets(store: RedisTokenStore) -> None:
+    assert repr(store).startswith("RedisTokenStore(prefix=")
+    secret_store = RedisTokenStore.from_url("redis://:hunter2@127.0.0.1:1/0")
+    assert "hunter2" not in repr(secret_store)
+    with pytest.raises(TokenStoreError) as info:
+        await secret_store.get("wx")
+    assert "hunter2" not in str(info.value)
+    await secret_store.aclose()
+
+
+async def test_malformed_entry_is_a_typed_error(store: RedisTokenStore) -> None:
+    await store.redis.hset(store.token_key("wxbad"), mapping={"access_token": "x"})
+    with pytest.raises(TokenStoreError, match="malformed"):
+        await store.get("wxbad")
+    await store.redis.delete(store.token_key("wxbad"))
+    await store.redis.set(store.token_key("wxbad"), "a plain string")
+    with pytest.raises(TokenStoreError, match="WRONGTYPE"):
+        await store.get("wxbad")
+
+
+# ---------------------------------------------------------------------- read-only mode
+
+
+async def test_read_only_mode_never_fetches(store: RedisTokenStore) -> None:
+    fake = FakeWeChat()
+    async with read_only_client(fake, store) as wx:
+        assert wx.tokens.read_only
+        with pytest.raises(TokenUnavailableError, match="read-only") as info:
+            await wx.kf.list()
+        assert "no access token" in str(info.value)
+        # The central token service writes the documented hash (any language can do this).
+        value = fake.issue_token()
+        await store.redis.hset(
+            store.token_key(fake.appid),
+            mapping={"access_token": value, "expires_at": str(int(time.time()) + 7000)},
+        )
+        assert await wx.access_token() == value
+        assert await wx.kf.list() == []
+        # WeChat rejects it and the service has not replaced it: say so, do not fetch.
+        fake.invalidate_tokens()
+        with pytest.raises(TokenUnavailableError, match="rejected"):
+            await wx.kf.list()
+        # The service stores a new one: the next call recovers.
+        await store.set(fake.appid, AccessToken(fake.issue_token(), time.time() + 7000))
+        assert await wx.kf.list() == []
+    assert fake.token_requests == []
+
+
+async def test_read_only_mode_reports_an_expired_token(store: RedisTokenStore) -> None:
+    fake = FakeWeChat()
+    await store.set(fake.appid, AccessToken("old", time.time() - 30))
+    async with read_only_client(fake, store) as wx:
+        with pytest.raises(TokenUnavailableError, match="expired"):
+            await wx.access_token()
+    assert fake.token_requests == []
+
+
+def test_read_only_mode_needs_a_store() -> None:
+    with pytest.raises(ValueError, match="token_store"):
+        AsyncWeChat("wx0123456789abcdef")
+
+
+# ---------------------------------------------------------------------- coordination details
+
+
+async def test_waiting_for_another_process_is_bounded(store: RedisTokenStore) -> None:
+    fake = FakeWeChat()
+    # Another process holds the lock and never finishes (it is stuck, its TTL is long).
+    await store.redis.set(store.lock_key(fake.appid), "elsewhere:1:x", px=60_000)
+    async with fake.client(token_store=store, token_lock_timeout=0.5) as wx:
+        started = time.monotonic()
+        with pytest.raises(TokenRefreshTimeoutError, match="another process"):
+            await wx.access_token()
+        assert time.monotonic() - started < 5
+    assert fake.token_requests == []
+
+
+async def test_force_refresh_budget_is_shared(store: RedisTokenStore) -> None:
+    appid = "wxforced"
+
+    class SameToken(CountingFetcher):
+        async def __call__(self, force_refresh: bool) -> AccessToken:
+            await super().__call__(force_refresh)
+            return AccessToken(f"forced{self.forced}", time.time() + 7200)
+
+    fetch = SameToken()
+    one = TokenManager(appid=appid, store=store, fetch=fetch)
+    two = TokenManager(appid=appid, store=store, fetch=fetch)
+    first = await one.get()  # "forced0"
+    assert await one.recover(first) == "forced1"  # the refetch returned it again: forced
+    assert fetch.forced == 1
+    # Another process sees "forced1" rejected and the refetch return it: the 30 s interval
+    # counts the first process's force_refresh too.
+    with pytest.raises(ForceRefreshLimitedError, match="30 s"):
+        await two.recover("forced1")
+    assert fetch.forced == 1
+
+
+async def test_logs_never_show_the_token(
+    store: RedisTokenStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeWeChat()
+    caplog.set_level(logging.DEBUG)
+    async with fake.client(token_store=store) as wx:
+        token = await wx.access_token()
+        fake.invalidate_tokens()
+        await wx.kf.list()
+        new = await wx.access_token()
+    assert token != new
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert token not in text
+    assert new not in text
+
+
+# ---------------------------------------------------------------------- outages
+
+
+async def test_redis_down_is_a_typed_error_not_a_hang(own_redis: RedisServer) -> None:
+    fake = FakeWeChat()
+    async with (
+        RedisTokenStore.from_url(own_redis.url, prefix="down:") as store,
+        fake.client(token_store=store) as wx,
+    ):
+        token = await wx.access_token()
+        own_redis.stop()
+        # A fresh token is served from memory: an outage does not stop the API calls.
+        assert await wx.access_token() == token
+        assert await wx.kf.list() == []
+        # A refresh needs the store: a typed error, quickly.
+        fake.invalidate_tokens()
+        started = time.monotonic()
+        with pytest.raises(TokenStoreError) as info:
+            await wx.kf.list()
+        assert time.monotonic() - started < 5
+        assert isinstance(info.value, TokenError)
+        assert isinstance(info.value, WeChatError)
+        assert "ConnectionError" in str(info.value)
+        assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+        # Redis comes back (empty: no persistence): the next call recovers with one fetch.
+        own_redis.start()
+        assert await wx.kf.list() == []
+        stored = await store.get(fake.appid)
+        assert stored is not None
+        assert stored.value == await wx.access_token() != token
+    assert len(fake.token_requests) == 2
+
+
+async def test_hung_redis_times_out(own_redis: RedisServer) -> None:
+    async with RedisTokenStore.from_url(own_redis.url, timeout=1.0) as store:
+        await store.set("wxhung", AccessToken("x", time.time() + 60))
+        own_redis.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(TokenStoreError, match="Redis"):
+                await store.get("wxhung")
+            assert time.monotonic() - started < 4
+        finally:
+            own_redis.resume()
+        # The connection that timed out was dropped; the store works again.
+        with anyio.fail_after(5):
+            while True:
+                try:
+                    assert await store.get("wxhung") is not None
+                    break
+                except TokenStoreError:
+                    await anyio.sleep(0.1)
+
+
+async def test_user_client_without_timeouts_is_still_bounded(own_redis: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(own_redis.url, socket_timeout=None)
+    store = RedisTokenStore(client, timeout=0.5)
+    try:
+        await store.delete("wx")
+        own_redis.pause()
+        started = time.monotonic()
+        with pytest.raises(TokenStoreError, match=r"longer than 0\.5 s"):
+            await store.try_lock("wx", 5)
+        assert time.monotonic() - started < 3
+    finally:
+        own_redis.resume()
+        await client.aclose()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_gets_a_clear_error(redis_server: RedisServer) -> None:
+    store = RedisTokenStore(redis.asyncio.Redis.from_url(redis_server.url))
+    with pytest.raises(TokenStoreError, match="asyncio only"):
+        await store.get("wx")
