@@ -44,9 +44,9 @@ async def run(users: int = 2000) -> int:
                 await wx.kf.invite(account, f"wx_{account.split('@')[0]}_2024")
                 fake.accept_invite(account)
                 fake.set_online(account)
-            for agent in await wx.kf.list():
-                line = f"   {agent.kf_account:<16} {agent.kf_nick:<10} id={agent.kf_id}"
-                _say(f"{line} bound={agent.kf_wx}")
+            for info in await wx.kf.list():
+                line = f"   {info.kf_account:<16} {info.kf_nick:<10} id={info.kf_id}"
+                _say(f"{line} bound={info.kf_wx}")
 
             _say("\n2. Users write in and wait in the queue")
             openids = [f"o_user_{n:05d}" for n in range(users)]

@@ -8,7 +8,7 @@ place (:func:`envelope`); unset optional fields are left out, never sent as ``nu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -105,12 +105,16 @@ class Article:
     picurl: str | None = _optional()
 
 
+def _articles(articles: Iterable[Article]) -> tuple[Article, ...]:
+    return tuple(articles)
+
+
 @attrs.frozen(kw_only=True)
 class News(Message):
     """A link card. WeChat allows exactly one article (more: errcode 45008)."""
 
     msgtype: ClassVar[str] = "news"
-    articles: tuple[Article, ...] = attrs.field(converter=tuple, validator=check.length(1, 1))
+    articles: tuple[Article, ...] = attrs.field(converter=_articles, validator=check.length(1, 1))
 
 
 @attrs.frozen(kw_only=True)
@@ -137,13 +141,19 @@ class MenuItem:
     content: str = attrs.field(validator=check.required)
 
 
+def _menu_items(items: Iterable[MenuItem]) -> tuple[MenuItem, ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class MsgMenu(Message):
     """A menu of clickable choices between optional head and tail texts (wire: ``list``)."""
 
     msgtype: ClassVar[str] = "msgmenu"
     head_content: str | None = _optional()
-    items: tuple[MenuItem, ...] = attrs.field(converter=tuple, validator=check.length(1, 1000))
+    items: tuple[MenuItem, ...] = attrs.field(
+        converter=_menu_items, validator=check.length(1, 1000)
+    )
     tail_content: str | None = _optional()
 
 

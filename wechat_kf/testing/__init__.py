@@ -15,25 +15,53 @@ On a real loopback port::
         async with AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url) as wx:
             ...
 
+Seed the customer-service world with ``fake.add_agent("alice@gh_test", online=True)``, play a
+follower with ``fake.user_says(openid)`` (opens the 48 h response window), and assert on
+``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``.
+
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
 ``reset=True``, ``malformed=b"<html>"``), move time with ``fake.clock.advance(7200)``, and assert
 on ``fake.requests``. With pytest, add ``pytest_plugins = ["wechat_kf.testing.pytest_plugin"]`` to
 your ``conftest.py`` for the ``fake_wechat`` and ``fake_wechat_server`` fixtures.
 """
 
-from wechat_kf.testing import _token_routes  # noqa: F401  (registers the routes)
+from wechat_kf.testing import (  # noqa: F401  (importing them registers the routes)
+    _kf_routes,
+    _message_routes,
+    _records_routes,
+    _session_routes,
+    _token_routes,
+)
 from wechat_kf.testing._core import FakeClock, Fault, RecordedRequest, Reply
+from wechat_kf.testing._customer_service import CustomerService
 from wechat_kf.testing._fake import FakeWeChat, IssuedToken
 from wechat_kf.testing._server import FakeServer
+from wechat_kf.testing._state import (
+    FakeAgent,
+    FakeRecord,
+    FakeSession,
+    FakeUser,
+    FakeWaitCase,
+    Opercode,
+    ServiceWindow,
+)
 from wechat_kf.testing._transport import FakeTransport
 
 __all__ = [
+    "CustomerService",
+    "FakeAgent",
     "FakeClock",
+    "FakeRecord",
     "FakeServer",
+    "FakeSession",
     "FakeTransport",
+    "FakeUser",
+    "FakeWaitCase",
     "FakeWeChat",
     "Fault",
     "IssuedToken",
+    "Opercode",
     "RecordedRequest",
     "Reply",
+    "ServiceWindow",
 ]

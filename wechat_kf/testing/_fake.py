@@ -24,6 +24,7 @@ from wechat_kf.testing._core import (
     error_body,
     has_unicode_escapes,
 )
+from wechat_kf.testing._customer_service import CustomerService
 
 if TYPE_CHECKING:
     import httpx
@@ -50,12 +51,21 @@ class IssuedToken:
     expires_at: float
 
 
-class FakeWeChat:
+class FakeWeChat(CustomerService):
     """A stateful, in-memory WeChat API for tests.
 
     Real semantics where the SDK depends on them: tokens expire, a classic fetch invalidates the
     previous token after a 5 minute overlap, the stable endpoint returns the same token while it
     is valid, unknown paths answer 40066, wrong methods 43002, bodies with ``\\uXXXX`` 40033.
+
+    Every customer-service endpoint applies WeChat's rules to in-memory state: agent accounts
+    and invitations, sessions and the waiting queue, chat records, and each user's response
+    window. Play the other side with the helpers (see :class:`CustomerService`)::
+
+        fake.add_agent("alice@gh_test", online=True)
+        fake.user_says("o_user1", "hello")      # opens the 48 h window: 5 sends
+        fake.clock.advance(49 * 3600)           # ... closed again: a send answers 45015
+        assert fake.sent_to("o_user1") == []
 
     Use it in-process (``fake.client()`` / ``fake.transport()``, no sockets) or on a real
     loopback port (``with fake.serve() as server: server.base_url``). Script failures with
@@ -86,7 +96,8 @@ class FakeWeChat:
         self._init_state()
 
     def _init_state(self) -> None:
-        """Hook for the API areas' state (agents, sessions, records); see the handler modules."""
+        """The API areas' state: agents, sessions, the queue, users, records."""
+        self._init_customer_service()
 
     def __repr__(self) -> str:
         return f"FakeWeChat(appid={self.appid!r}, requests={len(self.requests)})"
@@ -220,11 +231,11 @@ class FakeWeChat:
         with self.lock:
             self.requests.append(request)
             fault = self._next_fault(path)
-            if fault is None or fault.processed:
-                reply = self._dispatch(request)
+            reply = self._dispatch(request) if fault is None or fault.processed else None
             if fault is None:
+                assert reply is not None
                 return reply
-            return self._apply(fault)
+            return self._apply(fault, reply)
 
     def _next_fault(self, path: str) -> Fault | None:
         queue = self._faults.get(path)
@@ -236,7 +247,8 @@ class FakeWeChat:
             queue.popleft()
         return fault
 
-    def _apply(self, fault: Fault) -> Reply:
+    def _apply(self, fault: Fault, reply: Reply | None) -> Reply:
+        """The reply ``fault`` makes; a pure delay delivers the real ``reply`` (if any) late."""
         if fault.connect_error:
             return Reply(connect_error=True)
         if fault.reset:
@@ -252,6 +264,8 @@ class FakeWeChat:
         if fault.errcode is not None:
             errmsg = fault.errmsg if fault.errmsg is not None else f"injected {fault.errcode}"
             return Reply(body=error_body(fault.errcode, errmsg), delay=fault.delay)
+        if reply is not None:
+            return attrs.evolve(reply, delay=fault.delay)
         return Reply(body=answer({"errcode": 0, "errmsg": "ok"}), delay=fault.delay)
 
     def _dispatch(self, request: RecordedRequest) -> Reply:
@@ -338,7 +352,7 @@ class FakeWeChat:
             current = None
         if current is None or current.expires_at - now <= STABLE_ROTATE_EARLY:
             current = self._issue("stable")
-        return {"access_token": current.value, "expires_in": int(current.expires_at - now)}
+        return {"access_token": current.value, "expires_in": round(current.expires_at - now)}
 
     def _check_credentials(self, appid: str | None, secret: str | None, wrong_secret: int) -> None:
         if appid != self.appid:
