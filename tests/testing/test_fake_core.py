@@ -175,3 +175,31 @@ def test_recorded_request_repr_redacts() -> None:
     fake.handle("GET", "/x", "access_token=SECRET-TOKEN&a=1", {}, b"")
     assert "SECRET-TOKEN" not in repr(fake.requests[0])
     assert fake.requests[0].access_token == "SECRET-TOKEN"
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        ('{"kf_account":"a@b","nickname":"\\u5ba2\\u670d"}'.encode(), 40033),
+        (b"", 44002),
+        (b"{not json", 47001),
+        (b"[1]", 47001),
+    ],
+)
+async def test_json_body_rules(fake: FakeWeChat, body: bytes, errcode: int) -> None:
+    token = fake.issue_token()
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        response = await http.post(
+            f"/customservice/kfaccount/add?access_token={token}", content=body
+        )
+    assert response.json()["errcode"] == errcode
+
+
+@pytest.mark.parametrize(
+    ("query", "errcode"),
+    [("", 41001), ("access_token=unknown", 40001)],
+)
+async def test_token_rules(fake: FakeWeChat, query: str, errcode: int) -> None:
+    async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+        response = await http.get(f"/cgi-bin/customservice/getkflist?{query}")
+    assert response.json()["errcode"] == errcode

@@ -39,6 +39,7 @@ __all__ = ["FakeWeChat", "IssuedToken"]
 CLASSIC_OVERLAP: Final = 300.0
 #: The stable endpoint hands out a new token this long before the current one expires.
 STABLE_ROTATE_EARLY: Final = 300.0
+_TEXT_PLAIN: Final = (("Content-Type", "text/plain"),)
 _TOKEN_PATHS: Final = ("/cgi-bin/token", "/cgi-bin/stable_token")
 
 
@@ -259,8 +260,8 @@ class FakeWeChat(CustomerService):
                 headers += (("Retry-After", fault.retry_after),)
             body = f"<html><body>{fault.status}</body></html>".encode()
             return Reply(status=fault.status, body=body, headers=headers, delay=fault.delay)
-        if fault.malformed is not None:
-            return Reply(body=fault.malformed, delay=fault.delay)
+        if fault.malformed is not None:  # WeChat labels some JSON answers text/plain, too
+            return Reply(body=fault.malformed, headers=_TEXT_PLAIN, delay=fault.delay)
         if fault.errcode is not None:
             errmsg = fault.errmsg if fault.errmsg is not None else f"injected {fault.errcode}"
             return Reply(body=error_body(fault.errcode, errmsg), delay=fault.delay)
