@@ -29,6 +29,16 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
     │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
     │   └── TokenUnavailableError     read-only store holds no usable token
+    ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
+    │   ├── SignatureError            signature / msg_signature missing or wrong
+    │   ├── StaleTimestampError       timestamp outside the freshness window
+    │   ├── AppIdMismatchError        the decrypted message names another appid
+    │   ├── DecryptError              Encrypt cannot be decrypted (base64, length, padding, key)
+    │   ├── BodyTooLargeError         body above max_body_size
+    │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
+    │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   ├── MalformedCallbackError    well-formed, but not the documented shape
+    │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
     └── ValidationError (ValueError)  bad input caught before any request (.field .limit)
 
 No exception text produced here carries an access token or a secret: messages are built from

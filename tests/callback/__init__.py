@@ -1,0 +1,1 @@
+"""Tests of the receiving side, ``wechat_kf.callback``."""

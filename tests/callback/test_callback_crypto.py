@@ -1,0 +1,344 @@
+"""Safe mode: WeChat's official vectors, both directions, tampering, key rotation, the extra."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.callback.callback_fakes import (
+    APPID,
+    KEY,
+    OFFICIAL_ENCRYPT_APPID,
+    OFFICIAL_ENCRYPT_CASES,
+    OFFICIAL_ENCRYPT_RANDOM,
+    OFFICIAL_PLAINTEXT,
+    OFFICIAL_PUSH,
+    OFFICIAL_PUSH_2,
+    OLD_KEY,
+    SAMPLE_KEY,
+    TOKEN,
+    FakeWeChat,
+    push_xml,
+    text_push,
+    wechat_decrypt,
+    wechat_encrypt,
+)
+from wechat_kf import ValidationError
+from wechat_kf.callback import (
+    AppIdMismatchError,
+    CallbackHandler,
+    DecryptError,
+    SignatureError,
+    TextMessage,
+    TextReply,
+    TransferCustomerService,
+)
+from wechat_kf.callback._crypto import AESKey, decrypt, encrypt
+
+# --------------------------------------------------------------------------- known answers
+
+
+@pytest.mark.parametrize(("message", "expected"), OFFICIAL_ENCRYPT_CASES, ids=["short", "xml"])
+def test_encrypt_reproduces_the_official_vectors(message: bytes, expected: str) -> None:
+    result = encrypt(
+        AESKey(SAMPLE_KEY),
+        message,
+        appid=OFFICIAL_ENCRYPT_APPID,
+        random_prefix=OFFICIAL_ENCRYPT_RANDOM,
+    )
+    assert result == expected
+
+
+@pytest.mark.parametrize(("message", "ciphertext"), OFFICIAL_ENCRYPT_CASES, ids=["short", "xml"])
+def test_decrypt_reads_the_official_vectors(message: bytes, ciphertext: str) -> None:
+    appid = OFFICIAL_ENCRYPT_APPID
+    assert decrypt(AESKey(SAMPLE_KEY), ciphertext, appid=appid) == message
+
+
+def test_the_official_python_sample_push_parses() -> None:
+    sample = OFFICIAL_PUSH
+    handler = CallbackHandler(
+        token=sample["token"], appid=sample["appid"], encoding_aes_key=SAMPLE_KEY
+    )
+    # The sample is "compatible mode": plaintext fields next to <Encrypt>.
+    body = (
+        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><FromUserName><![CDATA["
+        "oyORnuP8q7ou2gfYjqLzSIWZf0rs]]></FromUserName><CreateTime>1409735668</CreateTime>"
+        "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[abcdteT]]></Content><MsgId>"
+        f"6054768590064713728</MsgId><Encrypt><![CDATA[{sample['encrypt']}]]></Encrypt></xml>"
+    ).encode()
+    query = {
+        "timestamp": sample["timestamp"],
+        "nonce": sample["nonce"],
+        "msg_signature": sample["msg_signature"],
+        "encrypt_type": "aes",
+    }
+    plain = decrypt(AESKey(SAMPLE_KEY), sample["encrypt"], appid=sample["appid"])
+    assert plain == OFFICIAL_PLAINTEXT
+    message = handler.parse(query, body)
+    assert isinstance(message, TextMessage)
+    assert (message.to_user, message.from_user) == (
+        "gh_10f6c3c3ac5a",
+        "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
+    )
+    assert (message.content, message.msg_id) == ("abcdteT", 6054768590064713728)
+    assert message.create_time.timestamp() == 1409735668
+    assert message.encrypted
+    assert not message.decrypted_with_previous_key
+
+
+def test_the_official_csharp_sample_decrypts_with_a_30_byte_pad() -> None:
+    sample = OFFICIAL_PUSH_2
+    plain = decrypt(AESKey(sample["key"]), sample["encrypt"], appid=sample["appid"])
+    assert plain.startswith(b"<xml><ToUserName><![CDATA[wx5823bf96d3bd56c7]]></ToUserName>")
+    assert b"<Content><![CDATA[hello]]></Content>" in plain
+    _, message, appid = wechat_decrypt(sample["key"], sample["encrypt"])
+    assert (message, appid) == (plain, b"wx5823bf96d3bd56c7")
+
+
+# --------------------------------------------------------------------------- both ways
+
+
+@given(message=st.binary(max_size=300), random=st.binary(min_size=16, max_size=16))
+def test_ours_and_the_reference_agree_both_ways(message: bytes, random: bytes) -> None:
+    ours = encrypt(AESKey(KEY), message, appid=APPID, random_prefix=random)
+    reference = wechat_encrypt(KEY, APPID, message, random)
+    assert ours == reference
+    assert decrypt(AESKey(KEY), reference, appid=APPID) == message
+    assert wechat_decrypt(KEY, ours) == (random, message, APPID.encode())
+
+
+@pytest.mark.parametrize("size", range(70))
+def test_padding_is_pkcs7_to_32(size: int) -> None:
+    message = b"m" * size
+    data = base64.b64decode(encrypt(AESKey(KEY), message, appid=APPID, random_prefix=bytes(16)))
+    unpadded = 16 + 4 + size + len(APPID)
+    assert len(data) % 32 == 0
+    assert len(data) == unpadded + (32 - unpadded % 32)  # a full block of 32 when aligned
+    assert decrypt(AESKey(KEY), base64.b64encode(data).decode(), appid=APPID) == message
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def _ciphertext(message: bytes = b"<xml/>", appid: str = APPID, key: str = KEY) -> str:
+    return wechat_encrypt(key, appid, message, b"r" * 16)
+
+
+@pytest.mark.parametrize(
+    ("ciphertext", "match"),
+    [
+        ("not base64!", "not valid base64"),
+        ("é", "not valid base64"),
+        ("", "0 bytes"),
+        (base64.b64encode(b"x" * 15).decode(), "15 bytes, not whole AES blocks"),
+        (base64.b64encode(b"x" * 33).decode(), "33 bytes"),
+    ],
+)
+def test_undecodable_text_is_a_decrypt_error(ciphertext: str, match: str) -> None:
+    with pytest.raises(DecryptError, match=match):
+        decrypt(AESKey(KEY), ciphertext, appid=APPID)
+
+
+def test_wrong_key_is_a_typed_error() -> None:
+    with pytest.raises((DecryptError, AppIdMismatchError)):
+        decrypt(AESKey(OLD_KEY), _ciphertext(), appid=APPID)
+
+
+def test_other_appid_is_refused_with_both_names() -> None:
+    with pytest.raises(AppIdMismatchError) as info:
+        decrypt(AESKey(KEY), _ciphertext(appid="wxOTHERACCOUNT000"), appid=APPID)
+    assert (info.value.expected, info.value.actual) == (APPID, "wxOTHERACCOUNT000")
+    assert "wxOTHERACCOUNT000" in str(info.value)
+
+
+def test_a_length_prefix_beyond_the_data_is_refused() -> None:
+    key = base64.b64decode(KEY + "=")
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    plain = bytes(16) + (10_000).to_bytes(4, "big") + b"short" + APPID.encode()
+    plain += bytes([32 - len(plain) % 32]) * (32 - len(plain) % 32)
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    ciphertext = base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
+    with pytest.raises(DecryptError, match="length prefix exceeds"):
+        decrypt(AESKey(KEY), ciphertext, appid=APPID)
+
+
+@given(st.binary(min_size=1, max_size=8).map(lambda b: (b * 64)[:64]), st.integers(0, 63))
+def test_any_ciphertext_gives_a_message_or_a_typed_error(noise: bytes, flip: int) -> None:
+    data = bytearray(base64.b64decode(_ciphertext(b"<xml><A>1</A></xml>")))
+    data[flip % len(data)] ^= noise[0] or 1
+    with contextlib.suppress(DecryptError, AppIdMismatchError):  # anything else fails the test
+        decrypt(AESKey(KEY), base64.b64encode(bytes(data)).decode(), appid=APPID)
+
+
+# --------------------------------------------------------------------------- handler, safe mode
+
+
+def test_signature_is_checked_before_decryption() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    query, body = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+    query["msg_signature"] = "0" * 40
+    with pytest.raises(SignatureError, match="msg_signature does not match"):
+        handler.parse(query, body)
+
+
+def test_a_valid_plain_signature_does_not_authenticate_an_encrypted_push() -> None:
+    # The known peer bug: checking `signature` (which does not cover the body) in safe mode.
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    query, body = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+    del query["msg_signature"]
+    assert "signature" in query
+    with pytest.raises(SignatureError, match="no 'msg_signature'"):
+        handler.parse(query, body)
+
+
+def test_plaintext_fields_next_to_encrypt_are_ignored() -> None:
+    # Compatible mode: only the signed, encrypted copy is trusted.
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    inner = text_push("the real text")
+    fake = FakeWeChat(encoding_aes_key=KEY)
+    query, _ = fake.push(inner)
+    encrypted = wechat_encrypt(KEY, APPID, inner, fake.random)
+    forged = push_xml(
+        {"ToUserName": "gh_forged", "MsgType": "text", "Content": "forged", "Encrypt": encrypted}
+    )
+    message = handler.parse(query, forged)
+    assert isinstance(message, TextMessage)
+    assert (message.content, message.to_user) == ("the real text", "gh_account0001")
+    assert "forged" not in message.raw.values()
+
+
+def test_encrypted_push_without_a_key_is_a_decrypt_error_after_authentication() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID)
+    query, body = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+    with pytest.raises(DecryptError, match="no encoding_aes_key is configured"):
+        handler.parse(query, body)
+    query["msg_signature"] = "0" * 40
+    with pytest.raises(SignatureError):
+        handler.parse(query, body)
+
+
+def test_appid_mismatch_through_the_handler() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    query, body = FakeWeChat(encoding_aes_key=KEY, appid="wxSOMEONEELSE").push(text_push())
+    with pytest.raises(AppIdMismatchError):
+        handler.parse(query, body)
+
+
+# --------------------------------------------------------------------------- key rotation
+
+
+class TestKeyRotation:
+    handler = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=KEY, previous_encoding_aes_key=OLD_KEY
+    )
+
+    @pytest.mark.parametrize(("key", "previous"), [(KEY, False), (OLD_KEY, True)])
+    def test_either_key_opens_and_the_reply_uses_the_same(self, key: str, previous: bool) -> None:
+        fake = FakeWeChat(encoding_aes_key=key)
+        message = self.handler.parse(*fake.push(text_push("hi")))
+        assert message.decrypted_with_previous_key is previous
+        reply = self.handler.reply(message, TextReply(content="hello"))
+        plain = fake.open_reply(reply, key=key)
+        assert b"<Content><![CDATA[hello]]></Content>" in plain
+        other = OLD_KEY if key == KEY else KEY
+        with pytest.raises(AssertionError):
+            fake.open_reply(reply, key=other)
+
+    def test_a_third_key_reports_the_current_keys_error(self) -> None:
+        third = "Q" * 43
+        query, body = FakeWeChat(encoding_aes_key=third).push(text_push())
+        with pytest.raises((DecryptError, AppIdMismatchError)):
+            self.handler.parse(query, body)
+
+    def test_real_appid_mismatch_is_reported_even_with_two_keys(self) -> None:
+        query, body = FakeWeChat(encoding_aes_key=KEY, appid="wxSOMEONEELSE").push(text_push())
+        with pytest.raises(AppIdMismatchError) as info:
+            self.handler.parse(query, body)
+        assert info.value.actual == "wxSOMEONEELSE"
+
+
+def test_encrypted_transfer_reply_round_trips() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY, clock=lambda: 1e9)
+    fake = FakeWeChat(encoding_aes_key=KEY)
+    message = handler.parse(*fake.push(text_push()))
+    reply = handler.reply(message, TransferCustomerService(kf_account="kf2001@mywechat"))
+    assert fake.open_reply(reply) == (
+        b"<xml><ToUserName><![CDATA[oUser_openid_0000000000001]]></ToUserName>"
+        b"<FromUserName><![CDATA[gh_account0001]]></FromUserName><CreateTime>1000000000"
+        b"</CreateTime><MsgType><![CDATA[transfer_customer_service]]></MsgType><TransInfo>"
+        b"<KfAccount><![CDATA[kf2001@mywechat]]></KfAccount></TransInfo></xml>"
+    )
+    assert b"<TimeStamp>1000000000</TimeStamp>" in reply
+
+
+# --------------------------------------------------------------------------- keys and the extra
+
+
+@pytest.mark.parametrize(
+    "bad", [KEY[:-1], KEY + "A", KEY[:-1] + "+", KEY[:-1] + "=", " " + KEY[1:], ""]
+)
+def test_malformed_keys_are_refused_without_echoing_them(bad: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=bad)
+    assert info.value.field == "encoding_aes_key"
+    assert info.value.value is None
+    if bad:
+        assert bad not in str(info.value)
+        assert bad not in repr(info.value)
+
+
+def test_aes_key_repr_hides_the_key() -> None:
+    key = AESKey(KEY)
+    assert repr(key) == str(key) == "AESKey(<hidden>)"
+
+
+_BLOCK_CRYPTOGRAPHY = textwrap.dedent(
+    """
+    import sys
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "cryptography" or name.startswith("cryptography."):
+                raise ImportError(f"blocked {name}")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+
+def test_plain_mode_works_without_cryptography_and_safe_mode_says_what_to_install() -> None:
+    script = _BLOCK_CRYPTOGRAPHY + textwrap.dedent(
+        f"""
+        from wechat_kf.callback import CallbackHandler, MissingDependencyError, CallbackError
+        import wechat_kf.callback._crypto, wechat_kf.callback._endpoint
+        heavy = {{"cryptography", "defusedxml", "starlette", "aiohttp", "fastapi", "uvicorn"}}
+        assert not heavy & {{m.split(".")[0] for m in sys.modules}}
+        handler = CallbackHandler(token={TOKEN!r}, appid={APPID!r})
+        try:
+            CallbackHandler(token={TOKEN!r}, appid={APPID!r}, encoding_aes_key={KEY!r})
+        except MissingDependencyError as exc:
+            assert isinstance(exc, ImportError) and isinstance(exc, CallbackError)
+            assert {KEY!r} not in str(exc)
+            print(exc)
+        """
+    )
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "safe mode (encoding_aes_key) needs the 'cryptography' package: "
+        "pip install 'wechat_kf[callback]'"
+    )

@@ -1,0 +1,195 @@
+"""The handler: configuration checks, secrets kept out of reprs and errors, request routing."""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.callback.callback_fakes import APPID, KEY, OLD_KEY, TOKEN, FakeWeChat, text_push
+from wechat_kf import ValidationError, WeChatError
+from wechat_kf.callback import (
+    AppIdMismatchError,
+    BodyTooLargeError,
+    CallbackError,
+    CallbackHandler,
+    DecryptError,
+    HostileXMLError,
+    MalformedCallbackError,
+    MissingDependencyError,
+    SignatureError,
+    StaleTimestampError,
+    TextMessage,
+    XMLParseError,
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"token": ""}, "token"),
+        ({"token": "x" * 129}, "token"),
+        ({"token": "has space"}, "token"),
+        ({"token": "中文token"}, "token"),
+        ({"appid": ""}, "appid"),
+        ({"appid": "wx 123"}, "appid"),
+        ({"appid": "wx中文"}, "appid"),
+        ({"encoding_aes_key": "short"}, "encoding_aes_key"),
+        (
+            {"encoding_aes_key": KEY, "previous_encoding_aes_key": "short"},
+            "previous_encoding_aes_key",
+        ),
+        ({"previous_encoding_aes_key": OLD_KEY}, "previous_encoding_aes_key"),
+        ({"timestamp_window": 0}, "timestamp_window"),
+        ({"timestamp_window": -5}, "timestamp_window"),
+        ({"timestamp_window": float("nan")}, "timestamp_window"),
+        ({"timestamp_window": float("inf")}, "timestamp_window"),
+        ({"max_body_size": 0}, "max_body_size"),
+        ({"max_body_size": True}, "max_body_size"),
+        ({"max_body_size": 1.5}, "max_body_size"),
+    ],
+)
+def test_contradictory_or_malformed_configuration_is_refused(
+    kwargs: dict[str, object], field: str
+) -> None:
+    config: dict[str, object] = {"token": TOKEN, "appid": APPID, **kwargs}
+    with pytest.raises(ValidationError) as info:
+        CallbackHandler(**config)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert isinstance(info.value, ValueError)
+
+
+def test_repr_shows_the_appid_only() -> None:
+    handler = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=KEY, previous_encoding_aes_key=OLD_KEY
+    )
+    assert repr(handler) == f"CallbackHandler(appid={APPID!r})"
+    assert str(handler) == repr(handler)
+    assert handler.appid == APPID
+    assert handler.safe_mode
+    assert not CallbackHandler(token=TOKEN, appid=APPID).safe_mode
+    with pytest.raises(TypeError):
+        vars(handler)  # __slots__: no instance dict to dump
+
+
+SECRET_TOKENS = st.from_regex(r"[A-Za-z0-9]{8,32}", fullmatch=True)
+SECRET_KEYS = st.from_regex(r"[A-Za-z0-9]{43}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(token=SECRET_TOKENS, key=SECRET_KEYS, other=SECRET_KEYS, case=st.integers(0, 7))
+def test_secrets_never_reach_an_exception(token: str, key: str, other: str, case: int) -> None:
+    handler = CallbackHandler(token=token, appid=APPID, encoding_aes_key=key, timestamp_window=5)
+    good = FakeWeChat(token=token, encoding_aes_key=key)
+    stale = FakeWeChat(token=token, encoding_aes_key=key, timestamp="1")
+    wrong_key = FakeWeChat(token=token, encoding_aes_key=other)
+    wrong_token = FakeWeChat(token=token[::-1] + "x", encoding_aes_key=key)
+    cases: list[Callable[[], object]] = [
+        lambda: handler.parse(*wrong_token.push(text_push())),
+        lambda: handler.parse(*stale.push(text_push())),
+        lambda: handler.parse(*wrong_key.push(text_push())),
+        lambda: handler.parse(*good.push(b"<!DOCTYPE x><xml/>")),
+        lambda: handler.parse(*good.push(b"<xml><A>1</A></xml>")),
+        lambda: handler.verify_url(wrong_token.url_check()),
+        lambda: handler.parse(
+            *FakeWeChat(token=token, encoding_aes_key=key, appid="wxO").push(text_push())
+        ),
+        lambda: CallbackHandler(token=token, appid=APPID, encoding_aes_key=key[:-1]),
+    ]
+    with pytest.raises(WeChatError) as info:
+        cases[case]()
+    rendered = "".join(traceback.format_exception(info.value)) + repr(info.value)
+    for secret in (token, key, key[:-1]):
+        assert secret not in rendered
+
+
+class TestRouting:
+    plain = CallbackHandler(token=TOKEN, appid=APPID)
+    safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+
+    @pytest.mark.parametrize("encrypt_type", [None, "raw", ""])
+    def test_plain_pushes(self, encrypt_type: str | None) -> None:
+        query, body = FakeWeChat().push(text_push("plain"))
+        if encrypt_type is not None:
+            query["encrypt_type"] = encrypt_type
+        for handler in (self.plain, self.safe):
+            message = handler.parse(query, body)
+            assert isinstance(message, TextMessage)
+            assert (message.content, message.encrypted) == ("plain", False)
+
+    def test_unknown_encrypt_type(self) -> None:
+        query, body = FakeWeChat().push(text_push())
+        query["encrypt_type"] = "sm4"
+        with pytest.raises(MalformedCallbackError, match="unknown encrypt_type 'sm4'"):
+            self.safe.parse(query, body)
+
+    def test_plain_push_with_a_bad_signature(self) -> None:
+        query, body = FakeWeChat(token="otherToken").push(text_push())
+        with pytest.raises(SignatureError):
+            self.plain.parse(query, body)
+
+    def test_encrypted_push_without_encrypt(self) -> None:
+        query, _ = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+        with pytest.raises(MalformedCallbackError, match="no single <Encrypt>"):
+            self.safe.parse(query, b"<xml><ToUserName>gh</ToUserName></xml>")
+
+    def test_body_cap_applies_before_anything_else(self) -> None:
+        handler = CallbackHandler(token=TOKEN, appid=APPID, max_body_size=64)
+        with pytest.raises(BodyTooLargeError) as info:
+            handler.parse({}, b"x" * 65)
+        assert (info.value.size, info.value.limit) == (65, 64)
+        assert handler.max_body_size == 64
+
+
+def test_wrong_argument_types_are_type_errors() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID)
+    query, body = FakeWeChat().push(text_push())
+    with pytest.raises(TypeError, match="raw request bytes, not str"):
+        handler.parse(query, body.decode())  # type: ignore[arg-type]
+    listed = {name: [value] for name, value in query.items()}
+    with pytest.raises(TypeError, match="Mapping"):
+        handler.parse(listed, body)  # type: ignore[arg-type]
+    assert isinstance(handler.parse(query, bytearray(body)), TextMessage)
+
+
+def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
+    for cls in (
+        SignatureError,
+        StaleTimestampError,
+        AppIdMismatchError,
+        DecryptError,
+        BodyTooLargeError,
+        XMLParseError,
+        HostileXMLError,
+        MalformedCallbackError,
+        MissingDependencyError,
+    ):
+        assert issubclass(cls, CallbackError)
+        assert issubclass(cls, WeChatError)
+    assert issubclass(HostileXMLError, XMLParseError)
+    assert issubclass(MissingDependencyError, ImportError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SignatureError("bad"),
+        StaleTimestampError(5, 1000.0, 300.0),
+        StaleTimestampError(None, 1000.0, 300.0),
+        AppIdMismatchError("wxA", "wxB"),
+        DecryptError("bad"),
+        BodyTooLargeError(10, 5),
+        HostileXMLError("doctype"),
+        MalformedCallbackError("x"),
+        MissingDependencyError("cryptography", "safe mode"),
+    ],
+)
+def test_errors_pickle(error: CallbackError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.__dict__ == error.__dict__

@@ -1,0 +1,222 @@
+"""Real HTTP on loopback: aiohttp's server, Starlette and FastAPI under uvicorn; httpx client.
+
+The full loop: URL check → user message in → transfer reply out → kf_create_session in.
+Servers bind 127.0.0.1 on a free port and are stopped by each test (asyncio only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.callback.callback_fakes import APPID, KEY, NOW, TOKEN, FakeWeChat, event_push, text_push
+from wechat_kf.callback import (
+    CallbackHandler,
+    Deduplicator,
+    Incoming,
+    KfCreateSession,
+    Reply,
+    TextMessage,
+    TextReply,
+    TransferCustomerService,
+)
+from wechat_kf.callback._xml import parse_fields
+
+pytestmark = pytest.mark.anyio
+
+Endpoint = Callable[..., Any]
+Server = Callable[[CallbackHandler, Any, Deduplicator | None], AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiohttp and uvicorn run on asyncio only
+
+
+@asynccontextmanager
+async def serve_aiohttp(
+    handler: CallbackHandler, on_message: Any, deduplicator: Deduplicator | None
+) -> AsyncIterator[str]:
+    from aiohttp import web
+
+    from wechat_kf.callback.aiohttp import callback_endpoint
+
+    app = web.Application()
+    app.router.add_route(
+        "*", "/wechat", callback_endpoint(handler, on_message, deduplicator=deduplicator)
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/wechat"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def _uvicorn(app: Any) -> AsyncIterator[str]:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="error", lifespan="off", ws="none", http="h11", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        with anyio.fail_after(5):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no startup event
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}/wechat"
+    finally:
+        server.should_exit = True
+        with anyio.fail_after(5):
+            await task
+        sock.close()
+
+
+@asynccontextmanager
+async def serve_starlette(
+    handler: CallbackHandler, on_message: Any, deduplicator: Deduplicator | None
+) -> AsyncIterator[str]:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from wechat_kf.callback.starlette import callback_endpoint
+
+    endpoint = callback_endpoint(handler, on_message, deduplicator=deduplicator)
+    app = Starlette(routes=[Route("/wechat", endpoint, methods=["GET", "POST"])])
+    async with _uvicorn(app) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serve_fastapi(
+    handler: CallbackHandler, on_message: Any, deduplicator: Deduplicator | None
+) -> AsyncIterator[str]:
+    fastapi = pytest.importorskip("fastapi")
+    from wechat_kf.callback.starlette import callback_endpoint
+
+    app = fastapi.FastAPI()
+    endpoint = callback_endpoint(handler, on_message, deduplicator=deduplicator)
+    app.add_route("/wechat", endpoint, methods=["GET", "POST"])
+    async with _uvicorn(app) as url:
+        yield url
+
+
+SERVERS = {"aiohttp": serve_aiohttp, "starlette": serve_starlette, "fastapi": serve_fastapi}
+
+
+@pytest.fixture(params=list(SERVERS))
+def serve(request: pytest.FixtureRequest) -> Server:
+    return SERVERS[request.param]
+
+
+class Agent:
+    """The developer's code: hand text to customer service, acknowledge everything else."""
+
+    def __init__(self) -> None:
+        self.seen: list[Incoming] = []
+
+    async def __call__(self, incoming: Incoming) -> Reply | None:
+        self.seen.append(incoming)
+        if isinstance(incoming, TextMessage) and incoming.content == "help":
+            return TextReply(content="帮助 <menu>")
+        if isinstance(incoming, TextMessage):
+            return TransferCustomerService(kf_account="kf2001@support")
+        return None
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, request: tuple[dict[str, str], bytes]
+) -> httpx.Response:
+    query, body = request
+    return await client.post(url, params=query, content=body, headers={"Content-Type": "text/xml"})
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["aes", "plain"])
+async def test_full_loop(serve: Server, key: str | None) -> None:
+    handler = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=key, timestamp_window=300, clock=lambda: NOW
+    )
+    agent = Agent()
+    fake = FakeWeChat(encoding_aes_key=key)
+    async with serve(handler, agent, Deduplicator()) as url, httpx.AsyncClient(timeout=5) as client:
+        # 1. URL check
+        response = await client.get(url, params=fake.url_check("echo-1"))
+        assert (response.status_code, response.content) == (200, b"echo-1")
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+        # 2. the user writes: transfer to customer service
+        message = fake.push(text_push("我要人工客服", msg_id=101))
+        response = await post(client, url, message)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/xml; charset=utf-8"
+        reply = fake.open_reply(response.content) if key else response.content
+        fields = parse_fields(reply)
+        assert fields["MsgType"] == "transfer_customer_service"
+        assert fields["TransInfo/KfAccount"] == "kf2001@support"
+        assert (fields["ToUserName"], fields["FromUserName"]) == (
+            "oUser_openid_0000000000001",
+            "gh_account0001",
+        )
+        assert fields["CreateTime"] == str(NOW)
+
+        # 3. WeChat retries the same push: acknowledged, not processed twice
+        response = await post(client, url, message)
+        assert (response.status_code, response.content) == (200, b"success")
+
+        # 4. an agent takes the session
+        response = await post(
+            client, url, fake.push(event_push("kf_create_session", KfAccount="kf2001@support"))
+        )
+        assert (response.status_code, response.content) == (200, b"success")
+
+        # 5. a text reply, with characters that need care in XML
+        response = await post(client, url, fake.push(text_push("help", msg_id=102)))
+        reply = fake.open_reply(response.content) if key else response.content
+        assert parse_fields(reply)["Content"] == "帮助 <menu>"
+
+    assert [type(m) for m in agent.seen] == [TextMessage, KfCreateSession, TextMessage]
+    assert all(m.encrypted is (key is not None) for m in agent.seen)
+    created = agent.seen[1]
+    assert isinstance(created, KfCreateSession)
+    assert created.kf_account == "kf2001@support"
+
+
+async def test_refusals_over_http(serve: Server) -> None:
+    handler = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=KEY, max_body_size=8192, clock=lambda: NOW
+    )
+    agent = Agent()
+    fake = FakeWeChat(encoding_aes_key=KEY)
+    async with serve(handler, agent, None) as url, httpx.AsyncClient(timeout=5) as client:
+        forged = FakeWeChat(token="forgedToken", encoding_aes_key=KEY)
+        response = await post(client, url, forged.push(text_push()))
+        assert (response.status_code, response.content) == (403, b"forbidden")
+
+        response = await client.get(url, params=forged.url_check())
+        assert response.status_code == 403
+
+        query, _ = fake.push(text_push())
+        response = await client.post(url, params=query, content=b"<xml>" + b" " * 1_000_000)
+        assert response.status_code == 413
+
+        response = await post(client, url, (query, b"<!DOCTYPE x [<!ENTITY e 'x'>]><xml/>"))
+        assert (response.status_code, response.content) == (400, b"bad request")
+
+        response = await client.put(url, params=query, content=b"")
+        assert response.status_code == 405
+    assert agent.seen == []

@@ -1,0 +1,426 @@
+"""The hardened parser: hostile XML refused, fuzzing gives only typed errors, exact bytes built."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as DefusedET
+import pytest
+from defusedxml.common import DefusedXmlException
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat
+from wechat_kf.callback import (
+    BodyTooLargeError,
+    CallbackError,
+    CallbackHandler,
+    HostileXMLError,
+    XMLParseError,
+)
+from wechat_kf.callback._defaults import MAX_XML_DEPTH
+from wechat_kf.callback._xml import build_xml, is_xml_text, parse_fields
+
+# --------------------------------------------------------------------------- flattening
+
+
+def test_flat_fields_nested_paths_and_numbered_repeats() -> None:
+    body = (
+        b"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><CreateTime>1700000000</CreateTime>"
+        b"<Event><![CDATA[pic_sysphoto]]></Event><SendPicsInfo><Count>2</Count><PicList>"
+        b"<item><PicMd5Sum><![CDATA[aaa]]></PicMd5Sum></item>"
+        b"<item><PicMd5Sum><![CDATA[bbb]]></PicMd5Sum></item></PicList></SendPicsInfo>"
+        b"<Empty></Empty><Self/></xml>"
+    )
+    assert parse_fields(body) == {
+        "ToUserName": "gh_1",
+        "CreateTime": "1700000000",
+        "Event": "pic_sysphoto",
+        "SendPicsInfo/Count": "2",
+        "SendPicsInfo/PicList/item[0]/PicMd5Sum": "aaa",
+        "SendPicsInfo/PicList/item[1]/PicMd5Sum": "bbb",
+        "Empty": "",
+        "Self": "",
+    }
+
+
+def test_text_is_kept_exactly_and_predefined_references_decode() -> None:
+    body = (
+        b"<xml><A>  two  spaces </A><B>a &lt;b&gt; &amp; &#x4e2d;&#25991;</B>"
+        b"<C><![CDATA[<not>&markup;]]></C><D>x<![CDATA[y]]>z</D><!-- c --><?pi x?></xml>"
+    )
+    assert parse_fields(body) == {
+        "A": "  two  spaces ",
+        "B": "a <b> & 中文",
+        "C": "<not>&markup;",
+        "D": "xyz",
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<?xml version="1.0" encoding="UTF-16"?><xml><A>中文</A></xml>'.encode("utf-16"),
+        '<?xml version="1.0" encoding="UTF-8"?><xml><A>中文</A></xml>'.encode(),
+        b"\xef\xbb\xbf<xml><A>\xe4\xb8\xad\xe6\x96\x87</A></xml>",
+    ],
+    ids=["utf-16", "utf-8-declared", "utf-8-bom"],
+)
+def test_declared_encodings_are_honoured(body: bytes) -> None:
+    assert parse_fields(body) == {"A": "中文"}
+
+
+def test_multibyte_legacy_encodings_are_a_parse_error() -> None:
+    # expat decodes UTF-8, UTF-16 and single-byte codecs only; WeChat sends UTF-8.
+    body = '<?xml version="1.0" encoding="GBK"?><xml><A>中文</A></xml>'.encode("gbk")
+    with pytest.raises(XMLParseError, match="undecodable XML"):
+        parse_fields(body)
+
+
+# --------------------------------------------------------------------------- hostile XML
+
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        for i in range(1, 10)
+    )
+    + b"]><xml><A>&lol9;</A></xml>"
+)
+
+
+def _hostile(tmp_path: Path) -> dict[str, bytes]:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    url = secret.as_uri().encode()
+    return {
+        "billion-laughs": LAUGHS,
+        "quadratic-blowup": b'<!DOCTYPE x [<!ENTITY a "'
+        + b"a" * 50_000
+        + b'">]><xml><A>'
+        + b"&a;" * 1000
+        + b"</A></xml>",
+        "xxe-file": b'<!DOCTYPE x [<!ENTITY e SYSTEM "' + url + b'">]><xml><A>&e;</A></xml>',
+        "xxe-http": b'<!DOCTYPE x [<!ENTITY e SYSTEM "http://127.0.0.1:9/x">]><xml><A>&e;</A></xml>',
+        "parameter-entity": b'<!DOCTYPE x [<!ENTITY % p SYSTEM "' + url + b'"> %p;]><xml/>',
+        "external-dtd": b'<!DOCTYPE xml SYSTEM "' + url + b'"><xml/>',
+        "public-dtd": b'<!DOCTYPE xml PUBLIC "-//x//y" "http://127.0.0.1:9/x.dtd"><xml/>',
+        "unparsed-entity": b'<!DOCTYPE x [<!NOTATION n SYSTEM "n"><!ENTITY e SYSTEM "x" NDATA n>]>'
+        b"<xml/>",
+        "bare-doctype": b"<!DOCTYPE xml><xml><A>1</A></xml>",
+        "doctype-after-declaration": b'<?xml version="1.0"?>\n  <!DOCTYPE xml []>\n<xml/>',
+        "utf-16-doctype": '<!DOCTYPE x [<!ENTITY e "boom">]><xml><A>&e;</A></xml>'.encode("utf-16"),
+        "utf-16-be-doctype": b"\xfe\xff"
+        + '<!DOCTYPE x [<!ENTITY e "boom">]><xml/>'.encode("utf-16-be"),
+    }
+
+
+HOSTILE_IDS = [
+    "billion-laughs",
+    "quadratic-blowup",
+    "xxe-file",
+    "xxe-http",
+    "parameter-entity",
+    "external-dtd",
+    "public-dtd",
+    "unparsed-entity",
+    "bare-doctype",
+    "doctype-after-declaration",
+    "utf-16-doctype",
+    "utf-16-be-doctype",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_IDS)
+def test_hostile_xml_is_refused_quickly_and_unread(name: str, tmp_path: Path) -> None:
+    body = _hostile(tmp_path)[name]
+    started = time.perf_counter()
+    with pytest.raises(HostileXMLError) as info:
+        parse_fields(body)
+    assert time.perf_counter() - started < 0.5
+    assert "TOP-SECRET" not in str(info.value)
+    # defusedxml (forbid_dtd) agrees on every one of them.
+    with pytest.raises(DefusedXmlException):
+        DefusedET.fromstring(body, forbid_dtd=True)
+
+
+@pytest.mark.parametrize("name", ["billion-laughs", "xxe-file", "utf-16-doctype"])
+def test_hostile_xml_is_refused_by_the_handler_in_both_modes(name: str, tmp_path: Path) -> None:
+    body = _hostile(tmp_path)[name]
+    plain = CallbackHandler(token=TOKEN, appid=APPID)
+    with pytest.raises(HostileXMLError):
+        plain.parse(FakeWeChat().push(b"")[0], body)
+    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+    safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
+    # Hostile outer envelope, and hostile XML inside a correctly signed and encrypted push.
+    with pytest.raises(HostileXMLError):
+        safe.parse({"encrypt_type": "aes"}, body)
+    with pytest.raises(HostileXMLError):
+        safe.parse(*FakeWeChat(encoding_aes_key=key).push(body))
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"", "no element found"),
+        (b"<xml>", "no element found"),
+        (b"<xml><A>&e;</A></xml>", "undefined entity"),
+        (b"<xml><A>&#0;</A></xml>", "reference to invalid character"),
+        (b"<xml/><xml/>", "junk after document element"),
+        (b"text<xml/>", "not well-formed"),
+        (b"<xml><A></B></xml>", "mismatched tag"),
+        (b"<root><A>1</A></root>", "root element is <root>, not <xml>"),
+        (b'<?xml version="1.0" encoding="nope"?><xml/>', "undecodable XML: LookupError"),
+        (b'<?xml version="1.0" encoding="utf-7"?><xml/>', "undecodable XML: ValueError"),
+        (b"\xff\xfe\x00\x00garbage", "not well-formed|invalid token|encoding"),
+        (b"<xml><A>\x80</A></xml>", "not well-formed"),
+    ],
+)
+def test_malformed_xml_is_a_parse_error(body: bytes, match: str) -> None:
+    with pytest.raises(XMLParseError, match=match) as info:
+        parse_fields(body)
+    assert not isinstance(info.value, HostileXMLError)
+
+
+def test_body_size_is_capped_before_parsing() -> None:
+    body = b"<xml><A>" + b"a" * 100 + b"</A></xml>"
+    assert parse_fields(body, max_size=len(body)) == {"A": "a" * 100}
+    with pytest.raises(BodyTooLargeError) as info:
+        parse_fields(body, max_size=len(body) - 1)
+    assert (info.value.size, info.value.limit) == (len(body), len(body) - 1)
+    with pytest.raises(BodyTooLargeError):  # refused even when it is not XML at all
+        parse_fields(b"\x00" * 11, max_size=10)
+
+
+def test_depth_is_capped() -> None:
+    def nested(depth: int) -> bytes:
+        inner = "".join(f"<e{i}>" for i in range(depth - 1))
+        outer = "".join(f"</e{i}>" for i in reversed(range(depth - 1)))
+        return f"<xml>{inner}x{outer}</xml>".encode()
+
+    assert parse_fields(nested(MAX_XML_DEPTH))
+    with pytest.raises(XMLParseError, match=f"deeper than {MAX_XML_DEPTH}"):
+        parse_fields(nested(MAX_XML_DEPTH + 1))
+    with pytest.raises(XMLParseError):
+        parse_fields(b"<xml>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</xml>", max_size=10**6)
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+FRAGMENTS = [
+    "<xml>",
+    "</xml>",
+    "<A>",
+    "</A>",
+    "<B x='1'>",
+    "</B>",
+    "<![CDATA[",
+    "]]>",
+    "<!DOCTYPE xml [",
+    "<!DOCTYPE xml>",
+    "]>",
+    '<!ENTITY a "&#77;ARK_X">',
+    '<!ENTITY b "&a;&a;&a;&a;">',
+    "<!ENTITY % p \"<!ENTITY c 'MARK_Y'>\">",
+    "%p;",
+    '<!ENTITY e SYSTEM "file:///etc/passwd">',
+    '<!ENTITY f SYSTEM "http://127.0.0.1:9/">',
+    "&a;",
+    "&b;",
+    "&c;",
+    "&e;",
+    "&f;",
+    "&lt;",
+    "&#x41;",
+    "&#0;",
+    '<?xml version="1.0"?>',
+    '<?xml version="1.0" encoding="UTF-16"?>',
+    "<!-- c -->",
+    "<?pi x?>",
+    '<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="file:///etc/passwd"/>',
+    "text",
+    "中文",
+    "\x00",
+    " ",
+    "\n",
+]
+
+
+def _assert_safe_result(fields: dict[str, str]) -> None:
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+    joined = "".join(fields.values())
+    assert "MARK_X" not in joined  # entity expansion never happens
+    assert "MARK_Y" not in joined
+    assert "root:" not in joined  # /etc/passwd never read
+
+
+@FUZZ
+@given(st.binary(max_size=3000), st.integers(1, 4000))
+def test_fuzz_arbitrary_bytes(body: bytes, limit: int) -> None:
+    if len(body) > limit:
+        with pytest.raises(BodyTooLargeError) as info:
+            parse_fields(body, max_size=limit)
+        assert (info.value.size, info.value.limit) == (len(body), limit)
+        return
+    with contextlib.suppress(CallbackError):
+        _assert_safe_result(parse_fields(body, max_size=limit))
+
+
+@FUZZ
+@given(
+    st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=40).map("".join),
+    st.sampled_from(["utf-8", "utf-16", "latin-1"]),
+)
+def test_fuzz_hostile_fragments(text: str, encoding: str) -> None:
+    body = text.encode(encoding, errors="replace")
+    with contextlib.suppress(CallbackError):
+        _assert_safe_result(parse_fields(body))
+
+
+@FUZZ
+@given(st.binary(max_size=2000), st.dictionaries(st.text(max_size=15), st.text(max_size=30)))
+def test_fuzz_the_handler(body: bytes, query: dict[str, str]) -> None:
+    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+    for handler in (
+        CallbackHandler(token=TOKEN, appid=APPID),
+        CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key, timestamp_window=60),
+    ):
+        with contextlib.suppress(CallbackError):
+            handler.parse(query, body)
+
+
+@FUZZ
+@given(st.sampled_from(["plain", "aes"]), st.binary(max_size=1500))
+def test_fuzz_authenticated_bodies(mode: str, body: bytes) -> None:
+    # Correctly signed (and encrypted) garbage: everything past authentication is fuzzed.
+    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
+    fake = FakeWeChat(encoding_aes_key=key if mode == "aes" else None)
+    with contextlib.suppress(CallbackError):
+        handler.parse(*fake.push(body))
+
+
+# --------------------------------------------------------------------------- differential
+
+TAGS = st.sampled_from(["A", "B", "item", "MsgType", "x.y", "_z", "Kf-1", "中"])
+TEXT = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs", "Cc", "Cn"]) | st.sampled_from("\n\t"),
+    max_size=12,
+)
+
+
+def _tree(depth: int) -> st.SearchStrategy[Element]:
+    def leaf(tag: str, text: str) -> Element:
+        element = Element(tag)
+        element.text = text
+        return element
+
+    leaves = st.builds(leaf, TAGS, TEXT)
+    if depth == 0:
+        return leaves
+
+    def branch(tag: str, children: list[Element]) -> Element:
+        element = Element(tag)
+        element.extend(children)
+        return element
+
+    return leaves | st.builds(branch, TAGS, st.lists(_tree(depth - 1), min_size=1, max_size=4))
+
+
+def _serialize(element: Element, cdata: bool) -> str:
+    if len(element):
+        inner = "".join(_serialize(child, cdata) for child in element)
+    elif cdata:
+        inner = "<![CDATA[" + (element.text or "").replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    else:
+        text = element.text or ""
+        inner = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<{element.tag}>{inner}</{element.tag}>"
+
+
+def _reference_flatten(element: Element, prefix: str, into: dict[str, str]) -> None:
+    counts = Counter(child.tag for child in element)
+    index: Counter[str] = Counter()
+    for child in element:
+        name = child.tag
+        if counts[name] > 1:
+            name = f"{name}[{index[child.tag]}]"
+            index[child.tag] += 1
+        if len(child):
+            _reference_flatten(child, f"{prefix}{name}/", into)
+        else:
+            into[prefix + name] = child.text or ""
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_tree(3), max_size=5), st.booleans())
+def test_same_fields_as_defusedxml(children: list[Element], cdata: bool) -> None:
+    body = ("<xml>" + "".join(_serialize(c, cdata) for c in children) + "</xml>").encode()
+    expected: dict[str, str] = {}
+    _reference_flatten(DefusedET.fromstring(body, forbid_dtd=True), "", expected)
+    assert parse_fields(body) == expected
+
+
+# --------------------------------------------------------------------------- building
+
+
+def test_build_exact_bytes() -> None:
+    built = build_xml(
+        {
+            "ToUserName": "oUser",
+            "CreateTime": 1700000000,
+            "MsgType": "transfer_customer_service",
+            "TransInfo": {"KfAccount": "kf1@wx"},
+            "Content": "a]]>b",
+        }
+    )
+    assert built == (
+        b"<xml><ToUserName><![CDATA[oUser]]></ToUserName><CreateTime>1700000000</CreateTime>"
+        b"<MsgType><![CDATA[transfer_customer_service]]></MsgType><TransInfo><KfAccount>"
+        b"<![CDATA[kf1@wx]]></KfAccount></TransInfo><Content><![CDATA[a]]]]><![CDATA[>b]]>"
+        b"</Content></xml>"
+    )
+
+
+@given(st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), TEXT))
+def test_built_text_parses_back_identically(fields: dict[str, str]) -> None:
+    fields = {tag: text + "]]>" for tag, text in fields.items()}
+    assert parse_fields(build_xml(fields)) == fields
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"A": "\x00"}, ValueError, "cannot carry"),
+        ({"A": "\ufffe"}, ValueError, "cannot carry"),
+        ({"A": "\ud800"}, ValueError, "cannot carry"),
+        ({"bad tag": "x"}, ValueError, "not an XML tag"),
+        ({"<A>": "x"}, ValueError, "not an XML tag"),
+        ({"A": True}, TypeError, "bool"),
+    ],
+)
+def test_build_refuses_what_xml_cannot_carry(
+    fields: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        build_xml(fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("tab\tnewline\n", True),
+        ("中文 😀", True),
+        ("\x01", False),
+        ("\x7f", True),
+        ("\uffff", False),
+    ],
+)
+def test_is_xml_text(text: str, ok: bool) -> None:
+    assert is_xml_text(text) is ok

@@ -1,0 +1,95 @@
+"""The receiving side: what WeChat pushes to your server, verified, decrypted and typed.
+
+::
+
+    from wechat_kf.callback import CallbackHandler, TextMessage, TransferCustomerService
+
+    handler = CallbackHandler(token="...", appid="wx...", encoding_aes_key=None)
+    echostr = handler.verify_url(query)            # the GET with echostr
+    incoming = handler.parse(query, body)          # a POST: verified, decrypted, typed
+    if isinstance(incoming, TextMessage):
+        body = handler.reply(incoming, TransferCustomerService())
+
+Framework-neutral (a query mapping and bytes in, bytes out); :class:`CallbackEndpoint` adds
+the HTTP decisions, and :mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp`
+plug it into those frameworks. Safe mode (``encoding_aes_key``) needs
+``pip install 'wechat_kf[callback]'``; plain mode needs nothing beyond the SDK.
+"""
+
+from wechat_kf.callback._dedupe import (
+    Deduplicator,
+    DuplicateStore,
+    MemoryDuplicateStore,
+    dedupe_key,
+)
+from wechat_kf.callback._endpoint import CallbackEndpoint, HTTPAnswer, OnMessage
+from wechat_kf.callback._errors import (
+    AppIdMismatchError,
+    BodyTooLargeError,
+    CallbackError,
+    DecryptError,
+    HostileXMLError,
+    MalformedCallbackError,
+    MissingDependencyError,
+    SignatureError,
+    StaleTimestampError,
+    XMLParseError,
+)
+from wechat_kf.callback._handler import CallbackHandler
+from wechat_kf.callback._messages import (
+    Event,
+    ImageMessage,
+    Incoming,
+    KfCloseSession,
+    KfCreateSession,
+    KfSwitchSession,
+    LinkMessage,
+    LocationMessage,
+    ShortVideoMessage,
+    TextMessage,
+    UnknownMessage,
+    UserMessage,
+    VideoMessage,
+    VoiceMessage,
+)
+from wechat_kf.callback._replies import SUCCESS, Reply, Success, TextReply, TransferCustomerService
+
+__all__ = [
+    "SUCCESS",
+    "AppIdMismatchError",
+    "BodyTooLargeError",
+    "CallbackEndpoint",
+    "CallbackError",
+    "CallbackHandler",
+    "DecryptError",
+    "Deduplicator",
+    "DuplicateStore",
+    "Event",
+    "HTTPAnswer",
+    "HostileXMLError",
+    "ImageMessage",
+    "Incoming",
+    "KfCloseSession",
+    "KfCreateSession",
+    "KfSwitchSession",
+    "LinkMessage",
+    "LocationMessage",
+    "MalformedCallbackError",
+    "MemoryDuplicateStore",
+    "MissingDependencyError",
+    "OnMessage",
+    "Reply",
+    "ShortVideoMessage",
+    "SignatureError",
+    "StaleTimestampError",
+    "Success",
+    "TextMessage",
+    "TextReply",
+    "TransferCustomerService",
+    "UnknownMessage",
+    "UserMessage",
+    "VideoMessage",
+    "VoiceMessage",
+    "XMLParseError",
+    "dedupe_key",
+]

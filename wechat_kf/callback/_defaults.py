@@ -1,0 +1,21 @@
+"""Named defaults of the callback (receiving) side."""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Largest body accepted, in bytes. WeChat's pushes are a few KiB; event lists stay far below.
+MAX_BODY_SIZE: Final = 256 * 1024
+#: Deepest element nesting accepted (WeChat's deepest, ``SendPicsInfo/PicList/item``, is 4).
+MAX_XML_DEPTH: Final = 16
+
+#: Seconds a push stays remembered by the duplicate detector. WeChat retries 3 times, 5 s
+#: apart, each after a 5 s timeout: all retries land within about 20 s.
+DEDUPE_TTL: Final = 300.0
+#: Entries :class:`~wechat_kf.callback.MemoryDuplicateStore` keeps at most.
+DEDUPE_MAX_ENTRIES: Final = 100_000
+#: Prefix of every duplicate-detection key (shared stores such as Redis).
+DEDUPE_NAMESPACE: Final = "wechat_kf:callback:"
+
+#: Bytes read from a request body at a time by the framework integrations.
+READ_CHUNK_SIZE: Final = 64 * 1024

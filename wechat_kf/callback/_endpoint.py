@@ -1,0 +1,138 @@
+"""``CallbackEndpoint``: one HTTP exchange with WeChat, for any web framework.
+
+The framework integrations (:mod:`wechat_kf.callback.starlette`,
+:mod:`wechat_kf.callback.aiohttp`) only translate their request into ``(method, query, body)``
+and the :class:`HTTPAnswer` back into their response; everything else is here, once:
+
+* ``GET`` is WeChat's URL check: answer ``echostr``;
+* ``POST`` is a push: read the body (capped), parse it, drop retries of a push already
+  handled, call your ``on_message``, answer its reply (``None`` means ``success``);
+* a refused request answers 403 (signature, timestamp, appid), 413 (too large) or 400, and
+  is logged as a warning on the ``wechat_kf.callback`` logger.
+
+An exception from ``on_message`` propagates to the framework (a 500 for WeChat, which then
+retries) after the push is unmarked in the duplicate store, so that the retry is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
+from typing import Final, TypeAlias
+
+import attrs
+
+from wechat_kf.callback._dedupe import Deduplicator
+from wechat_kf.callback._errors import (
+    AppIdMismatchError,
+    BodyTooLargeError,
+    CallbackError,
+    SignatureError,
+    StaleTimestampError,
+)
+from wechat_kf.callback._handler import CallbackHandler
+from wechat_kf.callback._messages import Incoming
+from wechat_kf.callback._replies import SUCCESS, Reply
+
+__all__ = ["CallbackEndpoint", "HTTPAnswer", "OnMessage"]
+
+#: Your code: receives each new push, returns the passive reply (``None``: ``success``).
+OnMessage: TypeAlias = Callable[[Incoming], Awaitable[Reply | None]]
+
+logger: Final = logging.getLogger("wechat_kf.callback")
+
+_TEXT: Final = "text/plain; charset=utf-8"
+_XML: Final = "application/xml; charset=utf-8"
+
+
+@attrs.frozen(kw_only=True)
+class HTTPAnswer:
+    """A framework-neutral HTTP response: status, body and headers (``Content-Type`` set)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = attrs.field(factory=lambda: {"Content-Type": _TEXT}, hash=False)
+
+    @property
+    def content_type(self) -> str:
+        """The ``Content-Type`` header."""
+        return self.headers["Content-Type"]
+
+
+def _text(status: int, body: bytes, **extra: str) -> HTTPAnswer:
+    return HTTPAnswer(status=status, body=body, headers={"Content-Type": _TEXT, **extra})
+
+
+def _refusal(exc: CallbackError) -> HTTPAnswer:
+    if isinstance(exc, (SignatureError, StaleTimestampError, AppIdMismatchError)):
+        return _text(403, b"forbidden")
+    if isinstance(exc, BodyTooLargeError):
+        return _text(413, b"payload too large")
+    return _text(400, b"bad request")
+
+
+async def read_capped(chunks: AsyncIterable[bytes], limit: int) -> bytes:
+    """Join ``chunks``; raise :class:`BodyTooLargeError` as soon as they exceed ``limit``."""
+    buffer = bytearray()
+    try:
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) > limit:
+                raise BodyTooLargeError(len(buffer), limit)
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+    return bytes(buffer)
+
+
+class CallbackEndpoint:
+    """Answer WeChat's HTTP requests to your server URL, framework-neutrally.
+
+    ``on_message`` gets every new push (retries are dropped when a ``deduplicator`` is given)
+    and returns the passive reply. Use :meth:`answer` from any web framework.
+    """
+
+    def __init__(
+        self,
+        handler: CallbackHandler,
+        on_message: OnMessage,
+        *,
+        deduplicator: Deduplicator | None = None,
+    ) -> None:
+        self.handler = handler
+        self.on_message = on_message
+        self.deduplicator = deduplicator
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(handler={self.handler!r})"
+
+    async def answer(
+        self, method: str, query: Mapping[str, str], body: bytes | AsyncIterable[bytes]
+    ) -> HTTPAnswer:
+        """Handle one request: ``body`` is its bytes, or its chunks (read up to the cap)."""
+        method = method.upper()
+        try:
+            if method == "GET":
+                return _text(200, self.handler.verify_url(query).encode("utf-8"))
+            if method != "POST":
+                return _text(405, b"method not allowed", Allow="GET, POST")
+            if not isinstance(body, bytes):
+                body = await read_capped(body, self.handler.max_body_size)
+            incoming = self.handler.parse(query, body)
+        except CallbackError as exc:
+            logger.warning("refused a callback request: %s: %s", type(exc).__name__, exc)
+            return _refusal(exc)
+        dedupe = self.deduplicator
+        if dedupe is not None and await dedupe.is_duplicate(incoming):
+            logger.debug("answered a retried push with success: %s", type(incoming).__name__)
+            return _text(200, SUCCESS)
+        try:
+            reply = await self.on_message(incoming)
+            payload = self.handler.reply(incoming, reply)
+        except BaseException:
+            if dedupe is not None:
+                await dedupe.forget(incoming)
+            raise
+        if payload == SUCCESS:
+            return _text(200, payload)
+        return HTTPAnswer(status=200, body=payload, headers={"Content-Type": _XML})

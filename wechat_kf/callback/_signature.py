@@ -1,0 +1,35 @@
+"""WeChat's callback signatures, computed and compared in constant time.
+
+Both signatures are ``sha1(''.join(sorted(parts)))`` in lowercase hex:
+
+* ``signature`` (plain mode and the URL check): parts ``token, timestamp, nonce``. It does not
+  cover the body: only the freshness window and duplicate detection stop a replayed query.
+* ``msg_signature`` (safe mode): parts ``token, timestamp, nonce, Encrypt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+__all__ = ["compute_signature", "signature_matches"]
+
+
+def compute_signature(token: str, timestamp: str, nonce: str, *extra: str) -> str:
+    """Return ``sha1(''.join(sorted([token, timestamp, nonce, *extra])))`` as lowercase hex.
+
+    Python sorts ``str`` by code point, which is the byte order of UTF-8: the order WeChat uses.
+    """
+    joined = "".join(sorted((token, timestamp, nonce, *extra)))
+    return hashlib.sha1(joined.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def signature_matches(expected: str, received: str) -> bool:
+    """Compare two signatures in constant time (``hmac.compare_digest`` on UTF-8 bytes).
+
+    ``received`` comes from the query string and may hold any character: comparing bytes keeps
+    ``compare_digest`` from raising on non-ASCII text.
+    """
+    return hmac.compare_digest(
+        expected.encode("utf-8"), received.encode("utf-8", errors="surrogatepass")
+    )

@@ -1,0 +1,49 @@
+"""Serve WeChat callbacks from Starlette or FastAPI.
+
+::
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from wechat_kf.callback.starlette import callback_endpoint
+
+    endpoint = callback_endpoint(handler, on_message, deduplicator=Deduplicator())
+    app = Starlette(routes=[Route("/wechat", endpoint, methods=["GET", "POST"])])
+
+With FastAPI: ``app.add_route("/wechat", endpoint, methods=["GET", "POST"])``.
+
+Importing this module imports Starlette; :mod:`wechat_kf.callback` itself does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wechat_kf.callback._dedupe import Deduplicator
+from wechat_kf.callback._endpoint import CallbackEndpoint, OnMessage
+from wechat_kf.callback._handler import CallbackHandler
+
+__all__ = ["callback_endpoint"]
+
+
+def callback_endpoint(
+    handler: CallbackHandler,
+    on_message: OnMessage,
+    *,
+    deduplicator: Deduplicator | None = None,
+) -> Callable[[Request], Awaitable[Response]]:
+    """Return a Starlette endpoint answering WeChat's GET (URL check) and POST (pushes).
+
+    The body is read in chunks and refused with 413 past ``handler.max_body_size``; see
+    :class:`~wechat_kf.callback.CallbackEndpoint` for the rest.
+    """
+    endpoint = CallbackEndpoint(handler, on_message, deduplicator=deduplicator)
+
+    async def wechat_callback(request: Request) -> Response:
+        body = request.stream() if request.method == "POST" else b""
+        answer = await endpoint.answer(request.method, request.query_params, body)
+        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+    return wechat_callback
