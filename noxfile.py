@@ -40,9 +40,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo against the embedded fake WeChat: no credentials, no network."""
-    _install(session, "cli")
-    session.run("python", "-m", "wechat_kf.demo", *session.posargs)
+    """Run ``wechat-kf demo``: a customer-service day against the embedded fake WeChat."""
+    _install(session, "cli", "aiohttp")
+    session.run("wechat-kf", "demo", *session.posargs)
 
 
 @nox.session

@@ -92,7 +92,12 @@ def test_public_name_and_import_without_redis() -> None:
         "    print('ImportError:', exc)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     assert "pip install 'wechat_kf[redis]'" in out.stdout
 
@@ -109,7 +114,7 @@ async def test_key_layout_and_ttls(store: RedisTokenStore, prefix: str) -> None:
     assert fields == {b"access_token": b"v" * 512, b"expires_at": repr(token.expires_at).encode()}
     assert 7200 < await raw.ttl(store.token_key(appid)) <= 7260  # expiry plus a minute of grace
     assert 0 < await raw.pttl(store.lock_key(appid)) <= 15000
-    assert (await raw.get(store.lock_key(appid))).decode() == fence
+    assert await raw.get(store.lock_key(appid)) == fence.encode()
 
 
 def test_prefix_must_not_hold_a_hash_tag() -> None:

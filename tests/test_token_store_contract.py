@@ -1,7 +1,9 @@
 """The reusable store contract (``wechat_kf.testing.store_contract``) on every store we ship.
 
-The memory stores run on asyncio and trio; the Redis store runs on asyncio (redis.asyncio) against
-a real ``redis-server`` started for this module.
+The memory stores run on asyncio and trio. The Redis store runs on asyncio (redis.asyncio) against
+real servers started for this module: a standalone ``redis-server``, a three-master Redis Cluster
+(``redis.asyncio.RedisCluster``: every multi-key script must stay in one slot) and a Sentinel in
+front of the standalone server (``Sentinel.master_for``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio
+import redis.asyncio.sentinel
 
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer, running_cluster, running_redis, running_sentinel
 from wechat_kf._redis_store import RedisTokenStore
 from wechat_kf._tokens import AccessToken, LockingTokenStore, MemoryTokenStore, TokenStore
 from wechat_kf.testing.store_contract import TokenStoreContract
@@ -77,3 +81,59 @@ class TestRedisTokenStore(TokenStoreContract):
             redis_server.url, prefix=f"contract-{uuid.uuid4().hex[:8]}:"
         ) as store:
             yield store
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    with running_cluster(Path(tmp_path_factory.mktemp("cluster"))) as nodes:
+        yield nodes
+
+
+class TestRedisClusterTokenStore(TokenStoreContract):
+    require_locking = True
+    require_ledger = True
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    async def store(self, redis_cluster: list[RedisServer]) -> AsyncIterator[TokenStore]:
+        client = redis.asyncio.RedisCluster(host="127.0.0.1", port=redis_cluster[0].port)
+        # Discover the slots before concurrent use: redis-py's async cluster client can break
+        # connections that are in use while its first initialization runs.
+        await client.initialize()
+        try:
+            yield RedisTokenStore(client, prefix=f"contract-{uuid.uuid4().hex[:8]}:")
+        finally:
+            await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def redis_sentinel(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[RedisServer]:
+    with running_sentinel(Path(tmp_path_factory.mktemp("sentinel")), redis_server) as sentinel:
+        yield sentinel
+
+
+class TestRedisSentinelTokenStore(TokenStoreContract):
+    require_locking = True
+    require_ledger = True
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    async def store(self, redis_sentinel: RedisServer) -> AsyncIterator[TokenStore]:
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            [("127.0.0.1", redis_sentinel.port)], socket_timeout=2
+        )
+        client = sentinel.master_for("mymaster", socket_timeout=2)
+        try:
+            yield RedisTokenStore(client, prefix=f"contract-{uuid.uuid4().hex[:8]}:")
+        finally:
+            await client.aclose()
+            for connection in sentinel.sentinels:
+                await connection.aclose()

@@ -4,6 +4,8 @@ Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``reco
 cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
@@ -26,6 +28,7 @@ from wechat_kf._errors import (
     ServerBusyError,
     TokenError,
     TokenRefreshTimeoutError,
+    TokenStoreError,
     TokenUnavailableError,
     TransportError,
     TypingError,
@@ -34,8 +37,20 @@ from wechat_kf._errors import (
     WeChatError,
 )
 from wechat_kf._retry import RetryPolicy
-from wechat_kf._tokens import AccessToken, MemoryTokenStore, TokenEndpoint, TokenManager, TokenStore
+from wechat_kf._tokens import (
+    AccessToken,
+    ForceRefreshClaim,
+    ForceRefreshLedger,
+    LockingTokenStore,
+    MemoryTokenStore,
+    TokenEndpoint,
+    TokenManager,
+    TokenStore,
+)
 from wechat_kf._version import __version__
+
+if TYPE_CHECKING:
+    from wechat_kf._redis_store import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -70,6 +85,8 @@ __all__ = [
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "ForceRefreshClaim",
+    "ForceRefreshLedger",
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "Image",
@@ -78,6 +95,7 @@ __all__ = [
     "KfAccount",
     "KfOnlineAccount",
     "KfSession",
+    "LockingTokenStore",
     "MalformedResponseError",
     "MemoryTokenStore",
     "MenuItem",
@@ -106,6 +124,7 @@ __all__ = [
     "TokenManager",
     "TokenRefreshTimeoutError",
     "TokenStore",
+    "TokenStoreError",
     "TokenUnavailableError",
     "TransportError",
     "TypingError",
@@ -119,3 +138,13 @@ __all__ = [
     "WxCard",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
+    # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
+    if name == "RedisTokenStore":
+        from wechat_kf._redis_store import RedisTokenStore
+
+        return RedisTokenStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,13 @@ from wechat_kf._tokens import (
     TokenStore,
     token_from_payload,
 )
+from wechat_kf._transport import (
+    TRANSPORTS,
+    PoolSizer,
+    SDKHTTPClient,
+    TransportName,
+    make_transport,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -98,8 +105,12 @@ class AsyncWeChat:
 
     Args:
         appid: The official account's AppID.
-        secret: Its AppSecret. Never shown in any repr, log line or exception.
-        token_store: Where access tokens live (default: a :class:`MemoryTokenStore`).
+        secret: Its AppSecret. Never shown in any repr, log line or exception. ``None`` selects
+            read-only token mode: the SDK never calls the token endpoint and only reads
+            ``token_store`` (which your token service fills); it raises
+            :class:`TokenUnavailableError` when the store holds no usable token.
+        token_store: Where access tokens live (default: a :class:`MemoryTokenStore`). Share a
+            :class:`RedisTokenStore` between processes so that exactly one of them refreshes.
         http_client: Your own ``httpx.AsyncClient`` (its base URL is ignored: use ``base_url``).
         base_url: WeChat's API root; point it at a proxy or the fake server in tests.
         timeout: Seconds (or an ``httpx.Timeout``) per HTTP exchange. Defaults to 10 s for our
@@ -108,14 +119,29 @@ class AsyncWeChat:
         token_endpoint: ``"stable"`` (default, ``/cgi-bin/stable_token``) or ``"classic"``.
         refresh_margin: Refresh the token this many seconds before it expires.
         token_lock_timeout: Longest wait for another caller's token refresh.
+        token_lock_ttl: With a shared store, the refresh lock expires after this many seconds,
+            so a process that died mid-refresh blocks the others at most this long.
         token_fetch_timeout: Timeout of the token endpoint call itself.
         sleep: The async sleep used between retries (tests inject a recorder).
+        transport: How the HTTP client the SDK creates sends: ``"httpx"`` (default, httpx's
+            own connection pool), ``"aiohttp"`` (the fast transport of the ``aiohttp`` extra,
+            ``pip install "wechat_kf[aiohttp]"``; several times faster with many requests in
+            flight; on trio the SDK falls back to httpx's transport) or ``"auto"`` (aiohttp when
+            the extra is installed and the code runs on asyncio, else httpx). The client is still
+            an ``httpx.AsyncClient`` either way.
+        max_connections: Connections the SDK's pool may open (default 100); every one is kept
+            alive. :meth:`MessageAPI.send_many` grows the pool to its ``max_concurrency``.
+
+    Raises:
+        ValueError: contradictory or invalid configuration (e.g. ``transport`` or
+            ``max_connections`` together with your own ``http_client``).
+        ImportError: ``transport="aiohttp"`` without the ``aiohttp`` extra installed.
     """
 
     def __init__(
         self,
         appid: str,
-        secret: str,
+        secret: str | None = None,
         *,
         token_store: TokenStore | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -125,17 +151,42 @@ class AsyncWeChat:
         token_endpoint: TokenEndpoint | str = TokenEndpoint.STABLE,
         refresh_margin: float = _defaults.TOKEN_REFRESH_MARGIN,
         token_lock_timeout: float = _defaults.TOKEN_LOCK_TIMEOUT,
+        token_lock_ttl: float = _defaults.TOKEN_LOCK_TTL,
         token_fetch_timeout: float = _defaults.TOKEN_FETCH_TIMEOUT,
         sleep: Sleep | None = None,
+        transport: TransportName | None = None,
+        max_connections: int | None = None,
     ) -> None:
         if not isinstance(appid, str) or not appid:
             raise ValueError("appid must be a non-empty string")
-        if not isinstance(secret, str) or not secret:
-            raise ValueError("secret must be a non-empty string")
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise ValueError("secret must be a non-empty string (or None for read-only tokens)")
+        if secret is None and token_store is None:
+            raise ValueError(
+                "secret=None (read-only token mode) needs the token_store your token service fills"
+            )
         if not base_url.startswith(("https://", "http://")):
             raise ValueError(f"base_url must start with https:// or http://, got {base_url!r}")
-        if refresh_margin < 0 or token_lock_timeout <= 0 or token_fetch_timeout <= 0:
+        if (
+            refresh_margin < 0
+            or token_lock_timeout <= 0
+            or token_lock_ttl <= 0
+            or token_fetch_timeout <= 0
+        ):
             raise ValueError("refresh_margin must be >= 0 and the token timeouts > 0")
+        if http_client is not None and (transport is not None or max_connections is not None):
+            raise ValueError(
+                "transport and max_connections configure the HTTP client the SDK creates; "
+                "configure your own http_client's transport and limits yourself"
+            )
+        if transport is not None and transport not in TRANSPORTS:
+            raise ValueError(f"transport must be 'httpx', 'aiohttp' or 'auto', got {transport!r}")
+        if max_connections is not None and (
+            not isinstance(max_connections, int)
+            or isinstance(max_connections, bool)
+            or max_connections < 1
+        ):
+            raise ValueError(f"max_connections must be an integer >= 1, got {max_connections!r}")
         try:
             endpoint = TokenEndpoint(token_endpoint)
         except ValueError:
@@ -145,14 +196,16 @@ class AsyncWeChat:
         install_log_redaction()
         self.appid = appid
         self._owns_http = http_client is None
+        pool: PoolSizer | None = None
         if http_client is None:
-            http_client = httpx.AsyncClient(
+            sdk_transport, pool = make_transport(
+                transport or "httpx",
+                max_connections=max_connections or _defaults.MAX_CONNECTIONS,
+                keepalive_expiry=_defaults.KEEPALIVE_EXPIRY,
+            )
+            http_client = SDKHTTPClient(
                 timeout=_defaults.TIMEOUT,
-                limits=httpx.Limits(
-                    max_connections=_defaults.MAX_CONNECTIONS,
-                    max_keepalive_connections=_defaults.MAX_KEEPALIVE_CONNECTIONS,
-                    keepalive_expiry=_defaults.KEEPALIVE_EXPIRY,
-                ),
+                transport=sdk_transport,
                 headers={"User-Agent": _defaults.USER_AGENT},
             )
             if isinstance(timeout, _NotGiven):
@@ -171,10 +224,13 @@ class AsyncWeChat:
         self._tokens = TokenManager(
             appid=appid,
             store=token_store if token_store is not None else MemoryTokenStore(),
-            fetch=_TokenFetcher(appid, secret, endpoint, token_pipeline),
+            fetch=None
+            if secret is None
+            else _TokenFetcher(appid, secret, endpoint, token_pipeline),
             endpoint=endpoint,
             refresh_margin=refresh_margin,
             lock_timeout=token_lock_timeout,
+            lock_ttl=token_lock_ttl,
         )
         self._pipeline = Pipeline(
             http=http_client,
@@ -183,6 +239,7 @@ class AsyncWeChat:
             retry=retry,
             timeout=None if isinstance(timeout, _NotGiven) else _timeout(timeout),
             sleep=sleep,
+            pool=pool,
         )
 
     # ------------------------------------------------------------------ areas

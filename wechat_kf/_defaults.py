@@ -33,10 +33,32 @@ TOKEN_LOCK_TIMEOUT: Final = 30.0
 #: ``stable_token`` ``force_refresh``: documented limits.
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_MIN_INTERVAL: Final = 30.0
+#: Shared stores: the refresh lock expires after this many seconds, so a holder that crashed
+#: mid-refresh blocks the other processes at most this long. Longer than one token fetch.
+TOKEN_LOCK_TTL: Final = 15.0
+#: Shared stores: how often a caller waiting for another process's refresh re-reads the store
+#: (first delay, doubling to the maximum, with jitter).
+TOKEN_POLL_INITIAL: Final = 0.02
+TOKEN_POLL_MAX: Final = 0.25
+#: Redis token store: the longest any one Redis operation may take (connect, retries included).
+TOKEN_STORE_TIMEOUT: Final = 5.0
+#: Redis token store: socket timeouts and retries of the client ``RedisTokenStore.from_url`` makes.
+REDIS_SOCKET_TIMEOUT: Final = 2.0
+REDIS_RETRIES: Final = 2
+#: Redis token store: default key prefix; keys are ``{prefix}{{appid}}:token`` and so on.
+REDIS_KEY_PREFIX: Final = "wechat_kf:"
 
-#: Connection pool for the HTTP client the SDK creates itself.
+#: Connection pool for the HTTP client the SDK creates itself. Every connection is kept alive:
+#: httpx's default keep-alive limit (20) reconnects on nearly every request above ~100 in flight.
 MAX_CONNECTIONS: Final = 100
-MAX_KEEPALIVE_CONNECTIONS: Final = 100
 KEEPALIVE_EXPIRY: Final = 30.0
+
+#: Bulk sends (``send_many``/``stream_many``): requests in flight at once.
+BULK_MAX_CONCURRENCY: Final = 16
+#: Bulk sends: when the caller is cancelled, requests already in flight get this many seconds to
+#: answer (so their outcome is known) before they are abandoned and reported ``unknown``.
+BULK_CANCEL_GRACE: Final = 5.0
+#: ``stream_many``: results buffered for a slow reader, per worker, before the workers wait.
+BULK_STREAM_BUFFER_PER_WORKER: Final = 2
 
 USER_AGENT: Final = "wechat_kf"

@@ -28,7 +28,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     ├── TokenError                    the SDK could not get an access token
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
     │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
-    │   └── TokenUnavailableError     read-only store holds no usable token
+    │   ├── TokenUnavailableError     read-only store holds no usable token
+    │   └── TokenStoreError           the token store (Redis) failed or timed out
     ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
     │   ├── SignatureError            signature / msg_signature missing or wrong
     │   ├── StaleTimestampError       timestamp outside the freshness window
@@ -38,6 +39,7 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
     │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
     │   ├── MalformedCallbackError    well-formed, but not the documented shape
+    │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed or timed out
     │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
     └── ValidationError (ValueError)  bad input caught before any request (.field .limit)
 
@@ -72,6 +74,7 @@ __all__ = [
     "ServerBusyError",
     "TokenError",
     "TokenRefreshTimeoutError",
+    "TokenStoreError",
     "TokenUnavailableError",
     "TransportError",
     "TypingError",
@@ -354,6 +357,14 @@ class ForceRefreshLimitedError(TokenError):
 
 class TokenUnavailableError(TokenError):
     """A read-only token store holds no usable token for this appid."""
+
+
+class TokenStoreError(TokenError):
+    """The token store failed (Redis unreachable, timed out, or holding a malformed entry).
+
+    ``__cause__`` is the backend's exception. Raised within the store's own timeout: a store
+    outage is never a silent unbounded wait.
+    """
 
 
 # --------------------------------------------------------------------------- validation

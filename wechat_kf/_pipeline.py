@@ -34,6 +34,7 @@ from wechat_kf._errors import (
 from wechat_kf._redaction import redact, scrub_httpx_error
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
+from wechat_kf._transport import PoolSizer
 
 __all__ = ["Endpoint", "Pipeline", "encode_json"]
 
@@ -46,6 +47,10 @@ TOKEN_REJECTED: Final = frozenset({40001, 40014, 42001})
 
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
 _EXCERPT: Final = 200
+#: Parsed URLs kept per pipeline (endpoints × live tokens).
+_URL_CACHE: Final = 128
+#: One encoder for every body (``json.dumps`` with options builds a new one per call).
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @attrs.frozen
@@ -61,7 +66,7 @@ class Endpoint:
 
 def encode_json(data: object) -> bytes:
     """Compact JSON as raw UTF-8: never ``\\uXXXX`` (WeChat shows escapes literally or 40033)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(data).encode("utf-8")
 
 
 def encode_query(params: Mapping[str, str]) -> str:
@@ -116,7 +121,7 @@ def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> TransportError
 class Pipeline:
     """Sends requests for one facade: shared HTTP client and tokens, its own timeout and retries."""
 
-    __slots__ = ("_base_url", "_http", "_sleep", "_timeout", "retry", "tokens")
+    __slots__ = ("_base_url", "_http", "_pool", "_sleep", "_timeout", "_urls", "retry", "tokens")
 
     def __init__(
         self,
@@ -127,6 +132,7 @@ class Pipeline:
         retry: RetryPolicy,
         timeout: httpx.Timeout | None,
         sleep: Sleep,
+        pool: PoolSizer | None = None,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -134,6 +140,17 @@ class Pipeline:
         self.retry = retry
         self._timeout: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         self._sleep = sleep
+        self._pool = pool
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
+
+    @property
+    def max_connections(self) -> int | None:
+        """The connection limit of the SDK's own pool; ``None`` for a caller's ``http_client``."""
+        return None if self._pool is None else self._pool.max_connections
+
+    def ensure_connections(self, connections: int) -> int | None:
+        """Grow the SDK's own pool to ``connections``; the limit now (``None``: not ours)."""
+        return None if self._pool is None else self._pool.ensure_capacity(connections)
 
     def derive(self, *, retry: RetryPolicy, timeout: httpx.Timeout | None) -> Pipeline:
         """A pipeline on the same HTTP client and tokens with other timeout/retry options."""
@@ -144,7 +161,22 @@ class Pipeline:
             retry=retry,
             timeout=timeout if timeout is not None else self._timeout_or_none(),
             sleep=self._sleep,
+            pool=self._pool,
         )
+
+    def _token_url(self, url: str, token: str) -> httpx.URL:
+        """``url?access_token=token``, parsed once per endpoint and token.
+
+        httpx parses a URL string character by character (the token alone is ~130 of them); a
+        parsed ``httpx.URL`` is used as is.
+        """
+        key = (url, token)
+        parsed = self._urls.get(key)
+        if parsed is None:
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()  # old tokens; the few live entries come back at once
+            parsed = self._urls[key] = httpx.URL(f"{url}?access_token={token}")
+        return parsed
 
     def _timeout_or_none(self) -> httpx.Timeout | None:
         return self._timeout if isinstance(self._timeout, httpx.Timeout) else None
@@ -156,6 +188,7 @@ class Pipeline:
         *,
         query: Mapping[str, str] | None = ...,
         json: object = ...,
+        content: bytes | None = ...,
         files: Mapping[str, Any] | None = ...,
         into: None = ...,
     ) -> dict[str, Any]: ...
@@ -167,6 +200,7 @@ class Pipeline:
         *,
         query: Mapping[str, str] | None = ...,
         json: object = ...,
+        content: bytes | None = ...,
         files: Mapping[str, Any] | None = ...,
         into: type[T],
     ) -> T: ...
@@ -177,11 +211,18 @@ class Pipeline:
         *,
         query: Mapping[str, str] | None = None,
         json: object = None,
+        content: bytes | None = None,
         files: Mapping[str, Any] | None = None,
         into: type[T] | None = None,
     ) -> T | dict[str, Any]:
-        """Call ``endpoint``; return its decoded payload, structured ``into`` a model if given."""
-        payload = await self._send(endpoint, query, json, files)
+        """Call ``endpoint``; return its decoded payload, structured ``into`` a model if given.
+
+        ``json`` is encoded here; ``content`` is a body already encoded by :func:`encode_json`
+        (bulk sends encode a message once and splice each recipient in).
+        """
+        if content is None and json is not None:
+            content = encode_json(json)
+        payload = await self._send(endpoint, query, content, files)
         if into is None:
             return payload
         return structure(payload, into)
@@ -190,10 +231,9 @@ class Pipeline:
         self,
         endpoint: Endpoint,
         query: Mapping[str, str] | None,
-        body: object,
+        content: bytes | None,
         files: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        content = None if body is None else encode_json(body)
         headers = None if content is None else _JSON_HEADERS
         url = self._base_url + endpoint.path
         extra_query = encode_query(query) if query else ""
@@ -203,12 +243,14 @@ class Pipeline:
         token: str | None = None
         recovered: str | None = None
         while True:
+            full_url: str | httpx.URL
             if tokens is not None:
                 token = recovered or await tokens.get()
                 recovered = None
-                full_url = f"{url}?access_token={token}"
                 if extra_query:
-                    full_url = f"{full_url}&{extra_query}"
+                    full_url = f"{url}?access_token={token}&{extra_query}"
+                else:
+                    full_url = self._token_url(url, token)
             else:
                 full_url = f"{url}?{extra_query}" if extra_query else url
             started = time.perf_counter()

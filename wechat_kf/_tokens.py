@@ -1,17 +1,43 @@
-"""Access tokens: the value type, the pluggable store, and the manager that keeps one fresh.
+"""Access tokens: the value type, the pluggable stores, and the manager that keeps one fresh.
 
-The store contract (:class:`TokenStore`) is three async methods keyed by appid; the token and its
-expiry are stored together as one :class:`AccessToken`. Write your own store for any shared
-backend; the manager only ever calls these three methods:
+The store contract comes in three layers; write only what your backend needs.
+
+:class:`TokenStore` (required): three async methods keyed by appid; the token and its expiry are
+stored together as one :class:`AccessToken`.
 
 * ``get(appid)`` returns the stored token or ``None``. It may return an expired token: the manager
   checks ``expires_at`` itself.
 * ``set(appid, token)`` stores the token, replacing any other.
 * ``delete(appid)`` forgets the token (a missing one is not an error).
 
-The :class:`TokenManager` is single-flight (one fetch for any number of concurrent callers),
-refreshes ahead of expiry, and invalidates compare-and-delete style: a caller that saw token ``T``
-rejected only refreshes if the store still holds ``T``.
+With only these, the manager coordinates refreshes inside one process (an in-process lock).
+
+:class:`LockingTokenStore` (optional) adds what it takes to coordinate many processes or hosts.
+Each method must be atomic in the backend:
+
+* ``try_lock(appid, ttl)`` takes the refresh lock of ``appid`` if it is free and returns a
+  *fence* (a string unique to this holder), or ``None`` at once if someone holds it. The lock
+  frees itself after ``ttl`` seconds, so a holder that crashed cannot block the others forever.
+* ``unlock(appid, fence)`` releases the lock only if ``fence`` still holds it.
+* ``compare_and_set(appid, token, expected=..., fence=...)`` stores ``token`` only if the stored
+  token's value is ``expected`` (``None``: nothing is stored) and, when ``fence`` is given, the
+  lock is not held by anyone else. A refresh that outlived its lock therefore never overwrites the
+  fresher token of whoever took the lock next.
+* ``compare_and_delete(appid, value)`` deletes the stored token only if its value is ``value``.
+
+:class:`ForceRefreshLedger` (optional) shares the ``force_refresh`` budget of the stable token
+endpoint (WeChat allows 20 a day, 30 s apart, per appid) between processes; without it each
+manager keeps that count in memory.
+
+:class:`TokenManager` drives the store. It is single-flight (one fetch for any number of
+concurrent callers; with a locking store, one fetch for any number of processes), refreshes
+ahead of expiry, and invalidates compare-and-delete style: a caller that saw token ``T``
+rejected only refreshes if the store still holds ``T``. Callers that find another process
+refreshing poll the store for the new token (bounded by ``lock_timeout``) instead of fetching.
+Without a fetcher (``fetch=None``) the manager is read-only: it never calls WeChat, only reads
+the store, and raises :class:`TokenUnavailableError` when the store holds nothing usable.
+
+``wechat_kf.testing.store_contract`` is a test suite any store implementation can run.
 """
 
 from __future__ import annotations
@@ -19,6 +45,11 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import os
+import random
+import secrets
+import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
@@ -31,14 +62,21 @@ from wechat_kf._errors import (
     ForceRefreshLimitedError,
     MalformedResponseError,
     TokenRefreshTimeoutError,
+    TokenStoreError,
+    TokenUnavailableError,
 )
 
 __all__ = [
     "AccessToken",
+    "ForceRefreshClaim",
+    "ForceRefreshLedger",
+    "LockingTokenStore",
     "MemoryTokenStore",
     "TokenEndpoint",
     "TokenManager",
     "TokenStore",
+    "TokenStoreError",
+    "new_fence",
 ]
 
 logger = logging.getLogger("wechat_kf.tokens")
@@ -77,11 +115,94 @@ class TokenStore(Protocol):
         ...
 
 
+@runtime_checkable
+class LockingTokenStore(TokenStore, Protocol):
+    """A :class:`TokenStore` shared by many processes: a refresh lock and atomic writes.
+
+    Every method must be atomic in the backend. See the module docstring for the contract and
+    ``wechat_kf.testing.store_contract`` for the tests that check it.
+    """
+
+    async def try_lock(self, appid: str, ttl: float) -> str | None:
+        """Take the refresh lock for ``ttl`` seconds: a fence unique to this holder, or ``None``.
+
+        Never waits: ``None`` means someone else holds the lock now.
+        """
+        ...
+
+    async def unlock(self, appid: str, fence: str) -> bool:
+        """Release the lock if ``fence`` still holds it; whether it did."""
+        ...
+
+    async def compare_and_set(
+        self, appid: str, token: AccessToken, *, expected: str | None, fence: str | None = None
+    ) -> bool:
+        """Store ``token`` if the stored value is ``expected`` and no other fence holds the lock.
+
+        ``expected=None`` means "only if nothing is stored". Returns whether it stored.
+        """
+        ...
+
+    async def compare_and_delete(self, appid: str, value: str) -> bool:
+        """Delete the stored token if its value is ``value``; whether it did."""
+        ...
+
+
+class ForceRefreshClaim(str, enum.Enum):
+    """The answer of :meth:`ForceRefreshLedger.claim_force_refresh`."""
+
+    #: Recorded: go ahead and call ``force_refresh``.
+    GRANTED = "granted"
+    #: ``per_day`` claims were made in the last 24 h.
+    DAILY_LIMIT = "daily_limit"
+    #: The last claim is less than ``min_interval`` seconds old.
+    TOO_SOON = "too_soon"
+
+
+@runtime_checkable
+class ForceRefreshLedger(Protocol):
+    """A store that counts ``force_refresh`` calls for every process sharing it (optional)."""
+
+    async def claim_force_refresh(
+        self, appid: str, *, now: float, per_day: int, min_interval: float
+    ) -> ForceRefreshClaim:
+        """Atomically check the limits at ``now`` and, if they allow it, record one claim."""
+        ...
+
+
+def new_fence() -> str:
+    """A lock fence: unique, and naming its holder (host and pid) for whoever inspects it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
+def claim_in(
+    history: collections.deque[float], *, now: float, per_day: int, min_interval: float
+) -> ForceRefreshClaim:
+    """Check and record a force-refresh claim in ``history`` (timestamps, oldest first)."""
+    day_ago = now - 86400
+    while history and history[0] < day_ago:
+        history.popleft()
+    if len(history) >= per_day:
+        return ForceRefreshClaim.DAILY_LIMIT
+    if history and now - history[-1] < min_interval:
+        return ForceRefreshClaim.TOO_SOON
+    history.append(now)
+    return ForceRefreshClaim.GRANTED
+
+
 class MemoryTokenStore:
-    """The default store: a dict in this process. Share one instance between clients."""
+    """The default store: dicts in this process. Share one instance between clients.
+
+    It implements the whole contract (locks, compare-and-set, the force-refresh ledger), so
+    several clients or managers in one process sharing it coordinate like processes sharing a
+    :class:`~wechat_kf.RedisTokenStore`. Thread-safe.
+    """
 
     def __init__(self) -> None:
         self._tokens: dict[str, AccessToken] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._forced: dict[str, collections.deque[float]] = {}
+        self._mutex = threading.Lock()
 
     async def get(self, appid: str) -> AccessToken | None:
         """Return the stored token for ``appid`` or ``None``."""
@@ -89,11 +210,69 @@ class MemoryTokenStore:
 
     async def set(self, appid: str, token: AccessToken) -> None:
         """Store ``token`` for ``appid``."""
-        self._tokens[appid] = token
+        with self._mutex:
+            self._tokens[appid] = token
 
     async def delete(self, appid: str) -> None:
         """Forget the token for ``appid``."""
-        self._tokens.pop(appid, None)
+        with self._mutex:
+            self._tokens.pop(appid, None)
+
+    def _holder(self, appid: str) -> str | None:
+        held = self._locks.get(appid)
+        if held is None:
+            return None
+        if held[1] <= time.monotonic():
+            del self._locks[appid]
+            return None
+        return held[0]
+
+    async def try_lock(self, appid: str, ttl: float) -> str | None:
+        """Take the refresh lock for ``ttl`` seconds; a fence, or ``None`` if it is held."""
+        with self._mutex:
+            if self._holder(appid) is not None:
+                return None
+            fence = new_fence()
+            self._locks[appid] = (fence, time.monotonic() + ttl)
+            return fence
+
+    async def unlock(self, appid: str, fence: str) -> bool:
+        """Release the lock if ``fence`` holds it."""
+        with self._mutex:
+            if self._holder(appid) != fence:
+                return False
+            del self._locks[appid]
+            return True
+
+    async def compare_and_set(
+        self, appid: str, token: AccessToken, *, expected: str | None, fence: str | None = None
+    ) -> bool:
+        """Store ``token`` if the stored value is ``expected`` and no other fence holds the lock."""
+        with self._mutex:
+            if fence is not None and self._holder(appid) not in (None, fence):
+                return False
+            current = self._tokens.get(appid)
+            if (None if current is None else current.value) != expected:
+                return False
+            self._tokens[appid] = token
+            return True
+
+    async def compare_and_delete(self, appid: str, value: str) -> bool:
+        """Delete the stored token if its value is ``value``."""
+        with self._mutex:
+            current = self._tokens.get(appid)
+            if current is None or current.value != value:
+                return False
+            del self._tokens[appid]
+            return True
+
+    async def claim_force_refresh(
+        self, appid: str, *, now: float, per_day: int, min_interval: float
+    ) -> ForceRefreshClaim:
+        """Check the force-refresh limits and record a claim if they allow it."""
+        with self._mutex:
+            history = self._forced.setdefault(appid, collections.deque())
+            return claim_in(history, now=now, per_day=per_day, min_interval=min_interval)
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore(appids={sorted(self._tokens)!r})"
@@ -122,7 +301,7 @@ def token_from_payload(payload: dict[str, Any], now: float) -> AccessToken:
     expires_in = payload.get("expires_in")
     if not isinstance(value, str) or not value:
         raise MalformedResponseError("token response has no access_token string")
-    if isinstance(expires_in, str) and expires_in.isdigit():
+    if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():
         expires_in = int(expires_in)
     if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
         raise MalformedResponseError("token response has no positive integer expires_in")
@@ -133,11 +312,15 @@ class TokenManager:
     """Keeps one fresh access token for an appid, shared by every request of a client.
 
     * ``get()`` returns the cached token without locking while it is fresh; otherwise one caller
-      fetches (single flight) while the others wait, at most ``lock_timeout`` seconds.
+      fetches (single flight) while the others wait, at most ``lock_timeout`` seconds. With a
+      :class:`LockingTokenStore` this holds across processes: one process takes the store's
+      lock (for at most ``lock_ttl`` seconds) and fetches, the others poll the store.
     * ``recover(rejected)`` is called when WeChat rejected a token (40001/40014/42001): it
       refreshes only if the store still holds the rejected token, so N concurrent rejections
-      cause one fetch. When the stable endpoint hands back the very token that failed, it asks
-      once for ``force_refresh``, within WeChat's limits (20 a day, 30 s apart).
+      (in any number of processes) cause one fetch. When the stable endpoint hands back the very
+      token that failed, it asks once for ``force_refresh``, within WeChat's limits (20 a day,
+      30 s apart; counted in the store when it is a :class:`ForceRefreshLedger`).
+    * ``fetch=None`` makes it read-only: tokens come only from the store.
     """
 
     def __init__(
@@ -145,10 +328,11 @@ class TokenManager:
         *,
         appid: str,
         store: TokenStore,
-        fetch: Fetcher,
+        fetch: Fetcher | None,
         endpoint: TokenEndpoint = TokenEndpoint.STABLE,
         refresh_margin: float = _defaults.TOKEN_REFRESH_MARGIN,
         lock_timeout: float = _defaults.TOKEN_LOCK_TIMEOUT,
+        lock_ttl: float = _defaults.TOKEN_LOCK_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.appid = appid
@@ -156,6 +340,7 @@ class TokenManager:
         self.endpoint = endpoint
         self.refresh_margin = refresh_margin
         self.lock_timeout = lock_timeout
+        self.lock_ttl = lock_ttl
         self._fetch = fetch
         self._clock = clock
         self._cached: AccessToken | None = None
@@ -165,7 +350,13 @@ class TokenManager:
         self.fetch_count = 0
 
     def __repr__(self) -> str:
-        return f"TokenManager(appid={self.appid!r}, endpoint={self.endpoint.value!r})"
+        mode = "read-only" if self._fetch is None else self.endpoint.value
+        return f"TokenManager(appid={self.appid!r}, endpoint={mode!r})"
+
+    @property
+    def read_only(self) -> bool:
+        """Whether tokens come only from the store (the SDK never calls the token endpoint)."""
+        return self._fetch is None
 
     async def get(self) -> str:
         """Return a token valid for longer than the refresh margin, fetching if needed."""
@@ -179,70 +370,185 @@ class TokenManager:
         return (await self._refresh(rejected=rejected)).value
 
     async def invalidate(self) -> None:
-        """Forget the current token here and in the store; the next call fetches a new one."""
+        """Forget the current token here and in the store; the next call fetches a new one.
+
+        Read-only managers only forget their in-memory copy: they never write the store.
+        """
         self._cached = None
-        await self.store.delete(self.appid)
+        if self._fetch is not None:
+            await self.store.delete(self.appid)
+
+    # ------------------------------------------------------------------ internals
 
     def _lock_for_loop(self) -> anyio.Lock:
         if self._lock is None:
             self._lock = anyio.Lock()
         return self._lock
 
+    def _usable(self, token: AccessToken | None, rejected: str | None) -> bool:
+        return (
+            token is not None
+            and token.value != rejected
+            and token.is_fresh(self.refresh_margin, self._clock())
+        )
+
+    def _timeout_error(self, detail: str = "") -> TokenRefreshTimeoutError:
+        return TokenRefreshTimeoutError(
+            f"waited {self.lock_timeout:g} s for the access token refresh of {self.appid}{detail}"
+        )
+
     async def _refresh(self, *, rejected: str | None) -> AccessToken:
+        deadline = anyio.current_time() + self.lock_timeout
         lock = self._lock_for_loop()
         try:
             with anyio.fail_after(self.lock_timeout):
                 await lock.acquire()
         except TimeoutError:
-            raise TokenRefreshTimeoutError(
-                f"waited {self.lock_timeout:g} s for the access token refresh of {self.appid}"
-            ) from None
+            raise self._timeout_error() from None
         try:
-            # Double-check under the lock: another caller may have refreshed meanwhile.
-            stored = await self.store.get(self.appid)
-            now = self._clock()
-            if (
-                stored is not None
-                and stored.value != rejected
-                and stored.is_fresh(self.refresh_margin, now)
-            ):
-                self._cached = stored
-                return stored
-            token = await self._fetch_counted(force=False)
-            if rejected is not None and token.value == rejected:
-                token = await self._force_refresh(rejected)
-            await self.store.set(self.appid, token)
+            # Another task of this process may have refreshed while we waited for the lock.
+            cached = self._cached
+            if cached is not None and self._usable(cached, rejected):
+                return cached
+            if self._fetch is None:
+                token = await self._read_only(rejected)
+            elif isinstance(self.store, LockingTokenStore):
+                token = await self._refresh_shared(self.store, self._fetch, rejected, deadline)
+            else:
+                token = await self._refresh_local(self._fetch, rejected)
             self._cached = token
             return token
         finally:
             lock.release()
 
-    async def _fetch_counted(self, *, force: bool) -> AccessToken:
+    async def _refresh_local(self, fetch: Fetcher, rejected: str | None) -> AccessToken:
+        """A plain store: the in-process lock is all the coordination there is."""
+        stored = await self.store.get(self.appid)
+        if stored is not None and self._usable(stored, rejected):
+            return stored
+        token = await self._fetch_counted(fetch, force=False)
+        if rejected is not None and token.value == rejected:
+            token = await self._force_refresh(fetch, rejected)
+        await self.store.set(self.appid, token)
+        return token
+
+    async def _refresh_shared(
+        self, store: LockingTokenStore, fetch: Fetcher, rejected: str | None, deadline: float
+    ) -> AccessToken:
+        """A shared store: one process fetches under the store's lock, the others poll."""
+        delay = _defaults.TOKEN_POLL_INITIAL
+        while True:
+            fence = await store.try_lock(self.appid, self.lock_ttl)
+            if fence is not None:
+                return await self._fetch_as_holder(store, fetch, fence, rejected)
+            # Another process is refreshing: wait for its token instead of fetching our own.
+            stored = await store.get(self.appid)
+            if stored is not None and self._usable(stored, rejected):
+                return stored
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise self._timeout_error(" (another process holds the refresh lock)")
+            await anyio.sleep(min(delay * random.uniform(0.75, 1.0), remaining))
+            delay = min(delay * 2, _defaults.TOKEN_POLL_MAX)
+
+    async def _fetch_as_holder(
+        self, store: LockingTokenStore, fetch: Fetcher, fence: str, rejected: str | None
+    ) -> AccessToken:
+        try:
+            # Double-check under the shared lock: another process may have just refreshed.
+            current = await store.get(self.appid)
+            if current is not None and self._usable(current, rejected):
+                return current
+            if current is not None and current.value == rejected:
+                # Compare-and-delete: the token is dead for every process, even if our fetch
+                # fails; a newer token someone else stored meanwhile is left alone.
+                if await store.compare_and_delete(self.appid, rejected):
+                    current = None
+                else:
+                    current = await store.get(self.appid)
+                    if current is not None and self._usable(current, rejected):
+                        return current
+            token = await self._fetch_counted(fetch, force=False)
+            if rejected is not None and token.value == rejected:
+                token = await self._force_refresh(fetch, rejected)
+            expected = None if current is None else current.value
+            try:
+                if not await store.compare_and_set(
+                    self.appid, token, expected=expected, fence=fence
+                ):
+                    # Our lock expired and someone else wrote meanwhile: theirs is fresher.
+                    winner = await store.get(self.appid)
+                    if winner is not None and self._usable(winner, rejected):
+                        return winner
+                    logger.warning(
+                        "access token for %s not stored: the store changed during the refresh",
+                        self.appid,
+                    )
+            except TokenStoreError as exc:
+                # The token is good; keep it in this process and let the next refresh retry.
+                logger.warning("access token for %s not stored: %s", self.appid, exc)
+            return token
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await store.unlock(self.appid, fence)
+                except TokenStoreError as exc:  # the lock expires on its own
+                    logger.warning("refresh lock for %s not released: %s", self.appid, exc)
+
+    async def _read_only(self, rejected: str | None) -> AccessToken:
+        stored = await self.store.get(self.appid)
+        now = self._clock()
+        where = (
+            "read-only token mode: the SDK never calls WeChat's token endpoint; "
+            "check that your token service writes to this store"
+        )
+        if stored is None:
+            raise TokenUnavailableError(
+                f"the token store holds no access token for {self.appid} ({where})"
+            )
+        if stored.value == rejected:
+            raise TokenUnavailableError(
+                f"WeChat rejected the stored access token for {self.appid} and the store holds "
+                f"no other ({where})"
+            )
+        if stored.remaining(now) <= 0:
+            raise TokenUnavailableError(
+                f"the stored access token for {self.appid} expired "
+                f"{-stored.remaining(now):.0f} s ago ({where})"
+            )
+        return stored
+
+    async def _fetch_counted(self, fetch: Fetcher, *, force: bool) -> AccessToken:
         self.fetch_count += 1
         logger.debug("fetching access token for %s (force_refresh=%s)", self.appid, force)
-        return await self._fetch(force)
+        return await fetch(force)
 
-    async def _force_refresh(self, rejected: str) -> AccessToken:
+    async def _force_refresh(self, fetch: Fetcher, rejected: str) -> AccessToken:
         if self.endpoint is not TokenEndpoint.STABLE:
             # The classic endpoint always issues a new token; an equal one is WeChat's problem.
             raise ForceRefreshLimitedError("the token endpoint returned the rejected token again")
         now = self._clock()
-        day_ago = now - 86400
-        while self._forced and self._forced[0] < day_ago:
-            self._forced.popleft()
-        if len(self._forced) >= _defaults.FORCE_REFRESH_PER_DAY:
+        per_day = _defaults.FORCE_REFRESH_PER_DAY
+        interval = _defaults.FORCE_REFRESH_MIN_INTERVAL
+        if isinstance(self.store, ForceRefreshLedger):
+            claim = await self.store.claim_force_refresh(
+                self.appid, now=now, per_day=per_day, min_interval=interval
+            )
+        else:
+            claim = claim_in(self._forced, now=now, per_day=per_day, min_interval=interval)
+        claim = ForceRefreshClaim(claim)
+        if claim is ForceRefreshClaim.DAILY_LIMIT:
             raise ForceRefreshLimitedError(
                 f"stable_token keeps returning a rejected token and force_refresh was used "
-                f"{_defaults.FORCE_REFRESH_PER_DAY} times in 24 h (WeChat's daily limit)"
+                f"{per_day} times in 24 h (WeChat's daily limit)"
             )
-        if self._forced and now - self._forced[-1] < _defaults.FORCE_REFRESH_MIN_INTERVAL:
+        if claim is ForceRefreshClaim.TOO_SOON:
             raise ForceRefreshLimitedError(
                 f"stable_token returned a rejected token and the last force_refresh was less "
-                f"than {_defaults.FORCE_REFRESH_MIN_INTERVAL:g} s ago (WeChat's minimum interval)"
+                f"than {interval:g} s ago (WeChat's minimum interval)"
             )
-        self._forced.append(now)
         logger.warning("access token for %s rejected though current: force_refresh", self.appid)
-        token = await self._fetch_counted(force=True)
+        token = await self._fetch_counted(fetch, force=True)
         if token.value == rejected:
             raise ForceRefreshLimitedError("force_refresh returned the rejected token again")
         return token

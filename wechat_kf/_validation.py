@@ -19,6 +19,8 @@ from wechat_kf._errors import ValidationError
 KF_ACCOUNT: Final = re.compile(r"[A-Za-z0-9_]{1,10}@[^@\s]{1,30}")
 NICKNAME_MAX: Final = 16
 OPENID_MAX: Final = 128
+#: Any whitespace (``\s`` matches exactly what ``str.isspace`` does).
+_SPACE: Final = re.compile(r"\s")
 
 
 def kf_account(value: object, field: str = "kf_account") -> str:
@@ -47,7 +49,7 @@ def openid(value: object, field: str = "openid") -> str:
         not isinstance(value, str)
         or not value
         or len(value) > OPENID_MAX
-        or any(c.isspace() for c in value)
+        or _SPACE.search(value) is not None
     ):
         raise ValidationError(
             field, f"must be a non-empty openid of at most {OPENID_MAX} characters", value

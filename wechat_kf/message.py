@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Final
 
+from wechat_kf import _defaults, bulk
 from wechat_kf import _validation as check
 from wechat_kf._pipeline import Endpoint
 from wechat_kf._resource import APIResource
 from wechat_kf._retry import RetryMode
+from wechat_kf.bulk import (
+    MessageFactory,
+    RateLimiter,
+    Recipients,
+    SendControl,
+    SendReport,
+    SendStream,
+)
 from wechat_kf.messages import Message, envelope
 
 __all__ = ["MessageAPI"]
@@ -42,6 +51,84 @@ class MessageAPI(APIResource):
             check.kf_account(kf_account)
         body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
         await self._pipeline.call(SEND, json=body)
+
+    async def send_many(
+        self,
+        recipients: Recipients,
+        message: Message | MessageFactory,
+        *,
+        kf_account: str | None = None,
+        ai_generated: bool = False,
+        max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
+        rate: float | RateLimiter | None = None,
+        control: SendControl | None = None,
+    ) -> SendReport:
+        """Send ``message`` to every openid of ``recipients``; one result each, in input order.
+
+        ``recipients`` is any iterable or async iterable of openids; it is read as workers
+        become free, never all at once. ``message`` is one message for everyone, or a callable
+        ``openid -> message`` (sync or async) for personalised sends. At most
+        ``max_concurrency`` requests are in flight (the SDK's own connection pool grows to
+        match); ``rate`` caps messages per second (a number, or a :class:`RateLimiter` shared
+        by several sends).
+
+        Each :class:`~wechat_kf.SendResult` is ``sent``; ``failed`` with the typed error
+        (a refused send, a bad openid, a failing message callable: :class:`MessageBuildError`);
+        ``unknown`` when the request may have reached WeChat without an answer saying so (read
+        timeout, connection lost, HTTP 5xx); or ``skipped``, not attempted, with the reason. A
+        send is retried only when it provably never left or WeChat said busy: the SDK never
+        sends anyone the message twice.
+
+        The daily quota (45009) and the other :data:`~wechat_kf.bulk.STOP_ERRORS` stop the run:
+        requests in flight finish, and every recipient not attempted is reported ``skipped``
+        with that error (``report.stopped_by``). ``control.stop()`` stops it the same way.
+        If the caller is cancelled, no new send starts, requests in flight get a few seconds to
+        answer (else they are ``unknown``), and ``control.report`` holds the partial report.
+        """
+        return await bulk.send_many(
+            self._pipeline,
+            SEND,
+            recipients,
+            message,
+            kf_account=kf_account,
+            ai_generated=ai_generated,
+            max_concurrency=max_concurrency,
+            rate=rate,
+            control=control,
+        )
+
+    def stream_many(
+        self,
+        recipients: Recipients,
+        message: Message | MessageFactory,
+        *,
+        kf_account: str | None = None,
+        ai_generated: bool = False,
+        max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
+        rate: float | RateLimiter | None = None,
+    ) -> SendStream:
+        """:meth:`send_many`, streaming each result as it happens, in constant memory.
+
+        For millions of recipients whose results you write to your own storage::
+
+            async with wx.message.stream_many(openids(), notice) as results:
+                async for result in results:
+                    await db.save(result.openid, result.status, result.errcode)
+            print(results.summary.counts)
+
+        Results arrive in completion order (``result.index`` is the input position). Leaving
+        the block early stops new sends; see :class:`~wechat_kf.SendStream`.
+        """
+        return bulk.stream_many(
+            self._pipeline,
+            SEND,
+            recipients,
+            message,
+            kf_account=kf_account,
+            ai_generated=ai_generated,
+            max_concurrency=max_concurrency,
+            rate=rate,
+        )
 
     async def typing(self, openid: str) -> None:
         """Show "typing..." to the user (needs an exchange within 30 s; lasts 15 s)."""

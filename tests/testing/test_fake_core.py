@@ -180,7 +180,7 @@ def test_recorded_request_repr_redacts() -> None:
 @pytest.mark.parametrize(
     ("body", "errcode"),
     [
-        ('{"kf_account":"a@b","nickname":"\\u5ba2\\u670d"}'.encode(), 40033),
+        (b'{"kf_account":"a@b","nickname":"\\u5ba2\\u670d"}', 40033),
         (b"", 44002),
         (b"{not json", 47001),
         (b"[1]", 47001),

@@ -16,6 +16,8 @@ plug it into those frameworks. Safe mode (``encoding_aes_key``) needs
 ``pip install 'wechat_kf[callback]'``; plain mode needs nothing beyond the SDK.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from wechat_kf.callback._dedupe import (
     Deduplicator,
     DuplicateStore,
@@ -28,6 +30,7 @@ from wechat_kf.callback._errors import (
     BodyTooLargeError,
     CallbackError,
     DecryptError,
+    DuplicateStoreError,
     HostileXMLError,
     MalformedCallbackError,
     MissingDependencyError,
@@ -36,6 +39,9 @@ from wechat_kf.callback._errors import (
     XMLParseError,
 )
 from wechat_kf.callback._handler import CallbackHandler
+
+if TYPE_CHECKING:
+    from wechat_kf.callback._redis_dedupe import RedisDuplicateStore as RedisDuplicateStore
 from wechat_kf.callback._messages import (
     Event,
     ImageMessage,
@@ -64,6 +70,7 @@ __all__ = [
     "DecryptError",
     "Deduplicator",
     "DuplicateStore",
+    "DuplicateStoreError",
     "Event",
     "HTTPAnswer",
     "HostileXMLError",
@@ -93,3 +100,12 @@ __all__ = [
     "XMLParseError",
     "dedupe_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisDuplicateStore needs the optional ``redis`` extra: imported only when asked for.
+    if name == "RedisDuplicateStore":
+        from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
+
+        return RedisDuplicateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

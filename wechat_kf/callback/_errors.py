@@ -133,6 +133,10 @@ class MalformedCallbackError(CallbackError):
     """
 
 
+class DuplicateStoreError(CallbackError):
+    """The shared duplicate store (Redis) failed or timed out; ``__cause__`` says why."""
+
+
 class MissingDependencyError(CallbackError, ImportError):
     """Safe mode (EncodingAESKey) needs the ``cryptography`` package.
 

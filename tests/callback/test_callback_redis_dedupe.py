@@ -1,0 +1,73 @@
+"""RedisDuplicateStore on a real redis-server: the duplicate-store contract, and outages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+
+from tests.callback.duplicate_store_contract import DuplicateStoreContract
+from tests.redis_server import RedisServer, running_redis
+from wechat_kf.callback import Deduplicator, DuplicateStoreError, RedisDuplicateStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis.asyncio
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(Path(tmp_path_factory.mktemp("redis-dedupe"))) as server:
+        yield server
+
+
+class TestRedisDuplicateStore(DuplicateStoreContract):
+    @pytest.fixture
+    async def store(self, redis_server: RedisServer) -> AsyncIterator[RedisDuplicateStore]:
+        client = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=2)
+        yield RedisDuplicateStore(client)
+        await client.aclose()
+
+
+async def test_two_processes_worth_of_stores_share_marks(redis_server: RedisServer) -> None:
+    one = redis.asyncio.Redis.from_url(redis_server.url)
+    two = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        first = Deduplicator(RedisDuplicateStore(one), ttl=60)
+        second = Deduplicator(RedisDuplicateStore(two), ttl=60)
+        assert not await first.store.seen("wechat_kf:test:shared", 60)
+        assert await second.store.seen("wechat_kf:test:shared", 60)
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_redis_down_is_a_typed_error(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as server:
+        url = server.url
+    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        with pytest.raises(DuplicateStoreError, match="failed"):
+            await RedisDuplicateStore(client).seen("k", 10)
+    finally:
+        await client.aclose()
+
+
+async def test_hung_redis_is_bounded(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        try:
+            await client.ping()
+            server.pause()
+            try:
+                with pytest.raises(DuplicateStoreError, match=r"longer than 0\.3 s"):
+                    await RedisDuplicateStore(client, timeout=0.3).seen("k", 10)
+            finally:
+                server.resume()
+        finally:
+            await client.aclose()

@@ -1,0 +1,80 @@
+"""``wechat-kf demo`` (and its alias ``python -m wechat_kf.demo``): the README's first command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from wechat_kf.cli._app import cli
+
+
+def run_demo(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["demo", *args], env={"COLUMNS": "120"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_demo_day_for_people(tmp_path: Path) -> None:
+    code, stdout, stderr = run_demo("--users", "200", "--export-dir", str(tmp_path))
+    assert code == 0, stdout + stderr
+    for heading in (
+        "1. Agents join",
+        "2. Users write in and wait",
+        "3. Agents take the sessions and reply",
+        "4. A notice to 200 users",
+        "5. Sessions close",
+        "6. The day's chat records",
+    ):
+        assert heading in stdout
+    assert "alice@gh_demo" in stdout
+    assert "6 users waiting" in stdout
+    assert "error: errcode 45015 (outside the 48-hour response window" in stdout
+    assert "failed: errcode 45015" in stdout
+    assert "failed: errcode 45047" in stdout
+    assert "unknown: connection lost" in stdout
+    assert "6 sessions closed; 0 left open" in stdout
+    exported = list(tmp_path.glob("chat-records-*.jsonl"))
+    assert len(exported) == 1
+    assert f"records exported to {exported[0]}" in stdout
+    rows = [json.loads(line) for line in exported[0].read_text(encoding="utf-8").splitlines()]
+    events = {row["event"] for row in rows}
+    assert {"SESSION_STARTED_BY_AGENT", "AGENT_SENT_MESSAGE", "SESSION_CLOSED"} <= events
+    assert any(row["text"] == "满意" for row in rows)
+    assert "Done in " in stdout
+
+
+def test_demo_full_size_json_summary(tmp_path: Path) -> None:
+    code, stdout, _ = run_demo("--json", "--export-dir", str(tmp_path))
+    assert code == 0
+    report = json.loads(stdout)
+    bulk = report["bulk"]
+    assert bulk["total"] == 3000
+    assert (bulk["sent"], bulk["failed"], bulk["unknown"]) == (2637, 360, 3)
+    assert [(r["errcode"], r["count"]) for r in bulk["failed_by_reason"]] == [
+        (45015, 300),
+        (45047, 60),
+    ]
+    assert report["token_fetches"] == 1
+    assert report["records"]["count"] == len(
+        Path(report["records"]["file"]).read_text(encoding="utf-8").splitlines()
+    )
+    assert report["seconds"] < 30  # a few seconds on a 2-core machine
+
+
+def test_python_m_wechat_kf_demo_without_a_terminal(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "wechat_kf.demo", "--users", "50", "--export-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4. A notice to 50 users" in done.stdout
+    assert "\x1b[" not in done.stdout  # no colours or cursor moves when redirected
+    assert list(tmp_path.glob("chat-records-*.jsonl"))

@@ -1,0 +1,797 @@
+"""Bulk sends: send_many, stream_many, the rate limiter, pool sizing and the fast transport.
+
+Behaviour only, never timing: the fake answers, a gate transport counts and holds requests,
+and the rate limiter runs on a fake clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import httpx
+import pytest
+
+from wechat_kf import (
+    AsyncWeChat,
+    ConfigurationError,
+    ConnectFailedError,
+    ConnectionLostError,
+    DailyQuotaError,
+    HTTPStatusError,
+    ResponseTimeoutError,
+    ResponseWindowError,
+    Text,
+    ValidationError,
+    _defaults,
+)
+from wechat_kf._pipeline import encode_json
+from wechat_kf._transport import SDKHTTPClient
+from wechat_kf.bulk import (
+    MessageBuildError,
+    RateLimiter,
+    SendCancelledError,
+    SendControl,
+    SendInterruptedError,
+    SendReport,
+    SendResult,
+    SendStatus,
+)
+from wechat_kf.messages import Message, envelope
+from wechat_kf.testing import FakeWeChat
+
+from .conftest import SleepRecorder
+
+pytestmark = pytest.mark.anyio
+
+SEND = "/cgi-bin/message/custom/send"
+NOTICE = Text(content="Your order shipped 已发货 <a href='x'>track</a>")
+
+
+def users(n: int, prefix: str = "u") -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+def open_windows(fake: FakeWeChat, openids: list[str]) -> None:
+    for openid in openids:
+        fake.user_says(openid)
+
+
+def assert_each_once(report: SendReport, recipients: list[str]) -> None:
+    assert [r.index for r in report.results] == list(range(len(recipients)))
+    assert [r.openid for r in report.results] == recipients
+    assert report.total == len(recipients)
+    assert sum(report.counts.values()) == len(recipients)
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """The fake's in-process transport, counting sends in flight; it can hold their answers."""
+
+    def __init__(self, fake: FakeWeChat, *, pause: float = 0.0) -> None:
+        self.inner = fake.transport()
+        self.pause = pause
+        self.in_flight = 0
+        self.peak = 0
+        self.started = 0
+        self.hold: anyio.Event | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != SEND:
+            return await self.inner.handle_async_request(request)
+        self.started += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            response = await self.inner.handle_async_request(request)  # WeChat acts on it...
+            if self.pause:
+                await anyio.sleep(self.pause)  # ... and the answer takes a while
+            if self.hold is not None:
+                await self.hold.wait()
+            return response
+        finally:
+            self.in_flight -= 1
+
+
+def gated_client(fake: FakeWeChat, gate: Gate, sleeps: SleepRecorder) -> AsyncWeChat:
+    return AsyncWeChat(
+        fake.appid,
+        fake.secret,
+        http_client=httpx.AsyncClient(transport=gate),
+        base_url="https://api.weixin.qq.com",
+        sleep=sleeps,
+    )
+
+
+# ---------------------------------------------------------------- every recipient, once
+
+
+async def test_every_recipient_reported_once_in_input_order(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    good = users(12)
+    open_windows(fake, good)
+    recipients = [*good[:6], "no window", "o_closed", *good[6:], ""]
+    report = await wx.message.send_many(recipients, NOTICE, max_concurrency=4)
+    assert_each_once(report, recipients)
+    assert report.sent == 12
+    assert report.failed == 3
+    assert report.complete
+    assert report.stopped_by is None
+    by_openid = {r.openid: r for r in report.results}
+    assert isinstance(by_openid["no window"].error, ValidationError)  # bad openid, no request
+    assert isinstance(by_openid["o_closed"].error, ResponseWindowError)
+    assert by_openid["o_closed"].errcode == 45015
+    assert dict(report.errcodes) == {45015: 1}
+    for openid in good:
+        assert len(fake.sent_to(openid)) == 1
+    assert len(fake.requests_to(SEND)) == 13
+    assert [r.openid for r in report.with_status("sent")] == good
+
+
+async def test_bodies_are_byte_identical_to_send(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    fake.add_agent("kf_1@service", "Ann")
+    open_windows(fake, ["a"])  # 'b"quote' is refused by WeChat (40003), after its body is seen
+    await wx.message.send_many(
+        ["a", 'b"quote'], NOTICE, kf_account="kf_1@service", ai_generated=True
+    )
+    await wx.message.send("a", NOTICE, kf_account="kf_1@service", ai_generated=True)
+    first, second, single = fake.requests_to(SEND)
+    expected = encode_json(envelope("a", NOTICE, kf_account="kf_1@service", ai_generated=True))
+    assert single.body == expected
+    assert {first.body, second.body} == {
+        expected,
+        encode_json(envelope('b"quote', NOTICE, kf_account="kf_1@service", ai_generated=True)),
+    }
+    assert b"\\u" not in first.body
+
+
+async def test_generator_and_async_iterable_are_read_lazily(fake: FakeWeChat) -> None:
+    recipients = users(40)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    pulled = 0
+    worst_lead = 0
+
+    def track() -> None:
+        nonlocal pulled, worst_lead
+        pulled += 1
+        worst_lead = max(worst_lead, pulled - gate.started)
+
+    def generate() -> Iterator[str]:
+        for openid in recipients[:20]:
+            track()
+            yield openid
+
+    async def agenerate() -> AsyncIterator[str]:
+        for openid in recipients[20:]:
+            await anyio.lowlevel.checkpoint()
+            track()
+            yield openid
+
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        first = await wx.message.send_many(generate(), NOTICE, max_concurrency=4)
+        second = await wx.message.send_many(agenerate(), NOTICE, max_concurrency=4)
+    assert_each_once(first, recipients[:20])
+    assert_each_once(second, recipients[20:])
+    assert first.sent == second.sent == 20
+    assert worst_lead <= 4  # never read further ahead than there are workers
+
+
+async def test_concurrency_bound_is_never_exceeded(fake: FakeWeChat) -> None:
+    recipients = users(60)
+    open_windows(fake, recipients)
+    gate = Gate(fake, pause=0.002)
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        report = await wx.message.send_many(recipients, NOTICE, max_concurrency=7)
+    assert report.sent == 60
+    assert gate.peak == 7
+    assert len(fake.token_requests) == 1  # 7 cold workers, one token fetch
+
+
+# ---------------------------------------------------------------- ambiguous failures
+
+
+async def test_ambiguous_failures_are_unknown_and_never_retried(fake: FakeWeChat) -> None:
+    recipients = users(6)
+    open_windows(fake, recipients)
+    sleeps = SleepRecorder()
+    async with fake.client(sleep=sleeps, timeout=0.05) as wx:
+        await wx.access_token()
+        fake.inject(SEND, delay=0.5)  # processed; the answer comes too late
+        fake.inject(SEND, status=502)
+        fake.inject(SEND, malformed=b"<html>gateway</html>")
+        report = await wx.message.send_many(recipients, NOTICE, max_concurrency=1)
+    assert_each_once(report, recipients)
+    statuses = [r.status for r in report.results]
+    assert statuses == [SendStatus.UNKNOWN] * 3 + [SendStatus.SENT] * 3
+    assert isinstance(report.results[0].error, ResponseTimeoutError)
+    assert isinstance(report.results[1].error, HTTPStatusError)
+    assert report.results[0].error.may_have_reached_wechat
+    assert len(fake.requests_to(SEND)) == 6  # one request each: nothing retried
+    assert sleeps.delays == []
+    assert len(fake.sent_to(recipients[0])) == 1  # the timed-out one did reach the user
+
+
+async def test_connection_failures_retry_and_deliver_exactly_once(fake: FakeWeChat) -> None:
+    recipients = users(5)
+    open_windows(fake, recipients)
+    sleeps = SleepRecorder()
+    async with fake.client(sleep=sleeps) as wx:
+        await wx.access_token()
+        fake.inject(SEND, connect_error=True)  # never left: safe to retry
+        fake.inject(SEND, errcode=-1)  # busy: nothing done, safe to retry
+        report = await wx.message.send_many(recipients, NOTICE, max_concurrency=1)
+    assert report.sent == 5
+    assert all(len(fake.sent_to(openid)) == 1 for openid in recipients)
+    assert len(fake.requests_to(SEND)) == 7
+    assert len(sleeps.delays) == 2
+
+
+async def test_connection_failures_past_the_retries_are_failed(fake: FakeWeChat) -> None:
+    open_windows(fake, ["a", "b"])
+    async with fake.client(sleep=SleepRecorder()) as wx:
+        await wx.access_token()
+        fake.inject(SEND, connect_error=True, times=3)  # 1 + max_retries attempts
+        report = await wx.message.send_many(["a", "b"], NOTICE, max_concurrency=1)
+    assert [r.status for r in report.results] == [SendStatus.FAILED, SendStatus.SENT]
+    error = report.results[0].error
+    assert isinstance(error, ConnectFailedError)
+    assert not error.may_have_reached_wechat
+
+
+# ---------------------------------------------------------------- stopping
+
+
+@pytest.mark.parametrize("source", ["list", "async"])
+async def test_daily_quota_stops_the_run_and_skips_the_rest(
+    fake: FakeWeChat, wx: AsyncWeChat, source: str
+) -> None:
+    recipients = users(10)
+    open_windows(fake, recipients)
+    await wx.access_token()
+    fake.inject(SEND, errcode=45009, times=10)
+
+    async def agen() -> AsyncIterator[str]:
+        for openid in recipients:
+            yield openid
+
+    report = await wx.message.send_many(
+        recipients if source == "list" else agen(), NOTICE, max_concurrency=1
+    )
+    assert_each_once(report, recipients)
+    assert isinstance(report.stopped_by, DailyQuotaError)
+    assert report.results[0].status is SendStatus.FAILED
+    assert report.results[0].error is report.stopped_by
+    assert all(r.status is SendStatus.SKIPPED for r in report.results[1:])
+    assert all(r.error is report.stopped_by for r in report.results[1:])
+    assert report.counts[SendStatus.SKIPPED] == 9
+    assert dict(report.errcodes) == {45009: 1}
+    assert report.complete
+    assert len(fake.requests_to(SEND)) == 1
+
+
+async def test_daily_quota_lets_requests_in_flight_finish(fake: FakeWeChat) -> None:
+    recipients = users(30)
+    open_windows(fake, recipients)
+    gate = Gate(fake, pause=0.002)
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        for _ in range(3):
+            fake.inject(SEND, errcode=0)  # three plain answers, then the quota is gone
+        fake.inject(SEND, errcode=45009, times=100)
+        report = await wx.message.send_many(recipients, NOTICE, max_concurrency=4)
+    assert_each_once(report, recipients)
+    attempted = len(fake.requests_to(SEND))
+    assert attempted <= 3 + 4  # at most one round of in-flight requests after the quota error
+    assert report.skipped == 30 - attempted
+    assert report.failed + report.sent == attempted
+
+
+async def test_configuration_errors_stop_the_run(fake: FakeWeChat) -> None:
+    async with AsyncWeChat(
+        fake.appid, "wrong-secret", http_client=fake.http_client(), sleep=SleepRecorder()
+    ) as wx:
+        report = await wx.message.send_many(users(8), NOTICE, max_concurrency=2)
+    assert isinstance(report.stopped_by, ConfigurationError)
+    assert report.sent == 0
+    assert report.failed <= 2
+    assert report.skipped == 8 - report.failed
+    assert len(fake.token_requests) <= 2
+
+
+async def test_stop_skips_the_rest_and_returns_the_report(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    recipients = users(20)
+    open_windows(fake, recipients)
+    control = SendControl()
+
+    def personal(openid: str) -> Message:
+        if openid == recipients[5]:
+            control.stop()
+        return Text(content=f"hi {openid}")
+
+    report = await wx.message.send_many(recipients, personal, max_concurrency=1, control=control)
+    assert control.report is report
+    assert_each_once(report, recipients)
+    # The recipient whose message was being built when stop() came is not sent either.
+    assert [r.status for r in report.results[:5]] == [SendStatus.SENT] * 5
+    assert all(r.status is SendStatus.SKIPPED for r in report.results[5:])
+    assert isinstance(report.stopped_by, SendCancelledError)
+    assert report.complete
+    assert sum(len(fake.sent_to(openid)) for openid in recipients) == 5
+
+
+async def test_stop_before_the_run_sends_nothing(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    control = SendControl()
+    control.stop()
+    report = await wx.message.send_many(users(5), NOTICE, control=control)
+    assert report.skipped == 5
+    assert fake.requests_to(SEND) == []
+    with pytest.raises(RuntimeError, match="one bulk send"):
+        await wx.message.send_many(users(1), NOTICE, control=control)
+
+
+# ---------------------------------------------------------------- cancellation
+
+
+async def test_cancelling_the_caller_accounts_for_every_attempt(fake: FakeWeChat) -> None:
+    recipients = users(50)
+    open_windows(fake, recipients)
+    gate = Gate(fake, pause=0.005)
+    control = SendControl()
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        with anyio.CancelScope() as scope:
+
+            def personal(openid: str) -> Message:
+                if openid == recipients[20]:
+                    scope.cancel()
+                return Text(content="hi")
+
+            await wx.message.send_many(recipients, personal, max_concurrency=4, control=control)
+        assert scope.cancelled_caught
+        report = control.report
+        assert report is not None
+        assert not report.complete
+        assert isinstance(report.stopped_by, SendCancelledError)
+        assert gate.in_flight == 0  # nothing left running behind our back
+        sent = {r.openid for r in report.results if r.status is SendStatus.SENT}
+        delivered = {openid for openid in recipients if fake.sent_to(openid)}
+        assert sent == delivered  # in-flight requests finished within the grace period
+        assert len(fake.requests_to(SEND)) == len(sent)
+        assert report.unknown == 0
+        reported = [r.openid for r in report.results]
+        assert len(reported) == len(set(reported))
+        assert reported == recipients[: len(reported)]  # a prefix: the rest was never read
+        assert len(reported) <= 21 + 4
+
+
+async def test_in_flight_requests_past_the_grace_are_unknown(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_defaults, "BULK_CANCEL_GRACE", 0.02)
+    recipients = users(3)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()  # WeChat acts, but no answer ever comes
+    control = SendControl()
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        with anyio.move_on_after(0.05):
+            await wx.message.send_many(recipients, NOTICE, max_concurrency=3, control=control)
+    report = control.report
+    assert report is not None
+    assert report.unknown == 3
+    assert all(isinstance(r.error, SendInterruptedError) for r in report.results)
+    assert all(r.error.may_have_reached_wechat for r in report.results)  # type: ignore[union-attr]
+    assert gate.in_flight == 0
+
+
+async def test_cancelled_while_waiting_for_the_rate_is_skipped(fake: FakeWeChat) -> None:
+    recipients = users(4)
+    open_windows(fake, recipients)
+    control = SendControl()
+    async with fake.client() as wx:
+        await wx.access_token()
+        with anyio.move_on_after(0.05):
+            await wx.message.send_many(
+                recipients, NOTICE, max_concurrency=2, rate=RateLimiter(1), control=control
+            )
+    report = control.report
+    assert report is not None
+    # The first slot is free, the next a second away: each worker holds one recipient then.
+    assert [r.status for r in report.results] == [SendStatus.SENT] + [SendStatus.SKIPPED] * 2
+    assert all(isinstance(r.error, SendCancelledError) for r in report.results[1:])
+    assert not report.complete
+    assert len(fake.requests_to(SEND)) == 1
+
+
+# ---------------------------------------------------------------- personalised messages
+
+
+async def test_personalised_messages_sync_and_async(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    recipients = users(6)
+    open_windows(fake, recipients)
+
+    def sync(openid: str) -> Message:
+        return Text(content=f"hello {openid}")
+
+    async def asynchronous(openid: str) -> Message:
+        await anyio.lowlevel.checkpoint()
+        return Text(content=f"bonjour {openid}")
+
+    first = await wx.message.send_many(recipients[:3], sync)
+    second = await wx.message.send_many(recipients[3:], asynchronous)
+    assert first.sent == second.sent == 3
+    assert fake.sent_to("u001")[0]["text"]["content"] == "hello u001"
+    assert fake.sent_to("u004")[0]["text"]["content"] == "bonjour u004"
+
+
+async def test_a_failing_message_callable_fails_only_its_recipient(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    recipients = users(4)
+    open_windows(fake, recipients)
+    names = {"u000": "Ann", "u002": ""}
+
+    def personal(openid: str) -> object:
+        if openid == "u003":
+            return "not a message"
+        return Text(content=f"hi {names[openid]}" if names[openid] else "")
+
+    report = await wx.message.send_many(recipients, personal, max_concurrency=2)  # type: ignore[arg-type]
+    assert_each_once(report, recipients)
+    ok, missing, empty, wrong = report.results
+    assert ok.status is SendStatus.SENT
+    assert missing.status is SendStatus.FAILED
+    assert isinstance(missing.error, MessageBuildError)
+    assert isinstance(missing.error.__cause__, KeyError)
+    assert missing.error.__traceback__ is None  # results keep no stack frames alive
+    assert isinstance(empty.error, ValidationError)  # a WeChatError is kept as is
+    assert isinstance(wrong.error, MessageBuildError)
+    assert isinstance(wrong.error.__cause__, TypeError)
+    assert len(fake.requests_to(SEND)) == 1
+
+
+# ---------------------------------------------------------------- streaming
+
+
+async def test_stream_yields_every_result_with_flat_lookahead(fake: FakeWeChat) -> None:
+    recipients = users(80)
+    open_windows(fake, recipients)
+    pulled = 0
+
+    def generate() -> Iterator[str]:
+        nonlocal pulled
+        for openid in recipients:
+            pulled += 1
+            yield openid
+
+    seen: list[SendResult] = []
+    worst_lead = 0
+    async with (
+        fake.client() as wx,
+        wx.message.stream_many(generate(), NOTICE, max_concurrency=4) as results,
+    ):
+        async for result in results:
+            seen.append(result)
+            worst_lead = max(worst_lead, pulled - len(seen))
+            await anyio.lowlevel.checkpoint()  # a reader that takes its time
+    assert sorted(r.index for r in seen) == list(range(80))
+    assert {r.openid for r in seen} == set(recipients)
+    assert results.summary.sent == 80
+    assert results.summary.complete
+    # Read ahead: the buffer (2 per worker) plus the workers' own recipients.
+    assert worst_lead <= 4 * _defaults.BULK_STREAM_BUFFER_PER_WORKER + 4 + 1
+
+
+async def test_leaving_a_stream_early_stops_new_sends(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    recipients = users(200)
+    open_windows(fake, recipients)
+    taken = 0
+    async with wx.message.stream_many(iter(recipients), NOTICE, max_concurrency=2) as results:
+        async for _ in results:
+            taken += 1
+            if taken == 5:
+                break
+    summary = results.summary
+    assert not summary.complete
+    assert isinstance(summary.stopped_by, SendCancelledError)
+    assert summary.total == len(fake.requests_to(SEND)) < 200
+    assert summary.sent == summary.total
+
+
+async def test_stream_stop_reports_the_rest_skipped(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    recipients = users(30)
+    open_windows(fake, recipients)
+    statuses: list[SendStatus] = []
+    async with wx.message.stream_many(recipients, NOTICE, max_concurrency=1) as results:
+        async for result in results:
+            statuses.append(result.status)
+            if len(statuses) == 3:
+                results.stop()
+    assert len(statuses) == 30
+    assert results.summary.complete
+    assert results.summary.skipped == 30 - results.summary.sent
+    assert statuses.count(SendStatus.SENT) == len(fake.requests_to(SEND))
+
+
+async def test_a_failing_recipients_iterable_raises_after_accounting(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    open_windows(fake, users(3))
+
+    def broken() -> Iterator[str]:
+        yield from users(3)
+        raise OSError("database went away")
+
+    control = SendControl()
+    with pytest.raises(OSError, match="database"):
+        await wx.message.send_many(broken(), NOTICE, control=control)
+    assert control.report is not None
+    assert control.report.sent == 3
+    assert not control.report.complete
+    seen = 0
+
+    async def read_all() -> None:
+        nonlocal seen
+        async with wx.message.stream_many(broken(), NOTICE) as results:
+            async for _ in results:
+                seen += 1
+
+    with pytest.raises(OSError, match="database"):
+        await read_all()
+    assert seen == 3
+
+
+async def test_the_readers_own_exception_comes_out_unwrapped(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    open_windows(fake, users(10))
+    stream = wx.message.stream_many(users(10), NOTICE, max_concurrency=2)
+
+    async def store_fails() -> None:
+        async with stream as results:
+            async for _ in results:
+                raise LookupError("storage full")
+
+    with pytest.raises(LookupError, match="storage full"):
+        await store_fails()
+    assert not stream.summary.complete
+
+
+async def test_a_stream_must_be_entered(wx: AsyncWeChat) -> None:
+    with pytest.raises(TypeError, match="async with"):
+        async for _ in wx.message.stream_many(["a"], NOTICE):
+            pass
+
+
+# ---------------------------------------------------------------- rate limit (fake clock)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.wakeups: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.wakeups.append(self.now + seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_rate_limit_is_honoured(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    recipients = users(12)
+    open_windows(fake, recipients)
+    clock = FakeClock()
+    limiter = RateLimiter(10, burst=3, clock=clock, sleep=clock.sleep)
+    report = await wx.message.send_many(
+        [*recipients[:6], "bad openid", *recipients[6:]], NOTICE, max_concurrency=4, rate=limiter
+    )
+    assert report.sent == 12
+    # 3 at once, then one every 0.1 s; the bad openid took no slot (it sent nothing).
+    assert clock.wakeups == pytest.approx([0.1 * k for k in range(1, 10)])
+
+
+def test_rate_limiter_reservations() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock)
+    assert [limiter.reserve() for _ in range(3)] == [0.0, 0.25, 0.5]
+    clock.now = 10.0  # quiet spell: the bucket refills, to one (burst=1)
+    assert [limiter.reserve() for _ in range(2)] == [0.0, 0.25]
+    half = RateLimiter(0.5, burst=2, clock=clock)
+    assert [half.reserve() for _ in range(3)] == [0.0, 0.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate": 0}, "rate"),
+        ({"rate": -1}, "rate"),
+        ({"rate": math.inf}, "finite"),
+        ({"rate": 1, "burst": 0}, "burst"),
+    ],
+)
+def test_rate_limiter_refuses_bad_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+async def test_bad_arguments_fail_before_any_request(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    with pytest.raises(TypeError, match="one string"):
+        await wx.message.send_many("o_user", NOTICE)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        await wx.message.send_many(["a"], NOTICE, max_concurrency=0)
+    with pytest.raises(ValidationError, match="kf_account"):
+        await wx.message.send_many(["a"], NOTICE, kf_account="nobody")
+    with pytest.raises(TypeError, match="message"):
+        await wx.message.send_many(["a"], {"text": "hi"})  # type: ignore[arg-type]
+    assert fake.requests == type(fake.requests)()
+
+
+# ---------------------------------------------------------------- pool sizing, transports
+
+
+def _httpx_pool(wx: AsyncWeChat) -> tuple[int, int]:
+    transport = wx._http._transport  # type: ignore[attr-defined]
+    inner = getattr(transport, "_inner", transport)
+    pool = inner._pool
+    return pool._max_connections, pool._max_keepalive_connections
+
+
+async def test_pool_is_sized_from_max_connections_and_grows_for_send_many(
+    fake: FakeWeChat,
+) -> None:
+    open_windows(fake, users(3))
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid, fake.secret, base_url=server.base_url, max_connections=8
+        ) as wx:
+            assert _httpx_pool(wx) == (8, 8)  # keep-alive = connections: never the 20 collapse
+            await wx.message.send_many(users(3), NOTICE, max_concurrency=32)
+            assert _httpx_pool(wx) == (32, 32)
+            assert wx._pipeline.max_connections == 32
+            await wx.message.send_many(users(1), NOTICE, max_concurrency=4)
+            assert _httpx_pool(wx) == (32, 32)  # it never shrinks
+
+
+async def test_default_pool_keeps_every_connection_alive() -> None:
+    async with AsyncWeChat("wxapp", "secret") as wx:
+        assert _httpx_pool(wx) == (100, 100)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "auto"])
+async def test_fast_transport_on_asyncio_and_fallback_on_trio(
+    fake: FakeWeChat, anyio_backend: str, transport: str
+) -> None:
+    open_windows(fake, users(3))
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid,
+            fake.secret,
+            base_url=server.base_url,
+            transport=transport,  # type: ignore[arg-type]
+            max_connections=6,
+        ) as wx:
+            selector = wx._http._transport  # type: ignore[attr-defined]
+            assert selector.active is None  # chosen at the first request
+            report = await wx.message.send_many(users(3), NOTICE, max_concurrency=12)
+            assert report.sent == 3
+            if anyio_backend == "asyncio":
+                assert selector.active == "aiohttp"
+                connector = selector._inner.client.connector
+                assert connector.limit == 12
+            else:
+                assert selector.active == "httpx"
+                assert _httpx_pool(wx) == (12, 12)
+            assert isinstance(wx._http, httpx.AsyncClient)
+
+
+def test_transport_configuration_is_checked(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match="transport"):
+        AsyncWeChat("wxapp", "s", transport="curl")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_connections"):
+        AsyncWeChat("wxapp", "s", max_connections=0)
+    with pytest.raises(ValueError, match="http_client"):
+        AsyncWeChat("wxapp", "s", http_client=fake.http_client(), transport="aiohttp")
+    with pytest.raises(ValueError, match="http_client"):
+        AsyncWeChat("wxapp", "s", http_client=fake.http_client(), max_connections=4)
+    monkeypatch.setattr("wechat_kf._transport.aiohttp_installed", lambda: False)
+    with pytest.raises(ImportError, match=r"wechat_kf\[aiohttp\]"):
+        AsyncWeChat("wxapp", "s", transport="aiohttp")
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_reset_after_sending_is_never_retried_on_either_transport(
+    fake: FakeWeChat, transport: str
+) -> None:
+    # A dropped connection after the request left must not look like "never sent" (which the
+    # pipeline would retry, sending the message twice).
+    open_windows(fake, ["a", "b"])
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid,
+            fake.secret,
+            base_url=server.base_url,
+            transport=transport,  # type: ignore[arg-type]
+            sleep=SleepRecorder(),
+        ) as wx:
+            await wx.access_token()
+            fake.inject(SEND, reset=True, processed=True)
+            with pytest.raises(ConnectionLostError):
+                await wx.message.send("a", NOTICE)
+            fake.inject(SEND, reset=True, processed=True)
+            report = await wx.message.send_many(["b"], NOTICE)
+    assert report.results[0].status is SendStatus.UNKNOWN
+    assert len(fake.requests_to(SEND)) == 2
+    assert len(fake.sent_to("a")) == len(fake.sent_to("b")) == 1
+
+
+async def test_read_timeout_and_refused_connection_on_either_transport(
+    fake: FakeWeChat, transport: str
+) -> None:
+    open_windows(fake, ["a"])
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid,
+            fake.secret,
+            base_url=server.base_url,
+            transport=transport,  # type: ignore[arg-type]
+            timeout=0.05,
+            sleep=SleepRecorder(),
+        ) as wx:
+            await wx.access_token()
+            fake.inject(SEND, delay=0.3)
+            with pytest.raises(ResponseTimeoutError):
+                await wx.message.send("a", NOTICE)
+    assert len(fake.requests_to(SEND)) == 1
+    async with AsyncWeChat(
+        "wxapp",
+        "secret",
+        base_url="http://127.0.0.1:1",
+        transport=transport,  # type: ignore[arg-type]
+        sleep=SleepRecorder(),
+    ) as wx:
+        with pytest.raises(ConnectFailedError):
+            await wx.access_token()
+
+
+async def test_avatar_upload_on_either_transport(fake: FakeWeChat, transport: str) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    fake.add_agent("kf_1@service", "Ann")
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid,
+            fake.secret,
+            base_url=server.base_url,
+            transport=transport,  # type: ignore[arg-type]
+        ) as wx:
+            await wx.kf.upload_avatar("kf_1@service", png)
+    assert fake.agents["kf_1@service"].headimgurl.startswith("https://mmbiz.qpic.cn/")
+
+
+async def test_sdk_client_keeps_cookies_that_are_set() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/set":
+            return httpx.Response(200, headers={"Set-Cookie": "lb=7; Path=/"}, json={})
+        return httpx.Response(200, json={"seen": request.headers.get("cookie")})
+
+    async with SDKHTTPClient(transport=httpx.MockTransport(answer)) as client:
+        await client.get("https://api.weixin.qq.com/plain")
+        assert not client.cookies
+        await client.get("https://api.weixin.qq.com/set")
+        echo = await client.get("https://api.weixin.qq.com/echo")
+    assert echo.json() == {"seen": "lb=7"}

@@ -1,0 +1,129 @@
+"""The ``aiohttp`` extra's transport: httpx-aiohttp's, with a send-safe error mapping.
+
+Imported only when the SDK sends through aiohttp (``AsyncWeChat(transport="aiohttp")`` on
+asyncio), so that ``import wechat_kf`` never pays for importing aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import aiohttp
+import httpx
+import yarl
+from httpx_aiohttp import AiohttpTransport
+
+__all__ = ["AiohttpSDKTransport", "map_error"]
+
+#: Distinct timeout settings whose ``aiohttp.ClientTimeout`` is kept (one per facade, usually).
+_TIMEOUT_CACHE: Final = 64
+
+
+def map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error for an aiohttp one: "never sent" only when provably so.
+
+    ``ConnectError``/``ConnectTimeout`` (which the pipeline may retry, even for a message send)
+    only when no connection could be made or none became free in time; a read timeout stays a
+    read timeout; anything else (a dropped or reset connection, a malformed answer) is an error
+    after which the request may have reached WeChat.
+    """
+    message = str(exc) or type(exc).__name__
+    cls: type[httpx.TransportError]
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cls = httpx.ConnectError  # DNS, refused, TLS handshake: nothing was sent
+    elif isinstance(exc, aiohttp.ConnectionTimeoutError):
+        cls = httpx.ConnectTimeout  # no connection (new or pooled) in time: nothing was sent
+    elif isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        cls = httpx.ReadTimeout  # sent; no answer in time
+    elif isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        cls = httpx.UnsupportedProtocol
+    elif isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        cls = httpx.RemoteProtocolError
+    else:
+        cls = httpx.ReadError  # disconnected, reset, ...: it may have reached WeChat
+    return cls(message, request=request)
+
+
+class AiohttpSDKTransport(AiohttpTransport):
+    """Sends through one ``aiohttp.ClientSession`` (created at the first request, in its loop).
+
+    Keep-alive for every connection (aiohttp's connector has a single limit), the pool can grow,
+    ``ClientTimeout`` objects are built once per timeout setting, and bodies are read before
+    returning (WeChat's answers are small), so the connection goes back to the pool at once.
+    """
+
+    def __init__(self, max_connections: int, keepalive_expiry: float) -> None:
+        super().__init__(
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=keepalive_expiry,
+            )
+        )
+        self._limit = max_connections
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+
+    @property
+    def max_connections(self) -> int:
+        """The connection limit now."""
+        return self._limit
+
+    def ensure_capacity(self, connections: int) -> int:
+        """Grow the connector's limit to ``connections`` (it is read at each acquisition)."""
+        if connections > self._limit:
+            self._limit = connections
+            self.limits = httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=self.limits.keepalive_expiry,
+            )
+            session = self.client
+            if isinstance(session, aiohttp.ClientSession) and session.connector is not None:
+                connector: Any = session.connector
+                connector._limit = connections
+        return self._limit
+
+    def _client_timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        timeout = request.extensions.get("timeout") or {}
+        key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+        cached = self._timeouts.get(key)
+        if cached is None:
+            # As httpx-aiohttp: ``connect`` bounds waiting for a pooled connection and connecting.
+            cached = aiohttp.ClientTimeout(
+                total=None, sock_connect=key[0], sock_read=key[1], connect=key[2]
+            )
+            if len(self._timeouts) < _TIMEOUT_CACHE:
+                self._timeouts[key] = cached
+        return cached
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through aiohttp; aiohttp's errors become httpx's (see map_error)."""
+        session = self.client
+        if not isinstance(session, aiohttp.ClientSession):
+            session = self.client = self.get_client()
+        content = await request.aread()  # a multipart upload's stream, read into bytes
+        headers = request.headers.multi_items()
+        if "transfer-encoding" in request.headers:  # the body is bytes now: aiohttp frames it
+            headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        try:
+            async with session.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),
+                headers=headers,
+                data=content or None,
+                allow_redirects=False,
+                auto_decompress=False,
+                timeout=self._client_timeout(request),
+                server_hostname=request.extensions.get("sni_hostname"),
+            ) as response:
+                body = await response.read()
+                status, headers, reason = response.status, response.raw_headers, response.reason
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise map_error(exc, request) from exc
+        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+        if reason:
+            extensions["reason_phrase"] = reason.encode()
+        return httpx.Response(
+            status, headers=headers, content=body, request=request, extensions=extensions
+        )

@@ -1,0 +1,71 @@
+"""A token bucket for bulk sends: at most ``rate`` requests per second, bursts of ``burst``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+__all__ = ["RateLimiter"]
+
+
+class RateLimiter:
+    """A token bucket: on average ``rate`` acquisitions per second, at most ``burst`` at once.
+
+    Over any span of ``t`` seconds at most ``burst + rate * t`` acquisitions go through. With
+    the default ``burst=1`` sends are spaced evenly, ``1 / rate`` seconds apart.
+
+    It is the "generic cell rate" form of the bucket: each :meth:`acquire` reserves the next
+    free slot and sleeps until it, so it needs no lock and no background task, and any number
+    of tasks (or several concurrent ``send_many`` runs sharing one limiter) may call it. A
+    caller cancelled while it waits gives up its slot unused.
+
+    Args:
+        rate: Acquisitions per second (> 0; fractions allowed: ``0.5`` is one every 2 s).
+        burst: How many may go at once after a quiet spell (>= 1).
+        clock: Seconds, monotonic (default: the event loop's clock, ``anyio.current_time``).
+        sleep: Waits that many seconds (default ``anyio.sleep``). Tests inject both.
+    """
+
+    __slots__ = ("_clock", "_interval", "_sleep", "_tat", "_tolerance", "burst", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+            raise ValueError(f"rate must be a number of messages per second > 0, got {rate!r}")
+        if not math.isfinite(rate):
+            raise ValueError("rate must be finite (pass rate=None for no limit)")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
+        self.rate = float(rate)
+        self.burst = burst
+        self._interval = 1.0 / self.rate
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock or anyio.current_time
+        self._sleep = sleep or anyio.sleep
+        #: The "theoretical arrival time" of the next acquisition.
+        self._tat = -math.inf
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate:g}, burst={self.burst})"
+
+    def reserve(self) -> float:
+        """Reserve the next slot now; return how many seconds to wait for it (0: go now)."""
+        now = self._clock()
+        tat = self._tat if self._tat > now else now
+        self._tat = tat + self._interval
+        wait = tat - self._tolerance - now
+        return wait if wait > 0 else 0.0
+
+    async def acquire(self) -> None:
+        """Wait for the next slot."""
+        wait = self.reserve()
+        if wait:
+            await self._sleep(wait)

@@ -1,0 +1,815 @@
+"""Bulk sends: one notice to many users, fast, bounded and accountable.
+
+``wx.message.send_many(...)`` returns a :class:`SendReport`; ``wx.message.stream_many(...)``
+yields each :class:`SendResult` as it happens, in constant memory. Both run on the engine here:
+
+* ``max_concurrency`` workers share one iterator over the recipients (a list, a generator or an
+  async iterable): a recipient is read only when a worker is free to send to it, so nothing is
+  materialised up front and at most ``max_concurrency`` requests are ever in flight. (Workers
+  rather than a task per recipient: spawning a task costs more than the SDK's whole share of a
+  send.) The SDK's own connection pool grows to ``max_concurrency``.
+* A fixed message is encoded once; each body splices the recipient's openid in. A callable
+  message (``openid -> message``, sync or async) is called per recipient.
+* Every recipient gets exactly one result (see :class:`SendStatus`). Sends are never retried
+  unless the request provably never left or WeChat answered busy (-1), as for ``send``: a
+  recipient is never sent the notice twice because of the SDK.
+* An error that every further send would hit too (:data:`STOP_ERRORS`: the daily quota 45009,
+  a configuration error, a missing permission) stops the run: requests in flight finish and
+  the recipients not yet attempted are reported ``skipped`` with that error as the reason.
+* :meth:`SendControl.stop` stops a run the same way (cooperative cancellation).
+* Cancelling the caller stops new sends at once; requests already in flight get
+  ``BULK_CANCEL_GRACE`` seconds to answer and are reported ``unknown`` if they do not. The
+  partial report is on the :class:`SendControl` passed in.
+* ``rate`` (messages per second, or a shared :class:`RateLimiter`) paces the requests.
+
+Errors on results carry no traceback: a million failed results would otherwise keep a million
+stack frames alive. The first failure of a message callable is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from operator import attrgetter
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+import anyio
+import attrs
+from anyio.lowlevel import checkpoint_if_cancelled
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from wechat_kf import _defaults
+from wechat_kf import _validation as check
+from wechat_kf._errors import (
+    APIError,
+    ConfigurationError,
+    DailyQuotaError,
+    MalformedResponseError,
+    TransportError,
+    UnauthorizedError,
+    WeChatError,
+)
+from wechat_kf._pipeline import Endpoint, encode_json
+from wechat_kf._rate import RateLimiter
+from wechat_kf.messages import Message, envelope
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from wechat_kf._pipeline import Pipeline
+
+__all__ = [
+    "STOP_ERRORS",
+    "MessageBuildError",
+    "MessageFactory",
+    "RateLimiter",
+    "Recipients",
+    "SendCancelledError",
+    "SendControl",
+    "SendInterruptedError",
+    "SendReport",
+    "SendResult",
+    "SendStatus",
+    "SendStream",
+    "SendSummary",
+]
+
+logger = logging.getLogger("wechat_kf")
+
+#: Errors that stop a bulk send: every further send would fail the same way.
+STOP_ERRORS: Final[tuple[type[APIError], ...]] = (
+    DailyQuotaError,
+    ConfigurationError,
+    UnauthorizedError,
+)
+
+#: The recipients of a bulk send: openids, from any iterable or async iterable.
+Recipients: TypeAlias = Iterable[str] | AsyncIterable[str]
+#: A personalised message: ``openid -> message`` (or an awaitable of one).
+MessageFactory: TypeAlias = Callable[[str], Message | Awaitable[Message]]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class SendCancelledError(WeChatError):
+    """The reason a recipient was ``skipped``: the bulk send was stopped or cancelled first."""
+
+
+class SendInterruptedError(TransportError):
+    """A bulk send was cancelled while this request was in flight: it may have reached WeChat."""
+
+
+class MessageBuildError(WeChatError):
+    """The message callable of a personalised bulk send failed for this recipient.
+
+    ``__cause__`` is what it raised (or the ``TypeError`` for something that is not a message).
+    A :class:`WeChatError` it raises (e.g. a :class:`ValidationError` from building the message)
+    is reported as is, not wrapped.
+    """
+
+
+# --------------------------------------------------------------------------- results
+
+
+class SendStatus(str, enum.Enum):
+    """What happened to one recipient of a bulk send."""
+
+    #: WeChat accepted the message.
+    SENT = "sent"
+    #: Not delivered: WeChat refused it (a typed :class:`APIError`), the request never left
+    #: (:class:`ConnectFailedError`), or it failed before any request (bad openid, message).
+    FAILED = "failed"
+    #: The request may have reached WeChat but no answer says so (read timeout, connection
+    #: lost after sending, HTTP 5xx, cancelled in flight). Do not resend blindly.
+    UNKNOWN = "unknown"
+    #: Not attempted; ``error`` says why (the error that stopped the run, or the cancellation).
+    SKIPPED = "skipped"
+
+
+@attrs.frozen(kw_only=True)
+class SendResult:
+    """The outcome for one recipient: its position in the input, openid, status and error.
+
+    ``error`` is ``None`` when ``sent``; for ``failed`` and ``unknown`` the typed error; for
+    ``skipped`` the reason the recipient was not attempted.
+    """
+
+    index: int
+    openid: str
+    status: SendStatus
+    error: WeChatError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the message was sent."""
+        return self.status is SendStatus.SENT
+
+    @property
+    def errcode(self) -> int | None:
+        """WeChat's errcode when the error is an :class:`APIError`, else ``None``."""
+        error = self.error
+        return error.errcode if isinstance(error, APIError) else None
+
+
+def _counts(counts: dict[SendStatus, int]) -> MappingProxyType[SendStatus, int]:
+    return MappingProxyType({status: counts.get(status, 0) for status in SendStatus})
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class SendSummary:
+    """The counts of a bulk send (all a streaming send keeps).
+
+    Attributes:
+        counts: recipients per :class:`SendStatus` (every status present).
+        errcodes: recipients WeChat refused, per errcode (``failed`` results only).
+        stopped_by: what ended the run early: an error of :data:`STOP_ERRORS`, or a
+            :class:`SendCancelledError`; ``None`` when every recipient was attempted.
+        complete: whether every recipient has a result; ``False`` when the input was not read
+            to its end (the caller was cancelled, the reader of a stream left early, or the
+            recipients iterable raised): those after the last result were not attempted.
+    """
+
+    counts: MappingProxyType[SendStatus, int]
+    errcodes: MappingProxyType[int, int]
+    stopped_by: WeChatError | None = None
+    complete: bool = True
+
+    @property
+    def total(self) -> int:
+        """Recipients with a result."""
+        return sum(self.counts.values())
+
+    @property
+    def sent(self) -> int:
+        """Recipients WeChat accepted the message for."""
+        return self.counts[SendStatus.SENT]
+
+    @property
+    def failed(self) -> int:
+        """Recipients the message was not delivered to."""
+        return self.counts[SendStatus.FAILED]
+
+    @property
+    def unknown(self) -> int:
+        """Recipients whose request may have reached WeChat without a definite answer."""
+        return self.counts[SendStatus.UNKNOWN]
+
+    @property
+    def skipped(self) -> int:
+        """Recipients not attempted."""
+        return self.counts[SendStatus.SKIPPED]
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class SendReport(SendSummary):
+    """The outcome of :meth:`MessageAPI.send_many`: the counts and one result per recipient.
+
+    ``results`` is in input order (``results[i].index == i``).
+    """
+
+    results: tuple[SendResult, ...] = ()
+
+    def with_status(self, status: SendStatus | str) -> list[SendResult]:
+        """The results with ``status``, in input order."""
+        wanted = SendStatus(status)
+        return [result for result in self.results if result.status is wanted]
+
+
+# --------------------------------------------------------------------------- control
+
+
+class SendControl:
+    """Watch, stop and read the outcome of a running ``send_many`` (pass ``control=``).
+
+    ``stop()`` is cooperative cancellation: no new sends start, requests in flight finish, and
+    ``send_many`` returns normally with the rest ``skipped``. ``report`` holds the report once
+    the run ended in any way, cancellation of the caller included. ``summary()`` counts so far.
+    """
+
+    __slots__ = ("_run", "_stop_requested", "report")
+
+    def __init__(self) -> None:
+        self._run: _Run | None = None
+        self._stop_requested = False
+        #: The (possibly partial) report once the run ended; ``None`` while it runs.
+        self.report: SendReport | None = None
+
+    def stop(self) -> None:
+        """Start no new sends; the run finishes those in flight and reports the rest skipped."""
+        self._stop_requested = True
+        if self._run is not None:
+            self._run.halt(SendCancelledError("the bulk send was stopped"))
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop_requested
+
+    def summary(self) -> SendSummary:
+        """The counts so far (all zero before the run starts)."""
+        if self._run is None:
+            return SendSummary(counts=_counts({}), errcodes=MappingProxyType({}))
+        return self._run.summary()
+
+    def _attach(self, run: _Run) -> None:
+        if self._run is not None:
+            raise RuntimeError("a SendControl drives one bulk send; create one per call")
+        self._run = run
+        if self._stop_requested:
+            run.halt(SendCancelledError("the bulk send was stopped"))
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class _End:
+    """The recipients are exhausted (or could not be read further)."""
+
+
+_END: Final = _End()
+
+
+def _without_traceback(error: BaseException) -> None:
+    """Drop the frames an error (and its causes) keep alive; keep type, message and fields."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 8:
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+        seen += 1
+
+
+class _Body:
+    """Builds each recipient's request body: once-encoded for a fixed message."""
+
+    __slots__ = ("_ai_generated", "_factory", "_kf_account", "_suffix")
+
+    def __init__(
+        self,
+        message: Message | MessageFactory,
+        *,
+        kf_account: str | None,
+        ai_generated: bool,
+    ) -> None:
+        self._kf_account = kf_account
+        self._ai_generated = ai_generated
+        self._factory: MessageFactory | None = None
+        self._suffix = b""
+        if isinstance(message, Message):
+            body = envelope("", message, kf_account=kf_account, ai_generated=ai_generated)
+            del body["touser"]
+            # '{"touser":' + openid + ',' + the rest of the object: byte for byte what
+            # encode_json(envelope(openid, ...)) produces, without re-encoding the message.
+            self._suffix = b"," + encode_json(body)[1:]
+        elif callable(message):
+            self._factory = message
+        else:
+            raise TypeError(
+                "message must be a wechat_kf message or a callable openid -> message, "
+                f"got {type(message).__name__}"
+            )
+
+    @property
+    def personalised(self) -> bool:
+        """Whether a callable builds each recipient's message."""
+        return self._factory is not None
+
+    def fixed(self, openid: str) -> bytes:
+        """The body for a fixed message."""
+        return b'{"touser":' + encode_json(openid) + self._suffix
+
+    async def personal(self, openid: str) -> bytes:
+        """The body for a message the callable builds; its failures become typed errors."""
+        assert self._factory is not None
+        try:
+            message = self._factory(openid)
+            if inspect.isawaitable(message):
+                message = await message
+            body = envelope(
+                openid, message, kf_account=self._kf_account, ai_generated=self._ai_generated
+            )
+        except WeChatError:
+            raise
+        except Exception as exc:
+            raise MessageBuildError(
+                f"the message callable failed for this recipient: {type(exc).__name__}: {exc}"
+            ) from exc
+        return encode_json(body)
+
+
+class _Run:
+    """One bulk send: workers pull recipients, send, and record exactly one result each."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        endpoint: Endpoint,
+        recipients: Recipients,
+        message: Message | MessageFactory,
+        *,
+        kf_account: str | None,
+        ai_generated: bool,
+        max_concurrency: int,
+        rate: float | RateLimiter | None,
+        collect: bool,
+    ) -> None:
+        if isinstance(recipients, str | bytes):
+            raise TypeError("recipients must be an iterable of openids, not one string")
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        if kf_account is not None:
+            check.kf_account(kf_account)
+        self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated)
+        self._pipeline = pipeline
+        self._endpoint = endpoint
+        self._iterator: Iterator[str] | None = None
+        self._aiterator: AsyncIterator[str] | None = None
+        if isinstance(recipients, AsyncIterable):
+            self._aiterator = aiter(recipients)
+        elif isinstance(recipients, Iterable):
+            self._iterator = iter(recipients)
+        else:
+            raise TypeError(
+                f"recipients must be an iterable or async iterable of openids, "
+                f"got {type(recipients).__name__}"
+            )
+        self._workers = max_concurrency
+        self._limiter = rate if isinstance(rate, RateLimiter) or rate is None else RateLimiter(rate)
+        self._grace = _defaults.BULK_CANCEL_GRACE
+        self._collect = collect
+        self._deliver: Callable[[SendResult], Awaitable[None]] | None = None
+        self.results: list[SendResult] = []
+        self._counts: dict[SendStatus, int] = dict.fromkeys(SendStatus, 0)
+        self._errcodes: dict[int, int] = {}
+        self._next_index = 0
+        self._exhausted = False
+        self._halted: WeChatError | None = None
+        self._incomplete = False
+        self._drain = True
+        self._source_error: BaseException | None = None
+        self._pull_lock: anyio.Lock | None = None
+        self._inflight: set[anyio.CancelScope] = set()
+        self._grace_deadline = math.inf
+        self._workers_done: anyio.Event | None = None
+        self._active = 0
+        self._factory_logged = False
+        self._cancelled: type[BaseException] = BaseException
+
+    # ---------------------------------------------------------------- state
+
+    def halt(self, reason: WeChatError) -> None:
+        """Start no new sends (the first reason wins); the rest is then reported skipped."""
+        if self._halted is None:
+            self._halted = reason
+
+    def abandon(self, reason: WeChatError) -> None:
+        """Start no new sends and do not read the rest of the recipients (nobody wants them)."""
+        self.halt(reason)
+        self._drain = False
+        self._incomplete = True
+
+    def summary(self) -> SendSummary:
+        """The counts so far."""
+        return SendSummary(
+            counts=_counts(self._counts),
+            errcodes=MappingProxyType(dict(self._errcodes)),
+            stopped_by=self._halted,
+            complete=self._exhausted and not self._incomplete,
+        )
+
+    def report(self) -> SendReport:
+        """The report: counts and (when collecting) every result in input order."""
+        self.results.sort(key=attrgetter("index"))
+        summary = self.summary()
+        return SendReport(
+            counts=summary.counts,
+            errcodes=summary.errcodes,
+            stopped_by=summary.stopped_by,
+            complete=summary.complete,
+            results=tuple(self.results),
+        )
+
+    def _record(self, result: SendResult) -> None:
+        self._counts[result.status] += 1
+        if result.status is SendStatus.FAILED and isinstance(result.error, APIError):
+            errcode = result.error.errcode
+            self._errcodes[errcode] = self._errcodes.get(errcode, 0) + 1
+        if self._collect:
+            self.results.append(result)
+
+    # ---------------------------------------------------------------- running
+
+    async def execute(self, deliver: Callable[[SendResult], Awaitable[None]] | None = None) -> None:
+        """Send to every recipient; each result is recorded, then handed to ``deliver``."""
+        self._deliver = deliver
+        self._cancelled = anyio.get_cancelled_exc_class()
+        self._pipeline.ensure_connections(self._workers)
+        if self._aiterator is not None:
+            self._pull_lock = anyio.Lock()
+        self._workers_done = anyio.Event()
+        self._active = self._workers
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch)
+                for _ in range(self._workers):
+                    tg.start_soon(self._work)
+        except BaseException:
+            self._incomplete = True
+            raise
+        if self._halted is not None and self._drain and self._source_error is None:
+            try:
+                await self._skip_rest(self._halted)
+            except BaseException:
+                self._incomplete = True
+                raise
+        if self._source_error is not None:
+            raise self._source_error
+
+    async def _watch(self) -> None:
+        """Wait for the workers; if cancelled first, bound the requests still in flight."""
+        assert self._workers_done is not None
+        try:
+            await self._workers_done.wait()
+        except self._cancelled:
+            self.halt(SendCancelledError("the bulk send was cancelled"))
+            self._grace_deadline = anyio.current_time() + self._grace
+            for scope in self._inflight:
+                scope.deadline = min(scope.deadline, self._grace_deadline)
+            raise
+
+    async def _work(self) -> None:
+        iterator = self._iterator
+        try:
+            while self._halted is None:
+                await checkpoint_if_cancelled()
+                if iterator is not None:
+                    try:
+                        openid = next(iterator)
+                    except StopIteration:
+                        self._exhausted = True
+                        return
+                    except Exception as exc:
+                        self._source_failed(exc)
+                        return
+                else:
+                    item = await self._pull_async(draining=False)
+                    if isinstance(item, _End):
+                        return
+                    openid = item
+                index = self._next_index
+                self._next_index = index + 1
+                result = await self._process(index, openid)
+                if self._deliver is not None:
+                    await self._deliver(result)
+        finally:
+            self._active -= 1
+            if self._active == 0 and self._workers_done is not None:
+                self._workers_done.set()
+
+    async def _pull_async(self, *, draining: bool) -> str | _End:
+        """The next recipient of an async iterable (one reader at a time)."""
+        assert self._aiterator is not None
+        assert self._pull_lock is not None
+        async with self._pull_lock:
+            if self._exhausted or self._source_error is not None:
+                return _END
+            if self._halted is not None and not draining:
+                return _END
+            try:
+                return await anext(self._aiterator)
+            except StopAsyncIteration:
+                self._exhausted = True
+                return _END
+            except Exception as exc:
+                self._source_failed(exc)
+                return _END
+
+    def _pull_sync(self) -> str | _End:
+        assert self._iterator is not None
+        if self._exhausted or self._source_error is not None:
+            return _END
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._exhausted = True
+            return _END
+        except Exception as exc:
+            self._source_failed(exc)
+            return _END
+
+    def _source_failed(self, exc: Exception) -> None:
+        self._source_error = exc
+        self._incomplete = True
+        self.halt(SendCancelledError(f"reading the recipients failed: {type(exc).__name__}"))
+
+    async def _process(self, index: int, openid: str) -> SendResult:
+        """One recipient, from its openid to its recorded result."""
+        try:
+            result = await self._attempt(index, openid)
+        except self._cancelled:
+            # Cancelled before its request left (building the message, waiting for the rate).
+            reason = self._halted or SendCancelledError("the bulk send was cancelled")
+            self._record(
+                SendResult(index=index, openid=openid, status=SendStatus.SKIPPED, error=reason)
+            )
+            raise
+        self._record(result)
+        return result
+
+    async def _attempt(self, index: int, openid: str) -> SendResult:
+        try:
+            check.openid(openid)
+            if self._body.personalised:
+                body = await self._body.personal(openid)
+            else:
+                body = self._body.fixed(openid)
+        except WeChatError as exc:
+            self._log_factory_failure(exc)
+            _without_traceback(exc)
+            return SendResult(index=index, openid=openid, status=SendStatus.FAILED, error=exc)
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        if self._halted is not None:
+            return SendResult(
+                index=index, openid=openid, status=SendStatus.SKIPPED, error=self._halted
+            )
+        status = SendStatus.SENT
+        error: WeChatError | None = None
+        with anyio.CancelScope(shield=True, deadline=self._grace_deadline) as scope:
+            self._inflight.add(scope)
+            try:
+                await self._pipeline.call(self._endpoint, content=body)
+            except APIError as exc:
+                status, error = SendStatus.FAILED, exc
+                if isinstance(exc, STOP_ERRORS):
+                    self.halt(exc)
+            except TransportError as exc:
+                status = SendStatus.UNKNOWN if exc.may_have_reached_wechat else SendStatus.FAILED
+                error = exc
+            except MalformedResponseError as exc:
+                status, error = SendStatus.UNKNOWN, exc  # something answered: it may have acted
+            except WeChatError as exc:  # no token, ...: the request never left
+                status, error = SendStatus.FAILED, exc
+            finally:
+                self._inflight.discard(scope)
+        if scope.cancelled_caught:
+            status = SendStatus.UNKNOWN
+            error = SendInterruptedError(
+                f"cancelled with the request in flight for more than {self._grace:g} s",
+                method=self._endpoint.method,
+                path=self._endpoint.path,
+            )
+        if error is not None:
+            _without_traceback(error)
+        return SendResult(index=index, openid=openid, status=status, error=error)
+
+    def _log_factory_failure(self, exc: WeChatError) -> None:
+        if isinstance(exc, MessageBuildError) and not self._factory_logged:
+            self._factory_logged = True
+            logger.warning(
+                "bulk send: the message callable failed (first failure shown; each such "
+                "recipient is reported failed)",
+                exc_info=exc,
+            )
+
+    async def _skip_rest(self, reason: WeChatError) -> None:
+        """Report every recipient not read yet as ``skipped`` (after a stop)."""
+        while True:
+            item = (
+                self._pull_sync()
+                if self._iterator is not None
+                else (await self._pull_async(draining=True))
+            )
+            if isinstance(item, _End):
+                break
+            index = self._next_index
+            self._next_index = index + 1
+            result = SendResult(index=index, openid=item, status=SendStatus.SKIPPED, error=reason)
+            self._record(result)
+            if self._deliver is not None:
+                await self._deliver(result)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+async def send_many(
+    pipeline: Pipeline,
+    endpoint: Endpoint,
+    recipients: Recipients,
+    message: Message | MessageFactory,
+    *,
+    kf_account: str | None = None,
+    ai_generated: bool = False,
+    max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
+    rate: float | RateLimiter | None = None,
+    control: SendControl | None = None,
+) -> SendReport:
+    """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`)."""
+    run = _Run(
+        pipeline,
+        endpoint,
+        recipients,
+        message,
+        kf_account=kf_account,
+        ai_generated=ai_generated,
+        max_concurrency=max_concurrency,
+        rate=rate,
+        collect=True,
+    )
+    if control is not None:
+        control._attach(run)
+    try:
+        await run.execute()
+    except BaseException:
+        if control is not None:
+            control.report = run.report()
+        raise
+    report = run.report()
+    if control is not None:
+        control.report = report
+    return report
+
+
+class SendStream:
+    """The results of a streaming bulk send, as they happen (:meth:`MessageAPI.stream_many`).
+
+    Use it as ``async with wx.message.stream_many(...) as results: async for result in
+    results: ...``. The sends run while you read; a slow reader slows them down (a small
+    buffer, then the workers wait), so memory stays flat whatever the number of recipients.
+    Results come in completion order: ``result.index`` is the recipient's position in the input.
+
+    Leaving the ``async with`` block before the end stops new sends, lets those in flight
+    finish and does not read the rest of the recipients (``summary.complete`` is then
+    ``False``). :meth:`stop` instead stops new sends but still reports every remaining
+    recipient, ``skipped``. If reading the recipients raises, the iteration re-raises it.
+    """
+
+    def __init__(self, run: _Run, *, buffer: int) -> None:
+        self._run = run
+        self._buffer = buffer
+        self._receive: MemoryObjectReceiveStream[SendResult] | None = None
+        self._context: AbstractAsyncContextManager[SendStream] | None = None
+        self._finished = False
+        self._error: BaseException | None = None
+
+    @property
+    def summary(self) -> SendSummary:
+        """The counts so far; final once the ``async with`` block is left."""
+        return self._run.summary()
+
+    def stop(self) -> None:
+        """Start no new sends; those in flight finish and the rest arrive as ``skipped``."""
+        self._run.halt(SendCancelledError("the bulk send was stopped"))
+
+    async def __aenter__(self) -> Self:
+        if self._context is not None:
+            raise RuntimeError("a SendStream can be entered once")
+        self._context = self._open()
+        await self._context.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._context is not None
+        try:
+            return await self._context.__aexit__(exc_type, exc, tb)
+        except BaseException as raised:
+            # The task group wraps what the body raised in an exception group: hand the
+            # caller's own exception back as it was raised.
+            inner = getattr(raised, "exceptions", None)
+            if exc is not None and isinstance(inner, tuple) and len(inner) == 1 and inner[0] is exc:
+                raise exc.with_traceback(tb) from exc.__cause__
+            raise
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SendResult:
+        if self._receive is None:
+            raise TypeError(
+                "read a SendStream inside its context: "
+                "async with wx.message.stream_many(...) as results: async for r in results"
+            )
+        try:
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error from None
+            raise StopAsyncIteration from None
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[SendStream]:
+        send, receive = anyio.create_memory_object_stream[SendResult](self._buffer)
+        self._receive = receive
+
+        async def deliver(result: SendResult) -> None:
+            # If the reader left, the result is only counted. No checkpoint while the buffer
+            # has room: the worker's next request yields to the event loop anyway.
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                try:
+                    send.send_nowait(result)
+                except anyio.WouldBlock:
+                    await send.send(result)
+
+        async def produce() -> None:
+            async with send:
+                try:
+                    await self._run.execute(deliver)
+                except Exception as exc:  # the recipients iterable failed
+                    self._error = exc
+                self._finished = True
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            try:
+                yield self
+            finally:
+                if not self._finished:
+                    self._run.abandon(SendCancelledError("the reader left the stream"))
+                receive.close()
+
+
+def stream_many(
+    pipeline: Pipeline,
+    endpoint: Endpoint,
+    recipients: Recipients,
+    message: Message | MessageFactory,
+    *,
+    kf_account: str | None = None,
+    ai_generated: bool = False,
+    max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
+    rate: float | RateLimiter | None = None,
+) -> SendStream:
+    """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`)."""
+    run = _Run(
+        pipeline,
+        endpoint,
+        recipients,
+        message,
+        kf_account=kf_account,
+        ai_generated=ai_generated,
+        max_concurrency=max_concurrency,
+        rate=rate,
+        collect=False,
+    )
+    return SendStream(run, buffer=max_concurrency * _defaults.BULK_STREAM_BUFFER_PER_WORKER)

@@ -1,0 +1,330 @@
+"""The message options of ``send`` and ``send-many``, and the message they describe.
+
+One option per message type (``--text``, ``--image``, ``--menu-item`` ..., or ``--json-file``
+with WeChat's own JSON shape), a few detail options that belong to some types (``--title``,
+``--thumb-media-id`` ...), and how to send it (``--kf-account``, ``--ai-generated``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import click
+
+from wechat_kf import (
+    Article,
+    Image,
+    MenuItem,
+    Message,
+    MiniProgramPage,
+    MpNews,
+    MpNewsArticle,
+    MsgMenu,
+    Music,
+    News,
+    RawMessage,
+    Text,
+    Video,
+    Voice,
+    WxCard,
+)
+
+__all__ = ["Outbound", "build_message", "message_from_json", "message_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: WeChat's ``msgtype`` -> the SDK's class, for ``--json-file``.
+MESSAGE_CLASSES: Final[Mapping[str, type[Message]]] = {
+    cls.msgtype: cls
+    for cls in (
+        Text,
+        Image,
+        Voice,
+        Video,
+        Music,
+        News,
+        MpNews,
+        MpNewsArticle,
+        MsgMenu,
+        WxCard,
+        MiniProgramPage,
+    )
+}
+
+#: The options that choose the message type (exactly one per send).
+TYPE_OPTIONS: Final = (
+    "text",
+    "image",
+    "voice",
+    "video",
+    "music",
+    "news",
+    "mpnews",
+    "mpnewsarticle",
+    "wxcard",
+    "menu_items",
+    "miniprogram",
+    "json_file",
+)
+#: Detail options and the type options they belong to.
+DETAIL_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "thumb_media_id": ("video", "music"),
+    "title": ("video", "music", "news"),
+    "description": ("video", "music", "news"),
+    "picurl": ("news",),
+    "hq_music_url": ("music",),
+    "menu_head": ("menu_items",),
+    "menu_tail": ("menu_items",),
+}
+
+
+@attrs.frozen(kw_only=True)
+class Outbound:
+    """A message and how to send it."""
+
+    message: Message
+    kf_account: str | None = None
+    ai_generated: bool = False
+
+
+def _flag(name: str) -> str:
+    return "--menu-item" if name == "menu_items" else "--" + name.replace("_", "-")
+
+
+def message_options(command: F) -> F:
+    """Add the message options; the command receives them as keyword arguments."""
+    options = [
+        click.option("--text", metavar="TEXT", help="A text message (may hold <a href> links)."),
+        click.option("--image", metavar="MEDIA_ID", help="An image, by its media_id."),
+        click.option("--voice", metavar="MEDIA_ID", help="A voice message, by its media_id."),
+        click.option(
+            "--video",
+            metavar="MEDIA_ID",
+            help="A video; needs --thumb-media-id (--title, --description optional).",
+        ),
+        click.option(
+            "--music",
+            metavar="URL",
+            help="Music; needs --thumb-media-id (--hq-music-url, --title, --description optional).",
+        ),
+        click.option(
+            "--news",
+            metavar="URL",
+            help="A link card to URL; needs --title (--description, --picurl optional).",
+        ),
+        click.option("--mpnews", metavar="MEDIA_ID", help="An article from the material library."),
+        click.option("--mpnewsarticle", metavar="ARTICLE_ID", help="A published article."),
+        click.option("--wxcard", metavar="CARD_ID", help="A card coupon."),
+        click.option(
+            "--menu-item",
+            "menu_items",
+            metavar="ID=CONTENT",
+            multiple=True,
+            help="A menu choice; repeat for each (--menu-head, --menu-tail optional).",
+        ),
+        click.option(
+            "--miniprogram",
+            metavar="TITLE,APPID,PAGEPATH,THUMB_MEDIA_ID",
+            help="A mini-program card.",
+        ),
+        click.option(
+            "--json-file",
+            type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+            help='The message as WeChat JSON, e.g. {"msgtype": "text", "text": {"content": '
+            '"hi"}} ("-": stdin). Types the SDK does not know are sent verbatim.',
+        ),
+        click.option("--thumb-media-id", metavar="MEDIA_ID", help="Thumbnail of a video/music."),
+        click.option("--title", help="Title of a video, music or news card."),
+        click.option("--description", help="Description of a video, music or news card."),
+        click.option("--picurl", metavar="URL", help="Picture of a news card."),
+        click.option("--hq-music-url", metavar="URL", help="High-quality music URL (Wi-Fi)."),
+        click.option("--menu-head", metavar="TEXT", help="Text above the menu choices."),
+        click.option("--menu-tail", metavar="TEXT", help="Text below the menu choices."),
+        click.option(
+            "--kf-account",
+            metavar="ACCOUNT",
+            help="Send as this agent (its avatar and nickname show).",
+        ),
+        click.option("--ai-generated", is_flag=True, help="Mark the content as AI-generated."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def build_message(options: Mapping[str, Any]) -> Outbound:
+    """The message the options describe.
+
+    Raises:
+        click.UsageError: no message type, several, or detail options that do not fit.
+        wechat_kf.ValidationError: a value breaks one of WeChat's documented limits.
+    """
+    # An empty value counts as given (and fails validation); an unused --menu-item is ().
+    chosen = [name for name in TYPE_OPTIONS if options.get(name) not in (None, ())]
+    if not chosen:
+        raise click.UsageError(
+            "say what to send: --text, --image, --voice, --video, --music, --news, --mpnews, "
+            "--mpnewsarticle, --wxcard, --menu-item, --miniprogram or --json-file"
+        )
+    if len(chosen) > 1:
+        flags = ", ".join(_flag(name) for name in chosen)
+        raise click.UsageError(f"send one message type at a time (got {flags})")
+    kind = chosen[0]
+    for detail, owners in DETAIL_OPTIONS.items():
+        if options.get(detail) is not None and kind not in owners:
+            fits = ", ".join(_flag(owner) for owner in owners)
+            raise click.UsageError(f"{_flag(detail)} goes with {fits}, not {_flag(kind)}")
+    kf_account: str | None = options.get("kf_account")
+    ai_generated = bool(options.get("ai_generated"))
+    if kind == "json_file":
+        return message_from_json(
+            _load_json(options["json_file"]), kf_account=kf_account, ai_generated=ai_generated
+        )
+    message = _message_from_options(kind, options)
+    return Outbound(message=message, kf_account=kf_account, ai_generated=ai_generated)
+
+
+def _needs(options: Mapping[str, Any], kind: str, detail: str) -> str:
+    value = options.get(detail)
+    if not value:
+        raise click.UsageError(f"{_flag(kind)} needs {_flag(detail)}")
+    return str(value)
+
+
+def _message_from_options(kind: str, options: Mapping[str, Any]) -> Message:
+    value = options[kind]
+    title, description = options.get("title"), options.get("description")
+    if kind == "text":
+        return Text(content=value)
+    if kind == "image":
+        return Image(media_id=value)
+    if kind == "voice":
+        return Voice(media_id=value)
+    if kind == "video":
+        thumb = _needs(options, kind, "thumb_media_id")
+        return Video(media_id=value, thumb_media_id=thumb, title=title, description=description)
+    if kind == "music":
+        return Music(
+            musicurl=value,
+            hqmusicurl=options.get("hq_music_url") or value,
+            thumb_media_id=_needs(options, kind, "thumb_media_id"),
+            title=title,
+            description=description,
+        )
+    if kind == "news":
+        article = Article(
+            title=_needs(options, kind, "title"),
+            description=description,
+            url=value,
+            picurl=options.get("picurl"),
+        )
+        return News(articles=[article])
+    if kind == "mpnews":
+        return MpNews(media_id=value)
+    if kind == "mpnewsarticle":
+        return MpNewsArticle(article_id=value)
+    if kind == "wxcard":
+        return WxCard(card_id=value)
+    if kind == "menu_items":
+        return MsgMenu(
+            head_content=options.get("menu_head"),
+            items=[_menu_item(item) for item in value],
+            tail_content=options.get("menu_tail"),
+        )
+    # miniprogram: the title may hold commas, the other three do not.
+    parts = str(value).rsplit(",", 3)
+    if len(parts) != 4:
+        raise click.UsageError("--miniprogram takes TITLE,APPID,PAGEPATH,THUMB_MEDIA_ID")
+    title_part, appid, pagepath, thumb = (part.strip() for part in parts)
+    return MiniProgramPage(title=title_part, appid=appid, pagepath=pagepath, thumb_media_id=thumb)
+
+
+def _menu_item(text: str) -> MenuItem:
+    item_id, sep, content = text.partition("=")
+    if not sep:
+        raise click.UsageError(f"--menu-item takes ID=CONTENT, e.g. 101=满意 (got {text!r})")
+    return MenuItem(id=item_id.strip(), content=content)
+
+
+def _load_json(path: str) -> Any:
+    with click.open_file(path, encoding="utf-8-sig") as stream:
+        try:
+            return json.load(stream)
+        except ValueError as exc:
+            raise click.UsageError(f"--json-file {path}: not valid JSON ({exc})") from None
+
+
+def message_from_json(
+    data: Any, *, kf_account: str | None = None, ai_generated: bool = False
+) -> Outbound:
+    """A message from WeChat's JSON shape ``{"msgtype": "text", "text": {"content": "hi"}}``.
+
+    ``touser`` is ignored (the command names the recipients); ``customservice.kf_account`` and
+    ``aimsgcontext.is_ai_msg`` are used unless the options say otherwise. A ``msgtype`` the SDK
+    does not model is sent verbatim as a :class:`~wechat_kf.RawMessage`.
+
+    Raises:
+        click.UsageError: not that shape, or fields the message type does not have.
+        wechat_kf.ValidationError: a value breaks one of WeChat's documented limits.
+    """
+    if not isinstance(data, dict):
+        raise click.UsageError('--json-file: expected an object {"msgtype": ..., ...}')
+    msgtype = data.get("msgtype")
+    if not isinstance(msgtype, str) or not msgtype:
+        raise click.UsageError('--json-file: "msgtype" must be a non-empty string')
+    payload = data.get(msgtype)
+    if not isinstance(payload, dict):
+        raise click.UsageError(f'--json-file: "{msgtype}" must be an object with the message')
+    if kf_account is None:
+        service = data.get("customservice")
+        if isinstance(service, dict) and isinstance(service.get("kf_account"), str):
+            kf_account = service["kf_account"]
+    context = data.get("aimsgcontext")
+    if isinstance(context, dict) and context.get("is_ai_msg") in (1, True):
+        ai_generated = True
+    cls = MESSAGE_CLASSES.get(msgtype)
+    message = RawMessage(type=msgtype, payload=payload) if cls is None else _structure(cls, payload)
+    return Outbound(message=message, kf_account=kf_account, ai_generated=ai_generated)
+
+
+def _structure(cls: type[Message], payload: dict[str, Any]) -> Message:
+    """The message of type ``cls`` from its WeChat payload (``list`` -> ``items`` for menus)."""
+    fields = dict(payload)
+    if cls is MsgMenu:
+        if "items" not in fields and "list" in fields:
+            fields["items"] = fields.pop("list")
+        fields["items"] = [_nested(MenuItem, "msgmenu.list", item) for item in _items(fields)]
+    elif cls is News:
+        articles = fields.get("articles")
+        if not isinstance(articles, list):
+            raise click.UsageError('--json-file: "news.articles" must be a list of articles')
+        fields["articles"] = [_nested(Article, "news.articles", item) for item in articles]
+    message: Message = _nested(cls, cls.msgtype, fields)
+    return message
+
+
+def _items(fields: dict[str, Any]) -> list[Any]:
+    items = fields.get("items")
+    if not isinstance(items, list):
+        raise click.UsageError('--json-file: "msgmenu.list" must be a list of {id, content}')
+    return items
+
+
+def _nested(cls: type[Any], where: str, value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise click.UsageError(f'--json-file: "{where}" must be an object')
+    known = {field.name for field in attrs.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise click.UsageError(
+            f'--json-file: "{where}" has no field {", ".join(unknown)} '
+            f"(fields: {', '.join(sorted(known))})"
+        )
+    required = {field.name for field in attrs.fields(cls) if field.default is attrs.NOTHING}
+    missing = sorted(required - set(value))
+    if missing:
+        raise click.UsageError(f'--json-file: "{where}" needs {", ".join(missing)}')
+    return cls(**value)

@@ -1,0 +1,210 @@
+"""``wechat-kf send`` (one user) and ``wechat-kf send-many`` (a list of users, resumable)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wechat_kf import AsyncWeChat, _defaults
+from wechat_kf.cli._bulk import BulkRun, send_all
+from wechat_kf.cli._context import Settings, common_options, pass_settings, run
+from wechat_kf.cli._exit import ExitCode, exit_code_for
+from wechat_kf.cli._messages import Outbound, build_message, message_options
+from wechat_kf.cli._output import describe_error
+from wechat_kf.cli._recipients import read_recipients
+from wechat_kf.cli._results import SENT, UNSURE, Outcome, ResultsFile, ResultsFileBusy
+from wechat_kf.cli._summary import OutcomeSummary, reason
+
+__all__ = ["send", "send_many"]
+
+
+@click.command()
+@click.argument("openid")
+@message_options
+@common_options
+@pass_settings
+def send(settings: Settings, /, openid: str, **options: Any) -> None:
+    """Send one message to the user OPENID.
+
+    \b
+    wechat-kf send o_user --text "您好，请问有什么可以帮您？"
+    wechat-kf send o_user --menu-head "满意吗？" --menu-item 101=满意 --menu-item 102=不满意
+    wechat-kf send o_user --miniprogram "订单,wxapp,pages/order?id=1,THUMB_ID" --kf-account a@b
+    wechat-kf send o_user --json-file message.json
+    """
+
+    async def main() -> None:
+        outbound = build_message(options)
+        async with settings.client() as wx:
+            await wx.message.send(
+                openid,
+                outbound.message,
+                kf_account=outbound.kf_account,
+                ai_generated=outbound.ai_generated,
+            )
+        msgtype = outbound.message.msgtype
+        settings.output.success(f"{msgtype} sent to {openid}", openid=openid, msgtype=msgtype)
+
+    run(settings, main)
+
+
+@click.command("send-many")
+@click.argument("recipients", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@message_options
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record each recipient's outcome in this JSONL file as it happens; run the same "
+    "command again with it to resume (recipients already sent are skipped).",
+)
+@click.option(
+    "--retry-unknown",
+    is_flag=True,
+    help="Also send again to recipients whose earlier outcome is unknown (the message may "
+    "have reached them).",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 1000),
+    default=_defaults.BULK_MAX_CONCURRENCY,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="At most this many sends per second (default: as fast as WeChat answers).",
+)
+@common_options
+@pass_settings
+def send_many(
+    settings: Settings,
+    /,
+    recipients: str,
+    results_path: Path | None,
+    retry_unknown: bool,
+    max_concurrency: int,
+    rate: float | None,
+    **options: Any,
+) -> None:
+    """Send one message to every user in RECIPIENTS ("-": stdin).
+
+    RECIPIENTS is a text file with one openid per line, or a CSV file (its "openid" column,
+    else its first column). Each recipient gets the message at most once: with --results, a
+    re-run after an interruption skips everyone already sent, and everyone whose outcome is
+    unknown unless --retry-unknown. Exit status 4 when some recipients failed or are unknown.
+
+    \b
+    wechat-kf send-many users.txt --text "【通知】今晚 23:00 维护" --results notice.jsonl
+    """
+    out = settings.output
+
+    async def main() -> int:
+        if recipients == "-" and options.get("json_file") == "-":
+            raise click.UsageError("RECIPIENTS and --json-file cannot both be read from stdin")
+        outbound = build_message(options)
+        with click.open_file(recipients, encoding="utf-8-sig") as stream:
+            listed = read_recipients(stream, recipients)
+        summary = OutcomeSummary()
+        summary.skip("repeated in the recipients file", listed.duplicates)
+        todo = listed.openids
+        results = ResultsFile(results_path) if results_path is not None else None
+        if results is not None:
+            latest = results.latest()
+            if results.unreadable:
+                out.warning(f"{results.unreadable} unreadable line(s) in {results.path} ignored")
+            done = {o for o in todo if latest.get(o) == SENT}
+            unsure = set() if retry_unknown else {o for o in todo if latest.get(o) in UNSURE}
+            summary.skip("already sent (results file)", len(done))
+            summary.skip(
+                "outcome unknown earlier, not sent again (see --retry-unknown)", len(unsure)
+            )
+            todo = [o for o in todo if o not in done and o not in unsure]
+        where = f"; outcomes go to {results.path}" if results is not None else ""
+        out.note(f"{len(listed.openids)} recipients, {len(todo)} to send{where}")
+        bulk = BulkRun()
+        if todo:
+            async with settings.client() as wx:
+                bulk = await _send(
+                    settings, wx, todo, outbound, results, summary, rate, max_concurrency
+                )
+        if bulk.stopped_by is not None:
+            out.error_line(f"stopped early: {describe_error(bulk.stopped_by)}")
+        if out.json_mode:
+            out.emit_json(
+                {
+                    **summary.to_json(),
+                    "results_file": None if results is None else str(results.path),
+                    "interrupted": bulk.interrupted,
+                    "stopped_by": None
+                    if bulk.stopped_by is None
+                    else describe_error(bulk.stopped_by),
+                }
+            )
+        else:
+            summary.render(out, title=f"send-many: {outbound.message.msgtype}")
+        if bulk.interrupted:
+            if results is not None:
+                out.note("interrupted: run the same command again to send to the rest")
+            return ExitCode.INTERRUPTED
+        if bulk.stopped_by is not None:
+            return exit_code_for(bulk.stopped_by)
+        return ExitCode.OK if summary.complete else ExitCode.PARTIAL
+
+    run(settings, main)
+
+
+async def _send(
+    settings: Settings,
+    wx: AsyncWeChat,
+    todo: list[str],
+    outbound: Outbound,
+    results: ResultsFile | None,
+    summary: OutcomeSummary,
+    rate: float | None,
+    max_concurrency: int,
+) -> BulkRun:
+    out = settings.output
+
+    def on_interrupt(first: bool) -> None:
+        if first:
+            out.warning("stopping: waiting for the sends in flight (Ctrl-C again to abandon them)")
+        else:
+            out.warning(
+                "abandoning the sends in flight: they are recorded as unknown (their answers "
+                f"get at most {_defaults.BULK_CANCEL_GRACE:g} s more)"
+            )
+
+    with contextlib.ExitStack() as stack:
+        if results is not None:
+            try:
+                stack.enter_context(results)
+            except ResultsFileBusy:
+                raise click.UsageError(
+                    f"{results.path} is in use by another send-many run; wait for it to end"
+                ) from None
+        bar = stack.enter_context(out.progress("sending", total=len(todo)))
+
+        def on_outcome(outcome: Outcome) -> None:
+            if results is not None:
+                results.record(outcome)
+            summary.add(outcome)
+            bar.advance()
+
+        bulk = await send_all(
+            wx,
+            todo,
+            outbound,
+            on_outcome=on_outcome,
+            max_concurrency=max_concurrency,
+            rate=rate,
+            on_interrupt=on_interrupt,
+            on_taken=None if results is None else results.pending,
+        )
+        why = "Ctrl-C" if bulk.stopped_by is None else reason(describe_error(bulk.stopped_by))
+        summary.skip(f"not attempted: stopped by {why}", bulk.not_attempted)
+        return bulk

@@ -1,0 +1,420 @@
+"""A reusable test suite for token stores: run it on yours.
+
+Subclass :class:`TokenStoreContract` in one of your test modules (the name must start with
+``Test``) and give it a ``store`` fixture; pytest with the anyio plugin (``pip install anyio
+pytest``) runs every contract test against your store::
+
+    import pytest
+    from wechat_kf.testing.store_contract import TokenStoreContract
+
+
+    class TestMyStore(TokenStoreContract):
+        require_locking = True  # fail, instead of skip, if MyStore is not a LockingTokenStore
+
+        @pytest.fixture
+        async def store(self):
+            store = await MyStore.connect(...)
+            yield store
+            await store.close()
+
+The tests use a fresh random appid each, so a store on a shared database needs no cleanup. The
+tests of the optional layers (:class:`~wechat_kf.LockingTokenStore`,
+:class:`~wechat_kf.ForceRefreshLedger`) are skipped for stores that do not implement them, unless
+``require_locking`` / ``require_ledger`` say they must. The suite runs on whatever
+``anyio_backend`` your tests use (override that fixture in the subclass to pin one, for example
+``"asyncio"`` for a store built on an asyncio-only client). A few tests sleep for well under a
+second to watch a lock expire.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+
+from wechat_kf._tokens import (
+    AccessToken,
+    ForceRefreshClaim,
+    ForceRefreshLedger,
+    LockingTokenStore,
+    TokenManager,
+    TokenStore,
+)
+
+__all__ = ["CountingFetcher", "TokenStoreContract"]
+
+#: A token as long as WeChat says tokens may be (512 characters), of every URL-safe character.
+_LONG = ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" * 8)[:512]
+
+
+def _token(tag: str, ttl: float = 7200.0) -> AccessToken:
+    return AccessToken(f"{tag}-{uuid.uuid4().hex}", time.time() + ttl)
+
+
+class CountingFetcher:
+    """A stand-in for WeChat's token endpoint: new token per call, counted, optionally slow."""
+
+    def __init__(self, delay: float = 0.0, ttl: float = 7200.0) -> None:
+        self.delay = delay
+        self.ttl = ttl
+        self.calls = 0
+        self.forced = 0
+        self._serial = itertools.count(1)
+
+    async def __call__(self, force_refresh: bool) -> AccessToken:
+        """Return a new token after ``delay`` seconds."""
+        self.calls += 1
+        self.forced += force_refresh
+        await anyio.sleep(self.delay)
+        return _token(f"fetched{next(self._serial)}", self.ttl)
+
+
+class TokenStoreContract:
+    """The token store contract as pytest tests. Subclass it and define a ``store`` fixture."""
+
+    #: Fail (instead of skip) the lock and compare-and-set tests if the store lacks them.
+    require_locking: ClassVar[bool] = False
+    #: Fail (instead of skip) the force-refresh ledger tests if the store lacks it.
+    require_ledger: ClassVar[bool] = False
+
+    @pytest.fixture
+    def store(self) -> TokenStore:
+        """The store under test: override this fixture in your subclass."""
+        raise NotImplementedError("define a `store` fixture in your TokenStoreContract subclass")
+
+    @pytest.fixture
+    def appid(self) -> str:
+        """A fresh appid per test, so tests never see each other's keys."""
+        return f"wxcontract{uuid.uuid4().hex[:12]}"
+
+    def locking(self, store: TokenStore) -> LockingTokenStore:
+        """``store`` as a :class:`LockingTokenStore`, or skip (fail if required)."""
+        if isinstance(store, LockingTokenStore):
+            return store
+        message = f"{type(store).__name__} is not a LockingTokenStore (optional)"
+        if self.require_locking:
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def ledger(self, store: TokenStore) -> ForceRefreshLedger:
+        """``store`` as a :class:`ForceRefreshLedger`, or skip (fail if required)."""
+        if isinstance(store, ForceRefreshLedger):
+            return store
+        message = f"{type(store).__name__} is not a ForceRefreshLedger (optional)"
+        if self.require_ledger:
+            pytest.fail(message)
+        pytest.skip(message)
+
+    @staticmethod
+    def manager(store: TokenStore, appid: str, fetch: CountingFetcher, **kw: Any) -> TokenManager:
+        """A :class:`TokenManager` on ``store``, as each process of an application makes one."""
+        return TokenManager(appid=appid, store=store, fetch=fetch, **kw)
+
+    # ------------------------------------------------------------------ TokenStore
+
+    @pytest.mark.anyio
+    async def test_get_missing_is_none(self, store: TokenStore, appid: str) -> None:
+        """Nothing stored: ``get`` returns ``None``."""
+        assert await store.get(appid) is None
+
+    @pytest.mark.anyio
+    async def test_set_then_get_round_trips(self, store: TokenStore, appid: str) -> None:
+        """A 512-character token and a fractional expiry come back as they went in."""
+        token = AccessToken(_LONG, time.time() + 7000.125)
+        await store.set(appid, token)
+        got = await store.get(appid)
+        assert got is not None, "get returned None after set"
+        assert got.value == token.value, "the token value changed in the store"
+        assert abs(got.expires_at - token.expires_at) < 1e-3, "expires_at changed in the store"
+
+    @pytest.mark.anyio
+    async def test_set_replaces(self, store: TokenStore, appid: str) -> None:
+        """``set`` replaces whatever was stored."""
+        await store.set(appid, _token("first"))
+        second = _token("second")
+        await store.set(appid, second)
+        assert await store.get(appid) == second
+
+    @pytest.mark.anyio
+    async def test_delete_forgets_and_tolerates_missing(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """``delete`` forgets the token; deleting nothing is not an error."""
+        await store.set(appid, _token("gone"))
+        await store.delete(appid)
+        assert await store.get(appid) is None
+        await store.delete(appid)
+
+    @pytest.mark.anyio
+    async def test_appids_are_separate(self, store: TokenStore, appid: str) -> None:
+        """Each appid has its own token."""
+        other = appid + "b"
+        mine, theirs = _token("mine"), _token("theirs")
+        await store.set(appid, mine)
+        await store.set(other, theirs)
+        await store.delete(other)
+        assert await store.get(appid) == mine
+        assert await store.get(other) is None
+
+    @pytest.mark.anyio
+    async def test_repr_never_shows_the_token(self, store: TokenStore, appid: str) -> None:
+        """No token value in the store's repr."""
+        token = _token("secretvalue")
+        await store.set(appid, token)
+        assert token.value not in repr(store)
+
+    @pytest.mark.anyio
+    async def test_manager_single_flight(self, store: TokenStore, appid: str) -> None:
+        """200 concurrent cold calls through one manager: one fetch, one token."""
+        fetch = CountingFetcher(delay=0.05)
+        manager = self.manager(store, appid, fetch)
+        seen: set[str] = set()
+
+        async def call() -> None:
+            seen.add(await manager.get())
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(call)
+        assert fetch.calls == 1
+        assert len(seen) == 1
+
+    @pytest.mark.anyio
+    async def test_managers_share_the_stored_token(self, store: TokenStore, appid: str) -> None:
+        """A second manager on the same store uses the token the first one fetched."""
+        fetch = CountingFetcher()
+        first = await self.manager(store, appid, fetch).get()
+        second = await self.manager(store, appid, fetch).get()
+        assert first == second
+        assert fetch.calls == 1
+
+    @pytest.mark.anyio
+    async def test_manager_recovers_once(self, store: TokenStore, appid: str) -> None:
+        """100 concurrent rejections of the same token: one more fetch, one new token."""
+        fetch = CountingFetcher(delay=0.02)
+        manager = self.manager(store, appid, fetch)
+        rejected = await manager.get()
+        seen: set[str] = set()
+
+        async def recover() -> None:
+            seen.add(await manager.recover(rejected))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(recover)
+        assert fetch.calls == 2
+        assert len(seen) == 1
+        assert rejected not in seen
+
+    # ------------------------------------------------------------------ LockingTokenStore
+
+    @pytest.mark.anyio
+    async def test_lock_is_exclusive(self, store: TokenStore, appid: str) -> None:
+        """``try_lock`` gives a fence once, then ``None`` while it is held."""
+        locking = self.locking(store)
+        fence = await locking.try_lock(appid, 10)
+        assert isinstance(fence, str), "try_lock on a free lock must return a fence string"
+        assert fence, "the fence must not be empty"
+        assert await locking.try_lock(appid, 10) is None, "a held lock was taken again"
+
+    @pytest.mark.anyio
+    async def test_only_the_owner_unlocks(self, store: TokenStore, appid: str) -> None:
+        """``unlock`` with another fence does nothing; the owner's fence releases."""
+        locking = self.locking(store)
+        fence = await locking.try_lock(appid, 10)
+        assert fence is not None
+        assert await locking.unlock(appid, fence + "-not-mine") is False
+        assert await locking.try_lock(appid, 10) is None, "a wrong fence released the lock"
+        assert await locking.unlock(appid, fence) is True
+        assert await locking.unlock(appid, fence) is False, "unlocked twice"
+        assert await locking.try_lock(appid, 10) is not None
+
+    @pytest.mark.anyio
+    async def test_lock_expires_after_its_ttl(self, store: TokenStore, appid: str) -> None:
+        """A holder that never unlocks (it crashed) blocks the others for ``ttl`` only."""
+        locking = self.locking(store)
+        stale = await locking.try_lock(appid, 0.2)
+        assert stale is not None
+        await anyio.sleep(0.45)
+        fresh = await locking.try_lock(appid, 10)
+        assert fresh is not None, "the lock outlived its ttl"
+        assert fresh != stale
+        assert await locking.unlock(appid, stale) is False, "an expired fence released the lock"
+
+    @pytest.mark.anyio
+    async def test_locks_are_per_appid(self, store: TokenStore, appid: str) -> None:
+        """Locking one appid leaves the others free."""
+        locking = self.locking(store)
+        assert await locking.try_lock(appid, 10) is not None
+        assert await locking.try_lock(appid + "b", 10) is not None
+
+    @pytest.mark.anyio
+    async def test_concurrent_try_lock_has_one_winner(self, store: TokenStore, appid: str) -> None:
+        """50 concurrent ``try_lock``: exactly one fence."""
+        locking = self.locking(store)
+        fences: list[str | None] = []
+
+        async def attempt() -> None:
+            fences.append(await locking.try_lock(appid, 10))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(attempt)
+        assert len([f for f in fences if f is not None]) == 1
+
+    @pytest.mark.anyio
+    async def test_compare_and_set_on_empty(self, store: TokenStore, appid: str) -> None:
+        """``expected=None`` writes only where nothing is stored."""
+        locking = self.locking(store)
+        first, second = _token("first"), _token("second")
+        assert await locking.compare_and_set(appid, first, expected=None) is True
+        assert await locking.compare_and_set(appid, second, expected=None) is False
+        assert await store.get(appid) == first
+
+    @pytest.mark.anyio
+    async def test_compare_and_set_checks_the_expected_value(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """A write based on an outdated read is refused; one based on the current value wins."""
+        locking = self.locking(store)
+        current, stale, fresh = _token("current"), _token("stale"), _token("fresh")
+        await store.set(appid, current)
+        assert await locking.compare_and_set(appid, stale, expected="outdated") is False
+        assert await store.get(appid) == current
+        assert await locking.compare_and_set(appid, fresh, expected=current.value) is True
+        assert await store.get(appid) == fresh
+
+    @pytest.mark.anyio
+    async def test_compare_and_set_honours_the_fence(self, store: TokenStore, appid: str) -> None:
+        """While another fence holds the lock, a fenced write is refused; the holder's passes."""
+        locking = self.locking(store)
+        holder = await locking.try_lock(appid, 10)
+        assert holder is not None
+        token = _token("fenced")
+        assert await locking.compare_and_set(appid, token, expected=None, fence="x") is False
+        assert await store.get(appid) is None
+        assert await locking.compare_and_set(appid, token, expected=None, fence=holder) is True
+        assert await locking.unlock(appid, holder) is True
+        later = _token("later")
+        # The lock is free now: a fenced write whose lock expired may still land.
+        assert await locking.compare_and_set(appid, later, expected=token.value, fence=holder)
+
+    @pytest.mark.anyio
+    async def test_a_refresh_that_outlived_its_lock_cannot_overwrite(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """Holder A's lock expires, B takes it and writes: A's late write is refused."""
+        locking = self.locking(store)
+        slow = await locking.try_lock(appid, 0.2)
+        assert slow is not None
+        await anyio.sleep(0.45)
+        fast = await locking.try_lock(appid, 10)
+        assert fast is not None
+        slow_token, fast_token = _token("slow"), _token("fast")
+        assert await locking.compare_and_set(appid, fast_token, expected=None, fence=fast)
+        assert not await locking.compare_and_set(appid, slow_token, expected=None, fence=slow)
+        assert await store.get(appid) == fast_token
+
+    @pytest.mark.anyio
+    async def test_concurrent_compare_and_set_has_one_winner(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """50 concurrent writes all based on the same read: exactly one lands."""
+        locking = self.locking(store)
+        base = _token("base")
+        await store.set(appid, base)
+        winners: list[AccessToken] = []
+
+        async def write(n: int) -> None:
+            token = _token(f"w{n}")
+            if await locking.compare_and_set(appid, token, expected=base.value):
+                winners.append(token)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(50):
+                tg.start_soon(write, n)
+        assert len(winners) == 1
+        assert await store.get(appid) == winners[0]
+
+    @pytest.mark.anyio
+    async def test_compare_and_delete(self, store: TokenStore, appid: str) -> None:
+        """Only the named value is deleted; a newer token survives an old invalidation."""
+        locking = self.locking(store)
+        assert await locking.compare_and_delete(appid, "nothing") is False
+        token = _token("live")
+        await store.set(appid, token)
+        assert await locking.compare_and_delete(appid, "old-value") is False
+        assert await store.get(appid) == token
+        assert await locking.compare_and_delete(appid, token.value) is True
+        assert await store.get(appid) is None
+
+    @pytest.mark.anyio
+    async def test_many_managers_fetch_once(self, store: TokenStore, appid: str) -> None:
+        """Four managers (think: four processes) × 50 concurrent cold calls: one fetch."""
+        self.locking(store)
+        fetch = CountingFetcher(delay=0.1)
+        managers = [self.manager(store, appid, fetch) for _ in range(4)]
+        seen: set[str] = set()
+
+        async def call(manager: TokenManager) -> None:
+            seen.add(await manager.get())
+
+        async with anyio.create_task_group() as tg:
+            for manager in managers:
+                for _ in range(50):
+                    tg.start_soon(call, manager)
+        assert fetch.calls == 1
+        assert len(seen) == 1
+
+    @pytest.mark.anyio
+    async def test_many_managers_recover_once(self, store: TokenStore, appid: str) -> None:
+        """Four managers all holding a rejected token, 25 rejections each: one more fetch."""
+        self.locking(store)
+        fetch = CountingFetcher(delay=0.05)
+        managers = [self.manager(store, appid, fetch) for _ in range(4)]
+        rejected = {await manager.get() for manager in managers}
+        assert len(rejected) == 1
+        (bad,) = rejected
+        seen: set[str] = set()
+
+        async def recover(manager: TokenManager) -> None:
+            seen.add(await manager.recover(bad))
+
+        async with anyio.create_task_group() as tg:
+            for manager in managers:
+                for _ in range(25):
+                    tg.start_soon(recover, manager)
+        assert fetch.calls == 2
+        assert len(seen) == 1
+        assert bad not in seen
+
+    # ------------------------------------------------------------------ ForceRefreshLedger
+
+    @pytest.mark.anyio
+    async def test_force_refresh_interval(self, store: TokenStore, appid: str) -> None:
+        """A claim less than ``min_interval`` after the last one is refused and not recorded."""
+        ledger = self.ledger(store)
+        now = time.time()
+        kw: dict[str, Any] = {"per_day": 20, "min_interval": 30.0}
+        assert await ledger.claim_force_refresh(appid, now=now, **kw) == ForceRefreshClaim.GRANTED
+        too_soon = await ledger.claim_force_refresh(appid, now=now + 29, **kw)
+        assert too_soon == ForceRefreshClaim.TOO_SOON
+        later = await ledger.claim_force_refresh(appid, now=now + 30, **kw)
+        assert later == ForceRefreshClaim.GRANTED
+
+    @pytest.mark.anyio
+    async def test_force_refresh_daily_limit(self, store: TokenStore, appid: str) -> None:
+        """At most ``per_day`` claims in any 24 hours; per appid."""
+        ledger = self.ledger(store)
+        now = time.time()
+        kw: dict[str, Any] = {"per_day": 3, "min_interval": 0.0}
+        claims = [await ledger.claim_force_refresh(appid, now=now + i, **kw) for i in range(4)]
+        assert claims == [ForceRefreshClaim.GRANTED] * 3 + [ForceRefreshClaim.DAILY_LIMIT]
+        other = await ledger.claim_force_refresh(appid + "b", now=now, **kw)
+        assert other == ForceRefreshClaim.GRANTED
+        next_day = await ledger.claim_force_refresh(appid, now=now + 86401, **kw)
+        assert next_day == ForceRefreshClaim.GRANTED
