@@ -20,11 +20,14 @@ from wechat_kf._errors import (
     HTTPStatusError,
     InvalidRequestError,
     MalformedResponseError,
+    MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
     ResponseQuotaError,
     ResponseTimeoutError,
     ResponseWindowError,
+    SendCancelledError,
+    SendInterruptedError,
     ServerBusyError,
     TokenError,
     TokenRefreshTimeoutError,
@@ -48,6 +51,15 @@ from wechat_kf._tokens import (
     TokenStore,
 )
 from wechat_kf._version import __version__
+from wechat_kf.bulk import (
+    RateLimiter,
+    SendControl,
+    SendReport,
+    SendResult,
+    SendStatus,
+    SendStream,
+    SendSummary,
+)
 
 if TYPE_CHECKING:
     from wechat_kf._redis_store import RedisTokenStore as RedisTokenStore
@@ -100,6 +112,7 @@ __all__ = [
     "MemoryTokenStore",
     "MenuItem",
     "Message",
+    "MessageBuildError",
     "MiniProgramPage",
     "MinuteQuotaError",
     "MpNews",
@@ -110,6 +123,7 @@ __all__ = [
     "OnlineStatus",
     "OperCode",
     "RateLimitError",
+    "RateLimiter",
     "RawMessage",
     "Record",
     "RecordPage",
@@ -117,6 +131,14 @@ __all__ = [
     "ResponseTimeoutError",
     "ResponseWindowError",
     "RetryPolicy",
+    "SendCancelledError",
+    "SendControl",
+    "SendInterruptedError",
+    "SendReport",
+    "SendResult",
+    "SendStatus",
+    "SendStream",
+    "SendSummary",
     "ServerBusyError",
     "Text",
     "TokenEndpoint",

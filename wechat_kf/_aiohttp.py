@@ -118,12 +118,12 @@ class AiohttpSDKTransport(AiohttpTransport):
                 server_hostname=request.extensions.get("sni_hostname"),
             ) as response:
                 body = await response.read()
-                status, headers, reason = response.status, response.raw_headers, response.reason
+                status, raw_headers, reason = response.status, response.raw_headers, response.reason
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise map_error(exc, request) from exc
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if reason:
             extensions["reason_phrase"] = reason.encode()
         return httpx.Response(
-            status, headers=headers, content=body, request=request, extensions=extensions
+            status, headers=raw_headers, content=body, request=request, extensions=extensions
         )

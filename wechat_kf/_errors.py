@@ -23,8 +23,12 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── ConnectFailedError        the request never left: safe to retry
     │   ├── ResponseTimeoutError      sent, no answer in time: it may have reached WeChat
     │   ├── ConnectionLostError       dropped mid-exchange: it may have reached WeChat
-    │   └── HTTPStatusError           HTTP 4xx/5xx from WeChat or a proxy
+    │   ├── HTTPStatusError           HTTP 4xx/5xx from WeChat or a proxy
+    │   └── SendInterruptedError      bulk send cancelled with this request in flight: it may
+    │                                 have reached WeChat
     ├── MalformedResponseError        the body is not the JSON shape WeChat documents
+    ├── SendCancelledError            bulk send: why a recipient was skipped (stopped, cancelled)
+    ├── MessageBuildError             bulk send: the message callable failed for a recipient
     ├── TokenError                    the SDK could not get an access token
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
     │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
@@ -66,11 +70,14 @@ __all__ = [
     "HTTPStatusError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "MessageBuildError",
     "MinuteQuotaError",
     "RateLimitError",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
+    "SendCancelledError",
+    "SendInterruptedError",
     "ServerBusyError",
     "TokenError",
     "TokenRefreshTimeoutError",
@@ -329,12 +336,32 @@ class HTTPStatusError(TransportError):
         )
 
 
+class SendInterruptedError(TransportError):
+    """A bulk send was cancelled while this request was in flight: it may have reached WeChat."""
+
+
 class MalformedResponseError(WeChatError):
     """The response body is not the JSON shape WeChat documents (``__cause__`` says why)."""
 
     def __init__(self, message: str, *, body_excerpt: str = "") -> None:
         self.body_excerpt = body_excerpt
         super().__init__(f"{message}: {body_excerpt!r}" if body_excerpt else message)
+
+
+# --------------------------------------------------------------------------- bulk sends
+
+
+class SendCancelledError(WeChatError):
+    """The reason a recipient was ``skipped``: the bulk send was stopped or cancelled first."""
+
+
+class MessageBuildError(WeChatError):
+    """The message callable of a personalised bulk send failed for this recipient.
+
+    ``__cause__`` is what it raised (or the ``TypeError`` for something that is not a message).
+    A :class:`WeChatError` it raises (e.g. a :class:`ValidationError` from building the message)
+    is reported as is, not wrapped.
+    """
 
 
 # --------------------------------------------------------------------------- token errors

@@ -51,6 +51,9 @@ from wechat_kf._errors import (
     ConfigurationError,
     DailyQuotaError,
     MalformedResponseError,
+    MessageBuildError,
+    SendCancelledError,
+    SendInterruptedError,
     TransportError,
     UnauthorizedError,
     WeChatError,
@@ -96,23 +99,6 @@ MessageFactory: TypeAlias = Callable[[str], Message | Awaitable[Message]]
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class SendCancelledError(WeChatError):
-    """The reason a recipient was ``skipped``: the bulk send was stopped or cancelled first."""
-
-
-class SendInterruptedError(TransportError):
-    """A bulk send was cancelled while this request was in flight: it may have reached WeChat."""
-
-
-class MessageBuildError(WeChatError):
-    """The message callable of a personalised bulk send failed for this recipient.
-
-    ``__cause__`` is what it raised (or the ``TypeError`` for something that is not a message).
-    A :class:`WeChatError` it raises (e.g. a :class:`ValidationError` from building the message)
-    is reported as is, not wrapped.
-    """
 
 
 # --------------------------------------------------------------------------- results

@@ -1,0 +1,116 @@
+"""A minimal, fast loopback HTTP/1.1 server that answers like WeChat and validates nothing.
+
+Run in its own process (``python -m benchmarks._server``); it prints ``PORT <n>`` once it
+listens. Answers:
+
+* ``POST /cgi-bin/message/custom/send`` -> ``{"errcode":0,"errmsg":"ok"}``
+* ``POST /cgi-bin/stable_token`` and ``GET /cgi-bin/token`` -> a token, ``expires_in`` 7200
+* ``GET /_stats`` -> ``{"requests", "tokens", "connections", "cpu"}``: requests served, token
+  requests, connections accepted, and this process's CPU seconds (the benchmark derives the
+  server's ceiling from them)
+
+Everything else answers the send reply. Keep-alive always; pipelined requests are answered in
+order. No parsing beyond the request line and ``Content-Length``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import time
+
+
+def _response(body: bytes) -> bytes:
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: keep-alive\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+SEND_REPLY = _response(b'{"errcode":0,"errmsg":"ok"}')
+TOKEN_REPLY = _response(
+    json.dumps({"access_token": "BENCH_" + "t" * 120, "expires_in": 7200}).encode()
+)
+
+
+class Stats:
+    requests = 0
+    tokens = 0
+    connections = 0
+
+
+class BenchProtocol(asyncio.Protocol):
+    __slots__ = ("buf", "transport")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buf = b""
+        Stats.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        out = []
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end]
+            length = 0
+            at = head.find(b"ength:")  # Content-Length / content-length
+            if at >= 0:
+                stop = head.find(b"\r\n", at)
+                length = int(head[at + 6 : stop if stop >= 0 else None])
+            total = end + 4 + length
+            if len(buf) < total:
+                break
+            line = head[: head.find(b"\r\n")] if b"\r\n" in head else head
+            Stats.requests += 1
+            if b"token" in line:
+                Stats.tokens += 1
+                out.append(TOKEN_REPLY)
+            elif b"/_stats" in line:
+                body = json.dumps(
+                    {
+                        "requests": Stats.requests,
+                        "tokens": Stats.tokens,
+                        "connections": Stats.connections,
+                        "cpu": time.process_time(),
+                    }
+                ).encode()
+                out.append(_response(body))
+            else:
+                out.append(SEND_REPLY)
+            buf = buf[total:]
+        self.buf = buf
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[attr-defined]
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(BenchProtocol, host, port, backlog=4096)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    args = parser.parse_args()
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
