@@ -7,7 +7,7 @@ import traceback
 
 import pytest
 
-from wechat_kf import AccessToken, AsyncWeChat, MemoryTokenStore, WeChatError
+from wechat_kf import AccessToken, AsyncWeChat, MemoryTokenStore, Text, WeChatError
 from wechat_kf._redaction import redact
 from wechat_kf.testing import FakeWeChat
 
@@ -85,3 +85,42 @@ async def test_reprs_show_no_secret(fake: FakeWeChat) -> None:
 )
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+@pytest.mark.parametrize(
+    "fault", [{"delay": 1.0}, {"reset": True, "processed": True}], ids=["timeout", "reset"]
+)
+async def test_whole_exception_chain_never_holds_the_token(
+    fake: FakeWeChat,
+    caplog: pytest.LogCaptureFixture,
+    anyio_backend: str,
+    transport: str,
+    fault: dict[str, object],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with fake.serve() as server:
+        async with AsyncWeChat(
+            fake.appid,
+            SECRET,
+            base_url=server.base_url,
+            timeout=0.2,
+            max_retries=0,
+            transport=transport,  # type: ignore[arg-type]
+        ) as wx:
+            token = await wx.access_token()
+            fake.user_says("user-1")
+            fake.inject("/cgi-bin/message/custom/send", **fault)  # type: ignore[arg-type]
+            with pytest.raises(WeChatError) as info:
+                await wx.message.send("user-1", Text(content="hi"))
+    # Every exception in the chain, with its traceback, as a user's error reporter would see it.
+    text = "".join(traceback.format_exception(info.value))
+    seen: list[BaseException] = []
+    error: BaseException | None = info.value
+    while error is not None and error not in seen:
+        seen.append(error)
+        text += repr(error) + str(getattr(error, "request", ""))
+        error = error.__cause__ or error.__context__
+    assert token not in text
+    assert SECRET not in text
+    assert token not in _everything_logged(caplog)
