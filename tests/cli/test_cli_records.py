@@ -138,3 +138,22 @@ def test_failed_export_leaves_no_file(wechat_kf: Invoker, fake: FakeWeChat, tmp_
     assert result.exit_code == 1
     assert result.stderr.startswith("error: errcode 65416 (invalid parameters) rid: ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_csv_cells_never_run_as_spreadsheet_formulas(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    hostile = ['=HYPERLINK("http://evil","x")', "+1+1", "-2", "@SUM(A1)", "正常 = fine"]
+    for n, text in enumerate(hostile):
+        fake.add_record(f"o_{n}", 2003, text, "a@gh", time=T0 + n)
+    csv_path, jsonl_path = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    for path in (csv_path, jsonl_path):
+        result = wechat_kf(
+            "records", "export", "--since", str(T0), "--until", str(T0 + 60), "-o", str(path)
+        )
+        assert result.exit_code == 0, result.output
+    with csv_path.open(encoding="utf-8", newline="") as stream:
+        texts = [row["text"] for row in csv.DictReader(stream)]
+    assert texts == ["'" + t for t in hostile[:4]] + [hostile[4]]
+    # JSONL is data, not a spreadsheet: kept exactly as WeChat sent it.
+    assert [json.loads(line)["text"] for line in jsonl_path.read_text().splitlines()] == hostile

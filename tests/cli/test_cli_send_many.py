@@ -412,3 +412,30 @@ def test_a_killed_run_never_causes_a_second_message(
         "count": 3,
     } in summary["skipped_by_reason"]
     assert sends_per_user(fake) == Counter(openids)  # everyone exactly once
+
+
+def test_results_are_read_only_under_the_lock(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run that read the file before locking could miss what a concurrent run recorded since.
+    from wechat_kf.cli._results import ResultsFile
+
+    read_while_locked: list[bool] = []
+    original = ResultsFile.latest
+
+    def latest(self: ResultsFile) -> dict[str, str]:
+        read_while_locked.append(self._file is not None)
+        return original(self)
+
+    monkeypatch.setattr(ResultsFile, "latest", latest)
+    openids = users(fake, 2)
+    result = wechat_kf(
+        "send-many",
+        str(write_lines(tmp_path / "u.txt", openids)),
+        "--text",
+        "hi",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+    )
+    assert result.exit_code == 0
+    assert read_while_locked == [True]

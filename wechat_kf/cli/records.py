@@ -77,6 +77,17 @@ def record_row(record: Record) -> dict[str, Any]:
     }
 
 
+#: A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a user's "=HYPERLINK(...)" stays inert."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 class RecordWriter:
     """Writes records as JSON lines or CSV rows (with a header) to a text stream."""
 
@@ -92,7 +103,7 @@ class RecordWriter:
         """Write one record."""
         row = record_row(record)
         if self._csv is not None:
-            self._csv.writerow(row)
+            self._csv.writerow({key: _cell(value) for key, value in row.items()})
         else:
             self._stream.write(json.dumps(row, ensure_ascii=False) + "\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,49 +114,67 @@ def send_many(
         summary.skip("repeated in the recipients file", listed.duplicates)
         todo = listed.openids
         results = ResultsFile(results_path) if results_path is not None else None
-        if results is not None:
-            latest = results.latest()
-            if results.unreadable:
-                out.warning(f"{results.unreadable} unreadable line(s) in {results.path} ignored")
-            done = {o for o in todo if latest.get(o) == SENT}
-            unsure = set() if retry_unknown else {o for o in todo if latest.get(o) in UNSURE}
-            summary.skip("already sent (results file)", len(done))
-            summary.skip(
-                "outcome unknown earlier, not sent again (see --retry-unknown)", len(unsure)
-            )
-            todo = [o for o in todo if o not in done and o not in unsure]
-        where = f"; outcomes go to {results.path}" if results is not None else ""
-        out.note(f"{len(listed.openids)} recipients, {len(todo)} to send{where}")
-        bulk = BulkRun()
-        if todo:
-            async with settings.client() as wx:
-                bulk = await _send(
-                    settings, wx, todo, outbound, results, summary, rate, max_concurrency
-                )
-        if bulk.stopped_by is not None:
-            out.error_line(f"stopped early: {describe_error(bulk.stopped_by)}")
-        if out.json_mode:
-            out.emit_json(
-                {
-                    **summary.to_json(),
-                    "results_file": None if results is None else str(results.path),
-                    "interrupted": bulk.interrupted,
-                    "stopped_by": None
-                    if bulk.stopped_by is None
-                    else describe_error(bulk.stopped_by),
-                }
-            )
-        else:
-            summary.render(out, title=f"send-many: {outbound.message.msgtype}")
-        if bulk.interrupted:
+        # Lock before reading: a concurrent run must not send to anyone we then see as unsent.
+        with _locked(results):
             if results is not None:
-                out.note("interrupted: run the same command again to send to the rest")
-            return ExitCode.INTERRUPTED
-        if bulk.stopped_by is not None:
-            return exit_code_for(bulk.stopped_by)
-        return ExitCode.OK if summary.complete else ExitCode.PARTIAL
+                latest = results.latest()
+                if results.unreadable:
+                    out.warning(
+                        f"{results.unreadable} unreadable line(s) in {results.path} ignored"
+                    )
+                done = {o for o in todo if latest.get(o) == SENT}
+                unsure = set() if retry_unknown else {o for o in todo if latest.get(o) in UNSURE}
+                summary.skip("already sent (results file)", len(done))
+                summary.skip(
+                    "outcome unknown earlier, not sent again (see --retry-unknown)", len(unsure)
+                )
+                todo = [o for o in todo if o not in done and o not in unsure]
+            where = f"; outcomes go to {results.path}" if results is not None else ""
+            out.note(f"{len(listed.openids)} recipients, {len(todo)} to send{where}")
+            bulk = BulkRun()
+            if todo:
+                async with settings.client() as wx:
+                    bulk = await _send(
+                        settings, wx, todo, outbound, results, summary, rate, max_concurrency
+                    )
+            if bulk.stopped_by is not None:
+                out.error_line(f"stopped early: {describe_error(bulk.stopped_by)}")
+            if out.json_mode:
+                out.emit_json(
+                    {
+                        **summary.to_json(),
+                        "results_file": None if results is None else str(results.path),
+                        "interrupted": bulk.interrupted,
+                        "stopped_by": None
+                        if bulk.stopped_by is None
+                        else describe_error(bulk.stopped_by),
+                    }
+                )
+            else:
+                summary.render(out, title=f"send-many: {outbound.message.msgtype}")
+            if bulk.interrupted:
+                if results is not None:
+                    out.note("interrupted: run the same command again to send to the rest")
+                return ExitCode.INTERRUPTED
+            if bulk.stopped_by is not None:
+                return exit_code_for(bulk.stopped_by)
+            return ExitCode.OK if summary.complete else ExitCode.PARTIAL
 
     run(settings, main)
+
+
+@contextlib.contextmanager
+def _locked(results: ResultsFile | None) -> Iterator[None]:
+    """Hold the results file's lock (and keep it open for appending) for the whole run."""
+    with contextlib.ExitStack() as stack:
+        if results is not None:
+            try:
+                stack.enter_context(results)
+            except ResultsFileBusy:
+                raise click.UsageError(
+                    f"{results.path} is in use by another send-many run; wait for it to end"
+                ) from None
+        yield
 
 
 async def _send(
@@ -180,13 +199,6 @@ async def _send(
             )
 
     with contextlib.ExitStack() as stack:
-        if results is not None:
-            try:
-                stack.enter_context(results)
-            except ResultsFileBusy:
-                raise click.UsageError(
-                    f"{results.path} is in use by another send-many run; wait for it to end"
-                ) from None
         bar = stack.enter_context(out.progress("sending", total=len(todo)))
 
         def on_outcome(outcome: Outcome) -> None:
