@@ -27,6 +27,7 @@ from wechat_kf import (
     News,
     OnlineStatus,
     OperCode,
+    RawMessage,
     Record,
     RecordPage,
     Text,
@@ -112,6 +113,14 @@ def test_openid_refused(value: Any) -> None:
         (lambda: MenuItem(id="", content="x"), "MenuItem.id"),
         (lambda: MenuItem(id="1", content=""), "MenuItem.content"),
         (lambda: WxCard(card_id=""), "WxCard.card_id"),
+        (lambda: Text(content="tab\tand\nnewline ok, but \x0b not"), "Text.content"),
+        (lambda: Text(content="\x00"), "Text.content"),
+        (lambda: Text(content="lone \ud800 surrogate"), "Text.content"),
+        (lambda: Video(media_id="m", thumb_media_id="t", title="\x1b[31m"), "Video.title"),
+        (lambda: RawMessage(type="x", payload={"a": ["ok", "\x07"]}), "RawMessage.payload.a[1]"),
+        (lambda: News(articles=Article(title="a")), "News.articles"),
+        (lambda: News(articles=[{"title": "a"}]), "News.articles"),
+        (lambda: MsgMenu(items=None), "MsgMenu.items"),
         (
             lambda: MiniProgramPage(title="t", appid="", pagepath="p", thumb_media_id="x"),
             "MiniProgramPage.appid",
@@ -185,7 +194,9 @@ def test_record_with_string_fields() -> None:
 aware = st.integers(min_value=1, max_value=4_000_000_000).map(
     lambda s: datetime.fromtimestamp(s, timezone.utc)
 )
-text = st.text(min_size=1, max_size=20).filter(str.strip)
+text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
+    str.strip
+)
 optional_text = st.none() | text
 
 MODELS = {
@@ -298,3 +309,22 @@ def test_models_survive_drifted_shapes(model: type, data: st.DataObject) -> None
     assert type(result) is model
     if model is RecordPage:
         assert len(result.records) == len(value.records)
+
+
+def test_encoder_refuses_lone_surrogates_with_a_typed_error() -> None:
+    from wechat_kf._pipeline import encode_json
+
+    with pytest.raises(ValidationError, match="valid Unicode"):
+        encode_json({"touser": "o", "text": {"content": "\ud83d"}})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30))
+def test_any_text_either_validates_or_encodes_without_escapes(value: str) -> None:
+    from wechat_kf._pipeline import encode_json
+
+    try:
+        message = Text(content=value)
+    except ValidationError:
+        return
+    assert b"\\u" not in encode_json(unstructure(message))

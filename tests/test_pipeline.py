@@ -321,3 +321,15 @@ async def test_loopback_keeps_connections_alive(fake: FakeWeChat) -> None:
             for _ in range(20):
                 await wx.kf.list()
         assert server.connections_made == 1
+
+
+@pytest.mark.parametrize("timeout", [None, 0.5, httpx.Timeout(2.0)])
+async def test_timeout_forms_are_accepted(fake: FakeWeChat, timeout: object) -> None:
+    async with fake.client(timeout=timeout) as wx:
+        assert await wx.kf.list() == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "10", True])
+def test_bad_timeouts_are_refused(timeout: object) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        AsyncWeChat("wxapp", "secret", timeout=timeout)  # type: ignore[arg-type]

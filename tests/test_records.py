@@ -49,7 +49,6 @@ async def test_page_on_the_wire_and_typed(fake: FakeWeChat, wx: AsyncWeChat) -> 
     ("start", "end", "kwargs", "field"),
     [
         (T0, T0 + DAY + 1, {}, "end"),
-        (T0, T0, {}, "end"),
         (T0 + 10, T0, {}, "end"),
         (T0, T0 + 10, {"number": 0}, "number"),
         (T0, T0 + 10, {"number": 10_001}, "number"),
@@ -74,9 +73,35 @@ async def test_page_validation(
     assert not fake.requests_to(GET_MSG_LIST)
 
 
-async def test_a_full_24h_window_is_allowed(fake: FakeWeChat, wx: AsyncWeChat) -> None:
-    page = await wx.records.page(T0, T0 + DAY)
-    assert page.records == []
+async def test_a_full_24h_window_and_a_single_second_are_allowed(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    assert (await wx.records.page(T0, T0 + DAY)).records == []
+    _seed(fake, [T0])
+    assert len((await wx.records.page(T0, T0)).records) == 1
+
+
+@pytest.mark.parametrize("number", [1, 2, 3, 10_000])
+async def test_identical_records_are_all_kept(
+    fake: FakeWeChat, wx: AsyncWeChat, number: int
+) -> None:
+    # A user sending four photos in one second: four identical records, none a page repeat.
+    for _ in range(4):
+        fake.add_record("user-1", 2003, "[image]", "kf_1@service", time=T0 + 5)
+    fake.add_record("user-1", 2002, "收到", "kf_1@service", time=T0 + 6)
+    texts = [r.text async for r in wx.records.iter(T0, T0 + 100, number=number)]
+    assert texts == ["[image]"] * 4 + ["收到"]
+
+
+async def test_a_server_that_pages_after_the_msgid_loses_nothing(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    fake.records_msgid_inclusive = False
+    _seed(fake, [T0 + n for n in range(5)])
+    for _ in range(2):
+        fake.add_record("user-x", 2003, "same", time=T0 + 50)
+    texts = [r.text async for r in wx.records.iter(T0, T0 + 100, number=2)]
+    assert texts == [f"text {n}" for n in range(5)] + ["same", "same"]
 
 
 @pytest.mark.parametrize("inclusive", [True, False])

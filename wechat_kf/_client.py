@@ -90,9 +90,13 @@ class _TokenFetcher:
         return token_from_payload(payload, now)
 
 
-def _timeout(value: float | httpx.Timeout) -> httpx.Timeout:
+def _timeout(value: float | httpx.Timeout | None) -> httpx.Timeout:
     if isinstance(value, httpx.Timeout):
         return value
+    if value is None:  # as in httpx: no timeout at all
+        return httpx.Timeout(None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
     return httpx.Timeout(value, connect=min(value, _defaults.CONNECT_TIMEOUT))
 
 
@@ -146,7 +150,7 @@ class AsyncWeChat:
         token_store: TokenStore | None = None,
         http_client: httpx.AsyncClient | None = None,
         base_url: str = _defaults.BASE_URL,
-        timeout: float | httpx.Timeout | _NotGiven = NOT_GIVEN,
+        timeout: float | httpx.Timeout | _NotGiven | None = NOT_GIVEN,
         max_retries: int = _defaults.MAX_RETRIES,
         token_endpoint: TokenEndpoint | str = TokenEndpoint.STABLE,
         refresh_margin: float = _defaults.TOKEN_REFRESH_MARGIN,

@@ -28,6 +28,7 @@ from wechat_kf._errors import (
     MalformedResponseError,
     ResponseTimeoutError,
     TransportError,
+    ValidationError,
     WeChatError,
     api_error,
 )
@@ -66,7 +67,12 @@ class Endpoint:
 
 def encode_json(data: object) -> bytes:
     """Compact JSON as raw UTF-8: never ``\\uXXXX`` (WeChat shows escapes literally or 40033)."""
-    return _ENCODER.encode(data).encode("utf-8")
+    try:
+        return _ENCODER.encode(data).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
+        raise ValidationError(
+            "body", f"must be valid Unicode text: {exc.reason} at position {exc.start}"
+        ) from None
 
 
 def encode_query(params: Mapping[str, str]) -> str:

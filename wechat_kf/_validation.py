@@ -57,11 +57,44 @@ def openid(value: object, field: str = "openid") -> str:
     return value
 
 
+#: Characters JSON can only carry as ``\uXXXX`` escapes (WeChat answers 40033) or not at all:
+#: C0 controls other than tab, newline and carriage return, and lone surrogates.
+_UNSENDABLE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def text(value: object, field: str) -> str:
+    """A string WeChat can receive: no control characters (but tab and newlines), no surrogates."""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a string", value)
+    bad = _UNSENDABLE.search(value)
+    if bad is not None:
+        raise ValidationError(
+            field,
+            f"must not contain the control or surrogate character U+{ord(bad.group()):04X} "
+            f"at position {bad.start()} (WeChat refuses \\u escapes: errcode 40033)",
+            value,
+        )
+    return value
+
+
 def non_empty(value: object, field: str) -> str:
-    """A required, non-empty string."""
+    """A required, non-empty string WeChat can receive."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a non-empty string", value)
-    return value
+    return text(value, field)
+
+
+def json_texts(value: object, field: str) -> None:
+    """Every string in a JSON-like payload (keys too) is one WeChat can receive."""
+    if isinstance(value, str):
+        text(value, field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            text(key, field)
+            json_texts(item, f"{field}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            json_texts(item, f"{field}[{index}]")
 
 
 def int_range(value: object, field: str, low: int, high: int) -> int:
@@ -96,9 +129,17 @@ def required(instance: Any, attribute: attrs.Attribute[Any], value: object) -> N
 
 
 def optional_text(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    """attrs validator: ``None`` or a string."""
-    if value is not None and not isinstance(value, str):
+    """attrs validator: ``None`` or a string WeChat can receive."""
+    if value is None:
+        return
+    if not isinstance(value, str):
         raise ValidationError(_label(instance, attribute), "must be a string or None", value)
+    text(value, _label(instance, attribute))
+
+
+def json_payload(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    """attrs validator: a JSON-like payload whose strings WeChat can receive."""
+    json_texts(value, _label(instance, attribute))
 
 
 def length(low: int, high: int) -> Any:

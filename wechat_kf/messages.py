@@ -9,13 +9,14 @@ place (:func:`envelope`); unset optional fields are left out, never sent as ``nu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from wechat_kf import _validation as check
 from wechat_kf._converter import converter
+from wechat_kf._errors import ValidationError
 
 __all__ = [
     "Article",
@@ -35,6 +36,9 @@ __all__ = [
     "WxCard",
     "envelope",
 ]
+
+
+T = TypeVar("T")
 
 
 class Message:
@@ -105,8 +109,18 @@ class Article:
     picurl: str | None = _optional()
 
 
+def _items(value: object, cls: type[T], field: str) -> tuple[T, ...]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ValidationError(field, f"must be a list of {cls.__name__}", value)
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, cls):
+            raise ValidationError(field, f"must hold {cls.__name__} items only", item)
+    return items
+
+
 def _articles(articles: Iterable[Article]) -> tuple[Article, ...]:
-    return tuple(articles)
+    return _items(articles, Article, "News.articles")
 
 
 @attrs.frozen(kw_only=True)
@@ -142,7 +156,7 @@ class MenuItem:
 
 
 def _menu_items(items: Iterable[MenuItem]) -> tuple[MenuItem, ...]:
-    return tuple(items)
+    return _items(items, MenuItem, "MsgMenu.items")
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +195,7 @@ class RawMessage(Message):
     """Any ``msgtype`` this SDK does not model yet: sent as ``{msgtype: payload}`` verbatim."""
 
     type: str = attrs.field(validator=check.required)
-    payload: Mapping[str, Any] = attrs.field(factory=dict)
+    payload: Mapping[str, Any] = attrs.field(factory=dict, validator=check.json_payload)
 
     @property
     def msgtype(self) -> str:  # type: ignore[override]

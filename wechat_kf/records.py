@@ -122,35 +122,53 @@ class RecordsAPI(APIResource):
         """
         starttime, endtime = _window(start, end)
         check.int_range(number, "number", 1, MAX_NUMBER)
+        paging = _Paging()
         window_start = starttime
         while window_start <= endtime:
             window_end = min(window_start + WINDOW_SECONDS - 1, endtime)
-            async for record in self._iter_window(window_start, window_end, number):
+            async for record in self._iter_window(window_start, window_end, number, paging):
                 yield record
             window_start = window_end + 1
 
     async def _iter_window(
-        self, starttime: int, endtime: int, number: int
+        self, starttime: int, endtime: int, number: int, paging: _Paging
     ) -> AsyncIterator[Record]:
         msgid = 1
         last: Record | None = None
+        repeat_expected = False
         while True:
             page = await self._page(starttime, endtime, msgid, number)
             records = page.records
-            if records and last is not None and records[0] == last:
-                records = records[1:]  # the boundary record, repeated from the previous page
+            if repeat_expected and records and paging.repeats_boundary:
+                if records[0] == last:
+                    records = records[1:]  # the boundary record, repeated from the last page
+                else:  # this server starts after the returned msgid: never drop a record
+                    paging.repeats_boundary = False
             for record in records:
                 yield record
             if not page.records or len(page.records) < number:
                 return
             last = page.records[-1]
-            # WeChat's msgid is where the next page starts; never stand still.
-            msgid = page.msgid if page.msgid > msgid else msgid + 1
+            # The returned msgid is where the next page starts (WeChat repeats the record at
+            # it). An msgid that did not move would page forever: step past it, no repeat then.
+            repeat_expected = page.msgid > msgid
+            msgid = page.msgid if repeat_expected else msgid + 1
+
+
+class _Paging:
+    """What one ``iter()`` learns about the server's paging, across its windows."""
+
+    __slots__ = ("repeats_boundary",)
+
+    def __init__(self) -> None:
+        #: WeChat starts the next page at the returned msgid, repeating the boundary record.
+        #: A first record that differs from the previous last one proves this server does not.
+        self.repeats_boundary = True
 
 
 def _window(start: Timestamp, end: Timestamp) -> tuple[int, int]:
     starttime = check.unix_seconds(start, "start")
     endtime = check.unix_seconds(end, "end")
-    if endtime <= starttime:
-        raise ValidationError("end", "must be after start", end)
+    if endtime < starttime:
+        raise ValidationError("end", "must not be before start", end)
     return starttime, endtime

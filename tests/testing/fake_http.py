@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from wechat_kf._pipeline import encode_query
 from wechat_kf.testing import FakeClock, FakeWeChat
 
 #: The frozen clock's start: a fixed unix time, so answers can be asserted exactly.
@@ -39,13 +40,17 @@ class RawAPI:
         """``params`` plus a valid ``access_token`` (the clock may have moved past the last)."""
         return {"access_token": self.fake.issue_token(), **params}
 
+    def url(self, path: str, **params: str) -> str:
+        """``path?query`` with a valid token, ``@`` unescaped as WeChat expects."""
+        return f"{path}?{encode_query(self.params(**params))}"
+
     async def get(self, path: str, **params: str) -> Any:
-        response = await self.client.get(path, params=self.params(**params))
+        response = await self.client.get(self.url(path, **params))
         assert response.status_code == 200
         return response.json()
 
     async def post(self, path: str, body: Any, **params: str) -> Any:
-        response = await self.client.post(path, json=body, params=self.params(**params))
+        response = await self.client.post(self.url(path, **params), json=body)
         assert response.status_code == 200
         return response.json()
 

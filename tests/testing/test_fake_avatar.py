@@ -19,8 +19,8 @@ LIMIT = 5 * 1024 * 1024
 
 
 async def _upload(api: RawAPI, kf_account: str | None = "a@gh", **kwargs: Any) -> Any:
-    params = api.params() if kf_account is None else api.params(kf_account=kf_account)
-    response = await api.client.post(UPLOAD, params=params, **kwargs)
+    url = api.url(UPLOAD) if kf_account is None else api.url(UPLOAD, kf_account=kf_account)
+    response = await api.client.post(url, **kwargs)
     return response.json()
 
 
@@ -106,3 +106,10 @@ async def test_upload_without_a_media_file_is_41005(
 async def test_upload_is_post_only(api: RawAPI, wechat: FakeWeChat) -> None:
     wechat.add_agent("a@gh")
     assert errcode(await api.get(UPLOAD, kf_account="a@gh")) == 43002
+
+
+async def test_an_escaped_at_sign_names_no_account(api: RawAPI, wechat: FakeWeChat) -> None:
+    wechat.add_agent("a@gh")
+    url = f"{UPLOAD}?access_token={wechat.issue_token()}&kf_account=a%40gh"
+    response = await api.client.post(url, files={"media": ("a.png", PNG, "image/png")})
+    assert errcode(response.json()) == 65401

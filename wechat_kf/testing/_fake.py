@@ -142,8 +142,10 @@ class FakeWeChat(CustomerService):
             reset: drop the connection instead of answering.
             malformed: answer these bytes with HTTP 200.
             connect_error: in-process only: fail as if the connection could not be made.
-            processed: whether the request takes effect before the fault applies (default:
-                only for ``delay``, so a timed-out send still reaches the user).
+            processed: whether the request takes effect before the fault applies. By default
+                the worst case for a client: a delayed, reset or HTTP-error answer comes after
+                the request took effect (a timed-out send still reaches the user), while an
+                injected errcode, malformed body or connect error means it did not.
         """
         fault = Fault(
             times=times,
@@ -155,7 +157,9 @@ class FakeWeChat(CustomerService):
             reset=reset,
             malformed=malformed.encode() if isinstance(malformed, str) else malformed,
             connect_error=connect_error,
-            processed=(delay > 0) if processed is None else processed,
+            processed=(delay > 0 or reset or status is not None)
+            if processed is None
+            else processed,
         )
         with self.lock:
             self._faults.setdefault(path, collections.deque()).append(fault)
@@ -283,6 +287,9 @@ class FakeWeChat(CustomerService):
             raise WeChatFail(43002, f"require {route.method} method")
         if route.authenticated:
             self.check_token(request.access_token)
+        if "kf_account=" in request.raw_query and "%40" in request.raw_query:
+            # WeChat reads kf_account with its '@' as is: an escaped one names no account.
+            raise WeChatFail(65401, "invalid kf_account (the @ must not be percent-escaped)")
         if route.method == "POST" and route.json_body:
             if not request.body:
                 raise WeChatFail(44002, "empty post data")

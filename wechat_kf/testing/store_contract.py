@@ -10,6 +10,7 @@ pytest``) runs every contract test against your store::
 
     class TestMyStore(TokenStoreContract):
         require_locking = True  # fail, instead of skip, if MyStore is not a LockingTokenStore
+        require_lock_extension = True  # ... or has no extend_lock (LockExtender)
 
         @pytest.fixture
         async def store(self):
@@ -18,9 +19,10 @@ pytest``) runs every contract test against your store::
             await store.close()
 
 The tests use a fresh random appid each, so a store on a shared database needs no cleanup. The
-tests of the optional layers (:class:`~wechat_kf.LockingTokenStore`,
-:class:`~wechat_kf.ForceRefreshLedger`) are skipped for stores that do not implement them, unless
-``require_locking`` / ``require_ledger`` say they must. The suite runs on whatever
+tests of the optional layers (:class:`~wechat_kf.LockingTokenStore`, its lock renewal
+``extend_lock``, :class:`~wechat_kf.ForceRefreshLedger`) are skipped for stores that do not
+implement them, unless ``require_locking`` / ``require_lock_extension`` / ``require_ledger`` say
+they must. The suite runs on whatever
 ``anyio_backend`` your tests use (override that fixture in the subclass to pin one, for example
 ``"asyncio"`` for a store built on an asyncio-only client). A few tests sleep for well under a
 second to watch a lock expire.
@@ -40,6 +42,7 @@ from wechat_kf._tokens import (
     AccessToken,
     ForceRefreshClaim,
     ForceRefreshLedger,
+    LockExtender,
     LockingTokenStore,
     TokenManager,
     TokenStore,
@@ -78,6 +81,8 @@ class TokenStoreContract:
 
     #: Fail (instead of skip) the lock and compare-and-set tests if the store lacks them.
     require_locking: ClassVar[bool] = False
+    #: Fail (instead of skip) the lock renewal tests if the store has no ``extend_lock``.
+    require_lock_extension: ClassVar[bool] = False
     #: Fail (instead of skip) the force-refresh ledger tests if the store lacks it.
     require_ledger: ClassVar[bool] = False
 
@@ -97,6 +102,16 @@ class TokenStoreContract:
             return store
         message = f"{type(store).__name__} is not a LockingTokenStore (optional)"
         if self.require_locking:
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def extender(self, store: TokenStore) -> LockExtender:
+        """``store`` as a :class:`LockingTokenStore` with ``extend_lock``, or skip (or fail)."""
+        self.locking(store)
+        if isinstance(store, LockExtender):
+            return store
+        message = f"{type(store).__name__} has no extend_lock (optional LockExtender)"
+        if self.require_lock_extension:
             pytest.fail(message)
         pytest.skip(message)
 
@@ -391,6 +406,71 @@ class TokenStoreContract:
         assert fetch.calls == 2
         assert len(seen) == 1
         assert bad not in seen
+
+    # ------------------------------------------------------------------ LockExtender
+
+    @pytest.mark.anyio
+    async def test_extend_lock_keeps_it_held(self, store: TokenStore, appid: str) -> None:
+        """Renewed before it expires, the lock outlives its first ``ttl``."""
+        renewing = self.extender(store)
+        locking = self.locking(store)
+        fence = await locking.try_lock(appid, 0.3)
+        assert fence is not None
+        for _ in range(3):
+            await anyio.sleep(0.15)
+            assert await renewing.extend_lock(appid, fence, 0.3) is True, "the owner's renewal"
+        assert await locking.try_lock(appid, 10) is None, "a renewed lock expired"
+        assert await locking.unlock(appid, fence) is True
+
+    @pytest.mark.anyio
+    async def test_only_the_owner_extends_the_lock(self, store: TokenStore, appid: str) -> None:
+        """``extend_lock`` with another fence, or on a free lock, does nothing."""
+        renewing = self.extender(store)
+        locking = self.locking(store)
+        assert await renewing.extend_lock(appid, "nobody", 10) is False, "extended a free lock"
+        assert await locking.try_lock(appid, 10) is not None, "extend_lock took a free lock"
+        other = appid + "b"
+        fence = await locking.try_lock(other, 0.3)
+        assert fence is not None
+        assert await renewing.extend_lock(other, fence + "-not-mine", 10) is False
+        await anyio.sleep(0.45)
+        assert await locking.try_lock(other, 10) is not None, "a wrong fence extended the lock"
+
+    @pytest.mark.anyio
+    async def test_extend_lock_does_not_revive_an_expired_lock(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """Once the lock expired (and maybe changed hands), its old fence cannot extend it."""
+        renewing = self.extender(store)
+        locking = self.locking(store)
+        stale = await locking.try_lock(appid, 0.2)
+        assert stale is not None
+        await anyio.sleep(0.45)
+        assert await renewing.extend_lock(appid, stale, 10) is False, "an expired lock revived"
+        fresh = await locking.try_lock(appid, 10)
+        assert fresh is not None
+        assert await renewing.extend_lock(appid, stale, 10) is False, "extended another's lock"
+        assert await locking.unlock(appid, fresh) is True
+
+    @pytest.mark.anyio
+    async def test_a_fetch_slower_than_the_lock_ttl_keeps_the_lock(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """Lock TTL 0.3 s, fetch 1 s: the holder renews its lock, the other manager waits."""
+        self.extender(store)
+        fetch = CountingFetcher(delay=1.0)
+        managers = [self.manager(store, appid, fetch, lock_ttl=0.3) for _ in range(2)]
+        seen: list[str] = []
+
+        async def call(manager: TokenManager, after: float) -> None:
+            await anyio.sleep(after)
+            seen.append(await manager.get())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, managers[0], 0.0)
+            tg.start_soon(call, managers[1], 0.1)
+        assert fetch.calls == 1, "the lock expired during the fetch and a second manager fetched"
+        assert len(set(seen)) == 1
 
     # ------------------------------------------------------------------ ForceRefreshLedger
 
