@@ -14,7 +14,7 @@ import httpx
 from wechat_kf import _defaults
 from wechat_kf._pipeline import Endpoint, Pipeline
 from wechat_kf._redaction import install_log_redaction
-from wechat_kf._retry import RetryPolicy, Sleep
+from wechat_kf._retry import RetryMode, RetryPolicy, Sleep
 from wechat_kf._tokens import (
     AccessToken,
     MemoryTokenStore,
@@ -41,8 +41,14 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncWeChat"]
 
-_STABLE_TOKEN: Final = Endpoint("POST", "/cgi-bin/stable_token", authenticated=False)
-_CLASSIC_TOKEN: Final = Endpoint("GET", "/cgi-bin/token", authenticated=False)
+_STABLE_TOKEN: Final = Endpoint(
+    "POST", "/cgi-bin/stable_token", RetryMode.TOKEN, authenticated=False
+)
+#: force_refresh invalidates the token for every caller and spends 1 of 20 a day: not idempotent.
+_FORCE_STABLE_TOKEN: Final = Endpoint(
+    "POST", "/cgi-bin/stable_token", RetryMode.WRITE, authenticated=False
+)
+_CLASSIC_TOKEN: Final = Endpoint("GET", "/cgi-bin/token", RetryMode.TOKEN, authenticated=False)
 
 
 class _NotGiven:
@@ -77,7 +83,8 @@ class _TokenFetcher:
             }
             if force_refresh:
                 body["force_refresh"] = True
-            payload = await self._pipeline.call(_STABLE_TOKEN, json=body)
+            endpoint = _FORCE_STABLE_TOKEN if force_refresh else _STABLE_TOKEN
+            payload = await self._pipeline.call(endpoint, json=body)
         else:
             payload = await self._pipeline.call(
                 _CLASSIC_TOKEN,

@@ -36,6 +36,7 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   └── TokenStoreError           the token store (Redis) failed or timed out
     ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
     │   ├── SignatureError            signature / msg_signature missing or wrong
+    │   │   └── PlaintextPushError    safe mode: a push without encrypt_type=aes (allow_plaintext)
     │   ├── StaleTimestampError       timestamp outside the freshness window
     │   ├── AppIdMismatchError        the decrypted message names another appid
     │   ├── DecryptError              Encrypt cannot be decrypted (base64, length, padding, key)

@@ -31,9 +31,15 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class RetryMode(enum.Enum):
-    """Whether an endpoint may be retried when the outcome of an attempt is unknown."""
+    """Whether an endpoint may be retried when the outcome of an attempt is unknown.
+
+    ``READ``: idempotent, retried on any transient failure, 45011 waits for the next minute.
+    ``TOKEN``: a token fetch: like ``READ``, but never waits out 45011 (callers are waiting on
+    the refresh). ``WRITE``: not idempotent: only when it never left, or on -1.
+    """
 
     READ = "read"
+    TOKEN = "token"
     WRITE = "write"
 
 
@@ -75,6 +81,8 @@ class RetryPolicy:
         if isinstance(error, TransportError):
             return self.backoff(attempt)
         if isinstance(error, MinuteQuotaError):
+            if mode is not RetryMode.READ:
+                return None
             wait = 60.0 - (time.time() % 60.0) + 0.5
             return wait if wait <= self.minute_quota_max_wait else None
         return None

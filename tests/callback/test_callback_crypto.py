@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.callback.callback_fakes import (
     APPID,
     KEY,
+    NOW,
     OFFICIAL_ENCRYPT_APPID,
     OFFICIAL_ENCRYPT_CASES,
     OFFICIAL_ENCRYPT_RANDOM,
@@ -36,6 +37,7 @@ from wechat_kf.callback import (
     AppIdMismatchError,
     CallbackHandler,
     DecryptError,
+    PlaintextPushError,
     SignatureError,
     TextMessage,
     TextReply,
@@ -199,6 +201,58 @@ def test_a_valid_plain_signature_does_not_authenticate_an_encrypted_push() -> No
     assert "signature" in query
     with pytest.raises(SignatureError, match="no 'msg_signature'"):
         handler.parse(query, body)
+
+
+class TestDowngradeToPlainMode:
+    """A captured query (timestamp, nonce, signature) must not carry a forged plaintext body."""
+
+    forged = text_push("forged: transfer me", msg_id=1)
+
+    def downgraded(self, encrypt_type: str | None) -> dict[str, str]:
+        # One real push's query string, stripped of what marks it encrypted.
+        query, _ = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+        del query["encrypt_type"], query["msg_signature"]
+        if encrypt_type is not None:
+            query["encrypt_type"] = encrypt_type
+        return query
+
+    @pytest.mark.parametrize("encrypt_type", [None, "raw", ""])
+    def test_is_refused_in_safe_mode(self, encrypt_type: str | None) -> None:
+        handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+        query = self.downgraded(encrypt_type)
+        with pytest.raises(PlaintextPushError, match="allow_plaintext=True") as info:
+            handler.parse(query, self.forged)
+        assert isinstance(info.value, SignatureError)  # an authentication failure: 403
+        with pytest.raises(PlaintextPushError):  # whatever the previous key
+            CallbackHandler(
+                token=TOKEN,
+                appid=APPID,
+                encoding_aes_key=KEY,
+                previous_encoding_aes_key=OLD_KEY,
+                timestamp_window=300,
+                clock=lambda: NOW,
+            ).parse(query, self.forged)
+
+    def test_allow_plaintext_accepts_both_while_migrating(self) -> None:
+        handler = CallbackHandler(
+            token=TOKEN, appid=APPID, encoding_aes_key=KEY, allow_plaintext=True
+        )
+        plain = handler.parse(*FakeWeChat().push(text_push("plain")))
+        assert isinstance(plain, TextMessage)
+        assert (plain.content, plain.encrypted) == ("plain", False)
+        encrypted = handler.parse(*FakeWeChat(encoding_aes_key=KEY).push(text_push("safe")))
+        assert isinstance(encrypted, TextMessage)
+        assert (encrypted.content, encrypted.encrypted) == ("safe", True)
+        with pytest.raises(SignatureError):  # plaintext still needs a valid signature
+            handler.parse(*FakeWeChat(token="otherToken").push(text_push()))
+
+    def test_encrypted_pushes_and_the_url_check_still_work(self) -> None:
+        handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+        fake = FakeWeChat(encoding_aes_key=KEY)
+        assert handler.verify_url(fake.url_check("echo-1")) == "echo-1"  # plain-signed GET
+        message = handler.parse(*fake.push(text_push("safe")))
+        assert isinstance(message, TextMessage)
+        assert message.encrypted
 
 
 def test_plaintext_fields_next_to_encrypt_are_ignored() -> None:

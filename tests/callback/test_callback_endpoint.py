@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 from tests.callback.callback_fakes import APPID, KEY, NOW, TOKEN, FakeWeChat, event_push, text_push
@@ -12,9 +13,11 @@ from wechat_kf.callback import (
     CallbackEndpoint,
     CallbackHandler,
     Deduplicator,
+    DuplicateStoreError,
     HTTPAnswer,
     Incoming,
     KfCreateSession,
+    MemoryDuplicateStore,
     Reply,
     TextMessage,
     TransferCustomerService,
@@ -116,7 +119,138 @@ async def test_a_reply_wechat_would_refuse_is_a_bug_that_also_releases_the_key()
     request = FakeWeChat().push(event_push("subscribe"))
     with pytest.raises(ValueError, match="user messages only"):
         await ep.answer("POST", *request)
-    assert not await dedupe.is_duplicate(handler.parse(*request))
+    assert await dedupe.claim(handler.parse(*request)) is None
+
+
+class Slow:
+    """on_message whose first call blocks until released, then succeeds or fails."""
+
+    def __init__(self, *, fail_first: bool) -> None:
+        self.calls: list[Incoming] = []
+        self.running = self.most_running = 0
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+        self.fail_first = fail_first
+
+    async def __call__(self, incoming: Incoming) -> Reply | None:
+        self.calls.append(incoming)
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            if len(self.calls) == 1:
+                self.entered.set()
+                await self.release.wait()  # longer than WeChat's 5 s: it retries meanwhile
+                if self.fail_first:
+                    raise RuntimeError("failed after a long time")
+            return TransferCustomerService()
+        finally:
+            self.running -= 1
+
+
+def assert_busy(answer: HTTPAnswer) -> None:
+    assert answer.status == 503  # not success: WeChat keeps retrying
+    assert answer.body != b"success"
+    assert answer.headers["Retry-After"] == "5"
+
+
+async def test_a_retry_during_a_slow_success_is_503_then_success() -> None:
+    slow = Slow(fail_first=False)
+    ep = CallbackEndpoint(
+        CallbackHandler(token=TOKEN, appid=APPID), slow, deduplicator=Deduplicator()
+    )
+    request = FakeWeChat().push(text_push(msg_id=7))
+    answers: list[HTTPAnswer] = []
+
+    async def first_try() -> None:
+        answers.append(await ep.answer("POST", *request))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first_try)
+        await slow.entered.wait()
+        for _ in range(2):
+            assert_busy(await ep.answer("POST", *request))
+        slow.release.set()
+    assert b"transfer_customer_service" in answers[0].body
+    retry = await ep.answer("POST", *request)  # marked done only now
+    assert (retry.status, retry.body) == (200, b"success")
+    assert len(slow.calls) == 1
+
+
+async def test_a_slow_handler_that_fails_lets_the_next_retry_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slow = Slow(fail_first=True)
+    ep = CallbackEndpoint(
+        CallbackHandler(token=TOKEN, appid=APPID), slow, deduplicator=Deduplicator()
+    )
+    request = FakeWeChat().push(text_push(msg_id=8))
+    failed: list[bool] = []
+
+    async def first_try() -> None:
+        with pytest.raises(RuntimeError, match="failed after a long time"):
+            await ep.answer("POST", *request)
+        failed.append(True)
+
+    with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
+        async with anyio.create_task_group() as group:
+            group.start_soon(first_try)
+            await slow.entered.wait()
+            assert_busy(await ep.answer("POST", *request))  # neither acknowledged nor run twice
+            slow.release.set()
+    assert failed == [True]
+    assert "still being handled" in caplog.text
+    retry = await ep.answer("POST", *request)
+    assert b"transfer_customer_service" in retry.body  # the push is not lost
+    assert len(slow.calls) == 2
+    assert slow.most_running == 1
+    again = await ep.answer("POST", *request)
+    assert (again.status, again.body) == (200, b"success")
+
+
+async def test_a_crashed_worker_blocks_a_push_for_the_in_progress_ttl_only() -> None:
+    now = [1000.0]
+    dedupe = Deduplicator(MemoryDuplicateStore(clock=lambda: now[0]), in_progress_ttl=30)
+    recorder = Recorder()
+    handler = CallbackHandler(token=TOKEN, appid=APPID)
+    ep = CallbackEndpoint(handler, recorder, deduplicator=dedupe)
+    request = FakeWeChat().push(text_push(msg_id=9))
+    assert await dedupe.claim(handler.parse(*request)) is None  # a worker that then died
+    assert_busy(await ep.answer("POST", *request))
+    now[0] += 30
+    assert b"transfer_customer_service" in (await ep.answer("POST", *request)).body
+    assert len(recorder.seen) == 1
+
+
+class BrokenStore(MemoryDuplicateStore):
+    """Claims work; marking done and releasing fail, as Redis going away mid-push would."""
+
+    async def mark_done(self, key: str, ttl: float) -> None:
+        raise DuplicateStoreError("Redis SET failed: ConnectionError")
+
+    async def forget(self, key: str) -> None:
+        raise DuplicateStoreError("Redis DEL failed: ConnectionError")
+
+
+async def test_store_failures_after_the_claim_keep_the_answer_and_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    ep = endpoint(recorder)
+    assert ep.deduplicator is not None
+    ep.deduplicator.store = BrokenStore()
+    with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
+        answer = await ep.answer("POST", *FakeWeChat().push(text_push(msg_id=10)))
+        assert b"transfer_customer_service" in answer.body  # WeChat still gets the reply
+        recorder.fail = True
+        with pytest.raises(RuntimeError, match="handler bug"):  # not the store's error
+            await ep.answer("POST", *FakeWeChat().push(text_push(msg_id=11)))
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "duplicate store: could not mark the push done: DuplicateStoreError: "
+        "Redis SET failed: ConnectionError",
+        "duplicate store: could not release the push: DuplicateStoreError: "
+        "Redis DEL failed: ConnectionError",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -136,7 +270,14 @@ async def test_refusals_map_to_status_codes_and_are_logged(
     fake: FakeWeChat, body: bytes, status: int, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorder = Recorder()
-    ep = endpoint(recorder, key=KEY, timestamp_window=300, max_body_size=4096, clock=lambda: NOW)
+    ep = endpoint(
+        recorder,
+        key=KEY,
+        allow_plaintext=True,
+        timestamp_window=300,
+        max_body_size=4096,
+        clock=lambda: NOW,
+    )
     with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
         answer = await ep.answer("POST", *fake.push(body))
     assert answer.status == status
@@ -146,6 +287,27 @@ async def test_refusals_map_to_status_codes_and_are_logged(
     assert [r.getMessage().split(":")[1].strip() for r in caplog.records] == [error]
     assert TOKEN not in caplog.text
     assert KEY not in caplog.text
+
+
+async def test_a_plaintext_push_to_a_safe_mode_endpoint_is_403(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The downgrade: a real encrypted push's query, without encrypt_type and msg_signature.
+    query, _ = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+    del query["encrypt_type"], query["msg_signature"]
+    forged = text_push("forged", msg_id=1)
+    recorder = Recorder()
+    with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
+        answer = await endpoint(recorder, key=KEY).answer("POST", query, forged)
+    assert (answer.status, answer.body) == (403, b"forbidden")
+    assert recorder.seen == []
+    assert "PlaintextPushError" in caplog.text
+    # the URL check stays plain-signed; allow_plaintext lets plaintext through while migrating
+    safe = endpoint(recorder, key=KEY)
+    assert (await safe.answer("GET", FakeWeChat().url_check("e-1"), b"")).body == b"e-1"
+    migrating = endpoint(recorder, key=KEY, allow_plaintext=True)
+    assert (await migrating.answer("POST", query, forged)).status == 200
+    assert len(recorder.seen) == 1
 
 
 async def test_url_check_refusals() -> None:

@@ -21,6 +21,7 @@ from wechat_kf.callback import (
     HostileXMLError,
     MalformedCallbackError,
     MissingDependencyError,
+    PlaintextPushError,
     SignatureError,
     StaleTimestampError,
     TextMessage,
@@ -44,6 +45,8 @@ from wechat_kf.callback import (
             "previous_encoding_aes_key",
         ),
         ({"previous_encoding_aes_key": OLD_KEY}, "previous_encoding_aes_key"),
+        ({"allow_plaintext": "yes"}, "allow_plaintext"),
+        ({"allow_plaintext": 1}, "allow_plaintext"),
         ({"timestamp_window": 0}, "timestamp_window"),
         ({"timestamp_window": -5}, "timestamp_window"),
         ({"timestamp_window": float("nan")}, "timestamp_window"),
@@ -81,7 +84,7 @@ SECRET_KEYS = st.from_regex(r"[A-Za-z0-9]{43}", fullmatch=True)
 
 
 @settings(max_examples=60, deadline=None)
-@given(token=SECRET_TOKENS, key=SECRET_KEYS, other=SECRET_KEYS, case=st.integers(0, 7))
+@given(token=SECRET_TOKENS, key=SECRET_KEYS, other=SECRET_KEYS, case=st.integers(0, 8))
 def test_secrets_never_reach_an_exception(token: str, key: str, other: str, case: int) -> None:
     handler = CallbackHandler(token=token, appid=APPID, encoding_aes_key=key, timestamp_window=5)
     good = FakeWeChat(token=token, encoding_aes_key=key)
@@ -99,6 +102,7 @@ def test_secrets_never_reach_an_exception(token: str, key: str, other: str, case
             *FakeWeChat(token=token, encoding_aes_key=key, appid="wxO").push(text_push())
         ),
         lambda: CallbackHandler(token=token, appid=APPID, encoding_aes_key=key[:-1]),
+        lambda: handler.parse(*good.push(text_push(), encrypt=False)),
     ]
     with pytest.raises(WeChatError) as info:
         cases[case]()
@@ -110,16 +114,27 @@ def test_secrets_never_reach_an_exception(token: str, key: str, other: str, case
 class TestRouting:
     plain = CallbackHandler(token=TOKEN, appid=APPID)
     safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    migrating = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=KEY, allow_plaintext=True
+    )
 
     @pytest.mark.parametrize("encrypt_type", [None, "raw", ""])
     def test_plain_pushes(self, encrypt_type: str | None) -> None:
         query, body = FakeWeChat().push(text_push("plain"))
         if encrypt_type is not None:
             query["encrypt_type"] = encrypt_type
-        for handler in (self.plain, self.safe):
+        for handler in (self.plain, self.migrating):
             message = handler.parse(query, body)
             assert isinstance(message, TextMessage)
             assert (message.content, message.encrypted) == ("plain", False)
+        with pytest.raises(PlaintextPushError):
+            self.safe.parse(query, body)
+
+    def test_which_handlers_accept_plaintext(self) -> None:
+        assert self.plain.accepts_plaintext
+        assert not self.safe.accepts_plaintext
+        assert self.migrating.accepts_plaintext
+        assert CallbackHandler(token=TOKEN, appid=APPID, allow_plaintext=True).accepts_plaintext
 
     def test_unknown_encrypt_type(self) -> None:
         query, body = FakeWeChat().push(text_push())
@@ -167,17 +182,20 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         HostileXMLError,
         MalformedCallbackError,
         MissingDependencyError,
+        PlaintextPushError,
     ):
         assert issubclass(cls, CallbackError)
         assert issubclass(cls, WeChatError)
     assert issubclass(HostileXMLError, XMLParseError)
     assert issubclass(MissingDependencyError, ImportError)
+    assert issubclass(PlaintextPushError, SignatureError)  # refused like a bad signature: 403
 
 
 @pytest.mark.parametrize(
     "error",
     [
         SignatureError("bad"),
+        PlaintextPushError("plain"),
         StaleTimestampError(5, 1000.0, 300.0),
         StaleTimestampError(None, 1000.0, 300.0),
         AppIdMismatchError("wxA", "wxB"),

@@ -219,4 +219,34 @@ async def test_refusals_over_http(serve: Server) -> None:
 
         response = await client.put(url, params=query, content=b"")
         assert response.status_code == 405
+
+        # a captured query downgraded to plain mode, carrying a forged plaintext body
+        downgraded = {k: v for k, v in query.items() if k not in ("encrypt_type", "msg_signature")}
+        response = await post(client, url, (downgraded, text_push("forged")))
+        assert (response.status_code, response.content) == (403, b"forbidden")
     assert agent.seen == []
+
+
+async def test_a_retry_during_a_slow_push_is_503_over_http(serve: Server) -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    entered, release = anyio.Event(), anyio.Event()
+    calls: list[Incoming] = []
+
+    async def slow(incoming: Incoming) -> Reply | None:
+        calls.append(incoming)
+        entered.set()
+        await release.wait()
+        return None
+
+    message = FakeWeChat(encoding_aes_key=KEY).push(text_push(msg_id=301))
+    async with serve(handler, slow, Deduplicator()) as url, httpx.AsyncClient(timeout=5) as client:
+        async with anyio.create_task_group() as group:
+            group.start_soon(post, client, url, message)
+            await entered.wait()
+            response = await post(client, url, message)
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "5"
+            release.set()
+        response = await post(client, url, message)
+        assert (response.status_code, response.content) == (200, b"success")
+    assert len(calls) == 1

@@ -227,7 +227,7 @@ def test_each_push_parses_to_its_model(name: str) -> None:
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_each_push_round_trips_plain_and_encrypted(name: str) -> None:
     fields, _ = SAMPLES[name]
-    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY, allow_plaintext=True)
     plain = handler.parse(*FakeWeChat().push(push_xml(fields)))
     encrypted = handler.parse(*FakeWeChat(encoding_aes_key=KEY).push(push_xml(fields)))
     assert encrypted == attrs.evolve(plain, encrypted=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import redis.asyncio
 
 from tests.callback.duplicate_store_contract import DuplicateStoreContract
 from tests.redis_server import RedisServer, running_redis
-from wechat_kf.callback import Deduplicator, DuplicateStoreError, RedisDuplicateStore
+from wechat_kf.callback import DuplicateStoreError, RedisDuplicateStore
 
 pytestmark = pytest.mark.anyio
 
@@ -36,15 +37,37 @@ class TestRedisDuplicateStore(DuplicateStoreContract):
 
 async def test_two_processes_worth_of_stores_share_marks(redis_server: RedisServer) -> None:
     one = redis.asyncio.Redis.from_url(redis_server.url)
-    two = redis.asyncio.Redis.from_url(redis_server.url)
+    two = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
     try:
-        first = Deduplicator(RedisDuplicateStore(one), ttl=60)
-        second = Deduplicator(RedisDuplicateStore(two), ttl=60)
-        assert not await first.store.seen("wechat_kf:test:shared", 60)
-        assert await second.store.seen("wechat_kf:test:shared", 60)
+        first, second = RedisDuplicateStore(one), RedisDuplicateStore(two)
+        key = f"wechat_kf:test:{uuid.uuid4().hex}"
+        assert await first.seen(key, 60) is None
+        assert await second.seen(key, 60) == "in_progress"
+        await first.mark_done(key, 60)
+        assert await second.seen(key, 60) == "done"  # also with decode_responses=True
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_the_commands_and_values_in_redis(redis_server: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        store = RedisDuplicateStore(client)
+        key = f"wechat_kf:test:{uuid.uuid4().hex}"
+        assert await store.seen(key, 30) is None
+        assert await client.get(key) == b"in_progress"
+        assert 29_000 < await client.pttl(key) <= 30_000
+        await store.mark_done(key, 300)
+        assert await client.get(key) == b"done"
+        assert 299_000 < await client.pttl(key) <= 300_000
+        await store.forget(key)
+        assert await client.exists(key) == 0
+        # a key another writer set (an older release wrote b"1"): never acknowledged as done
+        await client.set(key, b"1", px=60_000)
+        assert await store.seen(key, 30) == "in_progress"
+    finally:
+        await client.aclose()
 
 
 async def test_redis_down_is_a_typed_error(tmp_path: Path) -> None:

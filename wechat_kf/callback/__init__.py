@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from wechat_kf.callback._dedupe import (
     Deduplicator,
+    DuplicateState,
     DuplicateStore,
     MemoryDuplicateStore,
     dedupe_key,
@@ -34,6 +35,7 @@ from wechat_kf.callback._errors import (
     HostileXMLError,
     MalformedCallbackError,
     MissingDependencyError,
+    PlaintextPushError,
     SignatureError,
     StaleTimestampError,
     XMLParseError,
@@ -69,6 +71,7 @@ __all__ = [
     "CallbackHandler",
     "DecryptError",
     "Deduplicator",
+    "DuplicateState",
     "DuplicateStore",
     "DuplicateStoreError",
     "Event",
@@ -85,6 +88,7 @@ __all__ = [
     "MemoryDuplicateStore",
     "MissingDependencyError",
     "OnMessage",
+    "PlaintextPushError",
     "Reply",
     "ShortVideoMessage",
     "SignatureError",

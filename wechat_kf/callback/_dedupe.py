@@ -1,9 +1,17 @@
-"""Duplicate detection: WeChat retries a push 3 times, 5 s apart, when no answer came in 5 s.
+"""Duplicate detection: WeChat retries a push 3 times when no answer came within 5 s.
 
-:class:`Deduplicator` turns a push into its key (:func:`dedupe_key`) and asks a
-:class:`DuplicateStore` whether the key was already seen. The store's one operation is
-"mark, and tell whether it was already marked", atomically, so that two concurrent retries
-cannot both pass; Redis implements it with one ``SET key 1 NX PX ttl_ms``.
+:class:`Deduplicator` turns a push into its key (:func:`dedupe_key`) and keeps it in a
+:class:`DuplicateStore` in one of two states:
+
+* ``"in_progress"``: claimed by a worker that is running ``on_message`` on it, for a short,
+  bounded time (``in_progress_ttl``, 30 s): a retry meanwhile must be neither processed again
+  nor acknowledged (the first try may still fail), so it is answered 503 and WeChat tries again;
+* ``"done"``: ``on_message`` succeeded; remembered for ``ttl`` (300 s): a retry is answered
+  ``success``.
+
+A failed try releases its key, so that WeChat's next retry is processed. Claiming is atomic, so
+that two concurrent tries cannot both pass; Redis implements the three operations with
+``SET key in_progress NX PX``, ``SET key done PX`` and ``DEL``.
 """
 
 from __future__ import annotations
@@ -13,34 +21,63 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol, TypeAlias
 
 import anyio
 
 from wechat_kf._errors import ValidationError
-from wechat_kf.callback._defaults import DEDUPE_MAX_ENTRIES, DEDUPE_NAMESPACE, DEDUPE_TTL
+from wechat_kf.callback._defaults import (
+    DEDUPE_IN_PROGRESS_TTL,
+    DEDUPE_MAX_ENTRIES,
+    DEDUPE_NAMESPACE,
+    DEDUPE_TTL,
+)
 from wechat_kf.callback._messages import Event, Incoming, UserMessage
 
-__all__ = ["Deduplicator", "DuplicateStore", "MemoryDuplicateStore", "dedupe_key"]
+__all__ = [
+    "Deduplicator",
+    "DuplicateState",
+    "DuplicateStore",
+    "MemoryDuplicateStore",
+    "dedupe_key",
+]
+
+#: What a :class:`DuplicateStore` holds for a key: a push being handled, or handled.
+DuplicateState: TypeAlias = Literal["in_progress", "done"]
 
 
 class DuplicateStore(Protocol):
-    """Where seen push keys live. Implementations must make :meth:`seen` atomic.
+    """Where push keys live, each ``"in_progress"`` or ``"done"``; :meth:`seen` must be atomic.
 
-    A Redis implementation::
+    A Redis implementation (:class:`~wechat_kf.callback.RedisDuplicateStore` is this one)::
 
-        async def seen(self, key: str, ttl: float) -> bool:
-            return not await redis.set(key, b"1", nx=True, px=max(1, math.ceil(ttl * 1000)))
+        async def seen(self, key: str, ttl: float) -> DuplicateState | None:
+            px = max(1, math.ceil(ttl * 1000))
+            if await redis.set(key, b"in_progress", nx=True, px=px):
+                return None
+            return "done" if await redis.get(key) == b"done" else "in_progress"
+
+        async def mark_done(self, key: str, ttl: float) -> None:
+            await redis.set(key, b"done", px=max(1, math.ceil(ttl * 1000)))
 
         async def forget(self, key: str) -> None:
             await redis.delete(key)
     """
 
-    async def seen(self, key: str, ttl: float) -> bool:
-        """Mark ``key`` for ``ttl`` seconds; return ``True`` if it was already marked.
+    async def seen(self, key: str, ttl: float) -> DuplicateState | None:
+        """Claim ``key``: mark it ``"in_progress"`` for ``ttl`` seconds unless it is marked.
 
-        Marking and checking are one atomic step: of two concurrent calls with the same key,
-        exactly one returns ``False``. An already-marked key keeps its first expiry.
+        Return ``None`` when this call claimed it, else the state it holds (``"in_progress"``
+        or ``"done"``). Claiming is one atomic step: of concurrent calls with the same key,
+        exactly one returns ``None``. An already-marked key keeps its state and its expiry.
+        Reading the state of a key this call did not claim may be a second step: if the key
+        vanishes in between, answer ``"in_progress"`` (WeChat then simply retries).
+        """
+
+    async def mark_done(self, key: str, ttl: float) -> None:
+        """Mark ``key`` ``"done"`` for ``ttl`` seconds from now, whatever it held before.
+
+        Called once ``on_message`` succeeded; replaces the short in-progress expiry.
         """
 
     async def forget(self, key: str) -> None:
@@ -65,41 +102,50 @@ class MemoryDuplicateStore:
             raise ValidationError("max_entries", "must be a positive int", max_entries)
         self._max_entries = max_entries
         self._clock = clock
-        self._expiry: OrderedDict[str, float] = OrderedDict()  # key -> expiry, oldest first
+        # key -> (expiry, state), in the order of the last write (roughly expiry order)
+        self._entries: OrderedDict[str, tuple[float, DuplicateState]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             self._sweep(self._clock())
-            return len(self._expiry)
+            return len(self._entries)
 
-    async def seen(self, key: str, ttl: float) -> bool:
-        """Mark ``key`` for ``ttl`` seconds; return ``True`` if it was already marked."""
+    async def seen(self, key: str, ttl: float) -> DuplicateState | None:
+        """Claim ``key`` for ``ttl`` seconds; ``None`` if claimed now, else its state."""
         with self._lock:
             now = self._clock()
             self._sweep(now)
-            expiry = self._expiry.get(key)
-            if expiry is not None and expiry > now:
-                return True
-            self._expiry.pop(key, None)
-            self._expiry[key] = now + ttl
-            while len(self._expiry) > self._max_entries:
-                self._expiry.popitem(last=False)
-            return False
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > now:
+                return entry[1]
+            self._write(key, now + ttl, "in_progress")
+            return None
+
+    async def mark_done(self, key: str, ttl: float) -> None:
+        """Mark ``key`` done for ``ttl`` seconds from now."""
+        with self._lock:
+            self._write(key, self._clock() + ttl, "done")
 
     async def forget(self, key: str) -> None:
         """Unmark ``key``."""
         with self._lock:
-            self._expiry.pop(key, None)
+            self._entries.pop(key, None)
+
+    def _write(self, key: str, expiry: float, state: DuplicateState) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = (expiry, state)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
 
     def _sweep(self, now: float) -> None:
-        # Oldest first: stop at the first live entry (amortised O(1) per call). An entry with
-        # a long ttl can shelter shorter ones behind it; lookups still check expiry.
-        while self._expiry:
-            key, expiry = next(iter(self._expiry.items()))
+        # Oldest write first: stop at the first live entry (amortised O(1) per call). An entry
+        # with a long ttl can shelter shorter ones behind it; lookups still check expiry.
+        while self._entries:
+            key, (expiry, _) = next(iter(self._entries.items()))
             if expiry > now:
                 break
-            del self._expiry[key]
+            del self._entries[key]
 
 
 def dedupe_key(incoming: Incoming) -> str:
@@ -119,11 +165,21 @@ def dedupe_key(incoming: Incoming) -> str:
     return f"{incoming.to_user}:{incoming.from_user}:{create_time}:{kind}"
 
 
-class Deduplicator:
-    """Tell whether a push is a retry of one already handled.
+def _seconds(field: str, value: float) -> float:
+    if isinstance(value, bool) or not (
+        isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    ):
+        raise ValidationError(field, "must be a positive number of seconds", value)
+    return float(value)
 
-    ``store`` defaults to a :class:`MemoryDuplicateStore`; ``ttl`` is how long a push is
-    remembered (seconds); ``namespace`` prefixes every key in the store.
+
+class Deduplicator:
+    """Tell a new push from a retry of one being handled or already handled.
+
+    ``store`` defaults to a :class:`MemoryDuplicateStore`. ``ttl`` is how long a handled push
+    is remembered, ``in_progress_ttl`` how long a push being handled stays claimed (bounded:
+    a worker that crashed mid-push blocks its retries for that long at most), both in seconds;
+    ``namespace`` prefixes every key in the store.
     """
 
     def __init__(
@@ -131,27 +187,43 @@ class Deduplicator:
         store: DuplicateStore | None = None,
         *,
         ttl: float = DEDUPE_TTL,
+        in_progress_ttl: float = DEDUPE_IN_PROGRESS_TTL,
         namespace: str = DEDUPE_NAMESPACE,
     ) -> None:
-        if isinstance(ttl, bool) or not (
-            isinstance(ttl, (int, float)) and math.isfinite(ttl) and ttl > 0
-        ):
-            raise ValidationError("ttl", "must be a positive number of seconds", ttl)
+        self.ttl = _seconds("ttl", ttl)
+        self.in_progress_ttl = _seconds("in_progress_ttl", in_progress_ttl)
         self.store: DuplicateStore = store if store is not None else MemoryDuplicateStore()
-        self.ttl = float(ttl)
         self.namespace = namespace
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(store={self.store!r}, ttl={self.ttl:g})"
+        return (
+            f"{type(self).__name__}(store={self.store!r}, ttl={self.ttl:g}, "
+            f"in_progress_ttl={self.in_progress_ttl:g})"
+        )
 
-    async def is_duplicate(self, incoming: Incoming) -> bool:
-        """Mark ``incoming`` as seen; return ``True`` if it (or an earlier try) already was."""
-        return await self.store.seen(self.namespace + dedupe_key(incoming), self.ttl)
+    def _key(self, incoming: Incoming) -> str:
+        return self.namespace + dedupe_key(incoming)
+
+    async def claim(self, incoming: Incoming) -> DuplicateState | None:
+        """Claim ``incoming`` for processing: ``None`` if it is new (now ``"in_progress"``).
+
+        Otherwise its state: ``"in_progress"`` (another try is being handled: do not process,
+        do not acknowledge) or ``"done"`` (handled: acknowledge with ``success``).
+        """
+        return await self.store.seen(self._key(incoming), self.in_progress_ttl)
+
+    async def mark_done(self, incoming: Incoming) -> None:
+        """Record that ``incoming`` was handled: its retries get ``success`` for ``ttl`` s.
+
+        Runs shielded from cancellation, like :meth:`forget`.
+        """
+        with anyio.CancelScope(shield=True):
+            await self.store.mark_done(self._key(incoming), self.ttl)
 
     async def forget(self, incoming: Incoming) -> None:
-        """Unmark ``incoming`` so that WeChat's next retry is processed (handling failed).
+        """Release ``incoming`` so that WeChat's next retry is processed (handling failed).
 
         Runs shielded from cancellation: a cancelled handler still releases its key.
         """
         with anyio.CancelScope(shield=True):
-            await self.store.forget(self.namespace + dedupe_key(incoming))
+            await self.store.forget(self._key(incoming))

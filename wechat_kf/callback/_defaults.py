@@ -9,9 +9,12 @@ MAX_BODY_SIZE: Final = 256 * 1024
 #: Deepest element nesting accepted (WeChat's deepest, ``SendPicsInfo/PicList/item``, is 4).
 MAX_XML_DEPTH: Final = 16
 
-#: Seconds a push stays remembered by the duplicate detector. WeChat retries 3 times, 5 s
-#: apart, each after a 5 s timeout: all retries land within about 20 s.
+#: Seconds a handled push stays remembered by the duplicate detector. WeChat retries 3 times,
+#: each after a 5 s timeout: all retries land within about 20 s of the first try.
 DEDUPE_TTL: Final = 300.0
+#: Seconds a push being handled stays claimed: retries meanwhile are answered 503. Bounded, so
+#: that a crashed worker cannot block a push for longer; above WeChat's ~20 s retry window.
+DEDUPE_IN_PROGRESS_TTL: Final = 30.0
 #: Entries :class:`~wechat_kf.callback.MemoryDuplicateStore` keeps at most.
 DEDUPE_MAX_ENTRIES: Final = 100_000
 #: Prefix of every duplicate-detection key (shared stores such as Redis).

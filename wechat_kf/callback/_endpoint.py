@@ -5,13 +5,16 @@ The framework integrations (:mod:`wechat_kf.callback.starlette`,
 and the :class:`HTTPAnswer` back into their response; everything else is here, once:
 
 * ``GET`` is WeChat's URL check: answer ``echostr``;
-* ``POST`` is a push: read the body (capped), parse it, drop retries of a push already
-  handled, call your ``on_message``, answer its reply (``None`` means ``success``);
-* a refused request answers 403 (signature, timestamp, appid), 413 (too large) or 400, and
-  is logged as a warning on the ``wechat_kf.callback`` logger.
+* ``POST`` is a push: read the body (capped), parse it, claim it in the duplicate store, call
+  your ``on_message``, answer its reply (``None`` means ``success``), mark it done;
+* a retry of a push already handled answers ``success``; a retry of a push still being handled
+  (``on_message`` took longer than WeChat's 5 s) answers 503, so that WeChat tries again later
+  and the push is neither acknowledged before it succeeded nor handled twice at once;
+* a refused request answers 403 (signature, plaintext push in safe mode, timestamp, appid),
+  413 (too large) or 400, and is logged as a warning on the ``wechat_kf.callback`` logger.
 
 An exception from ``on_message`` propagates to the framework (a 500 for WeChat, which then
-retries) after the push is unmarked in the duplicate store, so that the retry is processed.
+retries) after the push is released in the duplicate store, so that the retry is processed.
 """
 
 from __future__ import annotations
@@ -85,11 +88,25 @@ async def read_capped(chunks: AsyncIterable[bytes], limit: int) -> bytes:
     return bytes(buffer)
 
 
+async def _quietly(what: str, step: Awaitable[None]) -> None:
+    """Run a duplicate-store step whose failure must not replace the answer or the exception.
+
+    If marking done fails, the claim lapses after ``in_progress_ttl``; if releasing fails,
+    retries answer 503 until then. Either way WeChat's answer stays the right one.
+    """
+    try:
+        await step
+    except Exception as exc:
+        logger.warning("duplicate store: could not %s: %s: %s", what, type(exc).__name__, exc)
+
+
 class CallbackEndpoint:
     """Answer WeChat's HTTP requests to your server URL, framework-neutrally.
 
-    ``on_message`` gets every new push (retries are dropped when a ``deduplicator`` is given)
-    and returns the passive reply. Use :meth:`answer` from any web framework.
+    ``on_message`` gets every new push and returns the passive reply. With a ``deduplicator``,
+    a retry of a handled push answers ``success`` and a retry of a push still being handled
+    answers 503 (WeChat retries later); a push is marked handled only once ``on_message`` and
+    the reply succeeded. Use :meth:`answer` from any web framework.
     """
 
     def __init__(
@@ -123,16 +140,27 @@ class CallbackEndpoint:
             logger.warning("refused a callback request: %s: %s", type(exc).__name__, exc)
             return _refusal(exc)
         dedupe = self.deduplicator
-        if dedupe is not None and await dedupe.is_duplicate(incoming):
-            logger.debug("answered a retried push with success: %s", type(incoming).__name__)
-            return _text(200, SUCCESS)
+        if dedupe is not None:
+            state = await dedupe.claim(incoming)
+            if state == "done":
+                logger.debug("answered a retried push with success: %s", type(incoming).__name__)
+                return _text(200, SUCCESS)
+            if state:  # "in_progress"
+                logger.warning(
+                    "a retry came while its %s is still being handled (on_message takes longer "
+                    "than WeChat's 5 s): answered 503, WeChat tries again",
+                    type(incoming).__name__,
+                )
+                return _text(503, b"busy: retry later", **{"Retry-After": "5"})
         try:
             reply = await self.on_message(incoming)
             payload = self.handler.reply(incoming, reply)
         except BaseException:
             if dedupe is not None:
-                await dedupe.forget(incoming)
+                await _quietly("release the push", dedupe.forget(incoming))
             raise
+        if dedupe is not None:
+            await _quietly("mark the push done", dedupe.mark_done(incoming))
         if payload == SUCCESS:
             return _text(200, payload)
         return HTTPAnswer(status=200, body=payload, headers={"Content-Type": _XML})

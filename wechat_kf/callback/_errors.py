@@ -6,6 +6,7 @@ parser or crypto exception (the original, when there is one, is chained as ``__c
     WeChatError
     └── CallbackError                  a callback request was refused
         ├── SignatureError             signature / msg_signature missing or wrong
+        │   └── PlaintextPushError     safe mode: a push without encrypt_type=aes (a downgrade?)
         ├── StaleTimestampError        timestamp outside the freshness window (.timestamp .now)
         ├── AppIdMismatchError         the decrypted message names another appid (.expected .actual)
         ├── DecryptError               Encrypt cannot be decrypted (base64, length, padding, no key)
@@ -13,6 +14,7 @@ parser or crypto exception (the original, when there is one, is chained as ``__c
         ├── XMLParseError              the body is not well-formed XML
         │   └── HostileXMLError        DOCTYPE, entity declaration or external entity: refused
         ├── MalformedCallbackError     well-formed, but not the documented shape (missing field)
+        ├── DuplicateStoreError        the shared duplicate store (Redis) failed or timed out
         └── MissingDependencyError     (also ImportError) safe mode without ``cryptography``
 
 No text built here carries the token, the EncodingAESKey or an expected signature: a signature
@@ -28,9 +30,11 @@ __all__ = [
     "BodyTooLargeError",
     "CallbackError",
     "DecryptError",
+    "DuplicateStoreError",
     "HostileXMLError",
     "MalformedCallbackError",
     "MissingDependencyError",
+    "PlaintextPushError",
     "SignatureError",
     "StaleTimestampError",
     "XMLParseError",
@@ -49,6 +53,17 @@ class SignatureError(CallbackError):
 
     The request did not come from WeChat, or the configured token is not the one set in the
     WeChat admin console.
+    """
+
+
+class PlaintextPushError(SignatureError):
+    """A handler in safe mode (``encoding_aes_key`` set) got a push without ``encrypt_type=aes``.
+
+    A plaintext push carries only ``signature``, which covers the query (token, timestamp,
+    nonce) and not the body: whoever saw one real push's query string could post any XML
+    under it. So once a key is configured, only encrypted pushes (``msg_signature`` covers the
+    ciphertext) are accepted. If WeChat itself sends plaintext, the admin console is still in
+    plain mode: switch it to safe mode, or pass ``allow_plaintext=True`` meanwhile.
     """
 
 

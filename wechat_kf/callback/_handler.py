@@ -18,6 +18,7 @@ from wechat_kf.callback._errors import (
     BodyTooLargeError,
     DecryptError,
     MalformedCallbackError,
+    PlaintextPushError,
     SignatureError,
     StaleTimestampError,
 )
@@ -41,6 +42,13 @@ class CallbackHandler:
     characters) enables safe mode; ``previous_encoding_aes_key`` keeps the previous key working
     while you rotate it. Safe mode needs ``pip install 'wechat_kf[callback]'``.
 
+    In safe mode every push must be encrypted (``encrypt_type=aes``): a plaintext push is
+    refused with :class:`PlaintextPushError`, because its ``signature`` covers the query and not
+    the body (a captured query string would let anyone post any XML). ``allow_plaintext=True``
+    accepts plaintext pushes as well, for the migration window while the admin console still
+    sends them; remove it once the console is in safe mode. The URL check (GET with
+    ``echostr``) is plain-signed in every mode.
+
     ``timestamp_window`` (seconds, off by default; 300 is a good value) refuses pushes whose
     signed timestamp is further than that from this server's clock: replay protection, on
     top of duplicate detection. ``max_body_size`` caps the body in bytes; ``clock`` returns Unix
@@ -50,7 +58,15 @@ class CallbackHandler:
     the appid only; the token and keys never appear in a repr or an exception.
     """
 
-    __slots__ = ("_appid", "_clock", "_keys", "_max_body_size", "_timestamp_window", "_token")
+    __slots__ = (
+        "_allow_plaintext",
+        "_appid",
+        "_clock",
+        "_keys",
+        "_max_body_size",
+        "_timestamp_window",
+        "_token",
+    )
 
     def __init__(
         self,
@@ -59,6 +75,7 @@ class CallbackHandler:
         appid: str,
         encoding_aes_key: str | None = None,
         previous_encoding_aes_key: str | None = None,
+        allow_plaintext: bool = False,
         timestamp_window: float | None = None,
         max_body_size: int = MAX_BODY_SIZE,
         clock: Callable[[], float] = time.time,
@@ -71,6 +88,8 @@ class CallbackHandler:
             raise ValidationError(
                 "previous_encoding_aes_key", "needs encoding_aes_key (the current key) as well"
             )
+        if not isinstance(allow_plaintext, bool):
+            raise ValidationError("allow_plaintext", "must be a bool", allow_plaintext)
         if timestamp_window is not None and not (
             math.isfinite(timestamp_window) and timestamp_window > 0
         ):
@@ -88,6 +107,7 @@ class CallbackHandler:
         self._token = token
         self._appid = appid
         self._keys: tuple[AESKey, ...] = tuple(keys)
+        self._allow_plaintext = allow_plaintext or not keys
         self._timestamp_window = timestamp_window
         self._max_body_size = max_body_size
         self._clock = clock
@@ -104,6 +124,11 @@ class CallbackHandler:
     def safe_mode(self) -> bool:
         """Whether an EncodingAESKey is configured (encrypted pushes can be read)."""
         return bool(self._keys)
+
+    @property
+    def accepts_plaintext(self) -> bool:
+        """Whether plaintext pushes are accepted: in plain mode, or with ``allow_plaintext``."""
+        return self._allow_plaintext
 
     @property
     def max_body_size(self) -> int:
@@ -130,7 +155,9 @@ class CallbackHandler:
 
         ``query`` is the request's query string as a mapping, ``body`` its raw bytes. Raises a
         :class:`CallbackError` subclass for every refusal, nothing else (a ``TypeError`` for
-        arguments of the wrong type, a bug in the caller).
+        arguments of the wrong type, a bug in the caller). In safe mode a push without
+        ``encrypt_type=aes`` is refused with :class:`PlaintextPushError` unless the handler was
+        built with ``allow_plaintext=True``.
         """
         if not isinstance(body, (bytes, bytearray)):
             raise TypeError(f"body must be the raw request bytes, not {type(body).__name__}")
@@ -141,6 +168,15 @@ class CallbackHandler:
             return self._parse_encrypted(query, body)
         if encrypt_type not in ("", "raw"):
             raise MalformedCallbackError(f"unknown encrypt_type {encrypt_type[:20]!r}")
+        if not self._allow_plaintext:
+            # signature covers token, timestamp and nonce only: accepting plaintext here would
+            # let anyone holding one real push's query string post any body (a downgrade).
+            raise PlaintextPushError(
+                "a plaintext push (no encrypt_type=aes) reached a handler in safe mode: refused, "
+                "since its signature does not cover the body. If the WeChat admin console is "
+                "still in plain mode, switch it to safe mode (or pass allow_plaintext=True "
+                "while migrating)"
+            )
         timestamp = self._check_query_signature(query)
         self._check_freshness(timestamp)
         return incoming_from_fields(parse_fields(body, max_size=self._max_body_size))

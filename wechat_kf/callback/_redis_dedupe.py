@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from wechat_kf.callback._dedupe import DuplicateState
 from wechat_kf.callback._errors import DuplicateStoreError
 
 if TYPE_CHECKING:
@@ -14,9 +15,21 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisDuplicateStore"]
 
+_IN_PROGRESS = b"in_progress"
+_DONE = b"done"
+
+
+def _milliseconds(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
 
 class RedisDuplicateStore:
-    """Seen push keys in Redis: one ``SET key 1 NX PX ttl`` per push (extra ``wechat_kf[redis]``).
+    """Push keys in Redis, shared by every worker (extra ``wechat_kf[redis]``).
+
+    A new push costs ``SET key in_progress NX PX ttl`` (the atomic claim), then
+    ``SET key done PX ttl`` once handled, or ``DEL key`` when handling failed. A retry whose
+    claim fails adds a ``GET`` to tell ``"done"`` from ``"in_progress"`` (any other value, or a
+    key gone meanwhile, counts as ``"in_progress"``: WeChat simply retries); no Lua, any Redis.
 
     ``client`` is your ``redis.asyncio`` client (standalone, Cluster or Sentinel master); you
     close it. Every operation is bounded by ``timeout`` seconds; a Redis failure raises
@@ -28,12 +41,19 @@ class RedisDuplicateStore:
         self.client = client
         self.timeout = timeout
 
-    async def seen(self, key: str, ttl: float) -> bool:
-        """Mark ``key`` for ``ttl`` seconds; ``True`` if it was already marked (atomic)."""
+    async def seen(self, key: str, ttl: float) -> DuplicateState | None:
+        """Claim ``key`` for ``ttl`` seconds: ``None`` if claimed now (atomic), else its state."""
         created = await self._run(
-            "SET NX", self.client.set(key, b"1", nx=True, px=max(1, math.ceil(ttl * 1000)))
+            "SET NX", self.client.set(key, _IN_PROGRESS, nx=True, px=_milliseconds(ttl))
         )
-        return not created
+        if created:
+            return None
+        state = await self._run("GET", self.client.get(key))
+        return "done" if state in (_DONE, "done") else "in_progress"  # decode_responses: str
+
+    async def mark_done(self, key: str, ttl: float) -> None:
+        """Mark ``key`` done for ``ttl`` seconds from now (replacing its in-progress expiry)."""
+        await self._run("SET", self.client.set(key, _DONE, px=_milliseconds(ttl)))
 
     async def forget(self, key: str) -> None:
         """Unmark ``key`` so WeChat's retry is processed."""
