@@ -6,6 +6,7 @@ and the rate limiter runs on a fake clock.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Iterator
 
@@ -503,6 +504,103 @@ async def test_leaving_a_stream_early_stops_new_sends(fake: FakeWeChat, wx: Asyn
     assert summary.sent == summary.total
 
 
+def assert_stream_accounted(
+    seen: list[SendResult], unread: tuple[SendResult, ...], fake: FakeWeChat, total: int
+) -> None:
+    """What the reader saw plus ``unread`` is every result, once; every delivery is in it."""
+    everything = [*seen, *unread]
+    assert len(everything) == total
+    assert len({r.index for r in everything}) == total
+    sent = {r.openid for r in everything if r.status is SendStatus.SENT}
+    delivered = {request.json()["touser"] for request in fake.requests_to(SEND)}
+    assert sent == delivered
+    assert all(len(fake.sent_to(openid)) == 1 for openid in sent)
+
+
+@pytest.mark.parametrize("leave", ["break", "raise", "cancel"])
+async def test_leaving_a_stream_early_keeps_the_unread_results(
+    fake: FakeWeChat, wx: AsyncWeChat, leave: str
+) -> None:
+    recipients = users(200)
+    open_windows(fake, recipients)
+    seen: list[SendResult] = []
+    stream = wx.message.stream_many(recipients, NOTICE, max_concurrency=16)
+    with anyio.CancelScope() as scope, contextlib.suppress(LookupError):
+        async with stream as results:
+            async for result in results:
+                seen.append(result)
+                assert results.unread == ()  # only once the block is left
+                if len(seen) == 5:
+                    if leave == "break":
+                        break
+                    if leave == "raise":
+                        raise LookupError("storage full")
+                    scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+    summary = stream.summary
+    assert not summary.complete
+    assert len(seen) == 5
+    unread = stream.unread
+    assert unread  # the deliveries the reader never saw are all here
+    assert len(unread) <= 16 * (_defaults.BULK_STREAM_BUFFER_PER_WORKER + 1)
+    assert_stream_accounted(seen, unread, fake, summary.total)
+    assert summary.total == len(fake.requests_to(SEND)) < 200
+
+
+async def test_unread_holds_the_buffer_of_a_finished_stream(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    recipients = users(6)
+    open_windows(fake, recipients)
+    seen: list[SendResult] = []
+    async with wx.message.stream_many(recipients, NOTICE, max_concurrency=4) as results:
+        async for result in results:
+            seen.append(result)
+            while results.summary.total < 6:  # every send over, their results buffered
+                await anyio.lowlevel.checkpoint()
+            break
+    assert len(results.unread) == 5
+    assert all(r.status is SendStatus.SENT for r in results.unread)
+    assert_stream_accounted(seen, results.unread, fake, 6)
+
+
+async def test_a_stream_read_to_the_end_has_nothing_unread(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    open_windows(fake, users(20))
+    async with wx.message.stream_many(users(20), NOTICE, max_concurrency=4) as results:
+        seen = [result async for result in results]
+    assert results.unread == ()
+    assert_stream_accounted(seen, results.unread, fake, 20)
+
+
+async def test_leaving_a_stopped_stream_reads_no_further(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    recipients = users(300)
+    open_windows(fake, recipients)
+    pulled = 0
+
+    def generate() -> Iterator[str]:
+        nonlocal pulled
+        for openid in recipients:
+            pulled += 1
+            yield openid
+
+    seen: list[SendResult] = []
+    async with wx.message.stream_many(generate(), NOTICE, max_concurrency=2) as results:
+        async for result in results:
+            seen.append(result)
+            if len(seen) == 1:
+                results.stop()  # the rest is reported skipped, through the stream...
+            if result.status is SendStatus.SKIPPED:
+                break  # ... until the reader leaves: nobody wants the rest any more
+    assert seen[-1].status is SendStatus.SKIPPED
+    buffer = 2 * _defaults.BULK_STREAM_BUFFER_PER_WORKER
+    assert pulled <= len(seen) + buffer + 2
+    assert len(results.unread) <= buffer + 2
+    assert not results.summary.complete
+    assert_stream_accounted(seen, results.unread, fake, results.summary.total)
+
+
 async def test_stream_stop_reports_the_rest_skipped(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     recipients = users(30)
     open_windows(fake, recipients)
@@ -595,6 +693,144 @@ async def test_rate_limit_is_honoured(fake: FakeWeChat, wx: AsyncWeChat) -> None
     assert report.sent == 12
     # 3 at once, then one every 0.1 s; the bad openid took no slot (it sent nothing).
     assert clock.wakeups == pytest.approx([0.1 * k for k in range(1, 10)])
+
+
+class BlockingClock:
+    """A frozen clock whose sleeps last until cancelled: a rate far slower than any test."""
+
+    def __init__(self, waiters: int = 1) -> None:
+        self.now = 0.0
+        self.sleeping = 0
+        self.waiters = waiters
+        self.all_asleep = anyio.Event()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping += 1
+        if self.sleeping >= self.waiters:
+            self.all_asleep.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.sleeping -= 1
+
+
+@pytest.mark.parametrize("stopper", ["control", "quota"])
+async def test_stop_interrupts_workers_waiting_for_the_rate(fake: FakeWeChat, stopper: str) -> None:
+    recipients = users(40)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()  # the first answer waits until the other workers wait
+    clock = BlockingClock(waiters=15)
+    limiter = RateLimiter(0.1, clock=clock, sleep=clock.sleep)  # one send every 10 s
+    control = SendControl()
+    reports: list[SendReport] = []
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        if stopper == "quota":
+            fake.inject(SEND, errcode=45009)
+
+        async def run() -> None:
+            reports.append(
+                await wx.message.send_many(
+                    recipients, NOTICE, max_concurrency=16, rate=limiter, control=control
+                )
+            )
+
+        with anyio.fail_after(2):  # not the 150 s of slots reserved
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                await clock.all_asleep.wait()  # the first send is out; 15 workers wait
+                if stopper == "control":
+                    control.stop()
+                gate.hold.set()
+    (report,) = reports
+    assert_each_once(report, recipients)
+    assert len(fake.requests_to(SEND)) == 1
+    assert [r.status for r in report.results[:1]] == [
+        SendStatus.SENT if stopper == "control" else SendStatus.FAILED
+    ]
+    assert report.skipped == 39
+    assert all(r.error is report.stopped_by for r in report.results[1:])
+    assert clock.sleeping == 0
+    assert limiter.reserve() == 10.0  # every slot not used was given back
+
+
+async def test_leaving_a_stream_interrupts_workers_waiting_for_the_rate(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    recipients = users(40)
+    open_windows(fake, recipients)
+    clock = BlockingClock(waiters=16)
+    limiter = RateLimiter(0.1, clock=clock, sleep=clock.sleep)
+    seen: list[SendResult] = []
+    with anyio.fail_after(2):
+        async with wx.message.stream_many(
+            recipients, NOTICE, max_concurrency=16, rate=limiter
+        ) as results:
+            async for result in results:
+                seen.append(result)
+                await clock.all_asleep.wait()  # every worker now holds a recipient
+                break
+    assert [r.status for r in seen] == [SendStatus.SENT]
+    unread = results.unread
+    assert len(unread) == 16
+    assert all(r.status is SendStatus.SKIPPED for r in unread)
+    assert all(isinstance(r.error, SendCancelledError) for r in unread)
+    assert_stream_accounted(seen, unread, fake, results.summary.total)
+    assert clock.sleeping == 0
+
+
+@pytest.mark.parametrize("order", ["last first", "first first"])
+async def test_rate_limiter_gives_back_slots_not_used(order: str) -> None:
+    clock = BlockingClock()
+    limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()  # slot 0, used
+    async with anyio.create_task_group() as tg:
+        scopes = [anyio.CancelScope(), anyio.CancelScope()]
+
+        async def wait(scope: anyio.CancelScope) -> None:
+            with scope:
+                await limiter.acquire()
+
+        for scope in scopes:  # slots 1 and 2
+            tg.start_soon(wait, scope)
+        while clock.sleeping < 2:
+            await anyio.lowlevel.checkpoint()
+        for scope in scopes if order == "first first" else scopes[::-1]:
+            scope.cancel()
+    assert limiter.reserve() == 1.0  # as if slots 1 and 2 had never been asked for
+
+
+async def test_rate_limiter_keeps_a_slot_given_back_behind_one_held() -> None:
+    clock = BlockingClock()
+    limiter = RateLimiter(1, clock=clock, sleep=clock.sleep)
+    await limiter.acquire()  # slot 0
+    async with anyio.create_task_group() as tg:
+        early, late = anyio.CancelScope(), anyio.CancelScope()
+
+        async def wait(scope: anyio.CancelScope) -> None:
+            with scope:
+                await limiter.acquire()
+
+        tg.start_soon(wait, early)  # slot 1
+        while clock.sleeping < 1:
+            await anyio.lowlevel.checkpoint()
+        tg.start_soon(wait, late)  # slot 2
+        while clock.sleeping < 2:
+            await anyio.lowlevel.checkpoint()
+        early.cancel()
+        while clock.sleeping > 1:
+            await anyio.lowlevel.checkpoint()
+        # Slot 1 is free but slot 2 is held: handing out slot 1 now would not be a burst
+        # the bucket allows after slot 2, so the next caller gets slot 3.
+        assert limiter.reserve() == 3.0
+        late.cancel()
+    clock.now = 100.0  # a quiet spell: nothing left to give back to
+    assert limiter.reserve() == 0.0
+    assert limiter.reserve() == 1.0
 
 
 def test_rate_limiter_reservations() -> None:

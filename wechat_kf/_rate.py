@@ -18,8 +18,13 @@ class RateLimiter:
 
     It is the "generic cell rate" form of the bucket: each :meth:`acquire` reserves the next
     free slot and sleeps until it, so it needs no lock and no background task, and any number
-    of tasks (or several concurrent ``send_many`` runs sharing one limiter) may call it. A
-    caller cancelled while it waits gives up its slot unused.
+    of tasks (or several concurrent ``send_many`` runs sharing one limiter) may call it.
+
+    A caller cancelled while it waits (a stopped bulk send interrupts its workers' waits) gives
+    its slot back: the bucket is as if it had never asked, so a stopped run leaves no backlog
+    for the others sharing the limiter. A slot given back while a later one is still held stays
+    unused unless every later slot is given back too (handing it to the next caller would let
+    two acquisitions through closer together than ``burst`` allows).
 
     Args:
         rate: Acquisitions per second (> 0; fractions allowed: ``0.5`` is one every 2 s).
@@ -28,7 +33,16 @@ class RateLimiter:
         sleep: Waits that many seconds (default ``anyio.sleep``). Tests inject both.
     """
 
-    __slots__ = ("_clock", "_interval", "_sleep", "_tat", "_tolerance", "burst", "rate")
+    __slots__ = (
+        "_clock",
+        "_given_back",
+        "_interval",
+        "_sleep",
+        "_tat",
+        "_tolerance",
+        "burst",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -52,20 +66,49 @@ class RateLimiter:
         self._sleep = sleep or anyio.sleep
         #: The "theoretical arrival time" of the next acquisition.
         self._tat = -math.inf
+        #: Slots given back that are not at the end of the reservations yet: end -> start.
+        self._given_back: dict[float, float] = {}
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}, burst={self.burst})"
 
     def reserve(self) -> float:
         """Reserve the next slot now; return how many seconds to wait for it (0: go now)."""
+        return self._reserve()[2]
+
+    def _reserve(self) -> tuple[float, float, float]:
+        """Reserve the next slot: its start, its end (the new ``_tat``) and the wait for it."""
         now = self._clock()
-        tat = self._tat if self._tat > now else now
-        self._tat = tat + self._interval
+        if self._tat > now:
+            tat = self._tat
+        else:
+            tat = now
+            self._given_back.clear()  # every slot reserved so far is due: none to return to
+        self._tat = end = tat + self._interval
         wait = tat - self._tolerance - now
-        return wait if wait > 0 else 0.0
+        return tat, end, (wait if wait > 0 else 0.0)
+
+    def _give_back(self, start: float, end: float) -> None:
+        """Return an unused slot; the reservations at the end are undone as far as they go."""
+        given_back = self._given_back
+        given_back[end] = start
+        while self._tat in given_back:
+            self._tat = given_back.pop(self._tat)
+
+    def _used(self, end: float) -> None:
+        """A slot was used: the slots given back before it can never be returned to."""
+        given_back = self._given_back
+        if given_back:
+            for stale in [key for key in given_back if key <= end]:
+                del given_back[stale]
 
     async def acquire(self) -> None:
-        """Wait for the next slot."""
-        wait = self.reserve()
+        """Wait for the next slot (cancelled while waiting: the slot is given back)."""
+        start, end, wait = self._reserve()
         if wait:
-            await self._sleep(wait)
+            try:
+                await self._sleep(wait)
+            except BaseException:
+                self._give_back(start, end)
+                raise
+        self._used(end)

@@ -16,11 +16,15 @@ yields each :class:`SendResult` as it happens, in constant memory. Both run on t
 * An error that every further send would hit too (:data:`STOP_ERRORS`: the daily quota 45009,
   a configuration error, a missing permission) stops the run: requests in flight finish and
   the recipients not yet attempted are reported ``skipped`` with that error as the reason.
-* :meth:`SendControl.stop` stops a run the same way (cooperative cancellation).
+* :meth:`SendControl.stop` stops a run the same way (cooperative cancellation). Workers waiting
+  for the rate limiter stop waiting at once (their slots are given back) and their recipients
+  are reported ``skipped``: a stop never waits out the rate.
 * Cancelling the caller stops new sends at once; requests already in flight get
   ``BULK_CANCEL_GRACE`` seconds to answer and are reported ``unknown`` if they do not. The
   partial report is on the :class:`SendControl` passed in.
 * ``rate`` (messages per second, or a shared :class:`RateLimiter`) paces the requests.
+* A stream's reader that leaves early finds every result it did not read (buffered, or ended
+  in flight afterwards) on :attr:`SendStream.unread`: no send goes unreported.
 
 Errors on results carry no traceback: a million failed results would otherwise keep a million
 stack frames alive. The first failure of a message callable is logged with its traceback.
@@ -215,8 +219,10 @@ class SendControl:
     """Watch, stop and read the outcome of a running ``send_many`` (pass ``control=``).
 
     ``stop()`` is cooperative cancellation: no new sends start, requests in flight finish, and
-    ``send_many`` returns normally with the rest ``skipped``. ``report`` holds the report once
-    the run ended in any way, cancellation of the caller included. ``summary()`` counts so far.
+    ``send_many`` returns normally with the rest ``skipped`` (recipients whose workers were
+    waiting for the rate limiter included: the wait is cut short, the request never leaves).
+    ``report`` holds the report once the run ended in any way, cancellation of the caller
+    included. ``summary()`` counts so far.
     """
 
     __slots__ = ("_run", "_stop_requested", "report")
@@ -228,7 +234,10 @@ class SendControl:
         self.report: SendReport | None = None
 
     def stop(self) -> None:
-        """Start no new sends; the run finishes those in flight and reports the rest skipped."""
+        """Start no new sends; the run finishes those in flight and reports the rest skipped.
+
+        Workers waiting for the rate limiter stop waiting at once: it returns promptly.
+        """
         self._stop_requested = True
         if self._run is not None:
             self._run.halt(SendCancelledError("the bulk send was stopped"))
@@ -376,6 +385,8 @@ class _Run:
         self._collect = collect
         self._deliver: Callable[[SendResult], Awaitable[None]] | None = None
         self.results: list[SendResult] = []
+        #: Streaming: the results recorded but not yet handed to the reader, in record order.
+        self._pending: dict[int, SendResult] | None = None if collect else {}
         self._counts: dict[SendStatus, int] = dict.fromkeys(SendStatus, 0)
         self._errcodes: dict[int, int] = {}
         self._next_index = 0
@@ -386,6 +397,7 @@ class _Run:
         self._source_error: BaseException | None = None
         self._pull_lock: anyio.Lock | None = None
         self._inflight: set[anyio.CancelScope] = set()
+        self._rate_waits: set[anyio.CancelScope] = set()
         self._grace_deadline = math.inf
         self._workers_done: anyio.Event | None = None
         self._active = 0
@@ -395,9 +407,14 @@ class _Run:
     # ---------------------------------------------------------------- state
 
     def halt(self, reason: WeChatError) -> None:
-        """Start no new sends (the first reason wins); the rest is then reported skipped."""
+        """Start no new sends (the first reason wins); the rest is then reported skipped.
+
+        Workers waiting for the rate limiter are woken at once (their slots are given back).
+        """
         if self._halted is None:
             self._halted = reason
+            for scope in tuple(self._rate_waits):
+                scope.cancel()
 
     def abandon(self, reason: WeChatError) -> None:
         """Start no new sends and do not read the rest of the recipients (nobody wants them)."""
@@ -426,6 +443,15 @@ class _Run:
             results=tuple(self.results),
         )
 
+    def handed(self, result: SendResult) -> None:
+        """Streaming: the reader has ``result``."""
+        if self._pending is not None:
+            self._pending.pop(result.index, None)
+
+    def unread(self) -> tuple[SendResult, ...]:
+        """Streaming: the results recorded and never handed to the reader, in record order."""
+        return () if self._pending is None else tuple(self._pending.values())
+
     def _record(self, result: SendResult) -> None:
         self._counts[result.status] += 1
         if result.status is SendStatus.FAILED and isinstance(result.error, APIError):
@@ -433,6 +459,8 @@ class _Run:
             self._errcodes[errcode] = self._errcodes.get(errcode, 0) + 1
         if self._collect:
             self.results.append(result)
+        if self._pending is not None:
+            self._pending[result.index] = result
 
     # ---------------------------------------------------------------- running
 
@@ -564,8 +592,15 @@ class _Run:
             self._log_factory_failure(exc)
             _without_traceback(exc)
             return SendResult(index=index, openid=openid, status=SendStatus.FAILED, error=exc)
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        if self._limiter is not None and self._halted is None:
+            # halt() cancels this scope: a stop does not wait out the rate (the slot is given
+            # back, the recipient reported skipped below).
+            with anyio.CancelScope() as waiting:
+                self._rate_waits.add(waiting)
+                try:
+                    await self._limiter.acquire()
+                finally:
+                    self._rate_waits.discard(waiting)
         if self._halted is not None:
             return SendResult(
                 index=index, openid=openid, status=SendStatus.SKIPPED, error=self._halted
@@ -611,7 +646,7 @@ class _Run:
 
     async def _skip_rest(self, reason: WeChatError) -> None:
         """Report every recipient not read yet as ``skipped`` (after a stop)."""
-        while True:
+        while self._drain:  # until abandoned: nobody wants the rest any more
             item = (
                 self._pull_sync()
                 if self._iterator is not None
@@ -676,10 +711,18 @@ class SendStream:
     buffer, then the workers wait), so memory stays flat whatever the number of recipients.
     Results come in completion order: ``result.index`` is the recipient's position in the input.
 
-    Leaving the ``async with`` block before the end stops new sends, lets those in flight
-    finish and does not read the rest of the recipients (``summary.complete`` is then
-    ``False``). :meth:`stop` instead stops new sends but still reports every remaining
-    recipient, ``skipped``. If reading the recipients raises, the iteration re-raises it.
+    Leaving the ``async with`` block before the end (``break``, an exception, a cancellation)
+    stops new sends, lets those in flight finish and does not read the rest of the recipients
+    (``summary.complete`` is then ``False``). Every result you did not read is then on
+    :attr:`unread`: those waiting in the buffer and those that ended after you left, ``sent``
+    ones included, so nobody is sent the message without your knowing. Recipients never read
+    from ``recipients`` have no result at all; a recipient a worker held but had not sent to
+    yet (building its message, waiting for the rate) is in :attr:`unread` as ``skipped``. What
+    you read plus :attr:`unread` is every result: ``summary.total`` of them.
+
+    :meth:`stop` instead stops new sends but still reports every remaining recipient,
+    ``skipped``, through the iteration. If reading the recipients raises, the iteration
+    re-raises it.
     """
 
     def __init__(self, run: _Run, *, buffer: int) -> None:
@@ -688,6 +731,7 @@ class SendStream:
         self._receive: MemoryObjectReceiveStream[SendResult] | None = None
         self._context: AbstractAsyncContextManager[SendStream] | None = None
         self._finished = False
+        self._left = False
         self._error: BaseException | None = None
 
     @property
@@ -695,8 +739,24 @@ class SendStream:
         """The counts so far; final once the ``async with`` block is left."""
         return self._run.summary()
 
+    @property
+    def unread(self) -> tuple[SendResult, ...]:
+        """The results the reader never got, in completion order; final once the block is left.
+
+        Empty while the ``async with`` block runs and when the iteration was read to its end.
+        When the block is left early, it holds the results that were waiting in the buffer and
+        those that ended afterwards (requests in flight, recipients held by a worker, which are
+        ``skipped``): at most the buffer (two per worker) plus one per worker, so
+        ``3 * max_concurrency``. Store them as you store the ones you read: their recipients
+        may have been sent the message.
+        """
+        return self._run.unread() if self._left else ()
+
     def stop(self) -> None:
-        """Start no new sends; those in flight finish and the rest arrive as ``skipped``."""
+        """Start no new sends; those in flight finish and the rest arrive as ``skipped``.
+
+        Workers waiting for the rate limiter stop waiting at once (their recipients: ``skipped``).
+        """
         self._run.halt(SendCancelledError("the bulk send was stopped"))
 
     async def __aenter__(self) -> Self:
@@ -734,14 +794,16 @@ class SendStream:
             )
         try:
             try:
-                return self._receive.receive_nowait()
+                result = self._receive.receive_nowait()
             except anyio.WouldBlock:
-                return await self._receive.receive()
+                result = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             if self._error is not None:
                 error, self._error = self._error, None
                 raise error from None
             raise StopAsyncIteration from None
+        self._run.handed(result)
+        return result
 
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[SendStream]:
@@ -749,8 +811,11 @@ class SendStream:
         self._receive = receive
 
         async def deliver(result: SendResult) -> None:
-            # If the reader left, the result is only counted. No checkpoint while the buffer
-            # has room: the worker's next request yields to the event loop anyway.
+            # The run keeps every result until the reader has it: one the reader never gets
+            # (it left; the send was cancelled) ends up in ``unread``. No checkpoint while the
+            # buffer has room: the worker's next request yields to the event loop anyway.
+            if self._left:
+                return
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 try:
                     send.send_nowait(result)
@@ -770,6 +835,7 @@ class SendStream:
             try:
                 yield self
             finally:
+                self._left = True
                 if not self._finished:
                     self._run.abandon(SendCancelledError("the reader left the stream"))
                 receive.close()

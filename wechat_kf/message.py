@@ -117,7 +117,8 @@ class MessageAPI(APIResource):
             print(results.summary.counts)
 
         Results arrive in completion order (``result.index`` is the input position). Leaving
-        the block early stops new sends; see :class:`~wechat_kf.SendStream`.
+        the block early stops new sends; the results you did not read (``sent`` ones included)
+        are on ``results.unread`` afterwards. See :class:`~wechat_kf.SendStream`.
         """
         return bulk.stream_many(
             self._pipeline,
