@@ -132,6 +132,7 @@ async def test_decode_responses_client_works(redis_server: RedisServer, prefix: 
         assert await store.get("wxdecode") == token
         fence = await store.try_lock("wxdecode", 5)
         assert fence is not None
+        assert await store.extend_lock("wxdecode", fence, 5)
         assert await store.unlock("wxdecode", fence)
     finally:
         await client.aclose()
@@ -214,6 +215,36 @@ async def test_waiting_for_another_process_is_bounded(store: RedisTokenStore) ->
     assert fake.token_requests == []
 
 
+async def test_a_slow_fetch_renews_its_lock(store: RedisTokenStore) -> None:
+    appid = "wxslow"
+    fetch = CountingFetcher(delay=1.5)
+    manager = TokenManager(appid=appid, store=store, fetch=fetch, lock_ttl=0.6)
+    lock_key = store.lock_key(appid)
+    pttls: list[int] = []
+
+    async def watch() -> None:
+        await anyio.sleep(0.1)
+        for _ in range(6):  # 0.1 s to 1.35 s: long after the first 0.6 s TTL
+            pttls.append(await store.redis.pttl(lock_key))
+            await anyio.sleep(0.25)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        tg.start_soon(manager.get)
+    assert all(0 < pttl <= 600 for pttl in pttls), pttls
+    assert await store.redis.exists(lock_key) == 0  # released after the fetch
+    assert fetch.calls == 1
+
+
+async def test_extend_lock_is_fenced(store: RedisTokenStore) -> None:
+    fence = await store.try_lock("wxext", 0.5)
+    assert fence is not None
+    assert not await store.extend_lock("wxext", "someone-else", 60)
+    assert 0 < await store.redis.pttl(store.lock_key("wxext")) <= 500
+    assert await store.extend_lock("wxext", fence, 60)
+    assert 59_000 < await store.redis.pttl(store.lock_key("wxext")) <= 60_000
+
+
 async def test_force_refresh_budget_is_shared(store: RedisTokenStore) -> None:
     appid = "wxforced"
 
@@ -282,6 +313,31 @@ async def test_redis_down_is_a_typed_error_not_a_hang(own_redis: RedisServer) ->
         assert stored is not None
         assert stored.value == await wx.access_token() != token
     assert len(fake.token_requests) == 2
+
+
+async def test_redis_down_during_early_refresh_serves_the_valid_token(
+    own_redis: RedisServer,
+) -> None:
+    now = [time.time()]
+    fetch = CountingFetcher()
+    async with RedisTokenStore.from_url(own_redis.url, prefix="blip:") as store:
+        manager = TokenManager(appid="wxblip", store=store, fetch=fetch, clock=lambda: now[0])
+        token = await manager.get()
+        own_redis.stop()
+        now[0] += 7200 - 200  # inside the refresh margin, well before expiry
+        started = time.monotonic()
+        assert await manager.get() == token  # the refresh failed: the valid token is served
+        for _ in range(20):  # backing off: no more Redis round trips
+            assert await manager.get() == token
+        assert time.monotonic() - started < 5
+        own_redis.start()
+        now[0] += 10  # past the backoff: the refresh succeeds (Redis came back empty)
+        fresh = await manager.get()
+        assert fresh != token
+        stored = await store.get("wxblip")
+        assert stored is not None
+        assert stored.value == fresh
+    assert fetch.calls == 2
 
 
 async def test_hung_redis_times_out(own_redis: RedisServer) -> None:

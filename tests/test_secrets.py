@@ -8,7 +8,7 @@ import traceback
 import pytest
 
 from wechat_kf import AccessToken, AsyncWeChat, MemoryTokenStore, Text, WeChatError
-from wechat_kf._redaction import redact
+from wechat_kf._redaction import get_logger, install_log_redaction, redact
 from wechat_kf.testing import FakeWeChat
 
 pytestmark = pytest.mark.anyio
@@ -124,3 +124,28 @@ async def test_whole_exception_chain_never_holds_the_token(
     assert token not in text
     assert SECRET not in text
     assert token not in _everything_logged(caplog)
+
+
+def test_child_logger_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    # A filter on "wechat_kf" does not see records made on its children: each logger the package
+    # makes carries the filter itself.
+    import wechat_kf._tokens  # noqa: F401  (makes "wechat_kf.tokens")
+
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("wechat_kf.tokens").warning("GET /x?access_token=%s", "XYZ")
+    logging.getLogger("wechat_kf.tokens").warning("GET /x?access_token=XYZ&b=1")
+    get_logger("wechat_kf.some.child").info('{"access_token": "XYZ"}')
+    assert "XYZ" not in caplog.text
+    assert caplog.text.count("access_token=***") == 2
+    assert '"access_token": "***"' in caplog.text
+
+
+def test_install_log_redaction_covers_existing_child_loggers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plain = logging.getLogger("wechat_kf.made_with_plain_getlogger")
+    install_log_redaction()
+    caplog.set_level(logging.DEBUG)
+    plain.warning("token: access_token=XYZ")
+    assert "XYZ" not in caplog.text
+    assert "access_token=***" in caplog.text

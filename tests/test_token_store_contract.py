@@ -46,6 +46,7 @@ def test_plain_store_is_a_token_store_but_not_a_locking_one() -> None:
 
 class TestMemoryTokenStore(TokenStoreContract):
     require_locking = True
+    require_lock_extension = True
     require_ledger = True
 
     @pytest.fixture
@@ -69,6 +70,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 class TestRedisTokenStore(TokenStoreContract):
     require_locking = True
+    require_lock_extension = True
     require_ledger = True
 
     @pytest.fixture
@@ -91,6 +93,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Red
 
 class TestRedisClusterTokenStore(TokenStoreContract):
     require_locking = True
+    require_lock_extension = True
     require_ledger = True
 
     @pytest.fixture
@@ -119,6 +122,7 @@ def redis_sentinel(
 
 class TestRedisSentinelTokenStore(TokenStoreContract):
     require_locking = True
+    require_lock_extension = True
     require_ledger = True
 
     @pytest.fixture

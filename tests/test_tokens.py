@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -14,10 +16,15 @@ from wechat_kf import (
     ConfigurationError,
     ForceRefreshLimitedError,
     MemoryTokenStore,
+    MinuteQuotaError,
     ResponseTimeoutError,
     TokenRefreshTimeoutError,
+    TokenStoreError,
+    _defaults,
 )
+from wechat_kf._tokens import TokenManager
 from wechat_kf.testing import FakeWeChat
+from wechat_kf.testing.store_contract import CountingFetcher
 
 from .conftest import SleepRecorder
 
@@ -280,3 +287,219 @@ async def test_classic_tokens_invalidate_each_other_after_the_overlap(fake: Fake
         fake.clock.advance(301)
         await one.kf.list()  # 40001 at the server, recovered with one more fetch
     assert len(fake.token_requests) == 3
+
+
+# ---------------------------------------------------------------------- refresh ahead of expiry
+# A refresh ahead of expiry that fails must not fail calls the current token can still serve.
+
+
+class Clock:
+    """A wall clock the test moves by hand (the manager's ``clock``)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FlakyStore(MemoryTokenStore):
+    """A shared store whose lock fails while ``down`` (think: a Redis blip)."""
+
+    down = False
+    lock_attempts = 0
+
+    async def try_lock(self, appid: str, ttl: float) -> str | None:
+        self.lock_attempts += 1
+        if self.down:
+            raise TokenStoreError("Redis lock for wx failed: ConnectionError: blip")
+        return await super().try_lock(appid, ttl)
+
+
+async def test_store_blip_during_early_refresh_serves_the_valid_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, store, fetch = Clock(), FlakyStore(), CountingFetcher()
+    manager = TokenManager(appid="wxblip", store=store, fetch=fetch, clock=clock)
+    token = await manager.get()
+    clock.now += 7200 - 200  # 200 s left: inside the 300 s refresh margin
+    store.down = True
+    with caplog.at_level(logging.WARNING, logger="wechat_kf.tokens"):
+        assert await manager.get() == token
+    assert "using the current token" in caplog.text
+    assert store.lock_attempts == 2
+    # Backing off: the next calls do not hit the failing store at all.
+    for _ in range(10):
+        assert await manager.get() == token
+    assert store.lock_attempts == 2
+    clock.now += _defaults.TOKEN_REFRESH_BACKOFF + 0.1
+    assert await manager.get() == token  # tried again, failed again, still served
+    assert store.lock_attempts == 3
+    # The store is back: the next attempt after the backoff refreshes.
+    store.down = False
+    clock.now += _defaults.TOKEN_REFRESH_BACKOFF + 0.1
+    fresh = await manager.get()
+    assert fresh != token
+    assert fetch.calls == 2
+
+
+async def test_store_blip_near_expiry_still_raises() -> None:
+    clock, store, fetch = Clock(), FlakyStore(), CountingFetcher()
+    manager = TokenManager(appid="wxblip", store=store, fetch=fetch, clock=clock)
+    token = await manager.get()
+    store.down = True
+    clock.now += 7200 - 20  # inside the safety margin: do not hand it out
+    with pytest.raises(TokenStoreError):
+        await manager.get()
+    # recover(): the token is known bad, never handed back.
+    clock.now -= 200
+    with pytest.raises(TokenStoreError):
+        await manager.recover(token)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"errcode": -1, "times": 10}, {"delay": 1.0, "times": 10}],
+    ids=["busy", "timeout"],
+)
+async def test_failing_token_endpoint_during_early_refresh_serves_the_stored_token(
+    fake: FakeWeChat, sleeps: SleepRecorder, fault: dict[str, float]
+) -> None:
+    store = MemoryTokenStore()
+    old = fake.issue_token()
+    await store.set(fake.appid, AccessToken(old, time.time() + 200))  # inside the margin
+    fake.inject(STABLE, **fault)  # type: ignore[arg-type]
+    async with fake.client(token_store=store, sleep=sleeps, token_fetch_timeout=0.05) as wx:
+        assert await wx.access_token() == old
+        assert await wx.kf.list() == []  # the API call goes on with the still-valid token
+        assert await wx.access_token() == old
+    assert len(fake.token_requests) == 3  # one refresh (3 attempts), then backing off
+    assert [c.access_token for c in fake.requests_to(KF_LIST)] == [old]
+
+
+async def test_configuration_error_during_early_refresh_still_raises(
+    fake: FakeWeChat, sleeps: SleepRecorder
+) -> None:
+    store = MemoryTokenStore()
+    await store.set(fake.appid, AccessToken(fake.issue_token(), time.time() + 200))
+    fake.inject(STABLE, errcode=40125, times=5)
+    async with fake.client(token_store=store, sleep=sleeps) as wx:
+        with pytest.raises(ConfigurationError):
+            await wx.access_token()
+
+
+async def test_callers_do_not_wait_for_an_early_refresh() -> None:
+    clock, store, fetch = Clock(), MemoryTokenStore(), CountingFetcher()
+    manager = TokenManager(appid="wxahead", store=store, fetch=fetch, clock=clock)
+    token = await manager.get()
+    clock.now += 7200 - 200
+    fetch.delay = 0.5
+    quick: list[float] = []
+
+    async def refresher() -> None:
+        assert await manager.get() != token
+
+    async def caller() -> None:
+        await anyio.sleep(0.05)  # the refresh is under way
+        started = anyio.current_time()
+        assert await manager.get() == token
+        quick.append(anyio.current_time() - started)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refresher)
+        for _ in range(50):
+            tg.start_soon(caller)
+    assert len(quick) == 50
+    assert max(quick) < 0.2, "callers waited for the refresh though their token was valid"
+    assert fetch.calls == 2
+
+
+async def test_early_refresh_does_not_wait_for_another_process() -> None:
+    clock, store, fetch = Clock(), MemoryTokenStore(), CountingFetcher()
+    manager = TokenManager(appid="wxother", store=store, fetch=fetch, clock=clock)
+    token = await manager.get()
+    clock.now += 7200 - 200
+    assert await store.try_lock("wxother", 60) is not None  # another process is refreshing
+    with anyio.fail_after(1):
+        assert await manager.get() == token
+    assert fetch.calls == 1
+
+
+# ---------------------------------------------------------------------- lost compare-and-set
+
+
+class TakeoverFetcher(CountingFetcher):
+    """During its fetch, ``during(store)`` plays another process (its lock expired meanwhile)."""
+
+    def __init__(self, store: MemoryTokenStore) -> None:
+        super().__init__()
+        self.store = store
+        self.during: Callable[[MemoryTokenStore], Awaitable[None]] | None = None
+
+    async def __call__(self, force_refresh: bool) -> AccessToken:
+        token = await super().__call__(force_refresh)
+        if self.during is not None:
+            await self.during(self.store)
+            self.during = None
+        return token
+
+
+async def test_holder_that_loses_the_lock_adopts_the_other_processs_token() -> None:
+    store = MemoryTokenStore()
+    fetch = TakeoverFetcher(store)
+    manager = TokenManager(appid="wxcas", store=store, fetch=fetch, lock_ttl=60)
+    theirs = AccessToken("theirs", time.time() + 7200)
+
+    async def take_over(store: MemoryTokenStore) -> None:
+        # Our lock expired; another process took it and is storing its token right now.
+        store._locks["wxcas"] = ("elsewhere:1:x", time.monotonic() + 60)
+
+    fetch.during = take_over
+    ours = await manager.get()  # could not store: used for this one call
+    assert ours != "theirs"
+    assert await store.get("wxcas") is None
+    assert await store.compare_and_set("wxcas", theirs, expected=None, fence="elsewhere:1:x")
+    assert await store.unlock("wxcas", "elsewhere:1:x")
+    # The next call uses the stored token, not the orphan no other process knows.
+    assert await manager.get() == "theirs"
+    assert fetch.calls == 1
+
+
+async def test_holder_stores_its_token_when_the_store_was_emptied_meanwhile() -> None:
+    store = MemoryTokenStore()
+    fetch = TakeoverFetcher(store)
+    await store.set("wxcas", AccessToken("old", time.time() + 200))  # refresh ahead
+    manager = TokenManager(appid="wxcas", store=store, fetch=fetch)
+
+    async def wipe(store: MemoryTokenStore) -> None:
+        await store.delete("wxcas")
+
+    fetch.during = wipe
+    token = await manager.get()
+    stored = await store.get("wxcas")
+    assert stored is not None
+    assert stored.value == token != "old"
+
+
+async def test_force_refresh_is_never_retried_after_it_may_have_happened(fake: FakeWeChat) -> None:
+    sleeps = SleepRecorder()
+    async with fake.client(token_fetch_timeout=0.2, sleep=sleeps) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, errcode=40001)
+        fake.inject(STABLE, processed=True)  # the normal refetch passes (same token)...
+        fake.inject(STABLE, delay=1.0)  # ...the force_refresh takes effect, its answer is late
+        with pytest.raises(ResponseTimeoutError):
+            await wx.kf.list()
+    forced = [r for r in fake.token_requests if r.json().get("force_refresh")]
+    assert len(forced) == 1  # one of the 20 a day spent, not three
+    assert len(fake.force_refreshes) == 1
+
+
+async def test_minute_quota_on_the_token_endpoint_is_not_waited_out(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    fake.inject(STABLE, errcode=45011)
+    with pytest.raises(MinuteQuotaError):
+        await wx.access_token()
+    assert sleeps.delays == []  # callers waiting on the refresh are not held for a minute
+    assert len(fake.token_requests) == 1

@@ -44,6 +44,7 @@ from wechat_kf._tokens import (
     AccessToken,
     ForceRefreshClaim,
     ForceRefreshLedger,
+    LockExtender,
     LockingTokenStore,
     MemoryTokenStore,
     TokenEndpoint,

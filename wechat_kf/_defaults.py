@@ -34,8 +34,15 @@ TOKEN_LOCK_TIMEOUT: Final = 30.0
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_MIN_INTERVAL: Final = 30.0
 #: Shared stores: the refresh lock expires after this many seconds, so a holder that crashed
-#: mid-refresh blocks the other processes at most this long. Longer than one token fetch.
+#: mid-refresh blocks the other processes at most this long. A live holder renews it every
+#: third of it while it fetches (stores with ``extend_lock``), so a slow fetch (up to ~31.5 s:
+#: three 10 s attempts plus backoff) keeps the lock.
 TOKEN_LOCK_TTL: Final = 15.0
+#: A refresh ahead of expiry that fails (store down, WeChat busy or unreachable) falls back to the
+#: current token while it stays valid for more than this many seconds...
+TOKEN_FALLBACK_MIN_VALIDITY: Final = 30.0
+#: ...and the next attempt waits this many seconds, so callers do not all hit the failing backend.
+TOKEN_REFRESH_BACKOFF: Final = 5.0
 #: Shared stores: how often a caller waiting for another process's refresh re-reads the store
 #: (first delay, doubling to the maximum, with jitter).
 TOKEN_POLL_INITIAL: Final = 0.02

@@ -32,7 +32,7 @@ from wechat_kf._errors import (
     WeChatError,
     api_error,
 )
-from wechat_kf._redaction import redact, scrub_httpx_error
+from wechat_kf._redaction import get_logger, redact, scrub_httpx_error
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
 from wechat_kf._transport import PoolSizer
@@ -41,7 +41,7 @@ __all__ = ["Endpoint", "Pipeline", "encode_json"]
 
 T = TypeVar("T")
 
-logger = logging.getLogger("wechat_kf")
+logger = get_logger("wechat_kf")
 
 #: WeChat's answer when the token was rejected: recover once with a fresh token.
 TOKEN_REJECTED: Final = frozenset({40001, 40014, 42001})

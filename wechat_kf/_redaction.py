@@ -37,6 +37,17 @@ class RedactingFilter(logging.Filter):
     """A logging filter that redacts secrets in a record's message and arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # bad arguments: logging reports that itself; redact the parts
+            pass
+        else:
+            # Redact the message as it will be shown: redacting the format string alone would
+            # eat a placeholder (``access_token=%s``) and leave its argument unconsumed.
+            redacted = redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+            return True
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         args = record.args
@@ -58,18 +69,38 @@ def _redact_arg(arg: object) -> object:
 _FILTER: Final = RedactingFilter()
 #: httpx logs ``HTTP Request: <method> <url> ...`` on this logger.
 _LOGGERS: Final = ("httpx", "wechat_kf")
+_PACKAGE: Final = "wechat_kf"
+
+
+def _attach(logger: logging.Logger) -> logging.Logger:
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the redacting filter attached: use it for every logger.
+
+    A logger's filters run only for records created on that very logger, not for records
+    propagating up from its children, so a filter on ``wechat_kf`` never sees a record of
+    ``wechat_kf.tokens``. Every logger of the package must carry the filter itself.
+    """
+    return _attach(logging.getLogger(name))
 
 
 def install_log_redaction() -> None:
-    """Attach the redacting filter to httpx's logger and ours (idempotent).
+    """Attach the redacting filter to httpx's logger and every ``wechat_kf`` logger (idempotent).
 
     A filter on a logger sees every record that logger creates, whatever handlers the
     application configured, so the token in httpx's request line never reaches a handler.
+    Loggers made later with :func:`get_logger` carry the filter from the start.
     """
     for name in _LOGGERS:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+        _attach(logging.getLogger(name))
+    # Child loggers that exist already (made with plain ``logging.getLogger``).
+    for name, existing in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith(_PACKAGE + ".") and isinstance(existing, logging.Logger):
+            _attach(existing)
 
 
 def scrub_httpx_error(exc: httpx.HTTPError) -> None:

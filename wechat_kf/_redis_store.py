@@ -89,6 +89,14 @@ end
 return 0
 """
 
+# KEYS: lock. ARGV: fence, ttl_ms
+_EXTEND_LOCK: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 # KEYS: ledger. ARGV: now, exclusive cutoff '(t', per_day, min_interval, member, ttl_s
 _CLAIM_FORCE_REFRESH: Final = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -122,11 +130,11 @@ def _ttl_ms(expires_at: float) -> int:
 class RedisTokenStore:
     """A token store on Redis, shared by every process and host that uses the same appid.
 
-    Implements the whole store contract (:class:`~wechat_kf.LockingTokenStore` and
-    :class:`~wechat_kf.ForceRefreshLedger`): the token and its expiry are one hash written
-    atomically; the refresh lock is ``SET NX PX`` with a fence, released only by its owner, and
-    expiring after the manager's lock TTL; writes are compare-and-set and invalidation is
-    compare-and-delete, each a Lua script.
+    Implements the whole store contract (:class:`~wechat_kf.LockingTokenStore`, its lock
+    renewal and :class:`~wechat_kf.ForceRefreshLedger`): the token and its expiry are one hash
+    written atomically; the refresh lock is ``SET NX PX`` with a fence, renewed (``PEXPIRE``)
+    and released only by its owner, and expiring after the manager's lock TTL; writes are
+    compare-and-set and invalidation is compare-and-delete, each a Lua script.
 
     Args:
         redis: A ``redis.asyncio.Redis`` (also what ``Sentinel.master_for()`` returns) or
@@ -159,6 +167,7 @@ class RedisTokenStore:
         self._cas = redis.register_script(_COMPARE_AND_SET)
         self._cad = redis.register_script(_COMPARE_AND_DELETE)
         self._unlock = redis.register_script(_UNLOCK)
+        self._extend = redis.register_script(_EXTEND_LOCK)
         self._claim = redis.register_script(_CLAIM_FORCE_REFRESH)
 
     @classmethod
@@ -285,6 +294,13 @@ class RedisTokenStore:
         key = self.lock_key(appid)
         released = await self._run("unlock", appid, lambda: self._unlock([key], [fence]))
         return bool(released)
+
+    async def extend_lock(self, appid: str, fence: str, ttl: float) -> bool:
+        """``PEXPIRE lock ttl`` if ``fence`` still holds the lock (one Lua script)."""
+        key = self.lock_key(appid)
+        args: list[str | int] = [fence, max(1, int(ttl * 1000))]
+        extended = await self._run("lock renewal", appid, lambda: self._extend([key], args))
+        return bool(extended)
 
     async def compare_and_set(
         self, appid: str, token: AccessToken, *, expected: str | None, fence: str | None = None

@@ -25,15 +25,22 @@ Each method must be atomic in the backend:
   fresher token of whoever took the lock next.
 * ``compare_and_delete(appid, value)`` deletes the stored token only if its value is ``value``.
 
+:class:`LockExtender` (optional, recommended): ``extend_lock(appid, fence, ttl)`` resets the
+lock's expiry to ``ttl`` seconds from now if ``fence`` still holds it (atomically) and says whether
+it did. The manager renews its lock with it every ``ttl / 3`` while it fetches, so a fetch slower
+than the lock TTL (WeChat retried with backoff) does not let a second process fetch too.
+
 :class:`ForceRefreshLedger` (optional) shares the ``force_refresh`` budget of the stable token
 endpoint (WeChat allows 20 a day, 30 s apart, per appid) between processes; without it each
 manager keeps that count in memory.
 
 :class:`TokenManager` drives the store. It is single-flight (one fetch for any number of
 concurrent callers; with a locking store, one fetch for any number of processes), refreshes
-ahead of expiry, and invalidates compare-and-delete style: a caller that saw token ``T``
-rejected only refreshes if the store still holds ``T``. Callers that find another process
-refreshing poll the store for the new token (bounded by ``lock_timeout``) instead of fetching.
+ahead of expiry (when that refresh fails, the current token is used while it stays valid for
+more than ``TOKEN_FALLBACK_MIN_VALIDITY`` seconds), and invalidates compare-and-delete style: a
+caller that saw token ``T`` rejected only refreshes if the store still holds ``T``. Callers that
+find another process refreshing poll the store for the new token (bounded by ``lock_timeout``)
+instead of fetching.
 Without a fetcher (``fetch=None``) the manager is read-only: it never calls WeChat, only reads
 the store, and raises :class:`TokenUnavailableError` when the store holds nothing usable.
 
@@ -44,7 +51,6 @@ from __future__ import annotations
 
 import collections
 import enum
-import logging
 import os
 import random
 import secrets
@@ -52,7 +58,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import anyio
 import attrs
@@ -61,15 +67,21 @@ from wechat_kf import _defaults
 from wechat_kf._errors import (
     ForceRefreshLimitedError,
     MalformedResponseError,
+    RateLimitError,
+    ServerBusyError,
+    TokenError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
+    TransportError,
 )
+from wechat_kf._redaction import get_logger
 
 __all__ = [
     "AccessToken",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
+    "LockExtender",
     "LockingTokenStore",
     "MemoryTokenStore",
     "TokenEndpoint",
@@ -79,7 +91,18 @@ __all__ = [
     "new_fence",
 ]
 
-logger = logging.getLogger("wechat_kf.tokens")
+logger: Final = get_logger("wechat_kf.tokens")
+
+#: Failures of a refresh ahead of expiry that the still-valid current token rides out: the store
+#: (Redis) or WeChat is briefly unavailable. Configuration errors (wrong appid, secret, IP) and
+#: anything else still raise.
+_TRANSIENT_REFRESH_ERRORS: Final = (
+    TokenError,
+    TransportError,
+    ServerBusyError,
+    RateLimitError,
+    MalformedResponseError,
+)
 
 
 @attrs.frozen
@@ -148,6 +171,22 @@ class LockingTokenStore(TokenStore, Protocol):
         ...
 
 
+@runtime_checkable
+class LockExtender(Protocol):
+    """A :class:`LockingTokenStore` whose refresh lock its holder can renew (optional).
+
+    Without it a fetch slower than the lock TTL lets a second process take the lock and fetch
+    too; the compare-and-set still keeps one token in the store.
+    """
+
+    async def extend_lock(self, appid: str, fence: str, ttl: float) -> bool:
+        """If ``fence`` still holds the lock, make it expire ``ttl`` s from now; whether it did.
+
+        Atomic in the backend. An expired lock, or one another fence holds, is left alone.
+        """
+        ...
+
+
 class ForceRefreshClaim(str, enum.Enum):
     """The answer of :meth:`ForceRefreshLedger.claim_force_refresh`."""
 
@@ -193,7 +232,8 @@ def claim_in(
 class MemoryTokenStore:
     """The default store: dicts in this process. Share one instance between clients.
 
-    It implements the whole contract (locks, compare-and-set, the force-refresh ledger), so
+    It implements the whole contract (locks and their renewal, compare-and-set, the
+    force-refresh ledger), so
     several clients or managers in one process sharing it coordinate like processes sharing a
     :class:`~wechat_kf.RedisTokenStore`. Thread-safe.
     """
@@ -242,6 +282,14 @@ class MemoryTokenStore:
             if self._holder(appid) != fence:
                 return False
             del self._locks[appid]
+            return True
+
+    async def extend_lock(self, appid: str, fence: str, ttl: float) -> bool:
+        """Make the lock expire ``ttl`` seconds from now if ``fence`` still holds it."""
+        with self._mutex:
+            if self._holder(appid) != fence:
+                return False
+            self._locks[appid] = (fence, time.monotonic() + ttl)
             return True
 
     async def compare_and_set(
@@ -314,7 +362,13 @@ class TokenManager:
     * ``get()`` returns the cached token without locking while it is fresh; otherwise one caller
       fetches (single flight) while the others wait, at most ``lock_timeout`` seconds. With a
       :class:`LockingTokenStore` this holds across processes: one process takes the store's
-      lock (for at most ``lock_ttl`` seconds) and fetches, the others poll the store.
+      lock (for ``lock_ttl`` seconds, renewed while it fetches when the store is a
+      :class:`LockExtender`) and fetches, the others poll the store.
+    * Refreshing ahead of expiry never fails a call that a still-valid token can serve: while
+      the current token has more than ``TOKEN_FALLBACK_MIN_VALIDITY`` seconds left, callers do
+      not wait for a refresh someone else is running, and a refresh that fails with a store,
+      transport or busy error logs a warning, returns the current token and is retried
+      ``TOKEN_REFRESH_BACKOFF`` seconds later. Configuration errors always raise.
     * ``recover(rejected)`` is called when WeChat rejected a token (40001/40014/42001): it
       refreshes only if the store still holds the rejected token, so N concurrent rejections
       (in any number of processes) cause one fetch. When the stable endpoint hands back the very
@@ -346,6 +400,15 @@ class TokenManager:
         self._cached: AccessToken | None = None
         self._lock: anyio.Lock | None = None
         self._forced: collections.deque[float] = collections.deque()
+        #: A refresh ahead of expiry holds the in-process lock (callers with a valid token go on).
+        self._refreshing_ahead = False
+        #: No refresh ahead of expiry before this time (``clock``): the last one failed.
+        self._retry_at = 0.0
+        #: The best still-valid token seen during the current refresh (the cached or the stored).
+        self._spare: AccessToken | None = None
+        #: A token this refresh fetched but could not store while others changed the store: used
+        #: for the call that fetched it, never cached (the next call reads the store again).
+        self._orphan: AccessToken | None = None
         #: How many times this manager called the token endpoint (for tests and metrics).
         self.fetch_count = 0
 
@@ -359,10 +422,18 @@ class TokenManager:
         return self._fetch is None
 
     async def get(self) -> str:
-        """Return a token valid for longer than the refresh margin, fetching if needed."""
+        """Return a token valid for longer than the refresh margin, fetching if needed.
+
+        Inside the margin, a token that is still valid is returned without waiting while
+        another task refreshes it, or while a failed refresh backs off.
+        """
         cached = self._cached
-        if cached is not None and cached.expires_at - self._clock() > self.refresh_margin:
-            return cached.value
+        if cached is not None:
+            now = self._clock()
+            if cached.expires_at - now > self.refresh_margin:
+                return cached.value
+            if self._still_valid(cached, now) and (self._refreshing_ahead or now < self._retry_at):
+                return cached.value
         return (await self._refresh(rejected=None)).value
 
     async def recover(self, rejected: str) -> str:
@@ -375,6 +446,7 @@ class TokenManager:
         Read-only managers only forget their in-memory copy: they never write the store.
         """
         self._cached = None
+        self._retry_at = 0.0
         if self._fetch is not None:
             await self.store.delete(self.appid)
 
@@ -392,6 +464,39 @@ class TokenManager:
             and token.is_fresh(self.refresh_margin, self._clock())
         )
 
+    def _still_valid(self, token: AccessToken, now: float | None = None) -> bool:
+        """Whether ``token`` may still be handed out when a refresh ahead of expiry fails."""
+        return token.is_fresh(
+            _defaults.TOKEN_FALLBACK_MIN_VALIDITY, self._clock() if now is None else now
+        )
+
+    def _offer_spare(self, token: AccessToken | None, rejected: str | None) -> None:
+        """Remember ``token`` as the fallback of a refresh ahead of expiry, if it is better."""
+        if rejected is not None or token is None or not self._still_valid(token):
+            return
+        if self._spare is None or token.expires_at > self._spare.expires_at:
+            self._spare = token
+
+    def _fall_back(self, error: BaseException | None) -> AccessToken | None:
+        """The spare token, if the refresh ahead of expiry may end with it; backs off retries."""
+        spare = self._spare
+        if spare is None or not self._still_valid(spare):
+            return None
+        now = self._clock()
+        if error is not None:
+            self._retry_at = now + _defaults.TOKEN_REFRESH_BACKOFF
+            logger.warning(
+                "access token refresh for %s failed (%s: %s); using the current token "
+                "(valid %.0f s more), next attempt in %g s",
+                self.appid,
+                type(error).__name__,
+                error,
+                spare.remaining(now),
+                _defaults.TOKEN_REFRESH_BACKOFF,
+            )
+        self._cached = spare
+        return spare
+
     def _timeout_error(self, detail: str = "") -> TokenRefreshTimeoutError:
         return TokenRefreshTimeoutError(
             f"waited {self.lock_timeout:g} s for the access token refresh of {self.appid}{detail}"
@@ -404,21 +509,43 @@ class TokenManager:
             with anyio.fail_after(self.lock_timeout):
                 await lock.acquire()
         except TimeoutError:
+            cached = self._cached
+            if rejected is None and cached is not None and self._still_valid(cached):
+                return cached  # someone else's refresh is slow, but this token still works
             raise self._timeout_error() from None
+        ahead = rejected is None
+        self._refreshing_ahead = ahead
+        self._spare = self._orphan = None
         try:
             # Another task of this process may have refreshed while we waited for the lock.
             cached = self._cached
             if cached is not None and self._usable(cached, rejected):
                 return cached
-            if self._fetch is None:
-                token = await self._read_only(rejected)
-            elif isinstance(self.store, LockingTokenStore):
-                token = await self._refresh_shared(self.store, self._fetch, rejected, deadline)
-            else:
-                token = await self._refresh_local(self._fetch, rejected)
-            self._cached = token
+            self._offer_spare(cached, rejected)
+            if ahead and self._clock() < self._retry_at:
+                # The last refresh ahead of expiry failed moments ago: do not hit it again yet.
+                spare = self._fall_back(None)
+                if spare is not None:
+                    return spare
+            try:
+                if self._fetch is None:
+                    token = await self._read_only(rejected)
+                elif isinstance(self.store, LockingTokenStore):
+                    token = await self._refresh_shared(self.store, self._fetch, rejected, deadline)
+                else:
+                    token = await self._refresh_local(self._fetch, rejected)
+            except _TRANSIENT_REFRESH_ERRORS as exc:
+                spare = self._fall_back(exc) if ahead else None
+                if spare is None:
+                    raise
+                return spare
+            if token is not self._orphan:
+                self._cached = token
+            self._retry_at = 0.0
             return token
         finally:
+            self._refreshing_ahead = False
+            self._spare = self._orphan = None
             lock.release()
 
     async def _refresh_local(self, fetch: Fetcher, rejected: str | None) -> AccessToken:
@@ -426,6 +553,7 @@ class TokenManager:
         stored = await self.store.get(self.appid)
         if stored is not None and self._usable(stored, rejected):
             return stored
+        self._offer_spare(stored, rejected)
         token = await self._fetch_counted(fetch, force=False)
         if rejected is not None and token.value == rejected:
             token = await self._force_refresh(fetch, rejected)
@@ -445,6 +573,14 @@ class TokenManager:
             stored = await store.get(self.appid)
             if stored is not None and self._usable(stored, rejected):
                 return stored
+            self._offer_spare(stored, rejected)
+            if rejected is None and self._spare is not None:
+                # Refreshing ahead of expiry and the token we have still works: no need to
+                # wait for the other process; look again after a short while.
+                self._retry_at = self._clock() + _defaults.TOKEN_REFRESH_BACKOFF
+                spare = self._fall_back(None)
+                if spare is not None:
+                    return spare
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 raise self._timeout_error(" (another process holds the refresh lock)")
@@ -455,39 +591,24 @@ class TokenManager:
         self, store: LockingTokenStore, fetch: Fetcher, fence: str, rejected: str | None
     ) -> AccessToken:
         try:
-            # Double-check under the shared lock: another process may have just refreshed.
-            current = await store.get(self.appid)
-            if current is not None and self._usable(current, rejected):
-                return current
-            if current is not None and current.value == rejected:
-                # Compare-and-delete: the token is dead for every process, even if our fetch
-                # fails; a newer token someone else stored meanwhile is left alone.
-                if await store.compare_and_delete(self.appid, rejected):
-                    current = None
-                else:
-                    current = await store.get(self.appid)
-                    if current is not None and self._usable(current, rejected):
-                        return current
-            token = await self._fetch_counted(fetch, force=False)
-            if rejected is not None and token.value == rejected:
-                token = await self._force_refresh(fetch, rejected)
-            expected = None if current is None else current.value
-            try:
-                if not await store.compare_and_set(
-                    self.appid, token, expected=expected, fence=fence
-                ):
-                    # Our lock expired and someone else wrote meanwhile: theirs is fresher.
-                    winner = await store.get(self.appid)
-                    if winner is not None and self._usable(winner, rejected):
-                        return winner
-                    logger.warning(
-                        "access token for %s not stored: the store changed during the refresh",
-                        self.appid,
-                    )
-            except TokenStoreError as exc:
-                # The token is good; keep it in this process and let the next refresh retry.
-                logger.warning("access token for %s not stored: %s", self.appid, exc)
-            return token
+            if not isinstance(store, LockExtender):
+                return await self._holder_refresh(store, fetch, fence, rejected)
+            # Renew the lock while we work, so a slow fetch does not let another process fetch
+            # too. The work runs outside the task group's error handling: its exceptions come
+            # out as they are, not wrapped in an exception group.
+            outcome: AccessToken | Exception | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._keep_lock, store, fence)
+                try:
+                    outcome = await self._holder_refresh(store, fetch, fence, rejected)
+                except Exception as exc:
+                    outcome = exc
+                finally:
+                    tg.cancel_scope.cancel()
+            if isinstance(outcome, Exception):
+                raise outcome
+            assert outcome is not None
+            return outcome
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -495,8 +616,75 @@ class TokenManager:
                 except TokenStoreError as exc:  # the lock expires on its own
                     logger.warning("refresh lock for %s not released: %s", self.appid, exc)
 
+    async def _keep_lock(self, store: LockExtender, fence: str) -> None:
+        """Renew the refresh lock every third of its TTL until cancelled or lost."""
+        interval = self.lock_ttl / 3
+        while True:
+            await anyio.sleep(interval)
+            try:
+                held = await store.extend_lock(self.appid, fence, self.lock_ttl)
+            except Exception as exc:  # a blip: the lock may survive until the next attempt
+                logger.warning("refresh lock for %s not renewed: %s", self.appid, exc)
+                continue
+            if not held:
+                logger.warning(
+                    "refresh lock for %s expired during the refresh; another process may fetch",
+                    self.appid,
+                )
+                return
+
+    async def _holder_refresh(
+        self, store: LockingTokenStore, fetch: Fetcher, fence: str, rejected: str | None
+    ) -> AccessToken:
+        # Double-check under the shared lock: another process may have just refreshed.
+        current = await store.get(self.appid)
+        if current is not None and self._usable(current, rejected):
+            return current
+        self._offer_spare(current, rejected)
+        if current is not None and current.value == rejected:
+            # Compare-and-delete: the token is dead for every process, even if our fetch
+            # fails; a newer token someone else stored meanwhile is left alone.
+            if await store.compare_and_delete(self.appid, rejected):
+                current = None
+            else:
+                current = await store.get(self.appid)
+                if current is not None and self._usable(current, rejected):
+                    return current
+        token = await self._fetch_counted(fetch, force=False)
+        if rejected is not None and token.value == rejected:
+            token = await self._force_refresh(fetch, rejected)
+        expected = None if current is None else current.value
+        try:
+            for _ in range(2):
+                if await store.compare_and_set(self.appid, token, expected=expected, fence=fence):
+                    return token
+                # Someone wrote (or deleted) meanwhile. The store's token is the one every other
+                # process uses: adopt it rather than keep a token no one else knows, which the
+                # classic endpoint may have invalidated already.
+                stored = await store.get(self.appid)
+                if stored is not None and stored.value != rejected and self._still_valid(stored):
+                    logger.info(
+                        "access token for %s changed in the store during the refresh: "
+                        "using the stored one",
+                        self.appid,
+                    )
+                    return stored
+                # Nothing usable is stored: try once more to store ours.
+                expected = None if stored is None else stored.value
+            # Another holder is about to store its token: use ours for this call only.
+            logger.warning(
+                "access token for %s not stored: the store keeps changing during the refresh",
+                self.appid,
+            )
+            self._orphan = token
+        except TokenStoreError as exc:
+            # The token is good; keep it in this process and let the next refresh retry.
+            logger.warning("access token for %s not stored: %s", self.appid, exc)
+        return token
+
     async def _read_only(self, rejected: str | None) -> AccessToken:
         stored = await self.store.get(self.appid)
+        self._offer_spare(stored, rejected)
         now = self._clock()
         where = (
             "read-only token mode: the SDK never calls WeChat's token endpoint; "

@@ -22,11 +22,12 @@ WeChat. (The mapping httpx-aiohttp ships turns a dropped keep-alive connection i
 from __future__ import annotations
 
 import importlib.util
-import logging
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import httpx
 import sniffio
+
+from wechat_kf._redaction import get_logger
 
 if TYPE_CHECKING:
     from wechat_kf._aiohttp import AiohttpSDKTransport
@@ -40,7 +41,7 @@ __all__ = [
     "make_transport",
 ]
 
-logger = logging.getLogger("wechat_kf")
+logger = get_logger("wechat_kf")
 
 TransportName = Literal["httpx", "aiohttp", "auto"]
 TRANSPORTS: Final = ("httpx", "aiohttp", "auto")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
-import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -64,6 +63,7 @@ from wechat_kf._errors import (
 )
 from wechat_kf._pipeline import Endpoint, encode_json
 from wechat_kf._rate import RateLimiter
+from wechat_kf._redaction import get_logger
 from wechat_kf.messages import Message, envelope
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ __all__ = [
     "SendSummary",
 ]
 
-logger = logging.getLogger("wechat_kf")
+logger = get_logger("wechat_kf")
 
 #: Errors that stop a bulk send: every further send would fail the same way.
 STOP_ERRORS: Final[tuple[type[APIError], ...]] = (

@@ -19,12 +19,12 @@ retries) after the push is released in the duplicate store, so that the retry is
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
 from typing import Final, TypeAlias
 
 import attrs
 
+from wechat_kf._redaction import get_logger
 from wechat_kf.callback._dedupe import Deduplicator
 from wechat_kf.callback._errors import (
     AppIdMismatchError,
@@ -42,7 +42,7 @@ __all__ = ["CallbackEndpoint", "HTTPAnswer", "OnMessage"]
 #: Your code: receives each new push, returns the passive reply (``None``: ``success``).
 OnMessage: TypeAlias = Callable[[Incoming], Awaitable[Reply | None]]
 
-logger: Final = logging.getLogger("wechat_kf.callback")
+logger: Final = get_logger("wechat_kf.callback")
 
 _TEXT: Final = "text/plain; charset=utf-8"
 _XML: Final = "application/xml; charset=utf-8"
