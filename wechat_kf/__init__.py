@@ -108,6 +108,7 @@ __all__ = [
     "KfAccount",
     "KfOnlineAccount",
     "KfSession",
+    "LockExtender",
     "LockingTokenStore",
     "MalformedResponseError",
     "MemoryTokenStore",
