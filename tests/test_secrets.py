@@ -149,3 +149,14 @@ def test_install_log_redaction_covers_existing_child_loggers(
     plain.warning("token: access_token=XYZ")
     assert "XYZ" not in caplog.text
     assert "access_token=***" in caplog.text
+
+
+def test_a_token_cut_short_in_an_excerpt_is_redacted() -> None:
+    from wechat_kf import MalformedResponseError
+    from wechat_kf._pipeline import decode_body
+
+    token = "T" * 300
+    with pytest.raises(MalformedResponseError) as info:
+        decode_body(b'{"access_token":"' + token.encode() + b'","expires_in":7200')
+    assert "T" * 20 not in str(info.value)
+    assert "access_token" in str(info.value)

@@ -503,3 +503,16 @@ async def test_minute_quota_on_the_token_endpoint_is_not_waited_out(
         await wx.access_token()
     assert sleeps.delays == []  # callers waiting on the refresh are not held for a minute
     assert len(fake.token_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "margin"), [(200, 300.0), (500, 600.0)], ids=["short-token", "long-margin"]
+)
+async def test_a_token_already_inside_the_margin_is_not_refetched_per_call(
+    expires_in: int, margin: float
+) -> None:
+    fake = FakeWeChat(expires_in=expires_in)
+    async with fake.client(refresh_margin=margin) as wx:
+        for _ in range(51):
+            await wx.kf.list()
+    assert len(fake.token_requests) == 1

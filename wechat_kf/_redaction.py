@@ -17,7 +17,8 @@ REDACTED: Final = "***"
 
 _SECRET_NAMES = r"access_token|secret|appsecret|encoding_aes_key|encodingaeskey"
 _QUERY_SECRET = re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s\"'#]+)")
-_JSON_SECRET = re.compile(rf"(?i)(\"(?:{_SECRET_NAMES})\"\s*:\s*\")((?:[^\"\\]|\\.)*)(\")")
+# The closing quote is optional: a body cut short (an excerpt) is redacted to its end.
+_JSON_SECRET = re.compile(rf"(?i)(\"(?:{_SECRET_NAMES})\"\s*:\s*\")((?:[^\"\\]|\\.)*)(\"?)")
 
 
 def redact(text: str) -> str:
@@ -26,11 +27,6 @@ def redact(text: str) -> str:
         return text
     text = _QUERY_SECRET.sub(rf"\1={REDACTED}", text)
     return _JSON_SECRET.sub(rf"\g<1>{REDACTED}\3", text)
-
-
-def redact_url(url: httpx.URL | str) -> str:
-    """The URL as text, its secrets redacted."""
-    return redact(str(url))
 
 
 class RedactingFilter(logging.Filter):

@@ -452,7 +452,7 @@ class TokenManager:
 
     # ------------------------------------------------------------------ internals
 
-    def _lock_for_loop(self) -> anyio.Lock:
+    def _refresh_lock(self) -> anyio.Lock:
         if self._lock is None:
             self._lock = anyio.Lock()
         return self._lock
@@ -497,6 +497,21 @@ class TokenManager:
         self._cached = spare
         return spare
 
+    def _next_refresh_after(self, token: AccessToken) -> float:
+        """When to refresh again ahead of expiry (0: as usual, once inside the margin).
+
+        WeChat may hand back a token that is already inside the refresh margin (a margin
+        longer than its rotation lead, or a short ``expires_in``); refreshing it on every call
+        would spend a token request per API call. Such a token is used for a quarter of its
+        remaining validity (at least the back-off) before the next attempt.
+        """
+        now = self._clock()
+        remaining = token.remaining(now)
+        if remaining > self.refresh_margin:
+            return 0.0
+        spare = remaining - _defaults.TOKEN_FALLBACK_MIN_VALIDITY
+        return now + max(_defaults.TOKEN_REFRESH_BACKOFF, spare / 4)
+
     def _timeout_error(self, detail: str = "") -> TokenRefreshTimeoutError:
         return TokenRefreshTimeoutError(
             f"waited {self.lock_timeout:g} s for the access token refresh of {self.appid}{detail}"
@@ -504,7 +519,7 @@ class TokenManager:
 
     async def _refresh(self, *, rejected: str | None) -> AccessToken:
         deadline = anyio.current_time() + self.lock_timeout
-        lock = self._lock_for_loop()
+        lock = self._refresh_lock()
         try:
             with anyio.fail_after(self.lock_timeout):
                 await lock.acquire()
@@ -541,7 +556,7 @@ class TokenManager:
                 return spare
             if token is not self._orphan:
                 self._cached = token
-            self._retry_at = 0.0
+            self._retry_at = self._next_refresh_after(token)
             return token
         finally:
             self._refreshing_ahead = False
