@@ -693,13 +693,10 @@ async def send_many(
         control._attach(run)
     try:
         await run.execute()
-    except BaseException:
+    finally:  # a cancelled or failed run leaves its partial report on the control too
+        report = run.report()
         if control is not None:
-            control.report = run.report()
-        raise
-    report = run.report()
-    if control is not None:
-        control.report = report
+            control.report = report
     return report
 
 

@@ -182,6 +182,19 @@ class Output:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
+    def show(
+        self,
+        data: Any,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]],
+        **table: Any,
+    ) -> None:
+        """``data`` as JSON for scripts (``--json``), else ``rows`` as a table for people."""
+        if self.json_mode:
+            self.emit_json(data)
+        else:
+            self.table(columns, rows, **table)
+
     def table(
         self,
         columns: Sequence[str],

@@ -26,10 +26,6 @@ def list_agents(settings: Settings) -> None:
     async def main() -> None:
         async with settings.client() as wx:
             accounts = await wx.kf.list()
-        out = settings.output
-        if out.json_mode:
-            out.emit_json(accounts)
-            return
         rows = [
             (
                 a.kf_account,
@@ -40,7 +36,8 @@ def list_agents(settings: Settings) -> None:
             )
             for a in accounts
         ]
-        out.table(
+        settings.output.show(
+            accounts,
             ["account", "nickname", "id", "bound to", "invitation"],
             rows,
             title=plural(len(accounts), "agent account"),
@@ -65,10 +62,6 @@ def online(settings: Settings) -> None:
     async def main() -> None:
         async with settings.client() as wx:
             accounts = await wx.kf.list_online()
-        out = settings.output
-        if out.json_mode:
-            out.emit_json(accounts)
-            return
         rows = [
             (
                 a.kf_account,
@@ -79,7 +72,8 @@ def online(settings: Settings) -> None:
             )
             for a in accounts
         ]
-        out.table(
+        settings.output.show(
+            accounts,
             ["account", "status", "id", "sessions", "auto accept"],
             rows,
             title=f"{plural(len(accounts), 'agent')} online",

@@ -47,11 +47,8 @@ def list_sessions(settings: Settings, account: str) -> None:
     async def main() -> None:
         async with settings.client() as wx:
             served = await wx.session.list(account)
-        out = settings.output
-        if out.json_mode:
-            out.emit_json(served)
-            return
-        out.table(
+        settings.output.show(
+            served,
             ["openid", "since"],
             [(s.openid, s.createtime) for s in served],
             title=f"{account} serves {plural(len(served), 'user')}",
@@ -69,12 +66,9 @@ def waiting(settings: Settings) -> None:
     async def main() -> None:
         async with settings.client() as wx:
             queue = await wx.session.waiting()
-        out = settings.output
-        if out.json_mode:
-            out.emit_json(queue)
-            return
         shown = f" (the {len(queue.cases)} oldest shown)" if queue.count > len(queue.cases) else ""
-        out.table(
+        settings.output.show(
+            queue,
             ["openid", "last message", "asked for"],
             [(c.openid, c.latest_time, c.kf_account or "") for c in queue.cases],
             title=f"{plural(queue.count, 'user')} waiting{shown}",
