@@ -1,7 +1,8 @@
 """wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
 Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
-cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
+cover the whole customer-service API, and ``windows`` tells who can be messaged now. Every
+exception derives from :class:`WeChatError`.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -37,8 +38,10 @@ from wechat_kf._errors import (
     TransportError,
     TypingError,
     UnauthorizedError,
+    UnreachableError,
     ValidationError,
     WeChatError,
+    WindowStoreError,
 )
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
@@ -65,6 +68,10 @@ from wechat_kf.bulk import (
 
 if TYPE_CHECKING:
     from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
+    from wechat_kf._redis_windows import RedisWindowStore as RedisWindowStore
+from wechat_kf._window_ledger import OpenWindow, WindowStatus
+from wechat_kf._window_rules import WINDOW_RULES, Interaction, WindowRule
+from wechat_kf._window_store import MemoryWindowStore, WindowStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -88,6 +95,7 @@ from wechat_kf.session import AgentSession, KfSession, WaitCase, WaitingSessions
 
 __all__ = [
     "ERRCODE_CLASSES",
+    "WINDOW_RULES",
     "APIError",
     "AccessToken",
     "AccessTokenError",
@@ -104,6 +112,7 @@ __all__ = [
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "Image",
+    "Interaction",
     "InvalidRequestError",
     "InviteStatus",
     "KfAccount",
@@ -113,6 +122,7 @@ __all__ = [
     "LockingTokenStore",
     "MalformedResponseError",
     "MemoryTokenStore",
+    "MemoryWindowStore",
     "MenuItem",
     "Message",
     "MessageBuildError",
@@ -124,6 +134,7 @@ __all__ = [
     "Music",
     "News",
     "OnlineStatus",
+    "OpenWindow",
     "OperCode",
     "RateLimitError",
     "RateLimiter",
@@ -155,12 +166,17 @@ __all__ = [
     "TransportError",
     "TypingError",
     "UnauthorizedError",
+    "UnreachableError",
     "ValidationError",
     "Video",
     "Voice",
     "WaitCase",
     "WaitingSessions",
     "WeChatError",
+    "WindowRule",
+    "WindowStatus",
+    "WindowStore",
+    "WindowStoreError",
     "WxCard",
     "__version__",
 ]
@@ -173,4 +189,8 @@ def __getattr__(name: str) -> Any:
         from wechat_kf._redis_tokens import RedisTokenStore
 
         return RedisTokenStore
+    if name == "RedisWindowStore":
+        from wechat_kf._redis_windows import RedisWindowStore
+
+        return RedisWindowStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,6 +30,8 @@ from wechat_kf._transport import (
     TransportName,
     make_transport,
 )
+from wechat_kf._window_ledger import WallClock, WindowLedger
+from wechat_kf._window_store import MemoryWindowStore, WindowStore
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from wechat_kf.message import MessageAPI
     from wechat_kf.records import RecordsAPI
     from wechat_kf.session import SessionAPI
+    from wechat_kf.windows import WindowsAPI
 
 __all__ = ["AsyncWeChat"]
 
@@ -110,9 +113,10 @@ def _timeout(value: float | httpx.Timeout | None) -> httpx.Timeout:
 class AsyncWeChat:
     """The client: one per appid, shared by your whole application.
 
-    ``kf``, ``message``, ``session`` and ``records`` are the API areas. They share one
-    ``httpx.AsyncClient`` and one token manager. Use ``async with`` (or ``await aclose()``) to
-    close the HTTP client the SDK created; a client you pass in is used as is and never closed.
+    ``kf``, ``message``, ``session`` and ``records`` are the API areas; ``windows`` is the
+    service-window ledger. They share one ``httpx.AsyncClient``, one token manager and one
+    ledger. Use ``async with`` (or ``await aclose()``) to close the HTTP client the SDK
+    created; a client you pass in is used as is and never closed.
 
     Args:
         appid: The official account's AppID.
@@ -142,6 +146,11 @@ class AsyncWeChat:
             an ``httpx.AsyncClient`` either way.
         max_connections: Connections the SDK's pool may open (default 100); every one is kept
             alive. :meth:`MessageAPI.send_many` grows the pool to its ``max_concurrency``.
+        window_store: Where the service-window ledger (``wx.windows``) keeps users' windows
+            (default: a :class:`MemoryWindowStore`, this process only). Share a
+            :class:`RedisWindowStore` between processes so that they all know every window.
+        window_clock: The Unix time the ledger reads (default ``time.time``; tests pass the
+            fake WeChat's clock).
 
     Raises:
         ValueError: contradictory or invalid configuration (e.g. ``transport`` or
@@ -167,6 +176,8 @@ class AsyncWeChat:
         sleep: Sleep | None = None,
         transport: TransportName | None = None,
         max_connections: int | None = None,
+        window_store: WindowStore | None = None,
+        window_clock: WallClock | None = None,
     ) -> None:
         if not isinstance(appid, str) or not appid:
             raise ValueError("appid must be a non-empty string")
@@ -252,6 +263,11 @@ class AsyncWeChat:
             sleep=sleep,
             pool=pool,
         )
+        self._windows = WindowLedger(
+            appid=appid,
+            store=window_store if window_store is not None else MemoryWindowStore(),
+            clock=window_clock or time.time,
+        )
 
     # ------------------------------------------------------------------ areas
 
@@ -267,7 +283,7 @@ class AsyncWeChat:
         """Customer-service messages: send one, send many, typing state."""
         from wechat_kf.message import MessageAPI
 
-        return MessageAPI(self._pipeline)
+        return MessageAPI(self._pipeline, self._windows)
 
     @functools.cached_property
     def session(self) -> SessionAPI:
@@ -282,6 +298,13 @@ class AsyncWeChat:
         from wechat_kf.records import RecordsAPI
 
         return RecordsAPI(self._pipeline)
+
+    @functools.cached_property
+    def windows(self) -> WindowsAPI:
+        """Service windows: who can be messaged now, how many times, until when."""
+        from wechat_kf.windows import WindowsAPI
+
+        return WindowsAPI(self._windows)
 
     # ------------------------------------------------------------------ options, tokens, life
 
@@ -300,7 +323,8 @@ class AsyncWeChat:
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
     ) -> Self:
-        """A facade with other timeout/retry settings sharing this HTTP client and tokens.
+        """A facade with other timeout/retry settings sharing this HTTP client, tokens and
+        service-window ledger.
 
         Closing the copy does nothing: the original owns the HTTP client.
         """
@@ -309,7 +333,7 @@ class AsyncWeChat:
             {
                 key: value
                 for key, value in self.__dict__.items()
-                if key not in ("kf", "message", "session", "records")
+                if key not in ("kf", "message", "session", "records", "windows")
             }
         )
         clone._owns_http = False

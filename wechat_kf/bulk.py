@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import inspect
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -59,6 +60,7 @@ from wechat_kf._errors import (
     SendInterruptedError,
     TransportError,
     UnauthorizedError,
+    UnreachableError,
     WeChatError,
 )
 from wechat_kf._pipeline import Endpoint, encode_json
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from wechat_kf._pipeline import Pipeline
+    from wechat_kf._window_ledger import Reservation, WindowLedger
 
 __all__ = [
     "STOP_ERRORS",
@@ -119,7 +122,8 @@ class SendStatus(str, enum.Enum):
     #: The request may have reached WeChat but no answer says so (read timeout, connection
     #: lost after sending, HTTP 5xx, cancelled in flight). Do not resend blindly.
     UNKNOWN = "unknown"
-    #: Not attempted; ``error`` says why (the error that stopped the run, or the cancellation).
+    #: Not attempted; ``error`` says why (the error that stopped the run, the cancellation, or
+    #: with ``skip_unreachable`` an :class:`UnreachableError` from the window ledger).
     SKIPPED = "skipped"
 
 
@@ -354,6 +358,8 @@ class _Run:
         max_concurrency: int,
         rate: float | RateLimiter | None,
         collect: bool,
+        ledger: WindowLedger | None = None,
+        skip_unreachable: bool = False,
     ) -> None:
         if isinstance(recipients, str | bytes):
             raise TypeError("recipients must be an iterable of openids, not one string")
@@ -367,6 +373,8 @@ class _Run:
             check.kf_account(kf_account)
         self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated)
         self._pipeline = pipeline
+        self._ledger = ledger
+        self._reserve = skip_unreachable and ledger is not None
         self._endpoint = endpoint
         self._iterator: Iterator[str] | None = None
         self._aiterator: AsyncIterator[str] | None = None
@@ -592,16 +600,28 @@ class _Run:
             self._log_factory_failure(exc)
             _without_traceback(exc)
             return SendResult(index=index, openid=openid, status=SendStatus.FAILED, error=exc)
-        if self._limiter is not None and self._halted is None:
-            # halt() cancels this scope: a stop does not wait out the rate (the slot is given
-            # back, the recipient reported skipped below).
-            with anyio.CancelScope() as waiting:
-                self._rate_waits.add(waiting)
-                try:
-                    await self._limiter.acquire()
-                finally:
-                    self._rate_waits.discard(waiting)
+        reservation: Reservation | None = None
+        if self._reserve and self._halted is None:
+            assert self._ledger is not None
+            try:  # before the rate limiter: a skipped recipient costs no request and no slot
+                reservation = await self._ledger.reserve(openid)
+            except UnreachableError as exc:
+                return SendResult(index=index, openid=openid, status=SendStatus.SKIPPED, error=exc)
+        try:
+            if self._limiter is not None and self._halted is None:
+                # halt() cancels this scope: a stop does not wait out the rate (the slot is
+                # given back, the recipient reported skipped below).
+                with anyio.CancelScope() as waiting:
+                    self._rate_waits.add(waiting)
+                    try:
+                        await self._limiter.acquire()
+                    finally:
+                        self._rate_waits.discard(waiting)
+        except BaseException:
+            await self._unreserve(reservation)  # cancelled before the request left
+            raise
         if self._halted is not None:
+            await self._unreserve(reservation)
             return SendResult(
                 index=index, openid=openid, status=SendStatus.SKIPPED, error=self._halted
             )
@@ -610,7 +630,7 @@ class _Run:
         with anyio.CancelScope(shield=True, deadline=self._grace_deadline) as scope:
             self._inflight.add(scope)
             try:
-                await self._pipeline.call(self._endpoint, content=body)
+                await self._send(openid, body, reservation)
             except APIError as exc:
                 status, error = SendStatus.FAILED, exc
                 if isinstance(exc, STOP_ERRORS):
@@ -634,6 +654,18 @@ class _Run:
         if error is not None:
             _without_traceback(error)
         return SendResult(index=index, openid=openid, status=status, error=error)
+
+    async def _send(self, openid: str, body: bytes, reservation: Reservation | None) -> None:
+        """One request; through the window ledger (which learns from its answer) if any."""
+        if self._ledger is None:
+            await self._pipeline.call(self._endpoint, content=body)
+            return
+        call = functools.partial(self._pipeline.call, self._endpoint, content=body)
+        await self._ledger.send(openid, call, reservation)
+
+    async def _unreserve(self, reservation: Reservation | None) -> None:
+        if reservation is not None and self._ledger is not None:
+            await self._ledger.release(reservation)
 
     def _log_factory_failure(self, exc: WeChatError) -> None:
         if isinstance(exc, MessageBuildError) and not self._factory_logged:
@@ -676,6 +708,8 @@ async def send_many(
     max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
     rate: float | RateLimiter | None = None,
     control: SendControl | None = None,
+    ledger: WindowLedger | None = None,
+    skip_unreachable: bool = False,
 ) -> SendReport:
     """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`)."""
     run = _Run(
@@ -688,6 +722,8 @@ async def send_many(
         max_concurrency=max_concurrency,
         rate=rate,
         collect=True,
+        ledger=ledger,
+        skip_unreachable=skip_unreachable,
     )
     if control is not None:
         control._attach(run)
@@ -848,6 +884,8 @@ def stream_many(
     ai_generated: bool = False,
     max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
     rate: float | RateLimiter | None = None,
+    ledger: WindowLedger | None = None,
+    skip_unreachable: bool = False,
 ) -> SendStream:
     """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`)."""
     run = _Run(
@@ -860,5 +898,7 @@ def stream_many(
         max_concurrency=max_concurrency,
         rate=rate,
         collect=False,
+        ledger=ledger,
+        skip_unreachable=skip_unreachable,
     )
     return SendStream(run, buffer=max_concurrency * _defaults.BULK_STREAM_BUFFER_PER_WORKER)

@@ -6,9 +6,10 @@ from typing import Final
 
 from wechat_kf import _defaults, bulk
 from wechat_kf import _validation as check
-from wechat_kf._pipeline import Endpoint
+from wechat_kf._pipeline import Endpoint, Pipeline, encode_json
 from wechat_kf._resource import APIResource
 from wechat_kf._retry import RetryMode
+from wechat_kf._window_ledger import WindowLedger
 from wechat_kf.bulk import (
     MessageFactory,
     RateLimiter,
@@ -26,9 +27,16 @@ _TYPING: Final = Endpoint("POST", "/cgi-bin/message/custom/typing", RetryMode.WR
 
 
 class MessageAPI(APIResource):
-    """Messages to users who wrote within the last 48 hours (5 messages per user message)."""
+    """Messages to users inside their service window (5 in 48 h after a user message).
 
-    __slots__ = ()
+    Every send's answer feeds the client's service-window ledger (``wx.windows``).
+    """
+
+    __slots__ = ("_ledger",)
+
+    def __init__(self, pipeline: Pipeline, ledger: WindowLedger) -> None:
+        super().__init__(pipeline)
+        self._ledger = ledger
 
     async def send(
         self,
@@ -43,14 +51,18 @@ class MessageAPI(APIResource):
         ``kf_account`` sends as that agent (its avatar and nickname show). ``ai_generated``
         marks AI-generated content (``aimsgcontext.is_ai_msg = 1``). Outside the user's
         response window WeChat answers :class:`~wechat_kf.ResponseWindowError` (45015), past the
-        window's quota :class:`~wechat_kf.ResponseQuotaError` (45047). A send is retried only
-        when it provably never left or WeChat said busy (-1): never sent twice by the SDK.
+        window's quota :class:`~wechat_kf.ResponseQuotaError` (45047); either corrects the
+        ledger (``wx.windows``), and an accepted send spends one message there. A send is
+        retried only when it provably never left or WeChat said busy (-1): never sent twice by
+        the SDK.
         """
         check.openid(openid)
         if kf_account is not None:
             check.kf_account(kf_account)
-        body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
-        await self._pipeline.call(SEND, json=body)
+        body = encode_json(
+            envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
+        )
+        await self._ledger.send(openid, lambda: self._pipeline.call(SEND, content=body))
 
     async def send_many(
         self,
@@ -62,6 +74,7 @@ class MessageAPI(APIResource):
         max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
         rate: float | RateLimiter | None = None,
         control: SendControl | None = None,
+        skip_unreachable: bool = False,
     ) -> SendReport:
         """Send ``message`` to every openid of ``recipients``; one result each, in input order.
 
@@ -79,6 +92,13 @@ class MessageAPI(APIResource):
         send is retried only when it provably never left or WeChat said busy: the SDK never
         sends anyone the message twice.
 
+        ``skip_unreachable=True`` consults the service-window ledger (``wx.windows``) first: a
+        recipient it knows is outside their window or out of messages is ``skipped`` with an
+        :class:`~wechat_kf.UnreachableError`, without a request; one it knows nothing about is
+        sent to as usual. Each message is reserved in the ledger before it is sent, so
+        concurrent sends (other processes sharing a :class:`~wechat_kf.RedisWindowStore`
+        included) never spend more than a window allows.
+
         The daily quota (45009) and the other :data:`~wechat_kf.bulk.STOP_ERRORS` stop the run:
         requests in flight finish, and every recipient not attempted is reported ``skipped``
         with that error (``report.stopped_by``). ``control.stop()`` stops it the same way.
@@ -95,6 +115,8 @@ class MessageAPI(APIResource):
             max_concurrency=max_concurrency,
             rate=rate,
             control=control,
+            ledger=self._ledger,
+            skip_unreachable=skip_unreachable,
         )
 
     def stream_many(
@@ -106,6 +128,7 @@ class MessageAPI(APIResource):
         ai_generated: bool = False,
         max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
         rate: float | RateLimiter | None = None,
+        skip_unreachable: bool = False,
     ) -> SendStream:
         """:meth:`send_many`, streaming each result as it happens, in constant memory.
 
@@ -118,7 +141,8 @@ class MessageAPI(APIResource):
 
         Results arrive in completion order (``result.index`` is the input position). Leaving
         the block early stops new sends; the results you did not read (``sent`` ones included)
-        are on ``results.unread`` afterwards. See :class:`~wechat_kf.SendStream`.
+        are on ``results.unread`` afterwards. ``skip_unreachable`` as for :meth:`send_many`.
+        See :class:`~wechat_kf.SendStream`.
         """
         return bulk.stream_many(
             self._pipeline,
@@ -129,6 +153,8 @@ class MessageAPI(APIResource):
             ai_generated=ai_generated,
             max_concurrency=max_concurrency,
             rate=rate,
+            ledger=self._ledger,
+            skip_unreachable=skip_unreachable,
         )
 
     async def typing(self, openid: str) -> None:

@@ -16,8 +16,10 @@ On a real loopback port::
             ...
 
 Seed the customer-service world with ``fake.add_agent("alice@gh_test", online=True)``, play a
-follower with ``fake.user_says(openid)`` (opens the 48 h response window), and assert on
-``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``.
+follower with ``fake.user_says(openid)`` (opens the 48 h response window; ``user_clicks_menu``,
+``user_follows``, ``user_scans`` open the 1-minute one), and assert on ``fake.sent_to(openid)``,
+``fake.sessions``, ``fake.waiting`` and ``fake.records``. ``fake.pushes`` holds the pushes those
+interactions would send to your server, to feed your callback endpoint.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
 ``reset=True``, ``malformed=b"<html>"``), move time with ``fake.clock.advance(7200)``, and assert
@@ -38,6 +40,7 @@ from wechat_kf.testing._fake import FakeWeChat, IssuedToken
 from wechat_kf.testing._server import FakeServer
 from wechat_kf.testing._state import (
     FakeAgent,
+    FakePush,
     FakeRecord,
     FakeSession,
     FakeUser,
@@ -51,6 +54,7 @@ __all__ = [
     "CustomerService",
     "FakeAgent",
     "FakeClock",
+    "FakePush",
     "FakeRecord",
     "FakeServer",
     "FakeSession",
