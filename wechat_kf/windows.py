@@ -7,8 +7,8 @@ menu click, follow or QR scan). The client keeps a ledger of them (one per
 callback endpoint (``CallbackEndpoint(..., windows=wx.windows)``), by :meth:`WindowsAPI.opened`,
 and by every send's answer. Bulk sends use it when asked::
 
-    recipients = wx.windows.reachable()
-    report = await wx.message.send_many(recipients, Text("Sale tonight"), skip_unreachable=True)
+    notice = Text(content="Sale ends tonight")
+    report = await wx.message.send_many(wx.windows.reachable(), notice, skip_unreachable=True)
     print(report.counts)
 """
 
