@@ -7,6 +7,8 @@ and the :class:`HTTPAnswer` back into their response; everything else is here, o
 * ``GET`` is WeChat's URL check: answer ``echostr``;
 * ``POST`` is a push: read the body (capped), parse it, claim it in the duplicate store, call
   your ``on_message``, answer its reply (``None`` means ``success``), mark it done;
+* with ``windows`` (``wx.windows``), a new push that opens a service window (a user message, a
+  qualifying event) is recorded in the client's window ledger before ``on_message`` runs;
 * a retry of a push already handled answers ``success``; a retry of a push still being handled
   (``on_message`` took longer than WeChat's 5 s) answers 503, so that WeChat tries again later
   and the push is neither acknowledged before it succeeded nor handled twice at once;
@@ -20,7 +22,7 @@ retries) after the push is released in the duplicate store, so that the retry is
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
@@ -36,6 +38,9 @@ from wechat_kf.callback._errors import (
 from wechat_kf.callback._handler import CallbackHandler
 from wechat_kf.callback._messages import Incoming
 from wechat_kf.callback._replies import SUCCESS, Reply
+
+if TYPE_CHECKING:
+    from wechat_kf.windows import WindowsAPI
 
 __all__ = ["CallbackEndpoint", "HTTPAnswer", "OnMessage"]
 
@@ -100,13 +105,29 @@ async def _quietly(what: str, step: Awaitable[None]) -> None:
         logger.warning("duplicate store: could not %s: %s: %s", what, type(exc).__name__, exc)
 
 
+async def _observe(windows: WindowsAPI, incoming: Incoming) -> None:
+    """Record the push in the window ledger; a failure is logged and the push handled anyway."""
+    try:
+        await windows.observe(incoming)
+    except Exception as exc:
+        logger.warning(
+            "window ledger: could not record a %s push: %s: %s",
+            type(incoming).__name__,
+            type(exc).__name__,
+            exc,
+        )
+
+
 class CallbackEndpoint:
     """Answer WeChat's HTTP requests to your server URL, framework-neutrally.
 
     ``on_message`` gets every new push and returns the passive reply. With a ``deduplicator``,
     a retry of a handled push answers ``success`` and a retry of a push still being handled
     answers 503 (WeChat retries later); a push is marked handled only once ``on_message`` and
-    the reply succeeded. Use :meth:`answer` from any web framework.
+    the reply succeeded. With ``windows`` (your client's ``wx.windows``), every new push that
+    opens a service window is recorded in its ledger first (a failure there is logged, never
+    refused), so that ``send_many(..., skip_unreachable=True)`` and ``wx.windows`` know it. Use
+    :meth:`answer` from any web framework.
     """
 
     def __init__(
@@ -115,10 +136,12 @@ class CallbackEndpoint:
         on_message: OnMessage,
         *,
         deduplicator: Deduplicator | None = None,
+        windows: WindowsAPI | None = None,
     ) -> None:
         self.handler = handler
         self.on_message = on_message
         self.deduplicator = deduplicator
+        self.windows = windows
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(handler={self.handler!r})"
@@ -152,6 +175,8 @@ class CallbackEndpoint:
                     type(incoming).__name__,
                 )
                 return _text(503, b"busy: retry later", **{"Retry-After": "5"})
+        if self.windows is not None:
+            await _observe(self.windows, incoming)
         try:
             reply = await self.on_message(incoming)
             payload = self.handler.reply(incoming, reply)
