@@ -49,14 +49,23 @@ T = TypeVar("T")
 
 def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` with the SDK's defaults: short socket timeouts
-    (``REDIS_SOCKET_TIMEOUT``) and few retries with jitter; ``redis_options`` override them.
+    (``REDIS_SOCKET_TIMEOUT``), few retries with jitter, and a pool of ``REDIS_MAX_CONNECTIONS``
+    where an operation past the limit waits for a free connection (bounded by the store's
+    ``timeout``) instead of failing at once, as redis-py's default pool does;
+    ``redis_options`` override them (``max_connections``, or a ``connection_pool`` of yours).
     """
     redis_options.setdefault("socket_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
     redis_options.setdefault("socket_connect_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
     redis_options.setdefault(
         "retry", Retry(EqualJitterBackoff(cap=0.5, base=0.05), _defaults.REDIS_RETRIES)
     )
-    return redis_asyncio.Redis.from_url(url, **redis_options)
+    if "connection_pool" in redis_options:
+        return redis_asyncio.Redis(**redis_options)
+    redis_options.setdefault("max_connections", _defaults.REDIS_MAX_CONNECTIONS)
+    pool = redis_asyncio.BlockingConnectionPool.from_url(url, timeout=None, **redis_options)
+    client = redis_asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool, as from_url's does
+    return client
 
 
 class RedisStore:
