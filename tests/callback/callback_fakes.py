@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from xml.etree import ElementTree
 
@@ -134,14 +135,22 @@ def push_xml(fields: Mapping[str, str | int]) -> bytes:
     return ("<xml>" + "".join(parts) + "</xml>").encode()
 
 
+def _now() -> str:
+    return str(int(time.time()))
+
+
 @dataclass
 class FakeWeChat:
-    """Builds the requests WeChat sends and reads the replies it gets."""
+    """Builds the requests WeChat sends and reads the replies it gets.
+
+    Requests are signed with the current time (fresh for the handlers' default 300 s window)
+    unless ``timestamp`` says otherwise.
+    """
 
     token: str = TOKEN
     appid: str = APPID
     encoding_aes_key: str | None = None
-    timestamp: str = str(NOW)
+    timestamp: str = field(default_factory=_now)
     nonce: str = "1234567890"
     random: bytes = b"R" * 16
 
@@ -153,8 +162,14 @@ class FakeWeChat:
             "echostr": echostr,
         }
 
-    def push(self, message: bytes, *, encrypt: bool | None = None) -> tuple[dict[str, str], bytes]:
-        """(query, body) of a push; encrypted when the fake has a key (or ``encrypt``)."""
+    def push(
+        self, message: bytes, *, encrypt: bool | None = None, compatible: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        """(query, body) of a push; encrypted when the fake has a key (or ``encrypt``).
+
+        ``compatible``: compatibility mode (兼容模式), the plaintext fields and ``<Encrypt>``
+        together in the body, ``signature`` and ``msg_signature`` both in the query.
+        """
         query = {
             "signature": sha1_signature(self.token, self.timestamp, self.nonce),
             "timestamp": self.timestamp,
@@ -169,6 +184,9 @@ class FakeWeChat:
         encrypted = wechat_encrypt(self.encoding_aes_key, self.appid, message, self.random)
         query["encrypt_type"] = "aes"
         query["msg_signature"] = sha1_signature(self.token, self.timestamp, self.nonce, encrypted)
+        if compatible:
+            assert message.endswith(b"</xml>")
+            return query, message[: -len(b"</xml>")] + push_xml({"Encrypt": encrypted})[5:]
         body = push_xml({"ToUserName": ACCOUNT, "Encrypt": encrypted})
         return query, body
 

@@ -25,6 +25,7 @@ from wechat_kf.callback import (
     SignatureError,
     StaleTimestampError,
     TextMessage,
+    XMLLimitError,
     XMLParseError,
 )
 
@@ -149,8 +150,16 @@ class TestRouting:
 
     def test_encrypted_push_without_encrypt(self) -> None:
         query, _ = FakeWeChat(encoding_aes_key=KEY).push(text_push())
-        with pytest.raises(MalformedCallbackError, match="no single <Encrypt>"):
-            self.safe.parse(query, b"<xml><ToUserName>gh</ToUserName></xml>")
+        for body in (
+            b"<xml><ToUserName>gh</ToUserName></xml>",
+            b"<xml><Encrypt></Encrypt></xml>",
+            b"<xml><Encrypt><![CDATA[not base64!]]></Encrypt></xml>",
+        ):
+            with pytest.raises(MalformedCallbackError, match="no <Encrypt> element holding"):
+                self.safe.parse(query, body)
+        five = b"<xml>" + b"<Encrypt>QUJD</Encrypt>" * 5 + b"</xml>"
+        with pytest.raises(MalformedCallbackError, match="more than 4 <Encrypt>"):
+            self.safe.parse(query, five)
 
     def test_body_cap_applies_before_anything_else(self) -> None:
         handler = CallbackHandler(token=TOKEN, appid=APPID, max_body_size=64)
@@ -180,6 +189,7 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         BodyTooLargeError,
         XMLParseError,
         HostileXMLError,
+        XMLLimitError,
         MalformedCallbackError,
         MissingDependencyError,
         PlaintextPushError,
@@ -187,6 +197,7 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         assert issubclass(cls, CallbackError)
         assert issubclass(cls, WeChatError)
     assert issubclass(HostileXMLError, XMLParseError)
+    assert issubclass(XMLLimitError, XMLParseError)
     assert issubclass(MissingDependencyError, ImportError)
     assert issubclass(PlaintextPushError, SignatureError)  # refused like a bad signature: 403
 
@@ -202,6 +213,8 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         DecryptError("bad"),
         BodyTooLargeError(10, 5),
         HostileXMLError("doctype"),
+        XMLLimitError("elements", 1024),
+        XMLLimitError("depth", 16),
         MalformedCallbackError("x"),
         MissingDependencyError("cryptography", "safe mode"),
     ],

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from wechat_kf.callback._dedupe import (
     Deduplicator,
+    DuplicateEntry,
     DuplicateState,
     DuplicateStore,
     MemoryDuplicateStore,
@@ -38,6 +39,7 @@ from wechat_kf.callback._errors import (
     PlaintextPushError,
     SignatureError,
     StaleTimestampError,
+    XMLLimitError,
     XMLParseError,
 )
 from wechat_kf.callback._handler import CallbackHandler
@@ -71,6 +73,7 @@ __all__ = [
     "CallbackHandler",
     "DecryptError",
     "Deduplicator",
+    "DuplicateEntry",
     "DuplicateState",
     "DuplicateStore",
     "DuplicateStoreError",
@@ -101,6 +104,7 @@ __all__ = [
     "UserMessage",
     "VideoMessage",
     "VoiceMessage",
+    "XMLLimitError",
     "XMLParseError",
     "dedupe_key",
 ]

@@ -44,9 +44,13 @@ def require_cryptography() -> None:
 
 
 class AESKey:
-    """A parsed EncodingAESKey. ``repr`` and ``str`` never show the key."""
+    """A parsed EncodingAESKey. ``repr`` and ``str`` never show the key.
 
-    __slots__ = ("_key",)
+    Its AES-256-CBC cipher is built once, on first use, and reused: each message gets only a
+    fresh encryption or decryption context from it.
+    """
+
+    __slots__ = ("_cipher", "_key")
 
     def __init__(self, encoding_aes_key: str, *, field: str = "encoding_aes_key") -> None:
         if not isinstance(encoding_aes_key, str) or not _KEY_FORMAT.fullmatch(encoding_aes_key):
@@ -55,23 +59,28 @@ class AESKey:
                 field, "must be the 43 characters (a-z, A-Z, 0-9) set in the WeChat admin console"
             )
         self._key = base64.b64decode(encoding_aes_key + "=")
+        self._cipher: Cipher[modes.CBC] | None = None
 
     def __repr__(self) -> str:
         return "AESKey(<hidden>)"
 
-    def _cipher(self) -> Cipher[modes.CBC]:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    def cipher(self) -> Cipher[modes.CBC]:
+        """The key's AES-256-CBC cipher (IV = first 16 key bytes), built on first use."""
+        cipher = self._cipher
+        if cipher is None:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-        return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+            cipher = self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+        return cipher
 
     def encrypt_blocks(self, data: bytes) -> bytes:
         """AES-256-CBC encrypt ``data`` (already padded), IV = first 16 key bytes."""
-        encryptor = self._cipher().encryptor()
+        encryptor = self.cipher().encryptor()
         return encryptor.update(data) + encryptor.finalize()
 
     def decrypt_blocks(self, data: bytes) -> bytes:
         """AES-256-CBC decrypt ``data`` (whole blocks), IV = first 16 key bytes."""
-        decryptor = self._cipher().decryptor()
+        decryptor = self.cipher().decryptor()
         return decryptor.update(data) + decryptor.finalize()
 
 

@@ -6,7 +6,7 @@
     from starlette.routing import Route
     from wechat_kf.callback.starlette import callback_endpoint
 
-    endpoint = callback_endpoint(handler, on_message, deduplicator=Deduplicator())
+    endpoint = callback_endpoint(handler, on_message)
     app = Starlette(routes=[Route("/wechat", endpoint, methods=["GET", "POST"])])
 
 With FastAPI: ``app.add_route("/wechat", endpoint, methods=["GET", "POST"])``.
@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wechat_kf.callback._dedupe import Deduplicator
+from wechat_kf.callback._dedupe import Deduplicator, DuplicateStore
+from wechat_kf.callback._defaults import RETRY_WAIT
 from wechat_kf.callback._endpoint import CallbackEndpoint, OnMessage
 from wechat_kf.callback._handler import CallbackHandler
 
@@ -32,14 +33,19 @@ def callback_endpoint(
     handler: CallbackHandler,
     on_message: OnMessage,
     *,
-    deduplicator: Deduplicator | None = None,
+    deduplicator: Deduplicator | DuplicateStore | None = None,
+    retry_wait: float = RETRY_WAIT,
 ) -> Callable[[Request], Awaitable[Response]]:
     """Return a Starlette endpoint answering WeChat's GET (URL check) and POST (pushes).
 
-    The body is read in chunks and refused with 413 past ``handler.max_body_size``; see
+    The body is read in chunks and refused with 413 past ``handler.max_body_size``. Every push
+    is deduplicated and its retries get its first answer: in memory by default (one process),
+    or shared between worker processes with ``deduplicator=RedisDuplicateStore(client)``; see
     :class:`~wechat_kf.callback.CallbackEndpoint` for the rest.
     """
-    endpoint = CallbackEndpoint(handler, on_message, deduplicator=deduplicator)
+    endpoint = CallbackEndpoint(
+        handler, on_message, deduplicator=deduplicator, retry_wait=retry_wait
+    )
 
     async def wechat_callback(request: Request) -> Response:
         body = request.stream() if request.method == "POST" else b""
