@@ -1,7 +1,8 @@
 """The receiving side's benchmark server: Starlette under uvicorn, in its own process.
 
 Run by ``python -m benchmarks.push`` (``python -m benchmarks._push_app --cpu N``); prints
-``PORT <n>`` once it listens. Routes, all in one Starlette app on one uvicorn server:
+``PORT <n>`` once it listens. Routes, on one uvicorn server, each its own one-route Starlette
+app behind a dispatch by path (so that no route pays for matching the others first):
 
 * ``POST /bare``: bare Starlette answering ``success`` (reads nothing: the strictest baseline);
 * ``POST /bare-read``: the same after reading the body, as any real push endpoint must;
@@ -54,14 +55,19 @@ def app() -> Any:
         return Response(body, media_type="application/json")
 
     handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY, timestamp_window=300)
-    return Starlette(
-        routes=[
-            Route("/bare", bare, methods=["POST"]),
-            Route("/bare-read", bare_read, methods=["POST"]),
-            Route("/wechat", callback_endpoint(handler, on_message), methods=["GET", "POST"]),
-            Route("/_stats", stats, methods=["GET"]),
-        ]
-    )
+    wechat = callback_endpoint(handler, on_message)
+    routes = {
+        "/bare": Route("/bare", bare, methods=["POST"]),
+        "/bare-read": Route("/bare-read", bare_read, methods=["POST"]),
+        "/wechat": Route("/wechat", wechat, methods=["GET", "POST"]),
+        "/_stats": Route("/_stats", stats, methods=["GET"]),
+    }
+    apps = {path: Starlette(routes=[route]) for path, route in routes.items()}
+
+    async def dispatch(scope: Any, receive: Any, send: Any) -> None:
+        await apps[scope["path"]](scope, receive, send)
+
+    return dispatch
 
 
 def main() -> None:

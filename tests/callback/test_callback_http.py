@@ -16,6 +16,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.callback.callback_fakes import APPID, KEY, NOW, TOKEN, FakeWeChat, event_push, text_push
 from wechat_kf.callback import (
@@ -340,3 +342,19 @@ async def test_a_push_still_running_after_the_retrys_wait_is_503_over_http(serve
         assert response.status_code == 200
         assert b"<Encrypt>" in response.content  # the first try's reply, not success
     assert len(slow.calls) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", "signature", "%41", "+", "=", "&", "%zz", "é", "", "1"]),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_starlette_query_is_read_as_starlette_reads_it(text: str) -> None:
+    from starlette.datastructures import QueryParams
+
+    from wechat_kf.callback.starlette import _query
+
+    raw = text.encode("utf-8")
+    assert _query(raw) == dict(QueryParams(raw))

@@ -14,7 +14,7 @@ from defusedxml.common import DefusedXmlException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat
+from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat, text_push
 from wechat_kf.callback import (
     BodyTooLargeError,
     CallbackError,
@@ -26,7 +26,13 @@ from wechat_kf.callback import (
     XMLParseError,
 )
 from wechat_kf.callback._defaults import MAX_XML_DEPTH, MAX_XML_ELEMENTS
-from wechat_kf.callback._xml import build_xml, is_xml_text, parse_fields
+from wechat_kf.callback._xml import (
+    _flat_fields,
+    _parse_with_expat,
+    build_xml,
+    is_xml_text,
+    parse_fields,
+)
 
 # --------------------------------------------------------------------------- flattening
 
@@ -434,6 +440,55 @@ def test_same_fields_as_defusedxml(children: list[Element], cdata: bool) -> None
     expected: dict[str, str] = {}
     _reference_flatten(DefusedET.fromstring(body, forbid_dtd=True), "", expected)
     assert parse_fields(body) == expected
+
+
+# The flat fast path (one regular expression per element, no expat) must always give what
+# expat gives, or step aside (None) and let expat decide.
+FLAT_TEXT = st.lists(
+    st.characters(codec="utf-8")
+    | st.sampled_from(["]]>", "]]", "]", "&amp;", "&#x41;", "&", "<", ">", "\r\n", "\r", "\x00"]),
+    max_size=6,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(TAGS, FLAT_TEXT, st.booleans()), max_size=8),
+    st.sampled_from(["", " ", "\n", "\t", " \n  ", "\r\n"]),
+    st.sampled_from(["", "\n", " "]),
+)
+def test_the_flat_fast_path_agrees_with_expat(
+    children: list[tuple[str, str, bool]], between: str, after: str
+) -> None:
+    inner = between.join(
+        f"<{tag}>" + (f"<![CDATA[{text}]]>" if cdata else text) + f"</{tag}>"
+        for tag, text, cdata in children
+    )
+    body = f"<xml>{between}{inner}{between}</xml>{after}".encode()
+    fast = _flat_fields(body)
+    try:
+        slow: dict[str, str] | None = _parse_with_expat(body)
+    except XMLParseError:
+        slow = None
+    if fast is not None:
+        assert fast == slow
+    assert parse_fields(body) == slow if slow is not None else fast is None
+
+
+def test_the_flat_fast_path_is_taken_for_real_pushes() -> None:
+    body = text_push("你好 a<b & c]]", msg_id=7)
+    assert _flat_fields(body) == _parse_with_expat(body)
+    assert _flat_fields(b"<xml>\n<A>1</A>\n<B><![CDATA[x]]></B>\n</xml>\n") == {"A": "1", "B": "x"}
+    for stepped_aside in (
+        b"<xml><A>1</A><A>2</A></xml>",  # repeated: numbered by expat
+        b"<xml><G><A>1</A></G></xml>",  # nested
+        b"<xml><A>a &amp; b</A></xml>",  # a reference
+        b"<xml><A>1\r\n</A></xml>",  # line ends expat normalises
+        b'<?xml version="1.0"?><xml><A>1</A></xml>',
+        b"<xml><A x='1'>1</A></xml>",
+        b"<xml><A>\x01</A></xml>",
+    ):
+        assert _flat_fields(stepped_aside) is None
 
 
 # --------------------------------------------------------------------------- building

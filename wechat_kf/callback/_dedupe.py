@@ -34,8 +34,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
-from typing import Final, Literal, Protocol, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
 import anyio
 import attrs
@@ -183,16 +183,6 @@ def _seconds(field: str, value: float) -> float:
     return float(value)
 
 
-class _Handling:
-    """A push this deduplicator claimed: whoever waits for it in the same thread is woken."""
-
-    __slots__ = ("event", "thread")
-
-    def __init__(self) -> None:
-        self.thread = threading.get_ident()
-        self.event: anyio.Event | None = None  # made by the first waiter
-
-
 class Deduplicator:
     """Tell a new push from a retry, and answer a retry as its first try was answered.
 
@@ -218,7 +208,9 @@ class Deduplicator:
         self.in_progress_ttl = _seconds("in_progress_ttl", in_progress_ttl)
         self.store: DuplicateStore = store if store is not None else MemoryDuplicateStore()
         self.namespace = namespace
-        self._handling: dict[str, _Handling] = {}
+        # The pushes this deduplicator claimed: [the claiming thread, the event that wakes the
+        # retries waiting for it in that thread (made by the first one)].
+        self._handling: dict[str, list[Any]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -241,22 +233,24 @@ class Deduplicator:
         call cut short could claim a key nobody would handle).
         """
         key = self.key(incoming)
-        deadline = anyio.current_time() + max(0.0, wait)
+        deadline = time.monotonic() + wait
         delay = DEDUPE_POLL_INITIAL
         while True:
             entry = await self.store.claim(key, self.in_progress_ttl)
             if entry is None:
-                self._handling[key] = _Handling()
+                self._handling[key] = [threading.get_ident(), None]
                 return None
-            remaining = deadline - anyio.current_time()
-            if entry.done or remaining <= 0:
+            if entry.done:
+                return entry
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return entry
             with anyio.move_on_after(remaining):
                 handling = self._handling.get(key)
-                if handling is not None and handling.thread == threading.get_ident():
-                    if handling.event is None:
-                        handling.event = anyio.Event()
-                    await handling.event.wait()
+                if handling is not None and handling[0] == threading.get_ident():
+                    if handling[1] is None:
+                        handling[1] = anyio.Event()
+                    await handling[1].wait()
                 else:
                     await anyio.sleep(min(delay, remaining))
                     delay = min(delay * 2, DEDUPE_POLL_MAX)
@@ -268,8 +262,7 @@ class Deduplicator:
         """
         key = self.key(incoming)
         try:
-            with anyio.CancelScope(shield=True):
-                await self.store.mark_done(key, reply, self.ttl)
+            await self._update(self.store.mark_done(key, reply, self.ttl))
         finally:
             self._finished(key)
 
@@ -280,12 +273,20 @@ class Deduplicator:
         """
         key = self.key(incoming)
         try:
-            with anyio.CancelScope(shield=True):
-                await self.store.forget(key)
+            await self._update(self.store.forget(key))
         finally:
             self._finished(key)
 
+    async def _update(self, step: Awaitable[None]) -> None:
+        # The memory store's operations never suspend, so nothing can interrupt them (and a
+        # cancel scope costs more than the update); any other store's are shielded.
+        if type(self.store) is MemoryDuplicateStore:
+            await step
+            return
+        with anyio.CancelScope(shield=True):
+            await step
+
     def _finished(self, key: str) -> None:
         handling = self._handling.pop(key, None)
-        if handling is not None and handling.event is not None:
-            handling.event.set()
+        if handling is not None and handling[1] is not None:
+            handling[1].set()

@@ -25,10 +25,11 @@ retry waiting for it processes it at once).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Final, TypeAlias
 
-import anyio
 import attrs
 
 from wechat_kf._errors import ValidationError
@@ -75,10 +76,16 @@ def _text(status: int, body: bytes, **extra: str) -> HTTPAnswer:
     return HTTPAnswer(status=status, body=body, headers={"Content-Type": _TEXT, **extra})
 
 
+#: The answer to most pushes; immutable, so shared.
+_SUCCESS_ANSWER: Final = HTTPAnswer(
+    status=200, body=SUCCESS, headers=MappingProxyType({"Content-Type": _TEXT})
+)
+
+
 def _push_answer(body: bytes) -> HTTPAnswer:
     """The answer carrying a push's reply body: the same for its first try and every retry."""
     if body == SUCCESS:
-        return _text(200, body)
+        return _SUCCESS_ANSWER
     return HTTPAnswer(status=200, body=body, headers={"Content-Type": _XML})
 
 
@@ -160,7 +167,7 @@ class CallbackEndpoint:
         self, method: str, query: Mapping[str, str], body: bytes | AsyncIterable[bytes]
     ) -> HTTPAnswer:
         """Handle one request: ``body`` is its bytes, or its chunks (read up to the cap)."""
-        arrived = anyio.current_time()
+        arrived = time.monotonic()
         method = method.upper()
         try:
             if method == "GET":
@@ -173,7 +180,7 @@ class CallbackEndpoint:
         except CallbackError as exc:
             logger.warning("refused a callback request: %s: %s", type(exc).__name__, exc)
             return _refusal(exc)
-        return await self.handle(incoming, wait=arrived + self.retry_wait - anyio.current_time())
+        return await self.handle(incoming, wait=self.retry_wait - (time.monotonic() - arrived))
 
     async def handle(self, incoming: Incoming, *, wait: float | None = None) -> HTTPAnswer:
         """Answer a verified push: the one place its duplicate-detection state changes.

@@ -17,6 +17,7 @@ Importing this module imports Starlette; :mod:`wechat_kf.callback` itself does n
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +28,23 @@ from wechat_kf.callback._endpoint import CallbackEndpoint, OnMessage
 from wechat_kf.callback._handler import CallbackHandler
 
 __all__ = ["callback_endpoint"]
+
+
+def _query(query_string: bytes) -> dict[str, str]:
+    """The query as ``request.query_params`` reads it (last value wins), minus its cost.
+
+    WeChat's query (signature, timestamp, nonce, openid, ...) is never percent-encoded: split
+    it directly; anything encoded goes through ``parse_qsl``, as Starlette does.
+    """
+    text = query_string.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    query: dict[str, str] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            query[name] = value
+    return query
 
 
 def callback_endpoint(
@@ -49,7 +67,7 @@ def callback_endpoint(
 
     async def wechat_callback(request: Request) -> Response:
         body = request.stream() if request.method == "POST" else b""
-        answer = await endpoint.answer(request.method, request.query_params, body)
-        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+        answer = await endpoint.answer(request.method, _query(request.scope["query_string"]), body)
+        return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
     return wechat_callback
