@@ -204,10 +204,14 @@ class Deduplicator:
         in_progress_ttl: float = DEDUPE_IN_PROGRESS_TTL,
         namespace: str = DEDUPE_NAMESPACE,
     ) -> None:
-        self.ttl = _seconds("ttl", ttl)
-        self.in_progress_ttl = _seconds("in_progress_ttl", in_progress_ttl)
+        #: Seconds a handled push and its reply are remembered.
+        self.ttl: float = _seconds("ttl", ttl)
+        #: Seconds a push being handled stays claimed.
+        self.in_progress_ttl: float = _seconds("in_progress_ttl", in_progress_ttl)
+        #: Where the push keys live.
         self.store: DuplicateStore = store if store is not None else MemoryDuplicateStore()
-        self.namespace = namespace
+        #: Prefix of every key in the store.
+        self.namespace: str = namespace
         # The pushes this deduplicator claimed: [the claiming thread, the event that wakes the
         # retries waiting for it in that thread (made by the first one)].
         self._handling: dict[str, list[Any]] = {}

@@ -153,12 +153,16 @@ class CallbackEndpoint:
                 f"must be seconds from 0 to below {WECHAT_ANSWER_TIMEOUT:g} (WeChat's wait)",
                 retry_wait,
             )
-        self.handler = handler
-        self.on_message = on_message
+        #: Verifies, decrypts and parses each request; writes the replies.
+        self.handler: CallbackHandler = handler
+        #: Your code, called once per push.
+        self.on_message: OnMessage = on_message
         if not isinstance(deduplicator, Deduplicator):
             deduplicator = Deduplicator(deduplicator)
+        #: Tells new pushes from retries and keeps their replies.
         self.deduplicator: Deduplicator = deduplicator
-        self.retry_wait = float(retry_wait)
+        #: Seconds (from its arrival) a retry waits for the try still handling its push.
+        self.retry_wait: float = float(retry_wait)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(handler={self.handler!r})"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
+from wechat_kf._errors import StoreError
 from wechat_kf._redis import RedisStore
 from wechat_kf.callback._dedupe import IN_PROGRESS, DuplicateEntry
 from wechat_kf.callback._defaults import DUPLICATE_STORE_TIMEOUT
@@ -61,8 +62,8 @@ class RedisDuplicateStore(RedisStore):
     redis error or an endless wait. asyncio only, like redis.asyncio.
     """
 
-    error = DuplicateStoreError
-    default_timeout = DUPLICATE_STORE_TIMEOUT
+    error: ClassVar[type[StoreError]] = DuplicateStoreError
+    default_timeout: ClassVar[float] = DUPLICATE_STORE_TIMEOUT
 
     def __init__(
         self,
