@@ -1,4 +1,4 @@
-"""RedisDuplicateStore on a real redis-server: the duplicate-store contract, and outages."""
+"""RedisDuplicateStore on a real redis-server: the contract, two workers sharing it, outages."""
 
 from __future__ import annotations
 
@@ -6,12 +6,24 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import redis.asyncio
 
+from tests.callback.callback_fakes import APPID, KEY, TOKEN, FakeWeChat, text_push
 from tests.redis_server import RedisServer, running_redis
 from wechat_kf import StoreError
-from wechat_kf.callback import DuplicateEntry, DuplicateStoreError, RedisDuplicateStore
+from wechat_kf.callback import (
+    CallbackEndpoint,
+    CallbackHandler,
+    DuplicateEntry,
+    DuplicateStoreError,
+    HTTPAnswer,
+    Incoming,
+    RedisDuplicateStore,
+    Reply,
+    TextReply,
+)
 from wechat_kf.testing.duplicate_store_contract import REPLIES, DuplicateStoreContract
 
 pytestmark = pytest.mark.anyio
@@ -138,3 +150,58 @@ async def test_hung_redis_is_bounded(tmp_path: Path) -> None:
                 server.resume()
         finally:
             await client.aclose()
+
+
+class WatchedRedisStore(RedisDuplicateStore):
+    """The Redis store, counting the claims that reached it."""
+
+    claims = 0
+
+    async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+        self.claims += 1
+        return await super().claim(key, ttl)
+
+
+async def test_a_retry_at_another_worker_waits_for_the_first_and_gets_its_reply(
+    redis_server: RedisServer,
+) -> None:
+    # Two worker processes' endpoints on one Redis: the retry lands on the other worker while
+    # the first is still handling the push; it polls Redis and answers the first's reply.
+    entered, release = anyio.Event(), anyio.Event()
+    calls: list[Incoming] = []
+
+    async def slow(incoming: Incoming) -> Reply | None:
+        calls.append(incoming)
+        entered.set()
+        await release.wait()
+        return TextReply(content="from the first worker")
+
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    one = redis.asyncio.Redis.from_url(redis_server.url)
+    two = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        first = CallbackEndpoint(handler, slow, deduplicator=RedisDuplicateStore(one))
+        watched = WatchedRedisStore(two)
+        second = CallbackEndpoint(handler, slow, deduplicator=watched)
+        fake = FakeWeChat(encoding_aes_key=KEY)
+        request = fake.push(text_push(msg_id=int(uuid.uuid4().int % 10**18)))
+        answers: dict[str, HTTPAnswer] = {}
+
+        async def one_try(name: str, endpoint: CallbackEndpoint) -> None:
+            answers[name] = await endpoint.answer("POST", *request)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(one_try, "first", first)
+            await entered.wait()
+            group.start_soon(one_try, "retry", second)
+            # the retry found the push in progress, and polled again
+            while watched.claims < 2:  # noqa: ASYNC110 - claims reach Redis, not this loop
+                await anyio.sleep(0.01)
+            assert answers == {}  # waiting, not refused
+            release.set()
+        assert answers["retry"] == answers["first"]
+        assert b"from the first worker" in fake.open_reply(answers["retry"].body)
+        assert len(calls) == 1
+    finally:
+        await one.aclose()
+        await two.aclose()

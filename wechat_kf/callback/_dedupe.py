@@ -234,7 +234,8 @@ class Deduplicator:
         to ``wait`` seconds: if that try finishes meanwhile its entry is returned, done; if it
         fails (releases the push), this call claims it and returns ``None``. Only the waits
         between store reads are bounded by ``wait``, never a store operation itself (a store
-        call cut short could claim a key nobody would handle).
+        call cut short could claim a key nobody would handle). A claim that returns ``None``
+        must be followed by :meth:`mark_done` or :meth:`forget`, as the endpoint does.
         """
         key = self.key(incoming)
         deadline = time.monotonic() + wait
@@ -262,7 +263,8 @@ class Deduplicator:
     async def mark_done(self, incoming: Incoming, reply: bytes) -> None:
         """Record that ``incoming`` was answered with ``reply``: its retries get the same bytes.
 
-        Runs shielded from cancellation, like :meth:`forget`; wakes the retries waiting here.
+        Shielded from cancellation (when the store does I/O), like :meth:`forget`; wakes the
+        retries waiting here.
         """
         key = self.key(incoming)
         try:
@@ -273,7 +275,8 @@ class Deduplicator:
     async def forget(self, incoming: Incoming) -> None:
         """Release ``incoming`` so that a retry processes it (handling failed).
 
-        Runs shielded from cancellation: a cancelled handler still releases its key.
+        Shielded from cancellation (when the store does I/O): a cancelled handler still
+        releases its key.
         """
         key = self.key(incoming)
         try:

@@ -13,8 +13,9 @@ goes through these steps (:meth:`CallbackEndpoint.answer`):
    dedupe states change). A retry of a handled push gets the exact body its first try got; a
    retry of a push still being handled waits for that try (up to ``retry_wait``, 4 s from
    the retry's arrival: WeChat waits 5 s) and answers what it answered; if that try is still
-   running then, the retry answers 503 and WeChat tries again (it tries 4 times in all, 5 s
-   apart, and shows the user nothing once every try went unanswered: answer within 5 s);
+   running then, the retry answers 503 and WeChat tries again (4 tries in all, 5 s apart; once
+   every one went unanswered WeChat tells the user the account cannot serve them, and a reply
+   that comes later is lost: answer within 4 s, or send the answer later with ``wx.message``);
 4. call ``on_message`` and build the reply's body (``None`` means ``success``);
 5. store the body with the push (retries get it), answer it.
 
