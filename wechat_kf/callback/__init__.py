@@ -11,9 +11,12 @@
         body = handler.reply(incoming, TransferCustomerService())
 
 Framework-neutral (a query mapping and bytes in, bytes out); :class:`CallbackEndpoint` adds
-the HTTP decisions, and :mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp`
-plug it into those frameworks. Safe mode (``encoding_aes_key``) needs
-``pip install 'wechat_kf[callback]'``; plain mode needs nothing beyond the SDK.
+the HTTP decisions and duplicate detection (every retry of a push gets its first answer), and
+:mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp` plug it into those
+frameworks. Safe by default: pushes signed more than 300 s from this server's clock are refused
+and every endpoint deduplicates (in memory; ``RedisDuplicateStore`` to share between worker
+processes). Safe mode (``encoding_aes_key``) needs ``pip install 'wechat_kf[callback]'``; plain
+mode needs nothing beyond the SDK.
 """
 
 from typing import TYPE_CHECKING, Any
