@@ -78,11 +78,17 @@ class Voice(Message):
 
 @attrs.frozen(kw_only=True)
 class Video(Message):
-    """A video: ``media_id`` and ``thumb_media_id``; title and description optional."""
+    """A video by ``media_id``; ``thumb_media_id``, title and description optional.
+
+    WeChat's documented payload is ``{media_id, title, description}``; a ``thumb_media_id``
+    (the thumbnail's material) is sent only when given.
+    """
 
     msgtype: ClassVar[str] = "video"
     media_id: str = attrs.field(validator=check.required)
-    thumb_media_id: str = attrs.field(validator=check.required)
+    thumb_media_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(check.required)
+    )
     title: str | None = _optional()
     description: str | None = _optional()
 

@@ -103,7 +103,7 @@ def message_options(command: F) -> F:
         click.option(
             "--video",
             metavar="MEDIA_ID",
-            help="A video; needs --thumb-media-id (--title, --description optional).",
+            help="A video (--title, --description, --thumb-media-id optional).",
         ),
         click.option(
             "--music",
@@ -204,8 +204,12 @@ def _message_from_options(kind: str, options: Mapping[str, Any]) -> Message:
     if kind == "voice":
         return Voice(media_id=value)
     if kind == "video":
-        thumb = _needs(options, kind, "thumb_media_id")
-        return Video(media_id=value, thumb_media_id=thumb, title=title, description=description)
+        return Video(
+            media_id=value,
+            thumb_media_id=options.get("thumb_media_id"),
+            title=title,
+            description=description,
+        )
     if kind == "music":
         return Music(
             musicurl=value,

@@ -33,6 +33,17 @@ def _media(*keys: str) -> PayloadCheck:
     return check
 
 
+def _optional_media(*keys: str) -> PayloadCheck:
+    """These media may be left out, but when present must be named (40007 when empty)."""
+
+    def check(payload: dict[str, Any]) -> None:
+        for key in keys:
+            if key in payload:
+                required_string(payload, key, 40007, f"invalid media_id, {key} empty")
+
+    return check
+
+
 def _fields(*keys: str) -> PayloadCheck:
     """The payload must hold these non-empty strings (47001 otherwise)."""
 
@@ -84,7 +95,7 @@ _CHECKS: Final[dict[str, PayloadCheck]] = {
     "image": _media("media_id"),
     "voice": _media("media_id"),
     "mpnews": _media("media_id"),
-    "video": _media("media_id", "thumb_media_id"),
+    "video": _all(_media("media_id"), _optional_media("thumb_media_id")),
     "music": _all(_fields("musicurl", "hqmusicurl"), _media("thumb_media_id")),
     "news": _news,
     "mpnewsarticle": _fields("article_id"),
