@@ -138,6 +138,70 @@ def test_csv_without_openid_header_uses_the_first_column_and_stdin(
     assert wechat_kf.json("send-many", "-", "--voice", "V", input=text)["sent"] == 3
 
 
+def test_csv_header_without_openid_column_is_never_sent_to(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 3)
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text("user,name\n" + "".join(f"{o},Li\n" for o in openids), encoding="utf-8")
+    result = wechat_kf("--json", "send-many", str(csv_file), "--text", "hi")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["total"], summary["sent"], summary["failed"]) == (3, 3, 0)
+    assert set(sends_per_user(fake)) == set(openids)  # not "user"
+    plain = wechat_kf("send-many", str(csv_file), "--text", "hi")
+    assert (
+        "first row (user, name) taken as a header, not an openid (no 'openid' column): "
+        "openids from column 1 ('user')"
+    ) in plain.stderr
+
+
+@pytest.mark.parametrize(
+    ("first_row", "header"),
+    [
+        ("用户,备注", True),  # cannot be an openid
+        ("user id", True),
+        ("Open_ID", True),  # names the column
+        ("o_user_9", True),  # another length than every openid below it
+        ("o_user_0009", False),  # an openid like the others: sent to
+    ],
+)
+def test_first_row_header_detection(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path, first_row: str, header: bool
+) -> None:
+    openids = users(fake, 3)
+    fake.user_says("o_user_0009")
+    fake.user_says("o_user_9")
+    path = write_lines(tmp_path / "u.txt", [first_row, *openids])
+    summary = wechat_kf.json("send-many", str(path), "--text", "hi")
+    expected = set(openids) if header else {*openids, first_row}
+    assert set(sends_per_user(fake)) == expected
+    assert summary["total"] == len(expected)
+
+
+def test_csv_quoted_fields_may_hold_newlines_and_empty_cells_are_counted(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 3)
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text(
+        "name,openid,note\n"
+        f'"Li\nLei",{openids[0]},"line one\nline two, with a comma"\n'
+        f'Han,"{openids[1]}",x\n'
+        "Nobody,,x\n"
+        "Short\n"
+        f'"Wang\r\nFang",{openids[2]},\n',
+        encoding="utf-8",
+        newline="",
+    )
+    summary = wechat_kf.json("send-many", str(csv_file), "--text", "hi")
+    assert sends_per_user(fake) == Counter(openids)
+    assert (summary["total"], summary["sent"], summary["skipped"]) == (5, 3, 2)
+    assert summary["skipped_by_reason"] == [
+        {"reason": "no openid in the row (recipients file)", "count": 2}
+    ]
+
+
 def test_recipients_and_message_cannot_both_come_from_stdin(wechat_kf: Invoker) -> None:
     result = wechat_kf("send-many", "-", "--json-file", "-", input="o_1\n")
     assert result.exit_code == 2

@@ -94,10 +94,11 @@ def send_many(
 ) -> None:
     """Send one message to every user in RECIPIENTS ("-": stdin).
 
-    RECIPIENTS is a text file with one openid per line, or a CSV file (its "openid" column,
-    else its first column). Each recipient gets the message at most once: with --results, a
-    re-run after an interruption skips everyone already sent, and everyone whose outcome is
-    unknown unless --retry-unknown. Exit status 4 when some recipients failed or are unknown.
+    RECIPIENTS is a text file with one openid per line, or a CSV file: its "openid" column,
+    else its first column (a first row that cannot be an openid is a header, never sent to).
+    Each recipient gets the message at most once: with --results, a re-run after an
+    interruption skips everyone already sent, and everyone whose outcome is unknown unless
+    --retry-unknown. Exit status 4 when some recipients failed or are unknown.
 
     \b
     wechat-kf send-many users.txt --text "【通知】今晚 23:00 维护" --results notice.jsonl
@@ -109,9 +110,13 @@ def send_many(
             raise click.UsageError("RECIPIENTS and --json-file cannot both be read from stdin")
         outbound = build_message(options)
         with click.open_file(recipients, encoding="utf-8-sig") as stream:
-            listed = read_recipients(stream, recipients)
+            listed = read_recipients(stream)
+        source = listed.describe_source()
+        if source is not None:
+            out.note(f"{recipients}: {source}")
         summary = OutcomeSummary()
         summary.skip("repeated in the recipients file", listed.duplicates)
+        summary.skip("no openid in the row (recipients file)", listed.missing)
         todo = listed.openids
         results = ResultsFile(results_path) if results_path is not None else None
         # Lock before reading: a concurrent run must not send to anyone we then see as unsent.
