@@ -33,9 +33,14 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """Every line of a results file, ``pending`` ones included."""
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a results file, run lines included."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Every recipient line of a results file, ``pending`` ones included."""
+    return [line for line in read_lines(path) if "run" not in line]
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -62,6 +67,7 @@ def test_text_file_partial_failure_and_results_file(
 ) -> None:
     openids = users(fake, 30, silent=frozenset({3, 7}))
     recipients = write_lines(tmp_path / "users.txt", ["# members", "", *openids])
+    (tmp_path / "out").mkdir()
     results = tmp_path / "out" / "results.jsonl"
     summary = wechat_kf.json(
         "send-many", str(recipients), "--text", "【通知】", "--results", str(results), code=4
@@ -287,6 +293,84 @@ def test_a_stop_error_ends_the_run_exit_1_and_the_rest_is_sent_later(
     assert Counter(openid for openid in openids for _ in fake.sent_to(openid)) == Counter(openids)
 
 
+def test_results_file_of_another_message_is_refused(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 4)
+    recipients = str(write_lines(tmp_path / "u.txt", openids))
+    results = tmp_path / "notice.jsonl"
+    first = wechat_kf.json(
+        "send-many", recipients, "--text", "今天的通知", "--results", str(results)
+    )
+    assert first["sent"] == 4
+    (run,) = [line for line in read_lines(results) if "run" in line]
+    assert run["fingerprint"].startswith("sha256:")
+    assert (run["message"], run["continues"]) == ("text: 今天的通知", False)
+    recorded = results.read_bytes()
+    sends = len(fake.requests_to(SEND_PATH))
+
+    # Tomorrow's notice with today's file: refused, before any request, and says what to do.
+    for other in (["--text", "明天的通知"], ["--text", "今天的通知", "--ai-generated"]):
+        result = wechat_kf("send-many", recipients, *other, "--results", str(results))
+        assert result.exit_code == 2, result.output
+        assert f"{results} records a run of another message (text: 今天的通知)" in result.stderr
+        assert f"new results file (--results {tmp_path / 'notice-2.jsonl'})" in result.stderr
+        assert "or add --new-run" in result.stderr
+    assert len(fake.requests_to(SEND_PATH)) == sends
+    assert results.read_bytes() == recorded
+
+    # The same message written another way (WeChat JSON, other key order) resumes.
+    message = tmp_path / "m.json"
+    message.write_text('{"text": {"content": "今天的通知"}, "msgtype": "text"}', encoding="utf-8")
+    again = wechat_kf.json(
+        "send-many", recipients, "--json-file", str(message), "--results", str(results)
+    )
+    assert (again["sent"], again["skipped"]) == (0, 4)
+
+
+def test_new_run_in_the_same_results_file(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 3)
+    recipients = str(write_lines(tmp_path / "u.txt", openids))
+    results = str(tmp_path / "notice.jsonl")
+    assert (
+        wechat_kf.json("send-many", recipients, "--text", "一", "--results", results)["sent"] == 3
+    )
+    second = wechat_kf.json(
+        "send-many", recipients, "--text", "二", "--results", results, "--new-run"
+    )
+    assert second["sent"] == 3  # the first run's lines no longer skip anyone
+    assert [m["text"]["content"] for m in fake.sent_to(openids[0])] == ["一", "二"]
+    assert (
+        wechat_kf.json("send-many", recipients, "--text", "二", "--results", results)["skipped"]
+        == 3
+    )
+    assert wechat_kf("send-many", recipients, "--text", "一", "--results", results).exit_code == 2
+    lines = read_lines(Path(results))
+    assert [line["message"] for line in lines if "run" in line] == ["text: 一", "text: 二"]
+    assert len([line for line in lines if line.get("status") == "sent"]) == 6  # history kept
+
+    result = wechat_kf("send-many", recipients, "--text", "三", "--new-run")
+    assert result.exit_code == 2
+    assert "--new-run starts a new run in a --results file" in result.stderr
+
+
+def test_results_into_a_missing_directory_is_refused(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 2)
+    missing = tmp_path / "typo" / "r.jsonl"
+    result = wechat_kf(
+        "send-many", str(write_lines(tmp_path / "u.txt", openids)), "--text", "hi",
+        "--results", str(missing),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert f"the directory {missing.parent} does not exist (create it first" in result.stderr
+    assert not missing.parent.exists()
+    assert not fake.requests
+
+
 def test_results_file_in_use_by_another_run(
     wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
 ) -> None:
@@ -328,7 +412,10 @@ def test_torn_last_line_from_an_interrupted_write(
     assert json.loads(result.stdout)["sent"] == 2
     lines = results.read_text(encoding="utf-8").splitlines()
     assert lines[1] == '{"openid": "o_user_0001", "sta'
-    after = [json.loads(line) for line in lines[2:]]
+    run, *after = [json.loads(line) for line in lines[2:]]
+    # Written before fingerprints: adopted (its lines still count), and it says so.
+    assert (run["run"], run["continues"]) == ("send-many", True)
+    assert "does not say which message it recorded" in result.stderr
     assert sorted(line["openid"] for line in after if line["status"] == "sent") == openids[1:]
 
 

@@ -7,6 +7,7 @@ with WeChat's own JSON shape), a few detail options that belong to some types (`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -31,6 +32,7 @@ from wechat_kf import (
     Voice,
     WxCard,
 )
+from wechat_kf.messages import envelope
 
 __all__ = ["Outbound", "build_message", "message_from_json", "message_options"]
 
@@ -88,6 +90,33 @@ class Outbound:
     message: Message
     kf_account: str | None = None
     ai_generated: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        """What every recipient's request carries besides ``touser``."""
+        body = envelope(
+            "", self.message, kf_account=self.kf_account, ai_generated=self.ai_generated
+        )
+        del body["touser"]
+        return body
+
+    def fingerprint(self) -> str:
+        """``sha256:...`` of the wire body (message, ``kf_account``, AI marker) without ``touser``.
+
+        Equal for equal sends however they were written (options or ``--json-file``, key order).
+        """
+        canonical = json.dumps(
+            self.wire(), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def describe(self, limit: int = 60) -> str:
+        """The message for people: ``text: 【通知】今晚...`` (at most ``limit`` characters)."""
+        payload = self.wire()[self.message.msgtype]
+        detail = payload.get("content") if isinstance(payload, dict) else None
+        if not isinstance(detail, str):
+            detail = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+        text = f"{self.message.msgtype}: {' '.join(detail.split())}"
+        return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _flag(name: str) -> str:
