@@ -433,12 +433,13 @@ def test_rate_limits_the_pace(wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Pa
 
 
 def start_send_many(
-    wechat_kf: Invoker, recipients: Path, results: Path, concurrency: int
+    wechat_kf: Invoker, recipients: Path, results: Path, concurrency: int, *extra: str
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable, "-m", "wechat_kf.cli", "send-many", str(recipients),
             "--text", "通知", "--results", str(results), "--max-concurrency", str(concurrency),
+            *extra,
         ],
         env={**os.environ, **wechat_kf.env},
         stdout=subprocess.PIPE,
@@ -488,6 +489,45 @@ def test_ctrl_c_stops_gracefully_and_a_rerun_sends_only_the_rest(
     assert summary["sent"] == 200 - len(first_run)
     assert summary["skipped"] == len(first_run)
     assert sends_per_user(fake) == Counter(openids)  # everyone exactly once
+
+
+def test_after_ctrl_c_one_cause_has_one_label(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    # Workers waiting for a rate slot hold a recipient each: the SDK reports those skipped
+    # (stopped), the CLI those it never handed over: both are "stopped by Ctrl-C".
+    openids = users(fake, 100)
+    recipients = write_lines(tmp_path / "u.txt", openids)
+    results = tmp_path / "r.jsonl"
+    process = start_send_many(wechat_kf, recipients, results, 4, "--rate", "5")
+    wait_for_outcomes(results, 3, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    skipped = [line for line in read_results(results) if line["status"] == "skipped"]
+    assert skipped  # taken by the SDK, then stopped before their turn
+    assert {line["error"] for line in skipped} == {"not attempted: stopped by Ctrl-C"}
+    labels = [line for line in stdout.splitlines() if "skipped:" in line]
+    assert len(labels) == 1, stdout
+    assert "skipped: not attempted: stopped by Ctrl-C" in labels[0]
+
+
+def test_sdk_outcomes_get_the_cli_labels_of_their_cause() -> None:
+    from wechat_kf import DailyQuotaError, SendCancelledError, SendInterruptedError
+    from wechat_kf.bulk import SendResult, SendStatus
+    from wechat_kf.cli._bulk import INTERRUPTED_ERROR, outcome_of
+
+    def error_of(status: SendStatus, error: Any) -> str | None:
+        return outcome_of(SendResult(index=0, openid="o", status=status, error=error)).error
+
+    stopped = SendCancelledError("the bulk send was stopped")
+    assert error_of(SendStatus.SKIPPED, stopped) == "not attempted: stopped by Ctrl-C"
+    quota = DailyQuotaError(45009, "reach max api daily quota limit")
+    assert error_of(SendStatus.SKIPPED, quota).startswith(  # type: ignore[union-attr]
+        "not attempted: stopped by errcode 45009 (daily API quota"
+    )
+    in_flight = SendInterruptedError("cancelled with the request in flight for more than 5 s")
+    assert error_of(SendStatus.UNKNOWN, in_flight) == INTERRUPTED_ERROR
 
 
 def test_second_ctrl_c_abandons_in_flight_sends_as_unknown(

@@ -12,7 +12,7 @@ import attrs
 import click
 
 from wechat_kf import AsyncWeChat, _defaults
-from wechat_kf.cli._bulk import BulkRun, send_all
+from wechat_kf.cli._bulk import BulkRun, not_attempted, send_all
 from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._exit import ExitCode, exit_code_for
 from wechat_kf.cli._messages import Outbound, build_message, message_options
@@ -297,6 +297,5 @@ async def _send(
             on_interrupt=on_interrupt,
             on_taken=None if results is None else results.pending,
         )
-        why = "Ctrl-C" if bulk.stopped_by is None else reason(describe_error(bulk.stopped_by))
-        summary.skip(f"not attempted: stopped by {why}", bulk.not_attempted)
+        summary.skip(reason(not_attempted(bulk.stopped_by)), bulk.not_attempted)
         return bulk
