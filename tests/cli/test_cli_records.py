@@ -116,13 +116,26 @@ def test_empty_range(wechat_kf: Invoker, tmp_path: Path) -> None:
     [
         ("2024-05-01T00:00:00", "now", "has no timezone and would be ambiguous"),
         ("yesterday", "now", "is not a time: use ISO 8601 with a timezone"),
-        (str(T0 + 10), str(T0), "must be after --since"),
+        (
+            str(T0 + 10),
+            str(T0),
+            "Invalid value for --until: must be after --since (2024-05-01T00:00:00+00:00 is "
+            "not after 2024-05-01T00:00:10+00:00)",
+        ),
+        ("now", None, "Invalid value for --since: must be before --until, which defaults to now"),
+        (
+            str(2 * 10**9),
+            None,
+            "Invalid value for --since: must be before --until, which defaults to now",
+        ),
     ],
 )
 def test_bad_times_are_usage_errors(
-    wechat_kf: Invoker, fake: FakeWeChat, since: str, until: str, message: str
+    wechat_kf: Invoker, fake: FakeWeChat, since: str, until: str | None, message: str
 ) -> None:
-    result = wechat_kf("records", "export", "--since", since, "--until", until)
+    result = wechat_kf(
+        "records", "export", "--since", since, *(["--until", until] if until else [])
+    )
     assert result.exit_code == 2
     assert message in result.stderr
     assert not fake.requests
