@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -170,3 +173,27 @@ def test_csv_cells_never_run_as_spreadsheet_formulas(
     assert texts == ["'" + t for t in hostile[:4]] + [hostile[4]]
     # JSONL is data, not a spreadsheet: kept exactly as WeChat sent it.
     assert [json.loads(line)["text"] for line in jsonl_path.read_text().splitlines()] == hostile
+
+
+def test_a_reader_that_stops_early_ends_the_export_quietly(
+    wechat_kf: Invoker, fake: FakeWeChat
+) -> None:
+    # `wechat-kf records export ... | head -n 1`: the pipe closes with most records unwritten.
+    for n in range(3000):
+        fake.add_record(f"o_{n}", 2001, "消息" * 20, time=T0 + n)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wechat_kf.cli", "records", "export",
+         "--since", str(T0), "--until", str(T0 + DAY)],
+        env={**os.environ, **wechat_kf.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # what head does after its line
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 141  # 128 + SIGPIPE, as Unix tools end
+    assert json.loads(first)["openid"] == "o_0"
+    assert stderr == ""  # no "error: Broken pipe", no "Exception ignored"
