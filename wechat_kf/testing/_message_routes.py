@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from wechat_kf.records import OperCode
 from wechat_kf.testing._checks import body_of, known_agent, openid_of, required_string
 from wechat_kf.testing._core import RecordedRequest, WeChatFail, route
-from wechat_kf.testing._state import TYPING_EXCHANGE_WINDOW, FakeUser, Opercode
+from wechat_kf.testing._state import TYPING_EXCHANGE_WINDOW, FakeUser
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
@@ -159,7 +160,7 @@ def send(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
     user.typing_since = None
     user.sent.append(body)
     text = payload["content"] if msgtype == "text" else f"[{msgtype}]"
-    fake.add_record(openid, Opercode.AGENT_SENT, text, worker)
+    fake.add_record(openid, OperCode.AGENT_SENT_MESSAGE, text, worker)
     return _OK
 
 
