@@ -52,6 +52,8 @@ _CLASSIC_TOKEN: Final = Endpoint("GET", "/cgi-bin/token", RetryMode.TOKEN, authe
 
 
 class _NotGiven:
+    """The type of :data:`NOT_GIVEN`: an argument left out (where ``None`` means something)."""
+
     def __repr__(self) -> str:
         return "NOT_GIVEN"
 

@@ -76,7 +76,7 @@ class DemoDay:
         self.users = users
         self.export_dir = export_dir
         self.concurrency = concurrency
-        self.fake = FakeWeChat()
+        self.fake: FakeWeChat = FakeWeChat()
         self.report: dict[str, Any] = {}
 
     def heading(self, text: str) -> None:

@@ -86,11 +86,11 @@ class FakeWeChat(CustomerService):
         self.appid = appid
         self.secret = secret
         self.expires_in = expires_in
-        self.clock = clock or FakeClock()
+        self.clock: FakeClock = clock or FakeClock()
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=log_limit)
         self.tokens: dict[str, IssuedToken] = {}
         self.force_refreshes: list[float] = []
-        self.lock = threading.RLock()
+        self.lock: threading.RLock = threading.RLock()
         self._faults: dict[str, collections.deque[Fault]] = {}
         self._classic_current: IssuedToken | None = None
         self._stable_current: IssuedToken | None = None

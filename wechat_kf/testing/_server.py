@@ -172,7 +172,7 @@ class FakeServer:
     def __init__(self, fake: FakeWeChat, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.fake = fake
         self.host = host
-        self.port = port
+        self.port: int = port
         #: How many TCP connections clients opened (keep-alive tests assert on it).
         self.connections_made = 0
         self.live: set[_Connection] = set()
