@@ -330,3 +330,16 @@ def test_any_text_either_validates_or_encodes_without_escapes(value: str) -> Non
     except ValidationError:
         return
     assert b"\\u" not in encode_json(unstructure(message))
+
+
+def test_list_fields_take_any_iterable_and_hold_a_tuple() -> None:
+    news = News(articles=(article for article in [Article(title="a")]))
+    assert news.articles == (Article(title="a"),)
+    menu = MsgMenu(items=iter([MenuItem(id="1", content="A")]), tail_content="t")
+    assert menu.items == (MenuItem(id="1", content="A"),)
+    changed = attrs.evolve(menu, items=[MenuItem(id="2", content="B")])
+    assert (changed.items, changed.tail_content) == ((MenuItem(id="2", content="B"),), "t")
+    with pytest.raises(ValidationError, match=r"MsgMenu\.items"):
+        attrs.evolve(menu, items=[])
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        menu.items = ()  # type: ignore[misc]
