@@ -29,6 +29,7 @@ from wechat_kf._errors import (
     SendCancelledError,
     SendInterruptedError,
     ServerBusyError,
+    StoreError,
     TokenError,
     TokenRefreshTimeoutError,
     TokenStoreError,
@@ -64,7 +65,7 @@ from wechat_kf.bulk import (
 )
 
 if TYPE_CHECKING:
-    from wechat_kf._redis_store import RedisTokenStore as RedisTokenStore
+    from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -144,6 +145,7 @@ __all__ = [
     "SendStream",
     "SendSummary",
     "ServerBusyError",
+    "StoreError",
     "Text",
     "TokenEndpoint",
     "TokenError",
@@ -171,7 +173,7 @@ def __getattr__(name: str) -> Any:
     # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
     # ``import wechat_kf`` works without redis-py (asking for it then says what to install).
     if name == "RedisTokenStore":
-        from wechat_kf._redis_store import RedisTokenStore
+        from wechat_kf._redis_tokens import RedisTokenStore
 
         return RedisTokenStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
