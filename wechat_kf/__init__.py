@@ -51,6 +51,7 @@ from wechat_kf._tokens import (
     TokenEndpoint,
     TokenManager,
     TokenStore,
+    new_fence,
 )
 from wechat_kf._version import __version__
 from wechat_kf.bulk import (
@@ -130,6 +131,7 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisTokenStore",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -163,12 +165,13 @@ __all__ = [
     "WeChatError",
     "WxCard",
     "__version__",
+    "new_fence",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
-    # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
+    # ``import wechat_kf`` works without redis-py (asking for it then says what to install).
     if name == "RedisTokenStore":
         from wechat_kf._redis_tokens import RedisTokenStore
 

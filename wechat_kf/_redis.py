@@ -93,7 +93,7 @@ class RedisStore:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.redis = redis
         self.prefix = prefix
-        self.timeout = float(timeout)
+        self.timeout: float = float(timeout)
         self._owns_client = False
 
     @classmethod

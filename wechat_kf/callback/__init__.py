@@ -89,6 +89,7 @@ __all__ = [
     "MissingDependencyError",
     "OnMessage",
     "PlaintextPushError",
+    "RedisDuplicateStore",
     "Reply",
     "ShortVideoMessage",
     "SignatureError",
