@@ -51,15 +51,18 @@ def run_without_redis(code: str) -> str:
 def test_without_redis_py_the_sdk_imports_and_the_redis_stores_say_what_to_install() -> None:
     out = run_without_redis(
         "import wechat_kf, wechat_kf.callback, wechat_kf.testing\n"
-        "for load in (lambda: wechat_kf.RedisTokenStore,\n"
-        "             lambda: wechat_kf.callback.RedisDuplicateStore):\n"
+        "from wechat_kf import *\n"
+        "from wechat_kf.callback import *\n"
+        "for build in (lambda: wechat_kf.RedisTokenStore(object()),\n"
+        "              lambda: wechat_kf.callback.RedisDuplicateStore(object()),\n"
+        "              lambda: wechat_kf.RedisTokenStore.from_url('redis://x')):\n"
         "    try:\n"
-        "        load()\n"
+        "        build()\n"
         "    except ImportError as exc:\n"
         "        print('ImportError:', exc)\n"
     )
     lines = out.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert all(
         line.startswith("ImportError: ") and "pip install 'wechat_kf[redis]'" in line
         for line in lines

@@ -4,8 +4,6 @@ Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``reco
 cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
@@ -40,6 +38,7 @@ from wechat_kf._errors import (
     ValidationError,
     WeChatError,
 )
+from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -63,9 +62,6 @@ from wechat_kf.bulk import (
     SendStream,
     SendSummary,
 )
-
-if TYPE_CHECKING:
-    from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -167,13 +163,3 @@ __all__ = [
     "__version__",
     "new_fence",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
-    # ``import wechat_kf`` works without redis-py (asking for it then says what to install).
-    if name == "RedisTokenStore":
-        from wechat_kf._redis_tokens import RedisTokenStore
-
-        return RedisTokenStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
