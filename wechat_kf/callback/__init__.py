@@ -19,8 +19,6 @@ processes). Safe mode (``encoding_aes_key``) needs ``pip install 'wechat_kf[call
 mode needs nothing beyond the SDK.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from wechat_kf.callback._dedupe import (
     Deduplicator,
     DuplicateEntry,
@@ -46,9 +44,6 @@ from wechat_kf.callback._errors import (
     XMLParseError,
 )
 from wechat_kf.callback._handler import CallbackHandler
-
-if TYPE_CHECKING:
-    from wechat_kf.callback._redis_dedupe import RedisDuplicateStore as RedisDuplicateStore
 from wechat_kf.callback._messages import (
     Event,
     ImageMessage,
@@ -65,6 +60,7 @@ from wechat_kf.callback._messages import (
     VideoMessage,
     VoiceMessage,
 )
+from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
 from wechat_kf.callback._replies import SUCCESS, Reply, Success, TextReply, TransferCustomerService
 
 __all__ = [
@@ -95,6 +91,7 @@ __all__ = [
     "MissingDependencyError",
     "OnMessage",
     "PlaintextPushError",
+    "RedisDuplicateStore",
     "Reply",
     "ShortVideoMessage",
     "SignatureError",
@@ -111,12 +108,3 @@ __all__ = [
     "XMLParseError",
     "dedupe_key",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # RedisDuplicateStore needs the optional ``redis`` extra: imported only when asked for.
-    if name == "RedisDuplicateStore":
-        from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
-
-        return RedisDuplicateStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

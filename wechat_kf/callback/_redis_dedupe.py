@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from wechat_kf._errors import StoreError
 from wechat_kf._redis import RedisStore
 from wechat_kf.callback._dedupe import IN_PROGRESS, DuplicateEntry
 from wechat_kf.callback._defaults import DUPLICATE_STORE_TIMEOUT
@@ -13,11 +12,11 @@ from wechat_kf.callback._errors import DuplicateStoreError
 from wechat_kf.callback._replies import SUCCESS
 
 if TYPE_CHECKING:
+    from wechat_kf._errors import StoreError
     from wechat_kf._redis import RedisClient
 
 __all__ = ["RedisDuplicateStore"]
 
-_IN_PROGRESS: Final = b"in_progress"
 _DONE: Final = b"done:"
 
 # KEYS: the push key. ARGV: the claim's TTL in ms. The entry it holds, or nil once claimed.
