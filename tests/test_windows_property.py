@@ -85,8 +85,8 @@ def interact(fake: FakeWeChat, what: tuple[Any, ...]) -> None:
 class Endpoint:
     """The callback endpoint of the application, fed to the client's ledger."""
 
-    def __init__(self, wx: AsyncWeChat) -> None:
-        self.handler = CallbackHandler(token=TOKEN, appid=wx.appid)
+    def __init__(self, wx: AsyncWeChat, fake: FakeWeChat) -> None:
+        self.handler = CallbackHandler(token=TOKEN, appid=wx.appid, clock=fake.clock.now)
 
         async def on_message(incoming: object) -> None:
             return None
@@ -116,7 +116,7 @@ def fake_left(fake: FakeWeChat, openid: str) -> int:
 async def run(steps: list[tuple[Any, ...]], *, withhold: bool) -> None:
     fake = FakeWeChat(clock=FrozenClock(T0))
     async with fake.client() as wx:
-        endpoint = Endpoint(wx)
+        endpoint = Endpoint(wx, fake)
         for entry in steps:
             if entry[0] == "interact":
                 _, what, withheld = entry

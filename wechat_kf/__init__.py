@@ -5,8 +5,6 @@ cover the whole customer-service API, and ``windows`` tells who can be messaged 
 exception derives from :class:`WeChatError`.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
@@ -43,6 +41,8 @@ from wechat_kf._errors import (
     WeChatError,
     WindowStoreError,
 )
+from wechat_kf._redis_tokens import RedisTokenStore
+from wechat_kf._redis_windows import RedisWindowStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -54,8 +54,12 @@ from wechat_kf._tokens import (
     TokenEndpoint,
     TokenManager,
     TokenStore,
+    new_fence,
 )
 from wechat_kf._version import __version__
+from wechat_kf._window_ledger import OpenWindow, WindowStatus
+from wechat_kf._window_rules import WINDOW_RULES, Interaction, WindowRule
+from wechat_kf._window_store import MemoryWindowStore, WindowStore
 from wechat_kf.bulk import (
     RateLimiter,
     SendControl,
@@ -65,13 +69,6 @@ from wechat_kf.bulk import (
     SendStream,
     SendSummary,
 )
-
-if TYPE_CHECKING:
-    from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
-    from wechat_kf._redis_windows import RedisWindowStore as RedisWindowStore
-from wechat_kf._window_ledger import OpenWindow, WindowStatus
-from wechat_kf._window_rules import WINDOW_RULES, Interaction, WindowRule
-from wechat_kf._window_store import MemoryWindowStore, WindowStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -141,6 +138,8 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisTokenStore",
+    "RedisWindowStore",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -179,18 +178,5 @@ __all__ = [
     "WindowStoreError",
     "WxCard",
     "__version__",
+    "new_fence",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
-    # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
-    if name == "RedisTokenStore":
-        from wechat_kf._redis_tokens import RedisTokenStore
-
-        return RedisTokenStore
-    if name == "RedisWindowStore":
-        from wechat_kf._redis_windows import RedisWindowStore
-
-        return RedisWindowStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,7 +47,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── DecryptError              Encrypt cannot be decrypted (base64, length, padding, key)
     │   ├── BodyTooLargeError         body above max_body_size
     │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
-    │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   │   ├── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   │   └── XMLLimitError         more elements or deeper nesting than a push has: refused
     │   ├── MalformedCallbackError    well-formed, but not the documented shape
     │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed (a StoreError)
     │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
@@ -129,7 +130,7 @@ class APIError(WeChatError):
     def __init__(self, errcode: int, errmsg: str, *, hint: str | None = None) -> None:
         self.errcode = errcode
         self.errmsg = errmsg
-        self.rid = parse_rid(errmsg)
+        self.rid: str | None = parse_rid(errmsg)
         if hint is not None:
             self.hint = hint
         text = f"errcode {errcode}: {errmsg}"
@@ -335,7 +336,7 @@ class HTTPStatusError(TransportError):
         self.status_code = status_code
         self.retry_after = retry_after
         # A 429 is a refusal before processing; a 5xx may come after WeChat acted.
-        self.may_have_reached_wechat = status_code != 429
+        self.may_have_reached_wechat: bool = status_code != 429
         super().__init__(f"HTTP {status_code}", method=method, path=path)
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -11,15 +11,17 @@
         body = handler.reply(incoming, TransferCustomerService())
 
 Framework-neutral (a query mapping and bytes in, bytes out); :class:`CallbackEndpoint` adds
-the HTTP decisions, and :mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp`
-plug it into those frameworks. Safe mode (``encoding_aes_key``) needs
-``pip install 'wechat_kf[callback]'``; plain mode needs nothing beyond the SDK.
+the HTTP decisions and duplicate detection (every retry of a push gets its first answer), and
+:mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp` plug it into those
+frameworks. Safe by default: pushes signed more than 300 s from this server's clock are refused
+and every endpoint deduplicates (in memory; ``RedisDuplicateStore`` to share between worker
+processes). Safe mode (``encoding_aes_key``) needs ``pip install 'wechat_kf[callback]'``; plain
+mode needs nothing beyond the SDK.
 """
-
-from typing import TYPE_CHECKING, Any
 
 from wechat_kf.callback._dedupe import (
     Deduplicator,
+    DuplicateEntry,
     DuplicateState,
     DuplicateStore,
     MemoryDuplicateStore,
@@ -38,12 +40,10 @@ from wechat_kf.callback._errors import (
     PlaintextPushError,
     SignatureError,
     StaleTimestampError,
+    XMLLimitError,
     XMLParseError,
 )
 from wechat_kf.callback._handler import CallbackHandler
-
-if TYPE_CHECKING:
-    from wechat_kf.callback._redis_dedupe import RedisDuplicateStore as RedisDuplicateStore
 from wechat_kf.callback._messages import (
     Event,
     ImageMessage,
@@ -60,6 +60,7 @@ from wechat_kf.callback._messages import (
     VideoMessage,
     VoiceMessage,
 )
+from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
 from wechat_kf.callback._replies import SUCCESS, Reply, Success, TextReply, TransferCustomerService
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "CallbackHandler",
     "DecryptError",
     "Deduplicator",
+    "DuplicateEntry",
     "DuplicateState",
     "DuplicateStore",
     "DuplicateStoreError",
@@ -89,6 +91,7 @@ __all__ = [
     "MissingDependencyError",
     "OnMessage",
     "PlaintextPushError",
+    "RedisDuplicateStore",
     "Reply",
     "ShortVideoMessage",
     "SignatureError",
@@ -101,15 +104,7 @@ __all__ = [
     "UserMessage",
     "VideoMessage",
     "VoiceMessage",
+    "XMLLimitError",
     "XMLParseError",
     "dedupe_key",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # RedisDuplicateStore needs the optional ``redis`` extra: imported only when asked for.
-    if name == "RedisDuplicateStore":
-        from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
-
-        return RedisDuplicateStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

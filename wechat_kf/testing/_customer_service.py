@@ -17,6 +17,7 @@ import threading
 from typing import Any, Final
 
 from wechat_kf._window_rules import EVENT_INTERACTIONS, WINDOW_RULES, Interaction, rule_for
+from wechat_kf.records import OperCode
 from wechat_kf.testing._core import FakeClock
 from wechat_kf.testing._state import (
     FakeAgent,
@@ -25,7 +26,6 @@ from wechat_kf.testing._state import (
     FakeSession,
     FakeUser,
     FakeWaitCase,
-    Opercode,
     ServiceWindow,
 )
 
@@ -226,8 +226,10 @@ class CustomerService:
             self._push(openid, now, "text", Content=text, MsgId=msg_id, **extra)
             session = self.sessions.get(openid)
             if session is not None:
-                return self.add_record(openid, Opercode.AGENT_RECEIVED, text, session.kf_account)
-            record = self.add_record(openid, Opercode.USER_MESSAGE, text)
+                return self.add_record(
+                    openid, OperCode.AGENT_RECEIVED_MESSAGE, text, session.kf_account
+                )
+            record = self.add_record(openid, OperCode.ACCOUNT_RECEIVED_MESSAGE, text)
             case = self.waiting.get(openid)
             if case is not None:
                 case.latest_time = int(now)
@@ -235,7 +237,7 @@ class CustomerService:
                 self.waiting[openid] = FakeWaitCase(
                     openid=openid, createtime=int(now), latest_time=int(now)
                 )
-                self.add_record(openid, Opercode.QUEUED, "")
+                self.add_record(openid, OperCode.SESSION_CREATED_UNACCEPTED, "")
             return record
 
     def user_follows(self, openid: str, *, qr_scene: str | None = None) -> None:
@@ -316,7 +318,7 @@ class CustomerService:
                 openid = next(iter(self.waiting))
             elif openid not in self.waiting:
                 raise ValueError(f"{openid!r} is not waiting")
-            return self._serve(openid, kf_account, Opercode.ACCEPTED)
+            return self._serve(openid, kf_account, OperCode.SESSION_ACCEPTED)
 
     def _serve(self, openid: str, kf_account: str, opercode: int, text: str = "") -> FakeSession:
         """Start (or move) ``openid``'s session with ``kf_account``; the user leaves the queue."""
@@ -329,7 +331,7 @@ class CustomerService:
     def _end_session(self, openid: str, text: str = "") -> None:
         """Close ``openid``'s session (record 1004)."""
         session = self.sessions.pop(openid)
-        self.add_record(openid, Opercode.CLOSED, text, session.kf_account)
+        self.add_record(openid, OperCode.SESSION_CLOSED, text, session.kf_account)
 
     # ------------------------------------------------------------------ records
 
