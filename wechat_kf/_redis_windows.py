@@ -332,7 +332,7 @@ class RedisWindowStore(RedisStore):
     async def get(self, appid: str, openid: str, *, now: float) -> WindowRecord | None:
         """The user's record, or ``None``."""
         key = self.record_key(appid, openid)
-        fields = await self.run("read", appid, lambda: self.redis.hgetall(key))
+        fields = await self.run("window read", appid, lambda: self.redis.hgetall(key))
         if not fields:
             return None
         record = parse_record(fields, key)
