@@ -23,6 +23,11 @@ yields each :class:`SendResult` as it happens, in constant memory. Both run on t
   ``BULK_CANCEL_GRACE`` seconds to answer and are reported ``unknown`` if they do not. The
   partial report is on the :class:`SendControl` passed in.
 * ``rate`` (messages per second, or a shared :class:`RateLimiter`) paces the requests.
+* Every send goes through the client's service-window ledger (``wx.windows``), which learns from
+  its answer. With ``skip_unreachable`` a worker first reserves the recipient's message there
+  (before the rate limiter: a skipped recipient costs no slot); a recipient the ledger knows
+  cannot be reached is ``skipped`` with an :class:`UnreachableError`, and a reservation whose
+  request never left (stopped, cancelled, refused before sending) is given back.
 * A stream's reader that leaves early finds every result it did not read (buffered, or ended
   in flight afterwards) on :attr:`SendStream.unread`: no send goes unreported.
 
