@@ -31,9 +31,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from wechat_kf import _defaults
+from wechat_kf._errors import StoreError
 from wechat_kf._redis import RedisStore
 from wechat_kf._window_store import (
     Spend,
@@ -276,8 +277,8 @@ class RedisWindowStore(RedisStore):
     :meth:`aclose` (or ``async with``).
     """
 
-    error = WindowStoreError
-    default_timeout = _defaults.WINDOW_STORE_TIMEOUT
+    error: ClassVar[type[StoreError]] = WindowStoreError
+    default_timeout: ClassVar[float] = _defaults.WINDOW_STORE_TIMEOUT
 
     def __init__(
         self,
@@ -288,7 +289,8 @@ class RedisWindowStore(RedisStore):
         page_size: int = _defaults.WINDOW_PAGE_SIZE,
     ) -> None:
         super().__init__(redis, prefix=prefix, timeout=timeout)
-        self.page_size = _page_size(page_size)
+        #: Users read per round trip by :meth:`records`.
+        self.page_size: int = _page_size(page_size)
         self._open = self.script(_OPEN)
         self._spend = self.script(_SPEND)
         self._refund = self.script(_REFUND)

@@ -205,11 +205,16 @@ class WindowLedger:
         rules: tuple[WindowRule, ...] = WINDOW_RULES,
         memory: float = _defaults.WINDOW_MEMORY,
     ) -> None:
-        self.appid = appid
-        self.store = store
-        self.clock = clock
-        self.rules = rules
-        self.memory = float(memory)
+        #: The account whose users these are (the store's scope).
+        self.appid: str = appid
+        #: Where the records live.
+        self.store: WindowStore = store
+        #: Unix seconds, now.
+        self.clock: WallClock = clock
+        #: The rules applied to interactions.
+        self.rules: tuple[WindowRule, ...] = rules
+        #: Seconds a user stays known after their last window ended or WeChat's last correction.
+        self.memory: float = float(memory)
         self._next_log = 0.0
 
     def __repr__(self) -> str:
