@@ -37,6 +37,7 @@ def typecheck(session: nox.Session) -> None:
     _install(session, "test")
     session.install("mypy>=1.11", "pyright>=1.1.380")
     session.run("mypy", "wechat_kf")
+    session.run("mypy", "docs/examples")  # the documentation's programs are typed too
     command = ("pyright", "--verifytypes", "wechat_kf", "--ignoreexternal")
     report = session.run(*command, "--outputjson", silent=True, success_codes=[0, 1])
     completeness = json.loads(str(report))["typeCompleteness"]

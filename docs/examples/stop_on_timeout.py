@@ -21,6 +21,7 @@ async def main() -> None:
                 members, Text(content="通知"), rate=RateLimiter(10, burst=1), control=control
             )
         report = control.report  # the recipients attempted so far, each with its result
+        assert report is not None  # None only while the run goes on
         print(report.complete, 0 < report.total < len(members))
         print(report.sent > 0, report.unknown)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -159,3 +161,16 @@ def test_help_lists_the_seeds(seed: str) -> None:
     )
     assert seed in done.stdout
     assert "Ctrl-C" in done.stdout
+
+
+def test_the_getting_started_page_shows_what_it_prints() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    block = re.search(
+        r"^```text\n\$ wechat-kf fake-server --seed demo\n(.*?)^```", page, re.M | re.S
+    )
+    assert block, "the page shows no fake-server session"
+    with fake_server("fake-server", "--port", "0", "--seed", "demo", "--quiet") as (process, lines):
+        port = exported(lines)["WECHAT_BASE_URL"].rpartition(":")[2]
+        stop(process)
+    printed = "\n".join(lines).replace(f":{port}", ":8080")  # the default port, as documented
+    assert printed == block.group(1).rstrip("\n")
