@@ -27,6 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 INCLUDE = re.compile(r"^<!-- include: (?P<path>\S+) shift=(?P<shift>\d) -->$", re.M)
 HEADING = re.compile(r"^(#{1,6}) ", re.M)
 FENCE = re.compile(r"^(```|~~~)", re.M)
+LIST_ITEM = re.compile(r"^[-*] ")
 DOCSTRING_BLOCK = re.compile(r"^<!-- docstring-block: (?P<path>\S+) -->$", re.M)
 
 
@@ -39,13 +40,18 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
 
 
 def shifted(text: str, levels: int) -> str:
-    """``text`` with every Markdown heading outside code blocks ``levels`` deeper."""
-    out, in_code = [], False
+    """``text`` with every Markdown heading outside code blocks ``levels`` deeper, and a blank
+    line before a list that follows a paragraph line (GitHub renders that as a list; MkDocs'
+    Markdown only after a blank line)."""
+    out: list[str] = []
+    in_code = False
     for line in text.splitlines():
         if FENCE.match(line):
             in_code = not in_code
         elif not in_code and HEADING.match(line):
             line = "#" * levels + line
+        elif not in_code and LIST_ITEM.match(line) and out and _paragraph(out[-1]):
+            out.append("")
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -61,6 +67,11 @@ def literal_block(path: Path) -> str:
     while end < len(lines) and (not lines[end].strip() or lines[end].startswith(" ")):
         end += 1
     return textwrap.dedent("\n".join(lines[start:end])).strip("\n")
+
+
+def _paragraph(line: str) -> bool:
+    """Whether ``line`` is a line of plain paragraph text (not a list item, table, indent)."""
+    return bool(line.strip()) and not LIST_ITEM.match(line) and not line.startswith((" ", "|"))
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
