@@ -78,6 +78,9 @@ class Reply:
     delay: float = 0.0
     reset: bool = False
     connect_error: bool = False
+    #: Bytes written to the connection as they are, instead of a rendered answer (status line,
+    #: headers and body: any framing, malformed included); the connection is closed after them.
+    raw: bytes | None = None
 
 
 @attrs.define(kw_only=True)
@@ -93,6 +96,8 @@ class Fault:
     reset: bool = False
     malformed: bytes | None = None
     connect_error: bool = False
+    raw: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
     processed: bool = False
 
 
