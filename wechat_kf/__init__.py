@@ -4,6 +4,7 @@ Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``reco
 cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
 """
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from wechat_kf._client import AsyncWeChat
@@ -11,11 +12,14 @@ from wechat_kf._errors import (
     ERRCODE_CLASSES,
     AccessTokenError,
     APIError,
+    ClientClosedError,
+    ClientUsageError,
     ConfigurationError,
     ConnectFailedError,
     ConnectionLostError,
     CustomerServiceError,
     DailyQuotaError,
+    EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
     InvalidRequestError,
@@ -23,6 +27,7 @@ from wechat_kf._errors import (
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
+    RequestBuildError,
     ResponseQuotaError,
     ResponseTimeoutError,
     ResponseWindowError,
@@ -30,6 +35,7 @@ from wechat_kf._errors import (
     SendInterruptedError,
     ServerBusyError,
     TokenError,
+    TokenFetchError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
@@ -93,11 +99,14 @@ __all__ = [
     "AgentSession",
     "Article",
     "AsyncWeChat",
+    "ClientClosedError",
+    "ClientUsageError",
     "ConfigurationError",
     "ConnectFailedError",
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
@@ -129,6 +138,7 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RequestBuildError",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -145,6 +155,7 @@ __all__ = [
     "Text",
     "TokenEndpoint",
     "TokenError",
+    "TokenFetchError",
     "TokenManager",
     "TokenRefreshTimeoutError",
     "TokenStore",
@@ -162,6 +173,11 @@ __all__ = [
     "WxCard",
     "__version__",
 ]
+
+
+# A library does not print: without logging configured, its records go nowhere (not to stderr
+# through logging's last-resort handler). Configure logging to see them; retries log at INFO.
+logging.getLogger("wechat_kf").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from types import TracebackType
@@ -12,6 +13,7 @@ import attrs
 import httpx
 
 from wechat_kf import _defaults
+from wechat_kf._loops import LoopGuard
 from wechat_kf._pipeline import Endpoint, Pipeline
 from wechat_kf._redaction import install_log_redaction
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep
@@ -224,6 +226,9 @@ class AsyncWeChat:
         self._http = http_client
         retry = RetryPolicy(max_retries=max_retries)
         sleep = sleep or anyio.sleep
+        self._guard = guard = LoopGuard(
+            http_client.release_closed_loop if isinstance(http_client, SDKHTTPClient) else None
+        )
         token_pipeline = Pipeline(
             http=http_client,
             base_url=base_url,
@@ -231,6 +236,7 @@ class AsyncWeChat:
             retry=retry,
             timeout=_timeout(token_fetch_timeout),
             sleep=sleep,
+            guard=guard,
         )
         self._tokens = TokenManager(
             appid=appid,
@@ -251,6 +257,7 @@ class AsyncWeChat:
             timeout=None if isinstance(timeout, _NotGiven) else _timeout(timeout),
             sleep=sleep,
             pool=pool,
+            guard=guard,
         )
 
     # ------------------------------------------------------------------ areas
@@ -324,8 +331,18 @@ class AsyncWeChat:
         return clone
 
     async def aclose(self) -> None:
-        """Close the HTTP client if the SDK created it."""
-        if self._owns_http:
+        """Close the HTTP client if the SDK created it.
+
+        From another event loop than the one the client was used in (its first loop ended with
+        the client open), the connections of that loop cannot be closed from here: they are
+        dropped, and the client is closed all the same.
+        """
+        if not self._owns_http:
+            return
+        if self._guard.matches():
+            await self._http.aclose()
+            return
+        with contextlib.suppress(Exception):  # the client is marked closed before this fails
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:

@@ -279,3 +279,17 @@ async def test_extra_headers_combine_with_an_injected_answer(
     assert response.status_code == 503
     assert response.headers["x-proxy"] == "lb-7"
     assert response.headers["content-type"] == "text/html"
+
+
+async def test_an_injected_answer_can_echo_the_request(
+    fake: FakeWeChat, raw_http: httpx.AsyncClient
+) -> None:
+    fake.inject("/cgi-bin/token", malformed=lambda request: b"echo " + request.raw_query.encode())
+    fake.inject(
+        "/cgi-bin/token",
+        raw=lambda request: (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + request.method[:1].encode()
+        ),
+    )
+    assert (await raw_http.get("/cgi-bin/token?a=1")).content == b"echo a=1"
+    assert (await raw_http.get("/cgi-bin/token")).content == b"G"

@@ -17,7 +17,15 @@ from wechat_kf._redaction import redact
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
 
-__all__ = ["FakeClock", "Fault", "RecordedRequest", "Reply", "WeChatFail", "route"]
+__all__ = [
+    "AnswerBuilder",
+    "FakeClock",
+    "Fault",
+    "RecordedRequest",
+    "Reply",
+    "WeChatFail",
+    "route",
+]
 
 
 class FakeClock:
@@ -83,6 +91,10 @@ class Reply:
     raw: bytes | None = None
 
 
+#: Builds an injected answer from the request it answers (e.g. one that echoes the request).
+AnswerBuilder = Callable[[RecordedRequest], bytes]
+
+
 @attrs.define(kw_only=True)
 class Fault:
     """A scripted misbehaviour for the next ``times`` requests to a path (see ``inject``)."""
@@ -94,9 +106,9 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     reset: bool = False
-    malformed: bytes | None = None
+    malformed: bytes | AnswerBuilder | None = None
     connect_error: bool = False
-    raw: bytes | None = None
+    raw: bytes | AnswerBuilder | None = None
     headers: tuple[tuple[str, str], ...] = ()
     processed: bool = False
 

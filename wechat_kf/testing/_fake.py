@@ -15,6 +15,7 @@ import attrs
 
 from wechat_kf.testing._core import (
     ROUTES,
+    AnswerBuilder,
     FakeClock,
     Fault,
     RecordedRequest,
@@ -129,9 +130,9 @@ class FakeWeChat(CustomerService):
         retry_after: str | None = None,
         delay: float = 0.0,
         reset: bool = False,
-        malformed: bytes | str | None = None,
+        malformed: bytes | str | AnswerBuilder | None = None,
         connect_error: bool = False,
-        raw: bytes | str | None = None,
+        raw: bytes | str | AnswerBuilder | None = None,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         processed: bool | None = None,
     ) -> None:
@@ -144,13 +145,16 @@ class FakeWeChat(CustomerService):
             fake.inject(SEND, raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc\\r\\n\\r\\n{}")
             fake.inject(TOKEN, headers={"Set-Cookie": "sid=caf\\xe9"})  # the real answer + a header
             fake.inject(TOKEN, malformed=b'{"access_token":"a\\u0000b","expires_in":7200}')
+            fake.inject(SEND, malformed=lambda request: b"<pre>" + request.body + b"</pre>")
 
         Args:
             errcode: answer ``{"errcode": errcode, "errmsg": errmsg}`` instead of handling.
             status: answer this HTTP status (with ``Retry-After: retry_after`` if given).
             delay: answer this many seconds late (a client read timeout fires meanwhile).
             reset: drop the connection instead of answering.
-            malformed: answer these bytes with HTTP 200 (a ``str`` is sent as UTF-8).
+            malformed: answer these bytes with HTTP 200 (a ``str`` is sent as UTF-8). ``malformed``
+                and ``raw`` also take a callable that builds the bytes from the
+                :class:`RecordedRequest` (a proxy that echoes the request, say).
             connect_error: in-process only: fail as if the connection could not be made.
             raw: answer exactly these bytes (status line, headers, body: any framing, however
                 malformed) and close the connection; a ``str`` is sent as Latin-1, HTTP's
@@ -276,7 +280,7 @@ class FakeWeChat(CustomerService):
             if fault is None:
                 assert reply is not None
                 return reply
-            return self._apply(fault, reply)
+            return self._apply(fault, reply, request)
 
     def _next_fault(self, path: str) -> Fault | None:
         queue = self._faults.get(path)
@@ -288,18 +292,19 @@ class FakeWeChat(CustomerService):
             queue.popleft()
         return fault
 
-    def _apply(self, fault: Fault, reply: Reply | None) -> Reply:
+    def _apply(self, fault: Fault, reply: Reply | None, request: RecordedRequest) -> Reply:
         """The reply ``fault`` makes; a pure delay delivers the real ``reply`` (if any) late."""
         if fault.connect_error:
             return Reply(connect_error=True)
         if fault.reset:
             return Reply(reset=True, delay=fault.delay)
         if fault.raw is not None:
-            return Reply(raw=fault.raw, delay=fault.delay)
-        made = self._answer_for(fault, reply)
+            raw = fault.raw(request) if callable(fault.raw) else fault.raw
+            return Reply(raw=raw, delay=fault.delay)
+        made = self._answer_for(fault, reply, request)
         return attrs.evolve(made, headers=made.headers + fault.headers, delay=fault.delay)
 
-    def _answer_for(self, fault: Fault, reply: Reply | None) -> Reply:
+    def _answer_for(self, fault: Fault, reply: Reply | None, request: RecordedRequest) -> Reply:
         if fault.status is not None:
             headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/html"),)
             if fault.retry_after is not None:
@@ -307,7 +312,8 @@ class FakeWeChat(CustomerService):
             body = f"<html><body>{fault.status}</body></html>".encode()
             return Reply(status=fault.status, body=body, headers=headers)
         if fault.malformed is not None:  # WeChat labels some JSON answers text/plain, too
-            return Reply(body=fault.malformed, headers=_TEXT_PLAIN)
+            body = fault.malformed(request) if callable(fault.malformed) else fault.malformed
+            return Reply(body=body, headers=_TEXT_PLAIN)
         if fault.errcode is not None:
             errmsg = fault.errmsg if fault.errmsg is not None else f"injected {fault.errcode}"
             return Reply(body=error_body(fault.errcode, errmsg))
