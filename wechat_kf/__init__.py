@@ -5,7 +5,6 @@ cover the whole customer-service API. Every exception derives from :class:`WeCha
 """
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
@@ -34,6 +33,7 @@ from wechat_kf._errors import (
     SendCancelledError,
     SendInterruptedError,
     ServerBusyError,
+    StoreError,
     TokenError,
     TokenFetchError,
     TokenRefreshTimeoutError,
@@ -45,6 +45,7 @@ from wechat_kf._errors import (
     ValidationError,
     WeChatError,
 )
+from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -56,6 +57,7 @@ from wechat_kf._tokens import (
     TokenEndpoint,
     TokenManager,
     TokenStore,
+    new_fence,
 )
 from wechat_kf._version import __version__
 from wechat_kf.bulk import (
@@ -67,9 +69,6 @@ from wechat_kf.bulk import (
     SendStream,
     SendSummary,
 )
-
-if TYPE_CHECKING:
-    from wechat_kf._redis_store import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -138,6 +137,7 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisTokenStore",
     "RequestBuildError",
     "ResponseQuotaError",
     "ResponseTimeoutError",
@@ -152,6 +152,7 @@ __all__ = [
     "SendStream",
     "SendSummary",
     "ServerBusyError",
+    "StoreError",
     "Text",
     "TokenEndpoint",
     "TokenError",
@@ -172,19 +173,10 @@ __all__ = [
     "WeChatError",
     "WxCard",
     "__version__",
+    "new_fence",
 ]
 
 
 # A library does not print: without logging configured, its records go nowhere (not to stderr
 # through logging's last-resort handler). Configure logging to see them; retries log at INFO.
 logging.getLogger("wechat_kf").addHandler(logging.NullHandler())
-
-
-def __getattr__(name: str) -> Any:
-    # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
-    # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
-    if name == "RedisTokenStore":
-        from wechat_kf._redis_store import RedisTokenStore
-
-        return RedisTokenStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,7 +35,9 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
     │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
     │   ├── TokenUnavailableError     read-only store holds no usable token
-    │   └── TokenStoreError           the token store (Redis) failed or timed out
+    │   └── TokenStoreError           the token store (Redis) failed or timed out (a StoreError)
+    ├── StoreError                    a pluggable store (Redis) failed or timed out; every
+    │                                 store's own error derives from it as well
     ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
     │   ├── SignatureError            signature / msg_signature missing or wrong
     │   │   └── PlaintextPushError    safe mode: a push without encrypt_type=aes (allow_plaintext)
@@ -46,7 +48,7 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
     │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
     │   ├── MalformedCallbackError    well-formed, but not the documented shape
-    │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed or timed out
+    │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed (a StoreError)
     │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
     ├── ClientUsageError (RuntimeError)  the client cannot be used here: nothing was sent
     │   ├── ClientClosedError         used after aclose()
@@ -91,6 +93,7 @@ __all__ = [
     "SendCancelledError",
     "SendInterruptedError",
     "ServerBusyError",
+    "StoreError",
     "TokenError",
     "TokenFetchError",
     "TokenRefreshTimeoutError",
@@ -140,7 +143,7 @@ class APIError(WeChatError):
     def __init__(self, errcode: int, errmsg: str, *, hint: str | None = None) -> None:
         self.errcode = errcode
         self.errmsg = errmsg
-        self.rid = parse_rid(errmsg)
+        self.rid: str | None = parse_rid(errmsg)
         if hint is not None:
             self.hint = hint
         text = f"errcode {errcode}: {errmsg}"
@@ -362,7 +365,7 @@ class HTTPStatusError(TransportError):
         self.status_code = status_code
         self.retry_after = retry_after
         # A 429 is a refusal before processing; a 5xx may come after WeChat acted.
-        self.may_have_reached_wechat = status_code != 429
+        self.may_have_reached_wechat: bool = status_code != 429
         super().__init__(f"HTTP {status_code}", method=method, path=path)
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -452,7 +455,16 @@ class TokenUnavailableError(TokenError):
     """A read-only token store holds no usable token for this appid."""
 
 
-class TokenStoreError(TokenError):
+class StoreError(WeChatError):
+    """A pluggable store (Redis, or one of yours) failed, timed out or holds a malformed entry.
+
+    ``__cause__`` is the backend's exception. Every store the SDK ships raises a subclass that
+    also says what the store is for (:class:`TokenStoreError`, the callback side's
+    ``DuplicateStoreError``), so ``except StoreError`` catches any store outage.
+    """
+
+
+class TokenStoreError(TokenError, StoreError):
     """The token store failed (Redis unreachable, timed out, or holding a malformed entry).
 
     ``__cause__`` is the backend's exception. Raised within the store's own timeout: a store

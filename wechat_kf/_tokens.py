@@ -444,7 +444,7 @@ class TokenManager:
         #: ``next_attempt_at``, seeing that token rejected again raises at once (no request).
         self._force_refused: tuple[str, ForceRefreshLimitedError] | None = None
         #: How many times this manager called the token endpoint (for tests and metrics).
-        self.fetch_count = 0
+        self.fetch_count: int = 0
 
     def __repr__(self) -> str:
         mode = "read-only" if self._fetch is None else self.endpoint.value

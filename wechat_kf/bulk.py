@@ -89,7 +89,7 @@ __all__ = [
     "SendSummary",
 ]
 
-logger = get_logger("wechat_kf")
+logger: Final = get_logger("wechat_kf")
 
 #: Errors that stop a bulk send: every further send would fail the same way. A
 #: :class:`TokenError` means the SDK cannot get an access token (the token endpoint or the

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AnswerBuilder",
     "FakeClock",
+    "FakeReply",
     "Fault",
     "RecordedRequest",
-    "Reply",
     "WeChatFail",
     "route",
 ]
@@ -77,7 +77,7 @@ class RecordedRequest:
 
 
 @attrs.frozen(kw_only=True)
-class Reply:
+class FakeReply:
     """What the fake answers: HTTP status, headers, body, and how to deliver it."""
 
     status: int = 200
