@@ -9,7 +9,7 @@ library that transport runs on).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -49,6 +49,20 @@ class SleepRecorder:
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+
+def loopback_client(
+    fake: FakeWeChat, server: FakeServer, transport: str, **options: Any
+) -> AsyncWeChat:
+    """An AsyncWeChat on the SDK ``transport`` to the fake on loopback; retries never sleep."""
+    options.setdefault("sleep", SleepRecorder())
+    return AsyncWeChat(
+        fake.appid,
+        fake.secret,
+        base_url=server.base_url,
+        transport=transport,  # type: ignore[arg-type]
+        **options,
+    )
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from wechat_kf.bulk import (
 from wechat_kf.messages import Message, envelope
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SleepRecorder
+from .conftest import SleepRecorder, loopback_client
 
 pytestmark = pytest.mark.anyio
 
@@ -1036,12 +1036,7 @@ async def test_avatar_upload_on_either_transport(fake: FakeWeChat, transport: st
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
     fake.add_agent("kf_1@service", "Ann")
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-        ) as wx:
+        async with loopback_client(fake, server, transport) as wx:
             await wx.kf.upload_avatar("kf_1@service", png)
     assert fake.agents["kf_1@service"].headimgurl.startswith("https://mmbiz.qpic.cn/")
 

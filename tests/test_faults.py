@@ -37,7 +37,7 @@ from wechat_kf._tokens import token_from_payload
 from wechat_kf.testing import FakeWeChat
 
 from .chains import assert_no_secret, chain_exceptions
-from .conftest import SleepRecorder
+from .conftest import SleepRecorder, loopback_client
 
 pytestmark = pytest.mark.anyio
 
@@ -53,15 +53,8 @@ FOREVER = 10**6
 @asynccontextmanager
 async def loopback(fake: FakeWeChat, transport: str, **options: Any) -> AsyncIterator[AsyncWeChat]:
     """An AsyncWeChat on ``transport`` against the fake on a real loopback port; no sleeps."""
-    options.setdefault("sleep", SleepRecorder())
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-            **options,
-        ) as wx:
+        async with loopback_client(fake, server, transport, **options) as wx:
             yield wx
 
 
@@ -154,7 +147,7 @@ async def test_a_token_failure_says_the_message_was_not_sent(
 ) -> None:
     fake.user_says("u1")
     fake.inject(STABLE, **fault)
-    async with loopback(fake, transport, token_fetch_timeout=0.2) as wx:
+    async with loopback(fake, transport, token_fetch_timeout=0.05) as wx:
         with pytest.raises(TokenFetchError) as info:
             await wx.message.send("u1", NOTICE)
     error = info.value
@@ -250,21 +243,21 @@ async def test_rejected_tokens_cause_no_token_storm(fake: FakeWeChat, transport:
     async with loopback(fake, transport) as wx:
         await wx.access_token()
         before = len(fake.token_requests)
-        first = await _burst(wx, 200)
+        first = await _burst(wx, 100)
         first_burst = len(fake.token_requests) - before
-        second = await _burst(wx, 200)  # within 30 s of the force refresh
+        second = await _burst(wx, 100)  # within 30 s of the force refresh
         second_burst = len(fake.token_requests) - before - first_burst
     # First burst: the re-fetch (same stable token) and one force_refresh.
     assert first_burst == 2
     assert len(fake.force_refreshes) == 1
-    assert len(first) == 200
+    assert len(first) == 100
     assert all(isinstance(e, AccessTokenError | ForceRefreshLimitedError) for e in first)
     # Second burst: one re-fetch learns the token is still current; the refused force refresh is
-    # remembered for that token, so the other 199 rejections make no token request at all.
+    # remembered for that token, so the other 99 rejections make no token request at all.
     assert second_burst == 1
-    assert len(second) == 200
+    assert len(second) == 100
     limited = [e for e in second if isinstance(e, ForceRefreshLimitedError)]
-    assert len(limited) == 200
+    assert len(limited) == 100
     for error in limited:
         assert error.may_have_reached_wechat is False
         assert error.next_attempt_at is not None

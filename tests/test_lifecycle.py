@@ -23,7 +23,7 @@ from wechat_kf import (
 )
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SDK_TRANSPORTS, SleepRecorder
+from .conftest import SDK_TRANSPORTS, SleepRecorder, loopback_client
 
 KF_LIST = "/cgi-bin/customservice/getkflist"
 NOTICE = Text(content="hello")
@@ -38,12 +38,7 @@ async def test_a_closed_client_says_so_and_sends_nothing(
     fake: FakeWeChat, transport: str, token: str
 ) -> None:
     with fake.serve() as server:
-        wx = AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-        )
+        wx = loopback_client(fake, server, transport)
         async with wx:
             if token == "cached":
                 await wx.kf.list()
@@ -90,14 +85,7 @@ def test_asyncio_run_twice_with_one_client(
     caplog.set_level(logging.DEBUG)
     with fake.serve() as server:
         # A module-level client (the mistake's usual form), dropped at the end.
-        clients = [
-            AsyncWeChat(
-                fake.appid,
-                fake.secret,
-                base_url=server.base_url,
-                transport=transport,  # type: ignore[arg-type]
-            )
-        ]
+        clients = [loopback_client(fake, server, transport)]
 
         async def agents() -> object:
             return await clients[0].kf.list()
@@ -122,12 +110,7 @@ def test_asyncio_run_twice_with_one_client(
 @pytest.mark.parametrize("transport", TRIO_TRANSPORTS)
 def test_trio_run_twice_with_one_client(fake: FakeWeChat, transport: str) -> None:
     with fake.serve() as server:
-        wx = AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-        )
+        wx = loopback_client(fake, server, transport)
 
         async def agents() -> object:
             return await wx.kf.list()

@@ -135,6 +135,11 @@ class AsyncWeChat:
     ``httpx.AsyncClient`` and one token manager. Use ``async with`` (or ``await aclose()``) to
     close the HTTP client the SDK created; a client you pass in is used as is and never closed.
 
+    A client belongs to the event loop of its first call (its connections and locks live there):
+    used from another loop it raises :class:`EventLoopChangedError`, used after ``aclose()``
+    :class:`ClientClosedError`, both before anything is sent. Create one client per event loop,
+    inside it, and close it there.
+
     Args:
         appid: The official account's AppID.
         secret: Its AppSecret. Never shown in any repr, log line or exception. ``None`` selects
@@ -322,7 +327,11 @@ class AsyncWeChat:
         return self._tokens
 
     async def access_token(self) -> str:
-        """A fresh access token, for calling WeChat APIs this SDK does not cover."""
+        """A fresh access token, for calling WeChat APIs this SDK does not cover.
+
+        Raises :class:`TokenError` (:class:`TokenFetchError` for a failing token endpoint) or
+        :class:`ConfigurationError` (wrong appid, secret or IP) when there is none to be had.
+        """
         return await self._tokens.get()
 
     def with_options(
