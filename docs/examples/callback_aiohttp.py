@@ -9,7 +9,6 @@ from aiohttp import web
 
 from wechat_kf.callback import (
     CallbackHandler,
-    Deduplicator,
     Incoming,
     Reply,
     TextMessage,
@@ -28,7 +27,7 @@ async def on_message(incoming: Incoming) -> Reply | None:
 
 
 app = web.Application()
-endpoint = callback_endpoint(handler, on_message, deduplicator=Deduplicator())
+endpoint = callback_endpoint(handler, on_message)  # deduplicates WeChat's retries, in memory
 app.router.add_route("*", "/wechat", endpoint)
 # Serve it: web.run_app(app, port=8080)
 

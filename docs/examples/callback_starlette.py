@@ -12,7 +12,6 @@ from starlette.routing import Route
 
 from wechat_kf.callback import (
     CallbackHandler,
-    Deduplicator,
     Incoming,
     KfCreateSession,
     Reply,
@@ -36,7 +35,7 @@ async def on_message(incoming: Incoming) -> Reply | None:
     return None  # answers "success"
 
 
-endpoint = callback_endpoint(handler, on_message, deduplicator=Deduplicator())
+endpoint = callback_endpoint(handler, on_message)  # deduplicates WeChat's retries, in memory
 
 starlette_app = Starlette(routes=[Route("/wechat", endpoint, methods=["GET", "POST"])])
 
@@ -71,7 +70,7 @@ async def main() -> None:
         answer = await wechat.post("/wechat", params=signed(), content=clicked)
         print(answer.status_code, ElementTree.fromstring(answer.text).findtext("Content"))
         retry = await wechat.post("/wechat", params=signed(), content=clicked)
-        print(retry.text)  # WeChat's retry of a handled push: acknowledged, not handled twice
+        print(retry.content == answer.content)  # WeChat's retry: the same answer, not run twice
         event = push(
             "<MsgType>event</MsgType><Event>kf_create_session</Event>"
             "<KfAccount>alice@gh_demo</KfAccount>"
@@ -88,7 +87,7 @@ asyncio.run(main())
 # Output:
 # 200 hello
 # 200 感谢您的反馈！
-# success
+# True
 # alice@gh_demo now serves o_customer_001
 # success
 # FastAPI: 200 hello

@@ -5,11 +5,10 @@ import os
 
 from wechat_kf import (
     AsyncWeChat,
-    ConnectFailedError,
     CustomerServiceError,
     ResponseWindowError,
     Text,
-    TransportError,
+    TokenError,
     ValidationError,
     WeChatError,
 )
@@ -41,14 +40,15 @@ async def main() -> None:
         except CustomerServiceError as exc:  # 654xx: accounts, sessions, records
             print("CustomerServiceError:", exc.errcode)  # 65415: the agent is not online
 
-    # No usable answer: a TransportError says whether the request may have reached WeChat
+    # No usable answer: every error says whether the request may have reached WeChat
     async with AsyncWeChat(
         "wx1234567890abcdef", "secret", base_url="http://127.0.0.1:9", max_retries=0
     ) as nowhere:
         try:
-            await nowhere.kf.list()
-        except ConnectFailedError as exc:  # never left: safe to retry
-            print("ConnectFailedError:", isinstance(exc, TransportError))
+            await nowhere.message.send("o_customer_001", Text(content="您好"))
+        except TokenError as exc:  # no access token to be had: the message was not sent
+            print(type(exc).__name__, "caused by", type(exc.__cause__).__name__)
+            print("may have reached WeChat:", exc.may_have_reached_wechat)
         except WeChatError as exc:  # every error of the SDK
             print("another error:", type(exc).__name__)
 
@@ -59,4 +59,5 @@ asyncio.run(main())
 # ValidationError: kf_account | must be prefix@wechatid: a prefix of 1-10 letters, digits or underscores, '@', and the account's WeChat ID of at most 30 characters (got 'no-at-sign')
 # ResponseWindowError: 45015 rid given: True
 # CustomerServiceError: 65415
-# ConnectFailedError: True
+# TokenFetchError caused by ConnectFailedError
+# may have reached WeChat: False

@@ -21,7 +21,7 @@ handler = CallbackHandler(
     appid=APPID,
     encoding_aes_key=NEW_KEY,
     previous_encoding_aes_key=OLD_KEY,  # while rotating: pushes open with either key
-    timestamp_window=300,  # refuse pushes signed more than 5 minutes from this server's clock
+    timestamp_window=300,  # the default: refuse pushes signed 5 minutes from this server's clock
 )
 
 
