@@ -567,3 +567,17 @@ async def test_the_campaign_example(wx: AsyncWeChat, fake: FakeWeChat) -> None:
     )
     assert (report.sent, report.total) == (9, 9)
     assert sends(fake) - before == 9
+
+
+async def test_a_busy_answer_that_may_have_been_sent_keeps_the_reservation(
+    wx: AsyncWeChat, fake: FakeWeChat
+) -> None:
+    """busy_is_unknown: a -1 may have reached the user, so its message stays spent."""
+    fake.user_says(USER)
+    await feed(wx, fake)
+    fake.inject(SEND, errcode=-1, errmsg="system error")
+    report = await wx.message.send_many(
+        [USER], Text(content="x"), skip_unreachable=True, busy_is_unknown=True
+    )
+    assert report.results[0].status is SendStatus.UNKNOWN
+    assert (await wx.windows.get(USER)).messages_left == 4

@@ -5,16 +5,21 @@ cover the whole customer-service API, and ``windows`` tells who can be messaged 
 exception derives from :class:`WeChatError`.
 """
 
+import logging
+
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
     AccessTokenError,
     APIError,
+    ClientClosedError,
+    ClientUsageError,
     ConfigurationError,
     ConnectFailedError,
     ConnectionLostError,
     CustomerServiceError,
     DailyQuotaError,
+    EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
     InvalidRequestError,
@@ -22,6 +27,7 @@ from wechat_kf._errors import (
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
+    RequestBuildError,
     ResponseQuotaError,
     ResponseTimeoutError,
     ResponseWindowError,
@@ -30,6 +36,7 @@ from wechat_kf._errors import (
     ServerBusyError,
     StoreError,
     TokenError,
+    TokenFetchError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
@@ -99,11 +106,14 @@ __all__ = [
     "AgentSession",
     "Article",
     "AsyncWeChat",
+    "ClientClosedError",
+    "ClientUsageError",
     "ConfigurationError",
     "ConnectFailedError",
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
@@ -140,6 +150,7 @@ __all__ = [
     "RecordPage",
     "RedisTokenStore",
     "RedisWindowStore",
+    "RequestBuildError",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -157,6 +168,7 @@ __all__ = [
     "Text",
     "TokenEndpoint",
     "TokenError",
+    "TokenFetchError",
     "TokenManager",
     "TokenRefreshTimeoutError",
     "TokenStore",
@@ -180,3 +192,8 @@ __all__ = [
     "__version__",
     "new_fence",
 ]
+
+
+# A library does not print: without logging configured, its records go nowhere (not to stderr
+# through logging's last-resort handler). Configure logging to see them; retries log at INFO.
+logging.getLogger("wechat_kf").addHandler(logging.NullHandler())

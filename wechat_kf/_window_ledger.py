@@ -35,14 +35,7 @@ import attrs
 
 from wechat_kf import _defaults
 from wechat_kf import _validation as check
-from wechat_kf._errors import (
-    APIError,
-    MalformedResponseError,
-    TransportError,
-    UnreachableError,
-    ValidationError,
-    WeChatError,
-)
+from wechat_kf._errors import APIError, UnreachableError, ValidationError, WeChatError
 from wechat_kf._redaction import get_logger
 from wechat_kf._window_rules import WINDOW_RULES, Interaction, WindowRule, interaction_of, rule_for
 from wechat_kf._window_store import (
@@ -180,12 +173,6 @@ def _seconds(at: datetime | float | None, now: float) -> float:
     else:
         raise ValidationError("at", "must be an aware datetime or Unix seconds", at)
     return min(seconds, now)  # a clock ahead of ours never stretches a window
-
-
-def _may_have_reached_wechat(error: WeChatError) -> bool:
-    if isinstance(error, TransportError):
-        return error.may_have_reached_wechat
-    return isinstance(error, MalformedResponseError)
 
 
 class WindowLedger:
@@ -331,14 +318,15 @@ class WindowLedger:
         """Run ``call`` (one customer-service send to ``openid``) and learn from its outcome.
 
         Accepted: one message is spent (unless ``reservation`` already took it). 45015 / 45047:
-        the record is corrected. Any other outcome that proves the request never reached
-        WeChat gives the reservation back. ``call``'s result or error is passed through as is.
+        the record is corrected. Any other error whose request never reached WeChat
+        (``may_have_reached_wechat`` false) gives the reservation back; one that may have
+        reached it keeps it spent. ``call``'s result or error is passed through as is.
         """
         started = self.clock() if reservation is None else reservation.started
         try:
             result = await call()
-        except APIError as exc:
-            if exc.errcode in (OUTSIDE_WINDOW, NO_MESSAGES_LEFT):
+        except WeChatError as exc:
+            if isinstance(exc, APIError) and exc.errcode in (OUTSIDE_WINDOW, NO_MESSAGES_LEFT):
                 await self._quietly(
                     "correct a window",
                     self.store.correct(
@@ -350,11 +338,7 @@ class WindowLedger:
                         memory=self.memory,
                     ),
                 )
-            elif reservation is not None:
-                await self.release(reservation)
-            raise
-        except WeChatError as exc:
-            if reservation is not None and not _may_have_reached_wechat(exc):
+            elif reservation is not None and not exc.may_have_reached_wechat:
                 await self.release(reservation)
             raise
         if reservation is None:
