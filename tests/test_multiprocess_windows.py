@@ -32,6 +32,8 @@ from wechat_kf import WINDOW_RULES, Interaction
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = 8
 OPERATIONS = 300
+#: Operations in flight at once in each process (more than the pool's connections).
+IN_FLIGHT = 150
 APPID = "wxmultiprocess"
 NOW = 1_700_000_000.0
 USERS = ("o_user0", "o_user1", "o_user2")
@@ -54,7 +56,10 @@ async def _work(config: dict[str, Any]) -> list[tuple[str, str, float]]:
 
     rng = random.Random(config["seed"])
     granted: list[tuple[str, str, float]] = []
-    async with RedisWindowStore.from_url(config["url"], prefix=config["prefix"]) as store:
+    # Atomicity is under test, not latency: a generous timeout on a machine other tests load.
+    async with RedisWindowStore.from_url(
+        config["url"], prefix=config["prefix"], timeout=30
+    ) as store:
         ledger = WindowLedger(appid=APPID, store=store, clock=lambda: NOW)
         await store.get(APPID, USERS[0], now=NOW)  # connect before the start signal
         print("ready", flush=True)
@@ -70,9 +75,15 @@ async def _work(config: dict[str, Any]) -> list[tuple[str, str, float]]:
             if reservation is not None:
                 granted.append((openid, reservation.window, reservation.opened_at))
 
+        limiter = anyio.CapacityLimiter(IN_FLIGHT)
+
+        async def limited() -> None:
+            async with limiter:
+                await _quietly(one)
+
         async with anyio.create_task_group() as tg:
             for _ in range(OPERATIONS):
-                tg.start_soon(_quietly, one)
+                tg.start_soon(limited)
     return granted
 
 
