@@ -125,8 +125,12 @@ class ExpiringMap(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         """Remove ``key``; its live value, or ``None``."""
         with self._lock:
-            entry = self._entries.pop(key, None)
-            return entry[1] if entry is not None and entry[0] > self._clock() else None
+            return self.pop_locked(key, self._clock())
+
+    def pop_locked(self, key: K, now: float) -> V | None:
+        """:meth:`pop` for a caller already holding :attr:`lock`."""
+        entry = self._entries.pop(key, None)
+        return entry[1] if entry is not None and entry[0] > now else None
 
     def items(self) -> Iterator[tuple[K, V]]:
         """The live entries, oldest write first (a snapshot: safe to modify the map meanwhile)."""
