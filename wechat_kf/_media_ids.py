@@ -194,7 +194,9 @@ class MediaIdCache:
     One per :class:`~wechat_kf.AsyncWeChat` (shared by its ``with_options`` copies). Uploads
     are single-flight in this process (one flight per file) and, through the store's upload
     lock, across processes: a process that finds another one uploading polls the store for
-    its media_id (at most ``lock_wait`` seconds, then uploads itself).
+    its media_id (at most ``lock_wait`` seconds, then uploads itself). What the store answered
+    is kept in this process too, so a file sent again costs no store round trip; a media_id
+    WeChat refuses is dropped from both (:meth:`forget`).
 
     Args:
         store: Where uploads are kept (default: a :class:`MemoryMediaIdStore`).
@@ -223,6 +225,9 @@ class MediaIdCache:
         self.lock_wait = _seconds("lock_wait", lock_wait)
         self._clock = clock
         self._flights: dict[tuple[str, str], _Flight] = {}
+        self._local: ExpiringMap[tuple[str, str], UploadedMedia] = ExpiringMap(
+            max_entries=_defaults.MEDIA_CACHE_MAX_ENTRIES
+        )
         #: Content hashes of local paths, by (path, size, mtime_ns, inode).
         self.digests: ExpiringMap[tuple[str, int, int, int], str] = ExpiringMap(
             max_entries=_defaults.MEDIA_DIGEST_MEMO
@@ -245,8 +250,8 @@ class MediaIdCache:
         """
         flight_key = (appid, key)
         while True:
-            cached = await self._read(appid, key)
-            if cached is not None:
+            cached = self._local.get(flight_key)
+            if cached is not None and self.usable(cached):
                 return cached
             flight = self._flights.get(flight_key)
             if flight is not None:
@@ -269,10 +274,23 @@ class MediaIdCache:
 
     async def forget(self, appid: str, key: str, media_id: str) -> None:
         """WeChat refused ``media_id``: drop it, unless another upload replaced it already."""
+        local = self._local
+        with local.lock:
+            now = local.now()
+            held = local.get_locked((appid, key), now)
+            if held is not None and held.media_id == media_id:
+                local.pop_locked((appid, key), now)
         try:
             await self.store.compare_and_delete(appid, key, media_id)
         except StoreError as exc:
             logger.warning("media-id store: could not drop %s: %s", key, exc)
+
+    def _keep(self, appid: str, key: str, media: UploadedMedia) -> UploadedMedia:
+        """Remember ``media`` in this process until it leaves the reuse window."""
+        ttl = media.remaining(self._clock()) - self.reuse_margin
+        if ttl > 0:
+            self._local.set((appid, key), media, ttl)
+        return media
 
     async def _read(self, appid: str, key: str) -> UploadedMedia | None:
         try:
@@ -280,10 +298,16 @@ class MediaIdCache:
         except StoreError as exc:
             logger.warning("media-id store unavailable (%s): uploading without it", exc)
             return None
-        return cached if self.usable(cached) else None
+        if cached is None or not self.usable(cached):
+            return None
+        return self._keep(appid, key, cached)
 
     async def _lead(self, appid: str, key: str, upload: Upload) -> UploadedMedia:
-        """Upload ``key`` under the store's lock, or wait for whoever holds it."""
+        """The stored media of ``key``, or upload it under the store's lock (or wait for
+        whoever holds that lock)."""
+        cached = await self._read(appid, key)
+        if cached is not None:
+            return cached
         deadline = anyio.current_time() + self.lock_wait
         delay = _defaults.MEDIA_POLL_INITIAL
         while True:
@@ -321,7 +345,7 @@ class MediaIdCache:
 
     async def _upload(self, appid: str, key: str, upload: Upload) -> UploadedMedia:
         self.uploads += 1
-        media = await upload()
+        media = self._keep(appid, key, await upload())
         ttl = media.remaining(self._clock()) - self.reuse_margin
         if ttl > 0:
             try:
