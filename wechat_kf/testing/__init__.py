@@ -17,7 +17,9 @@ On a real loopback port::
 
 Seed the customer-service world with ``fake.add_agent("alice@gh_test", online=True)``, play a
 follower with ``fake.user_says(openid)`` (opens the 48 h response window), and assert on
-``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``.
+``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``. Media: a
+send naming a media_id the fake does not hold (or one past its 3 days) answers 40007; seed one
+with ``fake.add_media("image")`` (or upload it) and count uploads on ``fake.uploads``.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
 ``reset=True``, ``malformed=b"<html>"``), move time with ``fake.clock.advance(7200)``, and assert
@@ -27,6 +29,7 @@ your ``conftest.py`` for the ``fake_wechat`` and ``fake_wechat_server`` fixtures
 
 from wechat_kf.testing import (  # noqa: F401  (importing them registers the routes)
     _kf_routes,
+    _media_routes,
     _message_routes,
     _records_routes,
     _session_routes,
@@ -35,6 +38,7 @@ from wechat_kf.testing import (  # noqa: F401  (importing them registers the rou
 from wechat_kf.testing._core import FakeClock, Fault, RecordedRequest, Reply
 from wechat_kf.testing._customer_service import CustomerService
 from wechat_kf.testing._fake import FakeWeChat, IssuedToken
+from wechat_kf.testing._media import FakeMedia, MediaLibrary, sample_media
 from wechat_kf.testing._server import FakeServer
 from wechat_kf.testing._state import (
     FakeAgent,
@@ -51,6 +55,7 @@ __all__ = [
     "CustomerService",
     "FakeAgent",
     "FakeClock",
+    "FakeMedia",
     "FakeRecord",
     "FakeServer",
     "FakeSession",
@@ -60,8 +65,10 @@ __all__ = [
     "FakeWeChat",
     "Fault",
     "IssuedToken",
+    "MediaLibrary",
     "Opercode",
     "RecordedRequest",
     "Reply",
     "ServiceWindow",
+    "sample_media",
 ]

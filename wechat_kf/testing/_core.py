@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -105,7 +105,8 @@ class WeChatFail(Exception):
         self.errmsg = errmsg
 
 
-Handler = Callable[["FakeWeChat", RecordedRequest], dict[str, Any]]
+#: A route's handler: the JSON payload to answer, or a whole :class:`Reply` (a file).
+Handler = Callable[["FakeWeChat", RecordedRequest], "dict[str, Any] | Reply"]
 
 
 @attrs.frozen
@@ -123,12 +124,15 @@ class Route:
 ROUTES: Final[dict[str, Route]] = {}
 
 
+H = TypeVar("H", bound=Handler)
+
+
 def route(
     method: str, path: str, *, authenticated: bool = True, json_body: bool = True
-) -> Callable[[Handler], Handler]:
+) -> Callable[[H], H]:
     """Register a handler for ``method path``."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: H) -> H:
         ROUTES[path] = Route(method, path, handler, authenticated, json_body)
         return handler
 

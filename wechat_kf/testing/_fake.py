@@ -25,6 +25,7 @@ from wechat_kf.testing._core import (
     has_unicode_escapes,
 )
 from wechat_kf.testing._customer_service import CustomerService
+from wechat_kf.testing._media import MediaLibrary
 
 if TYPE_CHECKING:
     import httpx
@@ -52,7 +53,7 @@ class IssuedToken:
     expires_at: float
 
 
-class FakeWeChat(CustomerService):
+class FakeWeChat(CustomerService, MediaLibrary):
     """A stateful, in-memory WeChat API for tests.
 
     Real semantics where the SDK depends on them: tokens expire, a classic fetch invalidates the
@@ -61,7 +62,9 @@ class FakeWeChat(CustomerService):
 
     Every customer-service endpoint applies WeChat's rules to in-memory state: agent accounts
     and invitations, sessions and the waiting queue, chat records, and each user's response
-    window. Play the other side with the helpers (see :class:`CustomerService`)::
+    window; temporary media expire after 3 days and a send naming an unknown or expired
+    media_id answers 40007 (:class:`MediaLibrary`: ``fake.add_media(...)``, ``fake.uploads``).
+    Play the other side with the helpers (see :class:`CustomerService`)::
 
         fake.add_agent("alice@gh_test", online=True)
         fake.user_says("o_user1", "hello")      # opens the 48 h window: 5 sends
@@ -97,8 +100,9 @@ class FakeWeChat(CustomerService):
         self._init_state()
 
     def _init_state(self) -> None:
-        """The API areas' state: agents, sessions, the queue, users, records."""
+        """The API areas' state: agents, sessions, the queue, users, records, media."""
         self._init_customer_service()
+        self._init_media()
 
     def __repr__(self) -> str:
         return f"FakeWeChat(appid={self.appid!r}, requests={len(self.requests)})"
@@ -275,11 +279,12 @@ class FakeWeChat(CustomerService):
 
     def _dispatch(self, request: RecordedRequest) -> Reply:
         try:
-            return Reply(body=answer(self._route(request)))
+            result = self._route(request)
         except WeChatFail as fail:
             return Reply(body=error_body(fail.errcode, fail.errmsg))
+        return result if isinstance(result, Reply) else Reply(body=answer(result))
 
-    def _route(self, request: RecordedRequest) -> dict[str, Any]:
+    def _route(self, request: RecordedRequest) -> dict[str, Any] | Reply:
         route = ROUTES.get(request.path)
         if route is None:
             raise WeChatFail(40066, "invalid url")
