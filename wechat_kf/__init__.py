@@ -1,7 +1,8 @@
 """wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
 Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
-cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
+cover the whole customer-service API, and ``media`` the temporary media messages send and users
+send in. Every exception derives from :class:`WeChatError`.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,13 @@ from wechat_kf._errors import (
     DailyQuotaError,
     ForceRefreshLimitedError,
     HTTPStatusError,
+    InvalidMediaIdError,
     InvalidRequestError,
     MalformedResponseError,
+    MediaError,
+    MediaSizeError,
+    MediaStoreError,
+    MediaTypeError,
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
@@ -40,6 +46,8 @@ from wechat_kf._errors import (
     ValidationError,
     WeChatError,
 )
+from wechat_kf._files import MediaFile, MediaType
+from wechat_kf._media_ids import MediaIdCache, MediaIdStore, MemoryMediaIdStore, UploadedMedia
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -64,11 +72,14 @@ from wechat_kf.bulk import (
 )
 
 if TYPE_CHECKING:
+    from wechat_kf._redis_media import RedisMediaIdStore as RedisMediaIdStore
     from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
+from wechat_kf.media import DownloadedMedia, MediaStream, ResolvedMessage
 from wechat_kf.messages import (
     Article,
     Image,
+    MediaField,
     MenuItem,
     Message,
     MiniProgramPage,
@@ -99,11 +110,13 @@ __all__ = [
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "DownloadedMedia",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "Image",
+    "InvalidMediaIdError",
     "InvalidRequestError",
     "InviteStatus",
     "KfAccount",
@@ -112,6 +125,17 @@ __all__ = [
     "LockExtender",
     "LockingTokenStore",
     "MalformedResponseError",
+    "MediaError",
+    "MediaField",
+    "MediaFile",
+    "MediaIdCache",
+    "MediaIdStore",
+    "MediaSizeError",
+    "MediaStoreError",
+    "MediaStream",
+    "MediaType",
+    "MediaTypeError",
+    "MemoryMediaIdStore",
     "MemoryTokenStore",
     "MenuItem",
     "Message",
@@ -130,6 +154,7 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "ResolvedMessage",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -155,6 +180,7 @@ __all__ = [
     "TransportError",
     "TypingError",
     "UnauthorizedError",
+    "UploadedMedia",
     "ValidationError",
     "Video",
     "Voice",
@@ -167,10 +193,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
+    # The Redis stores need the optional ``redis`` extra: import it only when asked for, so that
     # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
     if name == "RedisTokenStore":
         from wechat_kf._redis_tokens import RedisTokenStore
 
         return RedisTokenStore
+    if name == "RedisMediaIdStore":
+        from wechat_kf._redis_media import RedisMediaIdStore
+
+        return RedisMediaIdStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -288,6 +288,11 @@ def media_type(value: object, field: str = "type") -> MediaType:
     return kind
 
 
+def _a(kind: MediaType) -> str:
+    """``an image``, ``a voice``: the kind with its article."""
+    return f"{'an' if str(kind)[0] in 'aeiou' else 'a'} {kind}"
+
+
 def check_media(data: bytes, kind: MediaType, field: str, value: object = None) -> FileFormat:
     """Check ``data`` against ``kind``'s limits (size, format by content, audio length)."""
     limits = LIMITS[kind]
@@ -296,14 +301,14 @@ def check_media(data: bytes, kind: MediaType, field: str, value: object = None) 
     if fmt is None or fmt not in limits.formats:
         found = "an unrecognised format" if fmt is None else fmt.name
         raise ValidationError(
-            field, f"a {kind} must be {limits.describe()} by its content (got {found})", value
+            field, f"{_a(kind)} must be {limits.describe()} by its content (got {found})", value
         )
     if limits.max_seconds is not None:
         seconds = audio_seconds(data)
         if seconds is not None and seconds > limits.max_seconds:
             raise ValidationError(
                 field,
-                f"a {kind} must be at most {limits.max_seconds:g} s long (got {seconds:.1f} s)",
+                f"{_a(kind)} must be at most {limits.max_seconds:g} s long (got {seconds:.1f} s)",
                 value,
             )
     return fmt
@@ -343,7 +348,9 @@ class MediaFile:
         """
         if isinstance(source, MediaFile):
             if source.type is not kind:
-                raise ValidationError(field, f"must be a {kind} file, not a {source.type}", source)
+                raise ValidationError(
+                    field, f"must be {_a(kind)} file, not {_a(source.type)}", source
+                )
             return source
         limits = LIMITS[kind]
         data = _read_object(source, field, limits.max_bytes)
@@ -364,7 +371,9 @@ class MediaFile:
         if sniffed is None or sniffed not in limits.formats:
             found = "an unrecognised format" if sniffed is None else sniffed.name
             raise ValidationError(
-                field, f"a {kind} must be {limits.describe()} by its content (got {found})", source
+                field,
+                f"{_a(kind)} must be {limits.describe()} by its content (got {found})",
+                source,
             )
         return cls(type=kind, format=sniffed, size=size, path=path)
 

@@ -248,7 +248,9 @@ class MediaAPI(APIResource):
         kind = media_type(type)
         if isinstance(source, MediaFile):
             if source.type is not kind:
-                raise ValidationError("source", f"is a {source.type} file, not a {kind}", source)
+                raise ValidationError(
+                    "source", f"is a {source.type} file, not a {kind} one", source
+                )
             data = await source.read("source")
         else:
             data = await read_source(source, field="source", max_bytes=LIMITS[kind].max_bytes)

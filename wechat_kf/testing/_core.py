@@ -78,6 +78,8 @@ class Reply:
     delay: float = 0.0
     reset: bool = False
     connect_error: bool = False
+    #: Send the head and half the body, then drop the connection (a download cut short).
+    truncate: bool = False
 
 
 @attrs.define(kw_only=True)
@@ -93,6 +95,7 @@ class Fault:
     reset: bool = False
     malformed: bytes | None = None
     connect_error: bool = False
+    truncate: bool = False
     processed: bool = False
 
 

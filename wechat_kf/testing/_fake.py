@@ -135,6 +135,7 @@ class FakeWeChat(CustomerService, MediaLibrary):
         reset: bool = False,
         malformed: bytes | str | None = None,
         connect_error: bool = False,
+        truncate: bool = False,
         processed: bool | None = None,
     ) -> None:
         """Script the next ``times`` answers for ``path``.
@@ -146,6 +147,8 @@ class FakeWeChat(CustomerService, MediaLibrary):
             reset: drop the connection instead of answering.
             malformed: answer these bytes with HTTP 200.
             connect_error: in-process only: fail as if the connection could not be made.
+            truncate: answer as usual, but only the head and half the body, then drop the
+                connection (a download cut short).
             processed: whether the request takes effect before the fault applies. By default
                 the worst case for a client: a delayed, reset or HTTP-error answer comes after
                 the request took effect (a timed-out send still reaches the user), while an
@@ -161,7 +164,8 @@ class FakeWeChat(CustomerService, MediaLibrary):
             reset=reset,
             malformed=malformed.encode() if isinstance(malformed, str) else malformed,
             connect_error=connect_error,
-            processed=(delay > 0 or reset or status is not None)
+            truncate=truncate,
+            processed=(delay > 0 or reset or truncate or status is not None)
             if processed is None
             else processed,
         )
@@ -268,6 +272,8 @@ class FakeWeChat(CustomerService, MediaLibrary):
                 headers += (("Retry-After", fault.retry_after),)
             body = f"<html><body>{fault.status}</body></html>".encode()
             return Reply(status=fault.status, body=body, headers=headers, delay=fault.delay)
+        if fault.truncate and reply is not None:
+            return attrs.evolve(reply, truncate=True, delay=fault.delay)
         if fault.malformed is not None:  # WeChat labels some JSON answers text/plain, too
             return Reply(body=fault.malformed, headers=_TEXT_PLAIN, delay=fault.delay)
         if fault.errcode is not None:

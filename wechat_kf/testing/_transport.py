@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -40,6 +41,28 @@ class FakeTransport(httpx.AsyncBaseTransport):
             await anyio.sleep(reply.delay)
         if reply.reset:
             raise httpx.ReadError("[Errno 104] Connection reset (injected)", request=request)
+        if reply.truncate:
+            length = ("Content-Length", str(len(reply.body)))
+            return httpx.Response(
+                reply.status,
+                headers=[*reply.headers, length],
+                stream=_Truncated(reply.body[: len(reply.body) // 2], request),
+                request=request,
+            )
         return httpx.Response(
             reply.status, headers=list(reply.headers), content=reply.body, request=request
+        )
+
+
+class _Truncated(httpx.AsyncByteStream):
+    """Half a body, then the connection drops."""
+
+    def __init__(self, head: bytes, request: httpx.Request) -> None:
+        self._head = head
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._head
+        raise httpx.ReadError(
+            "[Errno 104] Connection reset mid-body (injected)", request=self._request
         )
