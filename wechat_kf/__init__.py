@@ -5,8 +5,6 @@ cover the whole customer-service API, and ``media`` the temporary media messages
 send in. Every exception derives from :class:`WeChatError`.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
@@ -48,6 +46,8 @@ from wechat_kf._errors import (
 )
 from wechat_kf._files import MediaFile, MediaType
 from wechat_kf._media_ids import MediaIdCache, MediaIdStore, MemoryMediaIdStore, UploadedMedia
+from wechat_kf._redis_media import RedisMediaIdStore
+from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -59,6 +59,7 @@ from wechat_kf._tokens import (
     TokenEndpoint,
     TokenManager,
     TokenStore,
+    new_fence,
 )
 from wechat_kf._version import __version__
 from wechat_kf.bulk import (
@@ -70,10 +71,6 @@ from wechat_kf.bulk import (
     SendStream,
     SendSummary,
 )
-
-if TYPE_CHECKING:
-    from wechat_kf._redis_media import RedisMediaIdStore as RedisMediaIdStore
-    from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.media import DownloadedMedia, MediaStream, ResolvedMessage
 from wechat_kf.messages import (
@@ -154,6 +151,8 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisMediaIdStore",
+    "RedisTokenStore",
     "ResolvedMessage",
     "ResponseQuotaError",
     "ResponseTimeoutError",
@@ -189,18 +188,5 @@ __all__ = [
     "WeChatError",
     "WxCard",
     "__version__",
+    "new_fence",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The Redis stores need the optional ``redis`` extra: import it only when asked for, so that
-    # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
-    if name == "RedisTokenStore":
-        from wechat_kf._redis_tokens import RedisTokenStore
-
-        return RedisTokenStore
-    if name == "RedisMediaIdStore":
-        from wechat_kf._redis_media import RedisMediaIdStore
-
-        return RedisMediaIdStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

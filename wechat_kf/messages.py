@@ -30,6 +30,7 @@ from wechat_kf._files import FileSource, MediaFile, MediaType
 __all__ = [
     "Article",
     "Image",
+    "LocalSource",
     "MediaField",
     "MenuItem",
     "Message",
@@ -49,6 +50,11 @@ __all__ = [
 
 
 T = TypeVar("T")
+
+
+#: What a message's local-file field takes: the file's bytes, a path, a binary file object, or a
+#: :class:`~wechat_kf.MediaFile` (``None``: no file).
+LocalSource = FileSource | MediaFile | None
 
 
 @attrs.frozen
@@ -100,40 +106,13 @@ def _media_id(*, required: bool, file: str) -> Any:
     return attrs.field(default=None, validator=validate)
 
 
-#: What a message's local-file field takes: the file's bytes, a path, a binary file object.
-LocalSource = FileSource | MediaFile | None
-
-
 def _local(value: LocalSource, kind: MediaType, label: str) -> MediaFile | None:
+    """A local-file field's value: the file checked at once (see :meth:`MediaFile.open`)."""
     return None if value is None else MediaFile.open(value, kind, label)
 
 
-# The converters of the local-file fields (named functions, so type checkers see what the
-# fields take): each checks the file at once against its media type (MediaFile.open).
-
-
-def _image_file(value: LocalSource) -> MediaFile | None:
-    return _local(value, MediaType.IMAGE, "Image.file")
-
-
-def _voice_file(value: LocalSource) -> MediaFile | None:
-    return _local(value, MediaType.VOICE, "Voice.file")
-
-
-def _video_file(value: LocalSource) -> MediaFile | None:
-    return _local(value, MediaType.VIDEO, "Video.file")
-
-
-def _video_thumb(value: LocalSource) -> MediaFile | None:
-    return _local(value, MediaType.THUMB, "Video.thumb_file")
-
-
-def _music_thumb(value: LocalSource) -> MediaFile | None:
-    return _local(value, MediaType.THUMB, "Music.thumb_file")
-
-
-def _card_picture(value: LocalSource) -> MediaFile | None:
-    return _local(value, MediaType.IMAGE, "MiniProgramPage.thumb_file")
+# The classes with local-file fields have explicit __init__s rather than field converters (as
+# News and MsgMenu): type checkers see what the fields take, without converter descriptors.
 
 
 @attrs.frozen(kw_only=True)
@@ -144,7 +123,7 @@ class Text(Message):
     content: str = attrs.field(validator=check.required)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Image(Message):
     """An image: the ``media_id`` of an uploaded temporary or permanent material, or a local
     ``file`` (JPEG, PNG or GIF, at most 10 MB) uploaded when sent."""
@@ -154,10 +133,13 @@ class Image(Message):
         MediaField("file", "media_id", MediaType.IMAGE),
     )
     media_id: str | None = _media_id(required=True, file="file")
-    file: MediaFile | None = attrs.field(default=None, converter=_image_file)
+    file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(self, *, media_id: str | None = None, file: LocalSource = None) -> None:
+        self.__attrs_init__(media_id=media_id, file=_local(file, MediaType.IMAGE, "Image.file"))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Voice(Message):
     """A voice message: ``media_id``, or a local ``file`` (AMR or MP3, 2 MB, 60 s)."""
 
@@ -166,13 +148,20 @@ class Voice(Message):
         MediaField("file", "media_id", MediaType.VOICE),
     )
     media_id: str | None = _media_id(required=True, file="file")
-    file: MediaFile | None = attrs.field(default=None, converter=_voice_file)
+    file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(self, *, media_id: str | None = None, file: LocalSource = None) -> None:
+        self.__attrs_init__(media_id=media_id, file=_local(file, MediaType.VOICE, "Voice.file"))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Video(Message):
-    """A video: ``media_id`` or a local ``file`` (MP4, 10 MB), and its thumbnail:
-    ``thumb_media_id`` or ``thumb_file`` (JPEG, 64 KB); title and description optional."""
+    """A video: ``media_id`` or a local ``file`` (MP4, 10 MB); its thumbnail, title and
+    description optional (the thumbnail: ``thumb_media_id`` or ``thumb_file``, JPEG, 64 KB).
+
+    WeChat's documented payload is ``{media_id, title, description}``; a ``thumb_media_id``
+    (the thumbnail's material) is sent only when given.
+    """
 
     msgtype: ClassVar[str] = "video"
     media_fields: ClassVar[tuple[MediaField, ...]] = (
@@ -180,14 +169,33 @@ class Video(Message):
         MediaField("thumb_file", "thumb_media_id", MediaType.THUMB),
     )
     media_id: str | None = _media_id(required=True, file="file")
-    thumb_media_id: str | None = _media_id(required=True, file="thumb_file")
+    thumb_media_id: str | None = _media_id(required=False, file="thumb_file")
     title: str | None = _optional()
     description: str | None = _optional()
-    file: MediaFile | None = attrs.field(default=None, converter=_video_file)
-    thumb_file: MediaFile | None = attrs.field(default=None, converter=_video_thumb)
+    file: MediaFile | None = attrs.field(default=None)
+    thumb_file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(
+        self,
+        *,
+        media_id: str | None = None,
+        thumb_media_id: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        file: LocalSource = None,
+        thumb_file: LocalSource = None,
+    ) -> None:
+        self.__attrs_init__(
+            media_id=media_id,
+            thumb_media_id=thumb_media_id,
+            title=title,
+            description=description,
+            file=_local(file, MediaType.VIDEO, "Video.file"),
+            thumb_file=_local(thumb_file, MediaType.THUMB, "Video.thumb_file"),
+        )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Music(Message):
     """Music: ``musicurl``, ``hqmusicurl`` (played on Wi-Fi) and a thumbnail, ``thumb_media_id``
     or a local ``thumb_file`` (JPEG, 64 KB), required."""
@@ -201,7 +209,26 @@ class Music(Message):
     thumb_media_id: str | None = _media_id(required=True, file="thumb_file")
     title: str | None = _optional()
     description: str | None = _optional()
-    thumb_file: MediaFile | None = attrs.field(default=None, converter=_music_thumb)
+    thumb_file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(
+        self,
+        *,
+        musicurl: str,
+        hqmusicurl: str,
+        thumb_media_id: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        thumb_file: LocalSource = None,
+    ) -> None:
+        self.__attrs_init__(
+            musicurl=musicurl,
+            hqmusicurl=hqmusicurl,
+            thumb_media_id=thumb_media_id,
+            title=title,
+            description=description,
+            thumb_file=_local(thumb_file, MediaType.THUMB, "Music.thumb_file"),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -228,12 +255,17 @@ def _articles(articles: Iterable[Article]) -> tuple[Article, ...]:
     return _items(articles, Article, "News.articles")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class News(Message):
     """A link card. WeChat allows exactly one article (more: errcode 45008)."""
 
     msgtype: ClassVar[str] = "news"
-    articles: tuple[Article, ...] = attrs.field(converter=_articles, validator=check.length(1, 1))
+    articles: tuple[Article, ...] = attrs.field(validator=check.length(1, 1))
+
+    # An explicit __init__ rather than a field converter: type checkers see the same signature
+    # (any iterable of articles), without the descriptor they synthesize for converters.
+    def __init__(self, *, articles: Iterable[Article]) -> None:
+        self.__attrs_init__(articles=_articles(articles))
 
 
 @attrs.frozen(kw_only=True)
@@ -264,16 +296,25 @@ def _menu_items(items: Iterable[MenuItem]) -> tuple[MenuItem, ...]:
     return _items(items, MenuItem, "MsgMenu.items")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class MsgMenu(Message):
     """A menu of clickable choices between optional head and tail texts (wire: ``list``)."""
 
     msgtype: ClassVar[str] = "msgmenu"
     head_content: str | None = _optional()
-    items: tuple[MenuItem, ...] = attrs.field(
-        converter=_menu_items, validator=check.length(1, 1000)
-    )
+    items: tuple[MenuItem, ...] = attrs.field(validator=check.length(1, 1000))
     tail_content: str | None = _optional()
+
+    def __init__(
+        self,
+        *,
+        items: Iterable[MenuItem],
+        head_content: str | None = None,
+        tail_content: str | None = None,
+    ) -> None:
+        self.__attrs_init__(
+            head_content=head_content, items=_menu_items(items), tail_content=tail_content
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -284,7 +325,7 @@ class WxCard(Message):
     card_id: str = attrs.field(validator=check.required)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class MiniProgramPage(Message):
     """A mini-program card (linked mini program). Its picture: ``thumb_media_id``, or a local
     ``thumb_file`` uploaded as an image (JPEG, PNG or GIF; 520×416 recommended)."""
@@ -297,7 +338,24 @@ class MiniProgramPage(Message):
     appid: str = attrs.field(validator=check.required)
     pagepath: str = attrs.field(validator=check.required)
     thumb_media_id: str | None = _media_id(required=True, file="thumb_file")
-    thumb_file: MediaFile | None = attrs.field(default=None, converter=_card_picture)
+    thumb_file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        appid: str,
+        pagepath: str,
+        thumb_media_id: str | None = None,
+        thumb_file: LocalSource = None,
+    ) -> None:
+        self.__attrs_init__(
+            title=title,
+            appid=appid,
+            pagepath=pagepath,
+            thumb_media_id=thumb_media_id,
+            thumb_file=_local(thumb_file, MediaType.IMAGE, "MiniProgramPage.thumb_file"),
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -17,7 +17,7 @@ from wechat_kf._redaction import redact
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
 
-__all__ = ["FakeClock", "Fault", "RecordedRequest", "Reply", "WeChatFail", "route"]
+__all__ = ["FakeClock", "FakeReply", "Fault", "RecordedRequest", "WeChatFail", "route"]
 
 
 class FakeClock:
@@ -69,7 +69,7 @@ class RecordedRequest:
 
 
 @attrs.frozen(kw_only=True)
-class Reply:
+class FakeReply:
     """What the fake answers: HTTP status, headers, body, and how to deliver it."""
 
     status: int = 200
@@ -108,8 +108,8 @@ class WeChatFail(Exception):
         self.errmsg = errmsg
 
 
-#: A route's handler: the JSON payload to answer, or a whole :class:`Reply` (a file).
-Handler = Callable[["FakeWeChat", RecordedRequest], "dict[str, Any] | Reply"]
+#: A route's handler: the JSON payload to answer, or a whole :class:`FakeReply` (a file).
+Handler = Callable[["FakeWeChat", RecordedRequest], "dict[str, Any] | FakeReply"]
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from wechat_kf._files import audio_seconds
-from wechat_kf.testing._core import RecordedRequest, Reply, WeChatFail, route
+from wechat_kf.testing._core import FakeReply, RecordedRequest, WeChatFail, route
 from wechat_kf.testing._media import MAGIC, MAX_VOICE_SECONDS, SIZE_LIMITS, file_kind
 from wechat_kf.testing._multipart import MultipartError, parse_form_data
 
@@ -57,7 +57,7 @@ def upload(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
 
 
 @route("GET", "/cgi-bin/media/get")
-def get(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any] | Reply:
+def get(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any] | FakeReply:
     media_id = request.query.get("media_id")
     if not media_id:
         raise WeChatFail(41006, "media_id missing")
@@ -66,7 +66,7 @@ def get(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any] | Reply:
     if media.type == "video":
         host = request.headers.get("host", "api.weixin.qq.com")
         return {"video_url": f"http://{host}{VIDEO_LINK_PATH}?vkey={media.vkey}"}
-    return Reply(
+    return FakeReply(
         body=media.data,
         headers=(
             ("Content-Type", media.content_type),
@@ -77,11 +77,11 @@ def get(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any] | Reply:
 
 
 @route("GET", VIDEO_LINK_PATH, authenticated=False)
-def video_link(fake: FakeWeChat, request: RecordedRequest) -> Reply:
+def video_link(fake: FakeWeChat, request: RecordedRequest) -> FakeReply:
     media = fake.by_vkey(request.query.get("vkey", ""))
     if media is None or not media.live(fake.clock.now()):
-        return Reply(status=404, body=b"<html><body>404</body></html>", headers=_HTML)
-    return Reply(body=media.data, headers=(("Content-Type", media.content_type),))
+        return FakeReply(status=404, body=b"<html><body>404</body></html>", headers=_HTML)
+    return FakeReply(body=media.data, headers=(("Content-Type", media.content_type),))
 
 
 _HTML: Final = (("Content-Type", "text/html"),)
