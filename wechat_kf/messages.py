@@ -60,11 +60,13 @@ LocalSource = FileSource | MediaFile | None
 @attrs.frozen
 class MediaField:
     """A message field holding a local file (``file``) to upload, and the ``media_id`` field its
-    upload fills (``target``), as a media of ``type``."""
+    upload fills (``target``), as a media of ``type``; ``required``: one of the two must be set.
+    """
 
     file: str
     target: str
     type: MediaType
+    required: bool = True
 
 
 class Message:
@@ -166,7 +168,7 @@ class Video(Message):
     msgtype: ClassVar[str] = "video"
     media_fields: ClassVar[tuple[MediaField, ...]] = (
         MediaField("file", "media_id", MediaType.VIDEO),
-        MediaField("thumb_file", "thumb_media_id", MediaType.THUMB),
+        MediaField("thumb_file", "thumb_media_id", MediaType.THUMB, required=False),
     )
     media_id: str | None = _media_id(required=True, file="file")
     thumb_media_id: str | None = _media_id(required=False, file="thumb_file")
