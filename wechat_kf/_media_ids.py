@@ -220,9 +220,9 @@ class MediaIdCache:
                 "reuse_margin", "must be >= 0 and below 3 days (259200 s)", reuse_margin
             )
         self.store: MediaIdStore = store if store is not None else MemoryMediaIdStore()
-        self.reuse_margin = float(reuse_margin)
-        self.lock_ttl = _seconds("lock_ttl", lock_ttl)
-        self.lock_wait = _seconds("lock_wait", lock_wait)
+        self.reuse_margin: float = float(reuse_margin)
+        self.lock_ttl: float = _seconds("lock_ttl", lock_ttl)
+        self.lock_wait: float = _seconds("lock_wait", lock_wait)
         self._clock = clock
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._local: ExpiringMap[tuple[str, str], UploadedMedia] = ExpiringMap(
@@ -233,7 +233,7 @@ class MediaIdCache:
             max_entries=_defaults.MEDIA_DIGEST_MEMO
         )
         #: Uploads this cache made (a test's or a dashboard's counter).
-        self.uploads = 0
+        self.uploads: int = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, uploads={self.uploads})"

@@ -17,10 +17,10 @@ those of every Redis store of the SDK (:class:`wechat_kf._redis.RedisStore`); fa
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf import _defaults
-from wechat_kf._errors import MediaStoreError
+from wechat_kf._errors import MediaStoreError, StoreError
 from wechat_kf._media_ids import UploadedMedia, media_from_fields
 from wechat_kf._redis import RedisStore
 from wechat_kf._tokens import new_fence
@@ -83,8 +83,8 @@ class RedisMediaIdStore(RedisStore):
             fails with :class:`~wechat_kf.MediaStoreError`.
     """
 
-    error = MediaStoreError
-    default_timeout = _defaults.MEDIA_STORE_TIMEOUT
+    error: ClassVar[type[StoreError]] = MediaStoreError
+    default_timeout: ClassVar[float] = _defaults.MEDIA_STORE_TIMEOUT
 
     def __init__(
         self,

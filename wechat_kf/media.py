@@ -133,9 +133,9 @@ class MediaStream:
     __slots__ = ("_answer", "media_id", "video_url")
 
     def __init__(self, media_id: str, answer: FileAnswer, video_url: str | None) -> None:
-        self.media_id = media_id
+        self.media_id: str = media_id
         #: For a video, the download link WeChat answered (the bytes come from there).
-        self.video_url = video_url
+        self.video_url: str | None = video_url
         self._answer = answer
 
     def __repr__(self) -> str:

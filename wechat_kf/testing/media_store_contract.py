@@ -48,9 +48,9 @@ class CountingUpload:
     """A stand-in for WeChat's upload endpoint: a new media per call, counted, optionally slow."""
 
     def __init__(self, delay: float = 0.0, kind: MediaType = MediaType.IMAGE) -> None:
-        self.delay = delay
-        self.kind = kind
-        self.calls = 0
+        self.delay: float = delay
+        self.kind: MediaType = kind
+        self.calls: int = 0
         self._serial = itertools.count(1)
 
     async def __call__(self) -> UploadedMedia:
