@@ -42,7 +42,7 @@ def media_send_many(
     """
     import anyio
 
-    from benchmarks._clients import openids
+    from benchmarks._clients import openids, timed_send_many
     from wechat_kf import AsyncWeChat, Image
 
     picture.write_bytes(PICTURE)
@@ -50,12 +50,7 @@ def media_send_many(
     rates: dict[str, list[float]] = {"known_media_id": [], "file_cold": [], "file_warm": []}
 
     async def timed(wx: Any, message: Any) -> float:
-        started = time.perf_counter()
-        report = await wx.message.send_many(recipients, message, max_concurrency=c)
-        elapsed = time.perf_counter() - started
-        if report.sent != n:
-            raise RuntimeError(f"send_many: {dict(report.counts)}")
-        return n / elapsed
+        return await timed_send_many(wx, recipients, message, c)
 
     def client() -> Any:
         return AsyncWeChat(APPID, SECRET, base_url=base, transport=transport, max_connections=c)  # type: ignore[arg-type]

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from queue import Empty, Queue
 from typing import Any
 
 import anyio
 import pytest
 
 from tests.redis_server import RedisServer, running_redis
+from tests.worker_process import Worker
 from wechat_kf.testing import FakeServer, FakeWeChat, sample_media
 from wechat_kf.testing._media import MEDIA_LIFETIME
 
@@ -82,63 +80,6 @@ def worker_main() -> None:
 # ---------------------------------------------------------------------- the test side
 
 
-class Worker:
-    """One worker OS process and its command pipe."""
-
-    def __init__(self, config: dict[str, Any], log: Path) -> None:
-        self.log = log
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with log.open("w") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.test_multiprocess_media", json.dumps(config)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=ROOT,
-                env=env,
-            )
-        self._lines: Queue[str | None] = Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def send(self, **command: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-
-    def recv(self, timeout: float = 60) -> dict[str, Any]:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except Empty:
-            raise AssertionError(f"worker {self.process.pid}: no answer in {timeout} s") from None
-        if line is None:
-            self.process.wait(5)
-            raise AssertionError(
-                f"worker {self.process.pid} exited ({self.process.returncode}):\n"
-                + self.log.read_text()[-3000:]
-            )
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.send(cmd="exit")
-                self.process.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait(5)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeWeChat, list[Worker]]]:
     fake = FakeWeChat()
@@ -172,7 +113,7 @@ def _spawn(
             "picture": str(picture),
             "recipients": recipients,
         }
-        workers.append(Worker(config, logs / f"worker{index}.log"))
+        workers.append(Worker("tests.test_multiprocess_media", config, logs / f"worker{index}.log"))
     for worker in workers:
         assert worker.recv()["ready"]
     return workers

@@ -35,12 +35,29 @@ if TYPE_CHECKING:
 
     RedisClient = redis_asyncio.Redis | redis_asyncio.RedisCluster
 
-__all__ = ["INSTALL_HINT", "RedisStore", "redis_client", "require_redis"]
+__all__ = ["INSTALL_HINT", "RELEASE_LOCK", "RedisStore", "redis_client", "require_redis", "text"]
 
 T = TypeVar("T")
 
 #: What to install for the Redis stores.
 INSTALL_HINT: Final = "Redis stores need redis-py: pip install 'wechat_kf[redis]'"
+
+#: Lua, KEYS: a lock, ARGV: a fence: delete the lock only if that fence holds it (1 if it did).
+RELEASE_LOCK: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def text(value: object) -> str | None:
+    """A Redis reply as ``str`` (``bytes`` decoded; clients with ``decode_responses`` give str)."""
+    if value is None:
+        return None
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
 
 # redis-py is imported when a store is first built, not with the SDK: ``import wechat_kf``
 # stays fast, and works (Redis stores included, as names) without the ``redis`` extra.

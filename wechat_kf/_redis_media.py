@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from wechat_kf import _defaults
 from wechat_kf._errors import MediaStoreError, StoreError
 from wechat_kf._media_ids import UploadedMedia, media_from_fields
-from wechat_kf._redis import RedisStore
+from wechat_kf._redis import RELEASE_LOCK, RedisStore, text
 from wechat_kf._tokens import new_fence
 
 if TYPE_CHECKING:
@@ -48,20 +48,6 @@ if redis.call('HGET', KEYS[1], 'media_id') == ARGV[1] then
 end
 return 0
 """
-
-_UNLOCK: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _milliseconds(seconds: float) -> int:
@@ -96,7 +82,7 @@ class RedisMediaIdStore(RedisStore):
         super().__init__(redis, prefix=prefix, timeout=timeout)
         self._set = self.script(_SET)
         self._cad = self.script(_COMPARE_AND_DELETE)
-        self._unlock = self.script(_UNLOCK)
+        self._unlock = self.script(RELEASE_LOCK)
 
     def media_key(self, appid: str, key: str) -> str:
         """The Redis key of a file's media hash."""
@@ -110,7 +96,7 @@ class RedisMediaIdStore(RedisStore):
         """The media stored for ``key``, or ``None``."""
         name = self.media_key(appid, key)
         fields = await self.run("read", appid, lambda: self.redis.hmget(name, list(_FIELDS)))
-        media_id, kind, created_at, expires_at = (_text(field) for field in fields)
+        media_id, kind, created_at, expires_at = (text(field) for field in fields)
         if media_id is None and kind is None and created_at is None and expires_at is None:
             return None
         malformed = MediaStoreError(

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from wechat_kf._files import audio_seconds
+from wechat_kf.testing._checks import media_part
 from wechat_kf.testing._core import FakeReply, RecordedRequest, WeChatFail, route
 from wechat_kf.testing._media import MAGIC, MAX_VOICE_SECONDS, SIZE_LIMITS, file_kind
-from wechat_kf.testing._multipart import MultipartError, parse_form_data
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
@@ -33,13 +33,7 @@ def upload(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
     kind = request.query.get("type", "")
     if kind not in MAGIC:
         raise WeChatFail(40004, "invalid media type")
-    try:
-        parts = parse_form_data(request.headers.get("content-type", ""), request.body)
-    except MultipartError:
-        parts = []
-    media = next((p for p in parts if p.name == "media" and p.filename is not None), None)
-    if media is None:
-        raise WeChatFail(41005, "media data missing")
+    media = media_part(request)
     limit, size_errcode = SIZE_LIMITS[kind]
     if not media.data or len(media.data) > limit:
         raise WeChatFail(size_errcode, f"invalid {kind} size")
