@@ -24,6 +24,7 @@ from wechat_kf import (
     MediaSizeError,
     MediaType,
     MediaTypeError,
+    TransportError,
     UploadedMedia,
     ValidationError,
     WeChatError,
@@ -275,3 +276,18 @@ async def test_downloads_through_the_aiohttp_transport(
             await wx.media.download_to(image.media_id, tmp_path / "x.jpg")
     assert (tmp_path / "x.jpg").read_bytes() == image.data
     assert len(sleeps.delays) == 1
+
+
+async def test_misusing_a_download_raises_the_sdks_errors(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    held = fake.add_media("image")
+    async with wx.media.stream(held.media_id) as media:
+        pass
+    try:  # read after its block closed it: the bytes (in-process) or the SDK's error, not httpx's
+        late = await media.read()
+    except TransportError as exc:
+        late = str(exc).encode()
+    assert late == held.data or b"read it once, inside its async with block" in late
+    with pytest.raises(ValidationError, match="binary file object"):
+        await wx.media.download_to(held.media_id, io.StringIO())

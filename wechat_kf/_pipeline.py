@@ -19,8 +19,8 @@ import email.message
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, Final, TypeVar, cast, overload
 from urllib.parse import quote
 
@@ -134,6 +134,11 @@ def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> TransportError
     return cls(f"{type(exc).__name__}: {detail}", method=endpoint.method, path=endpoint.path)
 
 
+def _body_of(response: httpx.Response, chunk_size: int | None = None) -> AsyncGenerator[bytes]:
+    """httpx's body iterator (an async generator, whatever its annotation says)."""
+    return cast("AsyncGenerator[bytes]", response.aiter_bytes(chunk_size))
+
+
 def is_file_answer(response: httpx.Response) -> bool:
     """Whether an answer is a file rather than JSON, by what it says about itself.
 
@@ -157,14 +162,16 @@ class FileAnswer:
     """A file WeChat answered (:meth:`Pipeline.stream`): its headers now, its body streamed.
 
     Read it once, with :meth:`iter_bytes` or :meth:`read`; failures while reading are the SDK's
-    typed :class:`~wechat_kf.TransportError` subclasses, never raw httpx errors.
+    typed :class:`~wechat_kf.TransportError` subclasses, never raw httpx errors. Closing it
+    (:meth:`aclose`, which :meth:`Pipeline.stream` does) closes its iterators and the answer.
     """
 
-    __slots__ = ("_endpoint", "_response")
+    __slots__ = ("_endpoint", "_iterators", "_response")
 
     def __init__(self, response: httpx.Response, endpoint: Endpoint) -> None:
         self._response = response
         self._endpoint = endpoint
+        self._iterators: list[AsyncGenerator[bytes, None]] = []
 
     def __repr__(self) -> str:
         return f"<FileAnswer {self.content_type or '?'} {self.size or '?'} bytes>"
@@ -192,17 +199,38 @@ class FileAnswer:
         length = self._response.headers.get("content-length", "")
         return int(length) if length.isascii() and length.isdigit() else None
 
-    async def iter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+    def iter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """The body, chunk by chunk, as it arrives."""
+        iterator = self._chunks(chunk_size)
+        self._iterators.append(iterator)
+        return iterator
+
+    async def _chunks(self, chunk_size: int | None) -> AsyncGenerator[bytes, None]:
         try:
-            async for chunk in self._response.aiter_bytes(chunk_size):
-                yield chunk
+            async with aclosing(_body_of(self._response, chunk_size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except httpx.HTTPError as exc:
             raise _transport_error(exc, self._endpoint) from exc
+        except httpx.StreamError as exc:  # read twice, or after its block closed it
+            raise TransportError(
+                f"the answer's body was already read or closed ({type(exc).__name__}): read "
+                "it once, inside its async with block",
+                method=self._endpoint.method,
+                path=self._endpoint.path,
+            ) from None
 
     async def read(self) -> bytes:
         """The whole body."""
-        return b"".join([chunk async for chunk in self.iter_bytes()])
+        async with aclosing(self._chunks(None)) as chunks:
+            return b"".join([chunk async for chunk in chunks])
+
+    async def aclose(self) -> None:
+        """Close the iterators handed out and the answer itself."""
+        iterators, self._iterators = self._iterators, []
+        for iterator in iterators:
+            await iterator.aclose()
+        await self._response.aclose()
 
 
 async def _read_json_answer(response: httpx.Response, endpoint: Endpoint) -> bytes:
@@ -210,15 +238,16 @@ async def _read_json_answer(response: httpx.Response, endpoint: Endpoint) -> byt
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > _JSON_ANSWER_MAX:
-                raise MalformedResponseError(
-                    f"a {response.headers.get('content-type', 'untyped')} answer of more than "
-                    f"{_JSON_ANSWER_MAX} bytes is neither JSON nor a file",
-                    body_excerpt=_excerpt(chunks[0]),
-                )
+        async with aclosing(_body_of(response)) as body:
+            async for chunk in body:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > _JSON_ANSWER_MAX:
+                    raise MalformedResponseError(
+                        f"a {response.headers.get('content-type', 'untyped')} answer of more "
+                        f"than {_JSON_ANSWER_MAX} bytes is neither JSON nor a file",
+                        body_excerpt=_excerpt(chunks[0]),
+                    )
     except httpx.HTTPError as exc:
         raise _transport_error(exc, endpoint) from exc
     finally:
@@ -353,10 +382,11 @@ class Pipeline:
         if isinstance(answer, dict):
             yield answer
             return
+        file = FileAnswer(answer, endpoint)
         try:
-            yield FileAnswer(answer, endpoint)
+            yield file
         finally:
-            await answer.aclose()
+            await file.aclose()
 
     async def _send(
         self,
@@ -394,7 +424,11 @@ class Pipeline:
                         request = self._http.build_request(
                             endpoint.method, full_url, headers=headers, timeout=self._timeout
                         )
-                        response = await self._http.send(request, stream=True)
+                        # A link WeChat handed out (no token in it) may redirect to its CDN; a
+                        # URL holding the token is never sent anywhere else.
+                        response = await self._http.send(
+                            request, stream=True, follow_redirects=tokens is None
+                        )
                     else:
                         response = await self._http.request(
                             endpoint.method,

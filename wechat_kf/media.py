@@ -402,9 +402,14 @@ class MediaAPI(APIResource):
 async def _write_to(media: MediaStream, stream: IO[bytes]) -> int:
     size = 0
     async for chunk in media.iter_bytes(_defaults.MEDIA_DOWNLOAD_CHUNK):
-        written = stream.write(chunk)
-        if not isinstance(written, int):
-            raise ValidationError("destination", "must be a binary file object (or a path)")
+        try:
+            stream.write(chunk)
+        except TypeError:  # a text-mode file
+            raise ValidationError(
+                "destination", "must be a binary file object (or a path)", stream
+            ) from None
+        except OSError as exc:
+            raise ValidationError("destination", f"cannot write: {exc.strerror}", stream) from exc
         size += len(chunk)
     return size
 
