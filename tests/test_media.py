@@ -291,3 +291,30 @@ async def test_misusing_a_download_raises_the_sdks_errors(
     assert late == held.data or b"read it once, inside its async with block" in late
     with pytest.raises(ValidationError, match="binary file object"):
         await wx.media.download_to(held.media_id, io.StringIO())
+
+
+async def test_what_a_user_sends_is_downloaded_from_its_push(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    from tests.callback.callback_fakes import NOW, push_xml
+    from tests.callback.callback_fakes import FakeWeChat as PushSide
+    from wechat_kf.callback import CallbackHandler, ImageMessage, VoiceMessage
+
+    handler = CallbackHandler(token="tokenABC123", appid=fake.appid, clock=lambda: NOW)
+    photo, voice = fake.add_media("image"), fake.add_media("voice")
+    common = {"ToUserName": "gh_account", "FromUserName": "o_user", "CreateTime": NOW}
+    image_push = push_xml(
+        {**common, "MsgType": "image", "PicUrl": "http://mmbiz/x", "MediaId": photo.media_id,
+         "MsgId": 1001}
+    )  # fmt: skip
+    voice_push = push_xml(
+        {**common, "MsgType": "voice", "MediaId": voice.media_id, "Format": "amr",
+         "Recognition": "你好", "MsgId": 1002}
+    )  # fmt: skip
+    image = handler.parse(*PushSide().push(image_push))
+    spoken = handler.parse(*PushSide().push(voice_push))
+    assert isinstance(image, ImageMessage)
+    assert isinstance(spoken, VoiceMessage)
+    assert await wx.media.download(image.media_id) == photo.data
+    assert await wx.media.download(spoken.media_id) == voice.data
+    assert spoken.recognition == "你好"  # the speech recognition stays on the message
