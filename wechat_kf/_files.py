@@ -54,6 +54,7 @@ __all__ = [
     "read_source",
     "size_text",
     "sniff",
+    "upload_form",
 ]
 
 KB: Final = 1024
@@ -104,6 +105,12 @@ def sniff(data: bytes) -> FileFormat | None:
     if data[4:8] == b"ftyp":
         return MP4
     return None
+
+
+def upload_form(name: str, data: bytes, fmt: FileFormat) -> dict[str, tuple[str, bytes, str]]:
+    """The multipart field ``media`` WeChat's uploads take: ``name`` with the format's
+    extension (WeChat refuses a file without one), the bytes, the content type."""
+    return {"media": (f"{name}.{fmt.extension}", data, fmt.content_type)}
 
 
 def size_text(size: int) -> str:
@@ -333,11 +340,6 @@ class MediaFile:
     #: The file's path; ``None`` for bytes or a file object (then :attr:`data` holds them).
     path: Path | None = None
     data: bytes | None = attrs.field(default=None, repr=_data_repr)
-
-    @property
-    def filename(self) -> str:
-        """The multipart filename sent with the upload: ``image.jpg``, ``voice.amr``, ..."""
-        return f"{self.type}.{self.format.extension}"
 
     @classmethod
     def open(cls, source: FileSource | MediaFile, kind: MediaType, field: str) -> MediaFile:

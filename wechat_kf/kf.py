@@ -11,7 +11,7 @@ import attrs
 from wechat_kf import _validation as check
 from wechat_kf._enums import OpenIntEnum, OpenStrEnum
 from wechat_kf._errors import ValidationError
-from wechat_kf._files import JPEG, PNG, FileSource, read_source, sniff
+from wechat_kf._files import JPEG, PNG, FileSource, read_source, sniff, upload_form
 from wechat_kf._pipeline import Endpoint
 from wechat_kf._resource import APIResource
 from wechat_kf._retry import RetryMode
@@ -147,5 +147,5 @@ class KfAPI(APIResource):
         fmt = sniff(data)
         if fmt not in _AVATAR_FORMATS:
             raise ValidationError("image", "must be a JPEG or PNG image (by its content)", None)
-        files = {"media": (f"avatar.{fmt.extension}", data, fmt.content_type)}
+        files = upload_form("avatar", data, fmt)
         await self._pipeline.call(_AVATAR, query={"kf_account": kf_account}, files=files)

@@ -64,6 +64,7 @@ from wechat_kf._files import (
     digest,
     media_type,
     read_source,
+    upload_form,
 )
 from wechat_kf._media_ids import MediaIdCache, UploadedMedia
 from wechat_kf._pipeline import Endpoint, FileAnswer, Pipeline
@@ -113,11 +114,6 @@ def _uploaded(payload: dict[str, Any], requested: MediaType, now: float) -> Uplo
         answer.type if answer.type is not None else requested,
         datetime.fromtimestamp(created_at, tz=timezone.utc),
     )
-
-
-def form(kind: MediaType, data: bytes, fmt: FileFormat) -> dict[str, tuple[str, bytes, str]]:
-    """The multipart ``media`` field of an upload: a filename with the right extension."""
-    return {"media": (f"{kind}.{fmt.extension}", data, fmt.content_type)}
 
 
 # --------------------------------------------------------------------------- downloads
@@ -259,7 +255,7 @@ class MediaAPI(APIResource):
 
     async def _upload(self, kind: MediaType, data: bytes, fmt: FileFormat) -> UploadedMedia:
         payload = await self._pipeline.call(
-            _UPLOAD, query={"type": str(kind)}, files=form(kind, data, fmt)
+            _UPLOAD, query={"type": str(kind)}, files=upload_form(str(kind), data, fmt)
         )
         return _uploaded(payload, kind, time.time())
 
