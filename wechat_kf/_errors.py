@@ -49,7 +49,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── DecryptError              Encrypt cannot be decrypted (base64, length, padding, key)
     │   ├── BodyTooLargeError         body above max_body_size
     │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
-    │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   │   ├── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   │   └── XMLLimitError         more elements or deeper nesting than a push has: refused
     │   ├── MalformedCallbackError    well-formed, but not the documented shape
     │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed (a StoreError)
     │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
