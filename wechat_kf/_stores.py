@@ -15,10 +15,11 @@ media, users' service windows) gets:
   operation bounded by ``timeout`` and failing with the store's typed error (a
   :class:`~wechat_kf.StoreError` subclass), asyncio only;
 * a contract test suite any implementation can run (``wechat_kf.testing.store_contract`` for
-  token stores).
+  token stores, ``wechat_kf.testing.duplicate_store_contract`` for duplicate stores,
+  ``wechat_kf.testing.media_store_contract`` for media-id stores).
 
-One Redis client can serve every store of an application: ``RedisTokenStore(client)`` and
-``RedisDuplicateStore(client)`` share it.
+One Redis client can serve every store of an application: ``RedisTokenStore(client)``,
+``RedisDuplicateStore(client)`` and ``RedisMediaIdStore(client)`` share it.
 """
 
 from __future__ import annotations
