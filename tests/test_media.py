@@ -15,6 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.callback.callback_fakes import NOW, TOKEN, push_xml
+from tests.callback.callback_fakes import FakeWeChat as PushSide
 from wechat_kf import (
     AsyncWeChat,
     ConnectionLostError,
@@ -29,6 +31,7 @@ from wechat_kf import (
     ValidationError,
     WeChatError,
 )
+from wechat_kf.callback import CallbackHandler, ImageMessage, VoiceMessage
 from wechat_kf.testing import FakeWeChat, sample_media
 from wechat_kf.testing._media import MEDIA_LIFETIME
 from wechat_kf.testing._media_routes import VIDEO_LINK_PATH
@@ -296,11 +299,7 @@ async def test_misusing_a_download_raises_the_sdks_errors(
 async def test_what_a_user_sends_is_downloaded_from_its_push(
     fake: FakeWeChat, wx: AsyncWeChat
 ) -> None:
-    from tests.callback.callback_fakes import NOW, push_xml
-    from tests.callback.callback_fakes import FakeWeChat as PushSide
-    from wechat_kf.callback import CallbackHandler, ImageMessage, VoiceMessage
-
-    handler = CallbackHandler(token="tokenABC123", appid=fake.appid, clock=lambda: NOW)
+    handler = CallbackHandler(token=TOKEN, appid=fake.appid)
     photo, voice = fake.add_media("image"), fake.add_media("voice")
     common = {"ToUserName": "gh_account", "FromUserName": "o_user", "CreateTime": NOW}
     image_push = push_xml(
