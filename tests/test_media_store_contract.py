@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import redis.asyncio
 
@@ -63,3 +64,16 @@ class TestRedisClusterMediaIdStore(MediaStoreContract):
             yield RedisMediaIdStore(client, prefix=f"contract-{uuid.uuid4().hex[:8]}:")
         finally:
             await client.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_from_url_store_waits_for_a_free_connection(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # redis-py's own pool refuses a command at once when its connections are all busy
+    # (MaxConnectionsError); the SDK's clients wait for one, within the store's timeout.
+    store = RedisMediaIdStore.from_url(redis_server.url, max_connections=4)
+    async with store, anyio.create_task_group() as tg:
+        for n in range(300):
+            tg.start_soon(store.get, "wxcrowd", f"image:{n}")

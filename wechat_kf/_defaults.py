@@ -52,6 +52,8 @@ TOKEN_STORE_TIMEOUT: Final = 5.0
 #: Redis token store: socket timeouts and retries of the client ``RedisTokenStore.from_url`` makes.
 REDIS_SOCKET_TIMEOUT: Final = 2.0
 REDIS_RETRIES: Final = 2
+#: Redis clients ``from_url`` makes: connections per client (a command waits for a free one).
+REDIS_MAX_CONNECTIONS: Final = 100
 #: Redis token store: default key prefix; keys are ``{prefix}{{appid}}:token`` and so on.
 REDIS_KEY_PREFIX: Final = "wechat_kf:"
 

@@ -79,6 +79,11 @@ def require_redis() -> tuple[type[Exception], ...]:
 def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` with the SDK's defaults: short socket timeouts
     (``REDIS_SOCKET_TIMEOUT``) and few retries with jitter; ``redis_options`` override them.
+
+    Its connection pool is a ``BlockingConnectionPool``: with every connection busy (100 by
+    default, ``max_connections``), a command waits for a free one (each store bounds the wait
+    by its ``timeout``) instead of failing at once with ``MaxConnectionsError``, as redis-py's
+    default pool does under a burst of concurrent operations.
     """
     require_redis()
     import redis.asyncio as redis_asyncio
@@ -90,7 +95,11 @@ def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     redis_options.setdefault(
         "retry", Retry(EqualJitterBackoff(cap=0.5, base=0.05), _defaults.REDIS_RETRIES)
     )
-    return redis_asyncio.Redis.from_url(url, **redis_options)
+    redis_options.setdefault("max_connections", _defaults.REDIS_MAX_CONNECTIONS)
+    pool = redis_asyncio.BlockingConnectionPool.from_url(url, **redis_options)
+    client = redis_asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool it was given too
+    return client
 
 
 class RedisStore:
