@@ -112,6 +112,11 @@ class MessageAPI(APIResource):
         with that error (``report.stopped_by``). ``control.stop()`` stops it the same way.
         If the caller is cancelled, no new send starts, requests in flight get a few seconds to
         answer (else they are ``unknown``), and ``control.report`` holds the partial report.
+
+        A message holding a local file (``Image(file="notice.jpg")``) is uploaded once, before
+        the first send; if that upload fails, every recipient is ``skipped`` with its error
+        (``report.stopped_by``). A send WeChat refuses with 40007 (the upload expired mid-run)
+        re-uploads the file once for the whole run and is made once more.
         """
         return await bulk.send_many(
             self._pipeline,
