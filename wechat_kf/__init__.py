@@ -5,16 +5,21 @@ cover the whole customer-service API, and ``media`` the temporary media messages
 send in. Every exception derives from :class:`WeChatError`.
 """
 
+import logging
+
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
     AccessTokenError,
     APIError,
+    ClientClosedError,
+    ClientUsageError,
     ConfigurationError,
     ConnectFailedError,
     ConnectionLostError,
     CustomerServiceError,
     DailyQuotaError,
+    EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
     InvalidMediaIdError,
@@ -27,6 +32,7 @@ from wechat_kf._errors import (
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
+    RequestBuildError,
     ResponseQuotaError,
     ResponseTimeoutError,
     ResponseWindowError,
@@ -35,6 +41,7 @@ from wechat_kf._errors import (
     ServerBusyError,
     StoreError,
     TokenError,
+    TokenFetchError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
@@ -102,12 +109,15 @@ __all__ = [
     "AgentSession",
     "Article",
     "AsyncWeChat",
+    "ClientClosedError",
+    "ClientUsageError",
     "ConfigurationError",
     "ConnectFailedError",
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
     "DownloadedMedia",
+    "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
@@ -153,6 +163,7 @@ __all__ = [
     "RecordPage",
     "RedisMediaIdStore",
     "RedisTokenStore",
+    "RequestBuildError",
     "ResolvedMessage",
     "ResponseQuotaError",
     "ResponseTimeoutError",
@@ -171,6 +182,7 @@ __all__ = [
     "Text",
     "TokenEndpoint",
     "TokenError",
+    "TokenFetchError",
     "TokenManager",
     "TokenRefreshTimeoutError",
     "TokenStore",
@@ -190,3 +202,8 @@ __all__ = [
     "__version__",
     "new_fence",
 ]
+
+
+# A library does not print: without logging configured, its records go nowhere (not to stderr
+# through logging's last-resort handler). Configure logging to see them; retries log at INFO.
+logging.getLogger("wechat_kf").addHandler(logging.NullHandler())

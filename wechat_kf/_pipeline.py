@@ -10,7 +10,7 @@ Sub-clients only describe endpoints and models.
 (``/cgi-bin/media/get``): the answer is told apart by what it says about itself (see
 :func:`is_file_answer`). JSON answers go through every step above (an error raises, a rejected
 token is recovered, a failure retried) and come out as the payload; a file comes out as a
-:class:`FileAnswer` whose body streams, its read errors typed and redacted like any other.
+:class:`FileAnswer` whose body streams, its read errors typed and scrubbed like any other.
 """
 
 from __future__ import annotations
@@ -30,17 +30,21 @@ import httpx
 from wechat_kf._converter import INTEGER, structure
 from wechat_kf._errors import (
     APIError,
+    ClientClosedError,
     ConnectFailedError,
     ConnectionLostError,
     HTTPStatusError,
     MalformedResponseError,
+    RequestBuildError,
     ResponseTimeoutError,
+    ServerBusyError,
     TransportError,
     ValidationError,
     WeChatError,
     api_error,
 )
-from wechat_kf._redaction import get_logger, redact, scrub_httpx_error
+from wechat_kf._loops import LoopGuard
+from wechat_kf._redaction import ScrubbedCause, get_logger, redact, scrubbed
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
 from wechat_kf._transport import PoolSizer
@@ -95,9 +99,13 @@ def decode_body(content: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(content)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int limit
+        cause: BaseException | None = scrubbed(exc)  # JSONDecodeError.doc: the whole body
+    else:
+        cause = None
+    if cause is not None:
         raise MalformedResponseError(
             "response is not JSON", body_excerpt=_excerpt(content)
-        ) from exc
+        ) from cause
     if not isinstance(payload, dict):
         raise MalformedResponseError(
             "response is not a JSON object", body_excerpt=_excerpt(content)
@@ -119,19 +127,32 @@ def errcode_of(payload: Mapping[str, Any]) -> int:
     raise MalformedResponseError(f"errcode is not an integer: {type(errcode).__name__}")
 
 
-def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> TransportError:
-    scrub_httpx_error(exc)
+def _transport_error(exc: Exception, endpoint: Endpoint) -> TransportError:
+    """The typed error for what the HTTP client raised, chained to a scrubbed copy of it."""
     cls: type[TransportError]
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         cls = ConnectFailedError
     elif isinstance(exc, httpx.TimeoutException):
         cls = ResponseTimeoutError
+    elif isinstance(exc, httpx.LocalProtocolError | httpx.InvalidURL | UnicodeEncodeError):
+        cls = RequestBuildError  # refused before anything was written: an invalid URL or header
     elif isinstance(exc, httpx.TransportError):
         cls = ConnectionLostError
     else:
-        cls = TransportError
-    detail = redact(str(exc)) or type(exc).__name__
-    return cls(f"{type(exc).__name__}: {detail}", method=endpoint.method, path=endpoint.path)
+        cls = TransportError  # something else went wrong in the HTTP client: assume the worst
+    cause = scrubbed(exc)
+    detail = str(cause) if isinstance(cause, ScrubbedCause) else f"{type(exc).__name__}: {cause}"
+    error = cls(detail, method=endpoint.method, path=endpoint.path)
+    error.__cause__ = cause
+    return error
+
+
+def _closed_error(endpoint: Endpoint) -> ClientClosedError:
+    return ClientClosedError(
+        f"{endpoint.method} {endpoint.path}: the client is closed (aclose() was called, or the "
+        "owner of its httpx.AsyncClient closed it); nothing was sent. Keep one client open for "
+        "the application's lifetime and close it once at shutdown"
+    )
 
 
 def _body_of(response: httpx.Response, chunk_size: int | None = None) -> AsyncGenerator[bytes]:
@@ -156,6 +177,19 @@ def is_file_answer(response: httpx.Response) -> bool:
         or content_type.startswith("text/")
         or content_type.endswith("+json")
     )
+
+
+def _read_failure(exc: Exception, endpoint: Endpoint) -> TransportError:
+    """The typed error for a failure while reading an answer's body (scrubbed, as a send's)."""
+    if isinstance(exc, httpx.StreamError) and not isinstance(exc, httpx.HTTPError):
+        # Read twice, or after its block closed it: a misuse, not the network.
+        return TransportError(
+            f"the answer's body was already read or closed ({type(exc).__name__}): read it "
+            "once, inside its async with block",
+            method=endpoint.method,
+            path=endpoint.path,
+        )
+    return _transport_error(exc, endpoint)
 
 
 class FileAnswer:
@@ -206,19 +240,17 @@ class FileAnswer:
         return iterator
 
     async def _chunks(self, chunk_size: int | None) -> AsyncGenerator[bytes, None]:
+        failure: TransportError | None = None
         try:
             async with aclosing(_body_of(self._response, chunk_size)) as chunks:
                 async for chunk in chunks:
                     yield chunk
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self._endpoint) from exc
-        except httpx.StreamError as exc:  # read twice, or after its block closed it
-            raise TransportError(
-                f"the answer's body was already read or closed ({type(exc).__name__}): read "
-                "it once, inside its async with block",
-                method=self._endpoint.method,
-                path=self._endpoint.path,
-            ) from None
+        except Exception as exc:  # httpx's errors, and anything else the stream raises
+            failure = _read_failure(exc, self._endpoint)
+        if failure is not None:
+            # Raised outside the except block: the client's exception (its request URL holds
+            # the access token) must not stay chained as the __context__.
+            raise failure
 
     async def read(self) -> bytes:
         """The whole body."""
@@ -237,28 +269,42 @@ async def _read_json_answer(response: httpx.Response, endpoint: Endpoint) -> byt
     """A streamed answer that says it is JSON, read whole (bounded) and closed."""
     chunks: list[bytes] = []
     size = 0
+    failure: WeChatError | None = None
     try:
         async with aclosing(_body_of(response)) as body:
             async for chunk in body:
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > _JSON_ANSWER_MAX:
-                    raise MalformedResponseError(
+                    failure = MalformedResponseError(
                         f"a {response.headers.get('content-type', 'untyped')} answer of more "
                         f"than {_JSON_ANSWER_MAX} bytes is neither JSON nor a file",
                         body_excerpt=_excerpt(chunks[0]),
                     )
-    except httpx.HTTPError as exc:
-        raise _transport_error(exc, endpoint) from exc
+                    break
+    except Exception as exc:  # httpx's errors: raised below, not chained (see FileAnswer)
+        failure = _read_failure(exc, endpoint)
     finally:
         await response.aclose()
+    if failure is not None:
+        raise failure
     return b"".join(chunks)
 
 
 class Pipeline:
     """Sends requests for one facade: shared HTTP client and tokens, its own timeout and retries."""
 
-    __slots__ = ("_base_url", "_http", "_pool", "_sleep", "_timeout", "_urls", "retry", "tokens")
+    __slots__ = (
+        "_base_url",
+        "_guard",
+        "_http",
+        "_pool",
+        "_sleep",
+        "_timeout",
+        "_urls",
+        "retry",
+        "tokens",
+    )
 
     def __init__(
         self,
@@ -270,8 +316,10 @@ class Pipeline:
         timeout: httpx.Timeout | None,
         sleep: Sleep,
         pool: PoolSizer | None = None,
+        guard: LoopGuard | None = None,
     ) -> None:
         self._http = http
+        self._guard = guard if guard is not None else LoopGuard()
         self._base_url = base_url.rstrip("/")
         self.tokens: TokenManager | None = tokens
         self.retry: RetryPolicy = retry
@@ -299,6 +347,7 @@ class Pipeline:
             timeout=timeout if timeout is not None else self._timeout_or_none(),
             sleep=self._sleep,
             pool=self._pool,
+            guard=self._guard,
         )
 
     def _token_url(self, url: str, token: str) -> httpx.URL:
@@ -398,6 +447,8 @@ class Pipeline:
         stream: bool = False,
         url: str | None = None,
     ) -> dict[str, Any] | httpx.Response:
+        if not self._guard.matches():
+            await self._guard.refuse(endpoint.method, endpoint.path)
         headers = None if content is None else _JSON_HEADERS
         url = url or self._base_url + endpoint.path
         extra_query = encode_query(query) if query else ""
@@ -438,8 +489,18 @@ class Pipeline:
                             headers=headers,
                             timeout=self._timeout,
                         )
-                except httpx.HTTPError as exc:
-                    raise _transport_error(exc, endpoint) from exc
+                except Exception as exc:  # httpx's errors, and anything else the client raises
+                    failure: WeChatError | None = (
+                        _closed_error(endpoint)
+                        if self._http.is_closed
+                        else _transport_error(exc, endpoint)
+                    )
+                else:
+                    failure = None
+                if failure is not None:
+                    # Raised outside the except block: the client's own exception (its request
+                    # URL holds the access token) must not stay chained as the __context__.
+                    raise failure
                 status = response.status_code
                 if status >= 400:
                     if stream:
@@ -468,11 +529,14 @@ class Pipeline:
                         )
                     return payload
                 errmsg = payload.get("errmsg")
-                raise api_error(
+                error = api_error(
                     errcode,
                     redact(errmsg) if isinstance(errmsg, str) else "",
                     token_endpoint=not endpoint.authenticated,
                 )
+                if endpoint.mode is RetryMode.WRITE_STRICT and isinstance(error, ServerBusyError):
+                    error.may_have_reached_wechat = True  # -1 not trusted to mean "nothing done"
+                raise error
             except APIError as exc:
                 if (
                     tokens is not None
@@ -508,7 +572,7 @@ class Pipeline:
     def _log_retry(
         self, endpoint: Endpoint, error: WeChatError, attempt: int, delay: float
     ) -> None:
-        logger.warning(
+        logger.info(
             "%s %s failed (%s); retry %d/%d in %.2f s",
             endpoint.method,
             endpoint.path,

@@ -17,7 +17,15 @@ from wechat_kf._redaction import redact
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
 
-__all__ = ["FakeClock", "FakeReply", "Fault", "RecordedRequest", "WeChatFail", "route"]
+__all__ = [
+    "AnswerBuilder",
+    "FakeClock",
+    "FakeReply",
+    "Fault",
+    "RecordedRequest",
+    "WeChatFail",
+    "route",
+]
 
 
 class FakeClock:
@@ -78,8 +86,15 @@ class FakeReply:
     delay: float = 0.0
     reset: bool = False
     connect_error: bool = False
+    #: Bytes written to the connection as they are, instead of a rendered answer (status line,
+    #: headers and body: any framing, malformed included); the connection is closed after them.
+    raw: bytes | None = None
     #: Send the head and half the body, then drop the connection (a download cut short).
     truncate: bool = False
+
+
+#: Builds an injected answer from the request it answers (e.g. one that echoes the request).
+AnswerBuilder = Callable[[RecordedRequest], bytes]
 
 
 @attrs.define(kw_only=True)
@@ -93,8 +108,10 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     reset: bool = False
-    malformed: bytes | None = None
+    malformed: bytes | AnswerBuilder | None = None
     connect_error: bool = False
+    raw: bytes | AnswerBuilder | None = None
+    headers: tuple[tuple[str, str], ...] = ()
     truncate: bool = False
     processed: bool = False
 

@@ -151,6 +151,10 @@ class _Connection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
             return
+        if reply.raw is not None:  # any framing: the connection cannot carry another answer
+            transport.write(reply.raw)
+            transport.close()
+            return
         if reply.truncate:  # the head and half the body, then RST
             rendered = _render(reply, keep_alive)
             transport.write(rendered[: len(rendered) - (len(reply.body) + 1) // 2])
