@@ -1,8 +1,9 @@
 """wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
 Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
-cover the whole customer-service API, and ``windows`` tells who can be messaged now. Every
-exception derives from :class:`WeChatError`.
+cover the whole customer-service API, ``media`` the temporary media messages send and users
+send in, and ``windows`` tells who can be messaged now. Every exception derives from
+:class:`WeChatError`.
 """
 
 import logging
@@ -22,8 +23,13 @@ from wechat_kf._errors import (
     EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
+    InvalidMediaIdError,
     InvalidRequestError,
     MalformedResponseError,
+    MediaError,
+    MediaSizeError,
+    MediaStoreError,
+    MediaTypeError,
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
@@ -48,6 +54,9 @@ from wechat_kf._errors import (
     WeChatError,
     WindowStoreError,
 )
+from wechat_kf._files import MediaFile, MediaType
+from wechat_kf._media_ids import MediaIdCache, MediaIdStore, MemoryMediaIdStore, UploadedMedia
+from wechat_kf._redis_media import RedisMediaIdStore
 from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._redis_windows import RedisWindowStore
 from wechat_kf._retry import RetryPolicy
@@ -77,9 +86,11 @@ from wechat_kf.bulk import (
     SendSummary,
 )
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
+from wechat_kf.media import DownloadedMedia, MediaStream, ResolvedMessage
 from wechat_kf.messages import (
     Article,
     Image,
+    MediaField,
     MenuItem,
     Message,
     MiniProgramPage,
@@ -113,6 +124,7 @@ __all__ = [
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "DownloadedMedia",
     "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
@@ -120,6 +132,7 @@ __all__ = [
     "HTTPStatusError",
     "Image",
     "Interaction",
+    "InvalidMediaIdError",
     "InvalidRequestError",
     "InviteStatus",
     "KfAccount",
@@ -128,6 +141,17 @@ __all__ = [
     "LockExtender",
     "LockingTokenStore",
     "MalformedResponseError",
+    "MediaError",
+    "MediaField",
+    "MediaFile",
+    "MediaIdCache",
+    "MediaIdStore",
+    "MediaSizeError",
+    "MediaStoreError",
+    "MediaStream",
+    "MediaType",
+    "MediaTypeError",
+    "MemoryMediaIdStore",
     "MemoryTokenStore",
     "MemoryWindowStore",
     "MenuItem",
@@ -148,9 +172,11 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisMediaIdStore",
     "RedisTokenStore",
     "RedisWindowStore",
     "RequestBuildError",
+    "ResolvedMessage",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -178,6 +204,7 @@ __all__ = [
     "TypingError",
     "UnauthorizedError",
     "UnreachableError",
+    "UploadedMedia",
     "ValidationError",
     "Video",
     "Voice",

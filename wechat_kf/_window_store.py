@@ -301,7 +301,7 @@ class MemoryWindowStore:
                 return Spend(outcome=SpendOutcome.CHARGED, window=window)
             if reserve:
                 return Spend(outcome=SpendOutcome.EXHAUSTED, record=current)
-            self._records.pop_locked(key)
+            self._records.pop_locked(key, self._records.now())
             return Spend(outcome=SpendOutcome.FORGOTTEN)
 
     async def refund(self, appid: str, openid: str, *, window: str, opened_at: float) -> bool:
