@@ -17,7 +17,9 @@ On a real loopback port::
 
 Seed the customer-service world with ``fake.add_agent("alice@gh_test", online=True)``, play a
 follower with ``fake.user_says(openid)`` (opens the 48 h response window), and assert on
-``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``.
+``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``. A bot's
+slow answer runs in no time on a ``VirtualClock(follow=fake.clock)`` given to
+``CallbackEndpoint(clock=...)``: the test moves it.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
 ``reset=True``, ``malformed=b"<html>"``), move time with ``fake.clock.advance(7200)``, and assert
@@ -36,6 +38,7 @@ from wechat_kf.testing import (  # noqa: F401  (importing them registers the rou
     _session_routes,
     _token_routes,
 )
+from wechat_kf.testing._clock import VirtualClock
 from wechat_kf.testing._core import FakeClock, FakeReply, Fault, RecordedRequest
 from wechat_kf.testing._customer_service import CustomerService
 from wechat_kf.testing._fake import FakeWeChat, IssuedToken
@@ -66,6 +69,7 @@ __all__ = [
     "IssuedToken",
     "RecordedRequest",
     "ServiceWindow",
+    "VirtualClock",
 ]
 
 #: Old names, kept for a while: ``Opercode`` is :class:`wechat_kf.OperCode` (one vocabulary for
