@@ -33,27 +33,13 @@ from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._messages import Outbound
 from wechat_kf.cli._output import Output, describe_error, plural
 from wechat_kf.cli._results import UNKNOWN, Outcome
+from wechat_kf.cli._seeds import AGENTS, CUSTOMERS
 from wechat_kf.cli._summary import OutcomeSummary
 from wechat_kf.cli.records import export_records
 from wechat_kf.testing import FakeWeChat
 
 __all__ = ["DemoDay", "demo"]
 
-#: The agents of the day: account, nickname, personal WeChat ID.
-AGENTS: Final = (
-    ("alice@gh_demo", "Alice 小爱", "alice_wx_2024"),
-    ("bob@gh_demo", "Bob 小波", "bob_wx_2024"),
-    ("carol@gh_demo", "Carol 小卡", "carol_wx_2024"),
-)
-#: The users who write in first and wait for an agent.
-CUSTOMERS: Final = (
-    ("o_customer_001", "你好，我的订单还没到"),
-    ("o_customer_002", "能开发票吗？"),
-    ("o_customer_003", "我想退货"),
-    ("o_customer_004", "优惠券怎么用？"),
-    ("o_customer_005", "人工客服"),
-    ("o_customer_006", "地址写错了"),
-)
 SEND_PATH: Final = "/cgi-bin/message/custom/send"
 #: How many users get the bulk notice by default: a few thousand, a few seconds.
 DEFAULT_USERS: Final = 3000

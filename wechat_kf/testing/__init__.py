@@ -22,7 +22,8 @@ slow answer runs in no time on a ``VirtualClock(follow=fake.clock)`` given to
 ``CallbackEndpoint(clock=...)``: the test moves it.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
-``reset=True``, ``malformed=b"<html>"``), move time with ``fake.clock.advance(7200)``, and assert
+``reset=True``, ``malformed=b"<html>"``, ``raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc..."``,
+``headers={"Set-Cookie": ...}``), move time with ``fake.clock.advance(7200)``, and assert
 on ``fake.requests``. With pytest, add ``pytest_plugins = ["wechat_kf.testing.pytest_plugin"]`` to
 your ``conftest.py`` for the ``fake_wechat`` and ``fake_wechat_server`` fixtures.
 """
