@@ -662,3 +662,24 @@ async def test_a_stream_failing_midway_delivers_what_came_before_and_reports() -
         assert bot.texts() == ["part one", "part two"]
     [failure] = bot.failures
     assert (failure.reason, failure.sent, str(failure.error)) == ("handler", 2, "the model stopped")
+
+
+async def test_typing_refused_as_already_on_is_tried_again_a_second_later() -> None:
+    slow = Slow("after a hiccup")
+    async with running_bot(slow) as bot:
+        slow.bot = bot
+        bot.api.inject(TYPING, errcode=45081)  # "already typing": WeChat's view of the state
+        assert await answered_at_deadline(bot, bot.push()) == SUCCESS
+        assert await step(bot, 2) == 5.0  # a second later: shown
+        await finish(bot)
+        typing = [
+            (round(r.time - typing_start(bot)), r.json()["command"])
+            for r in bot.api.requests_to(TYPING)
+        ]
+        assert typing == [(0, "Typing"), (1, "Typing")]
+        assert bot.texts() == ["after a hiccup"]
+    assert bot.failures == []
+
+
+def typing_start(bot: Bot) -> float:
+    return bot.api.requests_to(TYPING)[0].time

@@ -7,8 +7,6 @@ port. A VirtualClock (following the fake's clock) stands in for the 8 seconds.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 
 from tests.callback.callback_fakes import APPID, OPENID, TOKEN, text_push
 from tests.callback.callback_fakes import FakeWeChat as PushSide
+from tests.callback.uvicorn_server import uvicorn_serving
 from wechat_kf import AsyncWeChat
 from wechat_kf.callback import (
     CallbackEndpoint,
@@ -42,28 +41,6 @@ def anyio_backend() -> str:
     return "asyncio"  # uvicorn and aiohttp run on asyncio only
 
 
-@asynccontextmanager
-async def _uvicorn(app: Any) -> AsyncIterator[str]:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="error", lifespan="on", ws="none", http="h11")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        with anyio.fail_after(5):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no startup event
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/wechat"
-    finally:
-        server.should_exit = True  # the lifespan's shutdown runs: the endpoint closes
-        with anyio.fail_after(10):
-            await task
-        sock.close()
-
-
 def _lifespan(endpoint: CallbackEndpoint, wx: AsyncWeChat) -> Any:
     @asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
@@ -82,7 +59,7 @@ async def serve_starlette(endpoint: CallbackEndpoint, wx: AsyncWeChat) -> AsyncI
 
     route = Route("/wechat", callback_endpoint(endpoint), methods=["GET", "POST"])
     app = Starlette(routes=[route], lifespan=_lifespan(endpoint, wx))
-    async with _uvicorn(app) as url:
+    async with uvicorn_serving(app, lifespan="on") as url:
         yield url
 
 
@@ -94,7 +71,7 @@ async def serve_fastapi(endpoint: CallbackEndpoint, wx: AsyncWeChat) -> AsyncIte
 
     app = FastAPI(lifespan=_lifespan(endpoint, wx))
     app.add_route("/wechat", callback_endpoint(endpoint), methods=["GET", "POST"])
-    async with _uvicorn(app) as url:
+    async with uvicorn_serving(app, lifespan="on") as url:
         yield url
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.docs import test_examples as examples
 from wechat_kf.testing import FakeWeChat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,8 +19,7 @@ EXAMPLE = ROOT / "docs" / "examples" / "fastapi_bot.py"
 
 
 def promised_output() -> str:
-    _, _, tail = EXAMPLE.read_text(encoding="utf-8").partition("\n# Output:\n")
-    return "".join(line[2:] + "\n" for line in tail.splitlines())
+    return examples.promised_output(EXAMPLE.read_text(encoding="utf-8"))
 
 
 def run(**env: str) -> str:
