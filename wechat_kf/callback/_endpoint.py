@@ -320,20 +320,16 @@ class CallbackEndpoint:
         if entry is not None:
             return self._retried(incoming, entry)
         if delivery is None:
-            body = await self._answer_passively(incoming)
-        else:
-            arrived = self.clock.now() if arrived is None else arrived
-            answered = await delivery.answer(
+            body: bytes | None = await self._answer_passively(incoming)
+        else:  # passive by the deadline, or success and the answer sent later
+            body = await delivery.answer(
                 incoming,
-                arrived=arrived,
+                arrived=self.clock.now() if arrived is None else arrived,
                 on_message=self.on_message,
                 passive=self.handler.reply,
                 settle=self._settle,
             )
-            if answered is None:
-                return _BUSY
-            body = answered
-        return _push_answer(body)
+        return _BUSY if body is None else _push_answer(body)
 
     async def _answer_passively(self, incoming: Incoming) -> bytes:
         """``on_message``'s reply as the body, stored with the push; released on failure."""
