@@ -18,10 +18,13 @@ from tests.callback.callback_fakes import APPID, OPENID, TOKEN, event_push
 from wechat_kf import (
     ConnectionLostError,
     Image,
+    InvalidRequestError,
     MenuItem,
     MsgMenu,
+    ResponseQuotaError,
     ResponseWindowError,
     Text,
+    UnauthorizedError,
     ValidationError,
 )
 from wechat_kf.callback import (
@@ -683,3 +686,42 @@ async def test_typing_refused_as_already_on_is_tried_again_a_second_later() -> N
 
 def typing_start(bot: Bot) -> float:
     return bot.api.requests_to(TYPING)[0].time
+
+
+async def test_a_reply_that_cannot_be_written_is_reported_and_answered_success() -> None:
+    class Broken(Reply):  # a custom reply whose XML cannot be built (a bool has no XML form)
+        MSG_TYPE = "text"
+
+        def xml_fields(self) -> dict[str, object]:  # type: ignore[override]
+            return {"MsgType": "text", "Content": True}
+
+    async def fast(_incoming: Incoming) -> Reply:
+        return Broken()
+
+    async with running_bot(fast) as bot:
+        request = bot.push()
+        assert await bot.post(request) == SUCCESS
+        await bot.endpoint.wait_idle()
+        assert await bot.post(request) == SUCCESS  # stored: the retry does not run it again
+    [failure] = bot.failures
+    assert failure.reason == "refused"
+    assert isinstance(failure.error, TypeError)
+
+
+@pytest.mark.parametrize(
+    ("errcode", "error"),
+    [(45047, ResponseQuotaError), (48001, UnauthorizedError), (45002, InvalidRequestError)],
+)
+async def test_every_refusal_reaches_the_hook_typed(errcode: int, error: type[Exception]) -> None:
+    async def fast(_incoming: Incoming) -> list[str]:
+        return ["one", "two"]
+
+    async with running_bot(fast) as bot:
+        bot.api.inject(SEND, errcode=errcode)
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        assert len(bot.api.requests_to(SEND)) == 1  # the rest of the answer is not tried
+    [failure] = bot.failures
+    assert failure.reason == "refused"
+    assert isinstance(failure.error, error)
+    assert failure.unsent == (Text(content="one"), Text(content="two"))

@@ -265,6 +265,15 @@ class _NotSent(Exception):
         self.error = error
 
 
+def _single(error: Exception) -> Exception:
+    """The one exception inside (nested) exception groups of one, else ``error`` itself."""
+    inner: tuple[Exception, ...] = getattr(error, "exceptions", ())
+    while len(inner) == 1:
+        error = inner[0]
+        inner = getattr(error, "exceptions", ())
+    return error
+
+
 def _may_have_reached(error: WeChatError) -> bool:
     """Whether a failed send may have reached WeChat (as ``send_many`` reports ``unknown``)."""
     if isinstance(error, TransportError):
@@ -527,7 +536,9 @@ class Delivery:
             raise
         except Exception as exc:  # a bug here must not end the application's task group
             logger.exception("answer to %s: delivery failed unexpectedly", job.openid)
-            await self._fail(job, "refused", exc, unsent=job.queue)
+            if not job.decided.is_set():  # the work ran: its retries must not run it again
+                await self._decide(job, SUCCESS, settle)
+            await self._fail(job, "refused", _single(exc), unsent=job.queue)
         finally:
             if not job.decided.is_set():
                 job.decided.set()
@@ -554,7 +565,7 @@ class Delivery:
         if reply is not None:
             try:
                 body = passive(job.incoming, reply)
-            except WeChatError as exc:  # not a reply WeChat takes (a transfer of an event, ...)
+            except Exception as exc:  # not a reply WeChat takes (a transfer of an event, ...)
                 await self._decide(job, SUCCESS, settle)
                 await self._fail(job, "refused", exc, unsent=(reply,))
             else:
