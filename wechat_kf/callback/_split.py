@@ -23,8 +23,11 @@ How a text is cut. Every part holds at most ``max_bytes`` bytes of UTF-8 and:
   as long as another cut fits in the part;
 * prefers, in this order, the end of a paragraph (a blank line), of a line, of a sentence
   (``。！？!?…``, or ``.;`` before a space), of a clause (``，、；：,;:``) or a word (a space),
-  looking back from the fullest cut to half a part; with ``max_parts`` it looks back only as
-  far as still lets the rest fit in the parts left (fewer, fuller parts);
+  looking back from the fullest cut to half a part (the latest cut of the best kind wins);
+* with ``max_parts`` (the messages the window has left), when the natural parts are more: the
+  best cut of each part that still lets the rest fit in the parts left (checked by cutting
+  the rest as full as it can be), the fuller the better when none in the back half does; when
+  the text cannot fit at all, every part as full as it can be;
 * drops the whitespace at the cut (the line break, the space), never the text's own.
 """
 
