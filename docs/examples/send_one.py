@@ -50,7 +50,10 @@ async def main() -> None:
         await wx.message.send(
             user,
             MiniProgramPage(
-                title="订单详情", appid="wxmini", pagepath="pages/order?id=42", thumb_media_id="T"
+                title="订单详情",
+                appid="wxmini",
+                pagepath="pages/order?id=42",
+                thumb_media_id="thumb_demo_card",  # a permanent material of the account
             ),
             ai_generated=True,  # marks the content as AI-generated
         )

@@ -34,6 +34,8 @@ CUSTOMERS: Final = (
 )
 #: Followers ``o_member_000`` to ``o_member_099``; every tenth one (009, 019, ...) never wrote.
 MEMBERS: Final = 100
+#: Permanent materials in the library: a picture for mini-program cards and music.
+MEDIA: Final = (("thumb", "thumb_demo_card"),)
 
 
 def seed_demo(fake: FakeWeChat) -> None:
@@ -45,6 +47,8 @@ def seed_demo(fake: FakeWeChat) -> None:
     for n in range(MEMBERS):
         if n % 10 != 9:
             fake.user_says(f"o_member_{n:03d}", "订阅通知")
+    for kind, media_id in MEDIA:
+        fake.add_media(kind, media_id=media_id, permanent=True)
 
 
 def seed_empty(fake: FakeWeChat) -> None:
@@ -74,4 +78,5 @@ def describe(name: str) -> list[str]:
         f"waiting: {CUSTOMERS[0][0]} ... {CUSTOMERS[-1][0]} ({len(CUSTOMERS)} users in the queue)",
         f"members: o_member_000 ... o_member_{MEMBERS - 1:03d}; all but every tenth "
         "(009, 019, ...) wrote in the last 48 hours",
+        "media:   " + ", ".join(f"{media_id} ({kind}, permanent)" for kind, media_id in MEDIA),
     ]
