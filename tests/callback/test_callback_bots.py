@@ -345,6 +345,7 @@ async def test_a_list_of_replies_and_messages_goes_out_in_order() -> None:
         return [TextReply(content="您好"), ImageReply(media_id="MEDIA"), menu, None]
 
     async with running_bot(fast) as bot:
+        bot.api.add_media("image", media_id="MEDIA")  # the fake knows only media it holds
         assert await bot.post(bot.push()) == SUCCESS
         await bot.endpoint.wait_idle()
         assert [body["msgtype"] for body in bot.api.sent_to(OPENID)] == ["text", "image", "msgmenu"]
@@ -356,6 +357,7 @@ async def test_a_late_image_reply_is_sent_as_an_image_message() -> None:
     slow = Slow(ImageReply(media_id="MEDIA_ID"))
     async with running_bot(slow) as bot:
         slow.bot = bot
+        bot.api.add_media("image", media_id="MEDIA_ID")
         await answered_at_deadline(bot, bot.push())
         await finish(bot)
         assert bot.api.sent_to(OPENID)[-1]["image"] == {"media_id": "MEDIA_ID"}
