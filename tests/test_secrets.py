@@ -87,7 +87,7 @@ def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+@pytest.mark.parametrize("transport", ["anyio", "aiohttp", "httpx"])
 @pytest.mark.parametrize(
     "fault", [{"delay": 1.0}, {"reset": True, "processed": True}], ids=["timeout", "reset"]
 )

@@ -173,8 +173,8 @@ def test_the_sdk_does_not_need_click_or_rich() -> None:
     assert done.stdout.strip() == "ok", done.stderr
 
 
-@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
-def test_both_transports(wechat_kf: Invoker, fake: FakeWeChat, transport: str) -> None:
+@pytest.mark.parametrize("transport", ["anyio", "aiohttp", "httpx"])
+def test_every_transport(wechat_kf: Invoker, fake: FakeWeChat, transport: str) -> None:
     fake.add_agent("a@gh", "Ann")
     data = wechat_kf.json("--transport", transport, "agents", "list")
     assert [a["kf_account"] for a in data] == ["a@gh"]
