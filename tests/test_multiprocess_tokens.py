@@ -66,7 +66,7 @@ async def _concurrently(wx: AsyncWeChat, kind: str, n: int) -> tuple[set[str], l
 async def _serve_commands(config: dict[str, Any]) -> None:
     import httpx
 
-    from wechat_kf._redis_store import RedisTokenStore
+    from wechat_kf._redis_tokens import RedisTokenStore
 
     wx: AsyncWeChat | None = None
     store: RedisTokenStore | None = None

@@ -17,7 +17,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 
 from tests.redis_server import RedisServer, running_cluster, running_redis, running_sentinel
-from wechat_kf._redis_store import RedisTokenStore
+from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._tokens import AccessToken, LockingTokenStore, MemoryTokenStore, TokenStore
 from wechat_kf.testing.store_contract import TokenStoreContract
 

@@ -29,6 +29,7 @@ from wechat_kf._errors import (
     SendCancelledError,
     SendInterruptedError,
     ServerBusyError,
+    StoreError,
     TokenError,
     TokenRefreshTimeoutError,
     TokenStoreError,
@@ -63,7 +64,7 @@ from wechat_kf.bulk import (
 )
 
 if TYPE_CHECKING:
-    from wechat_kf._redis_store import RedisTokenStore as RedisTokenStore
+    from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -142,6 +143,7 @@ __all__ = [
     "SendStream",
     "SendSummary",
     "ServerBusyError",
+    "StoreError",
     "Text",
     "TokenEndpoint",
     "TokenError",
@@ -168,7 +170,7 @@ def __getattr__(name: str) -> Any:
     # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
     # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
     if name == "RedisTokenStore":
-        from wechat_kf._redis_store import RedisTokenStore
+        from wechat_kf._redis_tokens import RedisTokenStore
 
         return RedisTokenStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,9 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
     │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
     │   ├── TokenUnavailableError     read-only store holds no usable token
-    │   └── TokenStoreError           the token store (Redis) failed or timed out
+    │   └── TokenStoreError           the token store (Redis) failed or timed out (a StoreError)
+    ├── StoreError                    a pluggable store (Redis) failed or timed out; every
+    │                                 store's own error derives from it as well
     ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
     │   ├── SignatureError            signature / msg_signature missing or wrong
     │   │   └── PlaintextPushError    safe mode: a push without encrypt_type=aes (allow_plaintext)
@@ -44,7 +46,7 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
     │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
     │   ├── MalformedCallbackError    well-formed, but not the documented shape
-    │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed or timed out
+    │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed (a StoreError)
     │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
     └── ValidationError (ValueError)  bad input caught before any request (.field .limit)
 
@@ -80,6 +82,7 @@ __all__ = [
     "SendCancelledError",
     "SendInterruptedError",
     "ServerBusyError",
+    "StoreError",
     "TokenError",
     "TokenRefreshTimeoutError",
     "TokenStoreError",
@@ -387,7 +390,16 @@ class TokenUnavailableError(TokenError):
     """A read-only token store holds no usable token for this appid."""
 
 
-class TokenStoreError(TokenError):
+class StoreError(WeChatError):
+    """A pluggable store (Redis, or one of yours) failed, timed out or holds a malformed entry.
+
+    ``__cause__`` is the backend's exception. Every store the SDK ships raises a subclass that
+    also says what the store is for (:class:`TokenStoreError`, the callback side's
+    ``DuplicateStoreError``), so ``except StoreError`` catches any store outage.
+    """
+
+
+class TokenStoreError(TokenError, StoreError):
     """The token store failed (Redis unreachable, timed out, or holding a malformed entry).
 
     ``__cause__`` is the backend's exception. Raised within the store's own timeout: a store

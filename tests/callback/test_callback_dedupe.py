@@ -190,7 +190,7 @@ async def test_deduplicator_defaults_to_memory() -> None:
     dedupe = Deduplicator()
     assert isinstance(dedupe.store, MemoryDuplicateStore)
     assert (dedupe.ttl, dedupe.in_progress_ttl) == (300, 30)
-    assert dedupe.namespace == "wechat_kf:callback:"
+    assert dedupe.namespace == "callback:"  # after the store's prefix (Redis: wechat_kf:)
     message = parse(event_push("subscribe"))
     assert [await dedupe.claim(message) for _ in range(2)] == [None, "in_progress"]
     await dedupe.mark_done(message)

@@ -11,21 +11,21 @@
 
 A failed try releases its key, so that WeChat's next retry is processed. Claiming is atomic, so
 that two concurrent tries cannot both pass; Redis implements the three operations with
-``SET key in_progress NX PX``, ``SET key done PX`` and ``DEL``.
+``SET key in_progress NX PX``, ``SET key done PX`` and ``DEL``. The stores follow the SDK's
+one store convention (``wechat_kf._stores``): memory by default, Redis shared.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal, Protocol, TypeAlias
 
 import anyio
 
 from wechat_kf._errors import ValidationError
+from wechat_kf._stores import ExpiringMap
 from wechat_kf.callback._defaults import (
     DEDUPE_IN_PROGRESS_TTL,
     DEDUPE_MAX_ENTRIES,
@@ -98,54 +98,27 @@ class MemoryDuplicateStore:
         max_entries: int = DEDUPE_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValidationError("max_entries", "must be a positive int", max_entries)
-        self._max_entries = max_entries
-        self._clock = clock
-        # key -> (expiry, state), in the order of the last write (roughly expiry order)
-        self._entries: OrderedDict[str, tuple[float, DuplicateState]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: ExpiringMap[str, DuplicateState] = ExpiringMap(
+            max_entries=max_entries, clock=clock
+        )
 
     def __len__(self) -> int:
-        with self._lock:
-            self._sweep(self._clock())
-            return len(self._entries)
+        return len(self._entries)
 
     async def seen(self, key: str, ttl: float) -> DuplicateState | None:
         """Claim ``key`` for ``ttl`` seconds; ``None`` if claimed now, else its state."""
-        with self._lock:
-            now = self._clock()
-            self._sweep(now)
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] > now:
-                return entry[1]
-            self._write(key, now + ttl, "in_progress")
-            return None
+        return self._entries.setdefault(key, "in_progress", ttl)
 
     async def mark_done(self, key: str, ttl: float) -> None:
         """Mark ``key`` done for ``ttl`` seconds from now."""
-        with self._lock:
-            self._write(key, self._clock() + ttl, "done")
+        self._entries.set(key, "done", ttl)
 
     async def forget(self, key: str) -> None:
         """Unmark ``key``."""
-        with self._lock:
-            self._entries.pop(key, None)
+        self._entries.pop(key)
 
-    def _write(self, key: str, expiry: float, state: DuplicateState) -> None:
-        self._entries.pop(key, None)
-        self._entries[key] = (expiry, state)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def _sweep(self, now: float) -> None:
-        # Oldest write first: stop at the first live entry (amortised O(1) per call). An entry
-        # with a long ttl can shelter shorter ones behind it; lookups still check expiry.
-        while self._entries:
-            key, (expiry, _) = next(iter(self._entries.items()))
-            if expiry > now:
-                break
-            del self._entries[key]
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self._entries)} keys)"
 
 
 def dedupe_key(incoming: Incoming) -> str:

@@ -17,8 +17,10 @@ DEDUPE_TTL: Final = 300.0
 DEDUPE_IN_PROGRESS_TTL: Final = 30.0
 #: Entries :class:`~wechat_kf.callback.MemoryDuplicateStore` keeps at most.
 DEDUPE_MAX_ENTRIES: Final = 100_000
-#: Prefix of every duplicate-detection key (shared stores such as Redis).
-DEDUPE_NAMESPACE: Final = "wechat_kf:callback:"
+#: Prefix of every duplicate-detection key, after the store's own prefix (Redis: ``wechat_kf:``).
+DEDUPE_NAMESPACE: Final = "callback:"
+#: Seconds any one operation of :class:`~wechat_kf.callback.RedisDuplicateStore` may take.
+DUPLICATE_STORE_TIMEOUT: Final = 2.0
 
 #: Bytes read from a request body at a time by the framework integrations.
 READ_CHUNK_SIZE: Final = 64 * 1024

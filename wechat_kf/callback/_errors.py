@@ -14,7 +14,7 @@ parser or crypto exception (the original, when there is one, is chained as ``__c
         ├── XMLParseError              the body is not well-formed XML
         │   └── HostileXMLError        DOCTYPE, entity declaration or external entity: refused
         ├── MalformedCallbackError     well-formed, but not the documented shape (missing field)
-        ├── DuplicateStoreError        the shared duplicate store (Redis) failed or timed out
+        ├── DuplicateStoreError        the shared duplicate store (Redis) failed (a StoreError)
         └── MissingDependencyError     (also ImportError) safe mode without ``cryptography``
 
 No text built here carries the token, the EncodingAESKey or an expected signature: a signature
@@ -23,7 +23,7 @@ computed from the token for an attacker-chosen timestamp would be a forging orac
 
 from __future__ import annotations
 
-from wechat_kf._errors import WeChatError
+from wechat_kf._errors import StoreError, WeChatError
 
 __all__ = [
     "AppIdMismatchError",
@@ -148,7 +148,7 @@ class MalformedCallbackError(CallbackError):
     """
 
 
-class DuplicateStoreError(CallbackError):
+class DuplicateStoreError(CallbackError, StoreError):
     """The shared duplicate store (Redis) failed or timed out; ``__cause__`` says why."""
 
 

@@ -9,41 +9,29 @@ Keys, for appid ``wx123`` and the default prefix ``wechat_kf:``::
     wechat_kf:{wx123}:force_refresh  sorted set: force_refresh calls of the last 24 h
 
 The ``{appid}`` hash tag keeps one appid's keys in one Redis Cluster slot, so every multi-key
-operation is a single atomic Lua script on a single node. Every operation is bounded by
-``timeout`` (retries included) and fails with :class:`~wechat_kf.TokenStoreError`, never with a
-raw redis-py exception.
+operation is a single atomic Lua script on a single node. The connection conventions (your
+client or ``from_url``, bounded operations, typed errors) are those of every Redis store of the
+SDK (:class:`wechat_kf._redis.RedisStore`); failures raise :class:`~wechat_kf.TokenStoreError`.
+
+A lock attempt whose answer never came (Redis stalled, the connection dropped) may still take
+the lock once Redis resumes, with nobody left to release it. The store remembers such fences
+for the lock's TTL, and its next lock attempt recognises one of them holding the lock and takes
+it over at once, instead of waiting out the TTL.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
-
-import anyio
-import sniffio
+from typing import TYPE_CHECKING, Final
 
 from wechat_kf import _defaults
-from wechat_kf._redaction import redact
+from wechat_kf._redis import RedisStore
 from wechat_kf._tokens import AccessToken, ForceRefreshClaim, TokenStoreError, new_fence
 
-try:
-    import redis.asyncio as redis_asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import EqualJitterBackoff
-    from redis.exceptions import RedisClusterException, RedisError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("RedisTokenStore needs redis-py: pip install 'wechat_kf[redis]'") from exc
-
 if TYPE_CHECKING:
-    from typing_extensions import Self
-
-    RedisClient = redis_asyncio.Redis | redis_asyncio.RedisCluster
+    from wechat_kf._redis import RedisClient
 
 __all__ = ["RedisTokenStore"]
-
-T = TypeVar("T")
 
 #: Keep the token key this long after the token expires (so "expired N s ago" can be said).
 _KEY_GRACE_MS: Final = 60_000
@@ -80,6 +68,24 @@ if redis.call('HGET', KEYS[1], 'access_token') == ARGV[1] then
 end
 return 0
 """
+
+# KEYS: lock. ARGV: fence, ttl_ms, then fences of this store's attempts that got no answer.
+# Free, or held by one of those orphans: take it (an orphan has nobody left to release it).
+_LOCK: Final = """
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  local known = false
+  for i = 3, #ARGV do
+    if holder == ARGV[i] then known = true end
+  end
+  if not known then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+#: Fences of unanswered lock attempts remembered per appid (the newest win).
+_MAX_ORPHANS: Final = 8
 
 _UNLOCK: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -127,13 +133,13 @@ def _ttl_ms(expires_at: float) -> int:
     return max(1, int((expires_at - time.time()) * 1000) + _KEY_GRACE_MS)
 
 
-class RedisTokenStore:
+class RedisTokenStore(RedisStore):
     """A token store on Redis, shared by every process and host that uses the same appid.
 
     Implements the whole store contract (:class:`~wechat_kf.LockingTokenStore`, its lock
     renewal and :class:`~wechat_kf.ForceRefreshLedger`): the token and its expiry are one hash
-    written atomically; the refresh lock is ``SET NX PX`` with a fence, renewed (``PEXPIRE``)
-    and released only by its owner, and expiring after the manager's lock TTL; writes are
+    written atomically; the refresh lock is a fenced key with a TTL, renewed (``PEXPIRE``) and
+    released only by its owner, and expiring after the manager's lock TTL; writes are
     compare-and-set and invalidation is compare-and-delete, each a Lua script.
 
     Args:
@@ -148,109 +154,49 @@ class RedisTokenStore:
     :meth:`aclose` (or ``async with``).
     """
 
+    error = TokenStoreError
+    default_timeout = _defaults.TOKEN_STORE_TIMEOUT
+
     def __init__(
         self,
         redis: RedisClient,
         *,
         prefix: str = _defaults.REDIS_KEY_PREFIX,
-        timeout: float = _defaults.TOKEN_STORE_TIMEOUT,
+        timeout: float | None = None,
     ) -> None:
-        if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
-            raise ValueError(f"prefix must be a string without '{{' or '}}', got {prefix!r}")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
-        self.redis = redis
-        self.prefix = prefix
-        self.timeout = timeout
-        self._owns_client = False
-        self._set = redis.register_script(_SET)
-        self._cas = redis.register_script(_COMPARE_AND_SET)
-        self._cad = redis.register_script(_COMPARE_AND_DELETE)
-        self._unlock = redis.register_script(_UNLOCK)
-        self._extend = redis.register_script(_EXTEND_LOCK)
-        self._claim = redis.register_script(_CLAIM_FORCE_REFRESH)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str = _defaults.REDIS_KEY_PREFIX,
-        timeout: float = _defaults.TOKEN_STORE_TIMEOUT,
-        **redis_options: Any,
-    ) -> RedisTokenStore:
-        """A store on a new ``redis.asyncio.Redis`` for ``url`` (``redis://``, ``rediss://``,
-        ``unix://``), with short socket timeouts and few retries; ``redis_options`` override
-        them and go to ``Redis.from_url``. Close it with :meth:`aclose` or ``async with``.
-        """
-        redis_options.setdefault("socket_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
-        redis_options.setdefault("socket_connect_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
-        redis_options.setdefault(
-            "retry", Retry(EqualJitterBackoff(cap=0.5, base=0.05), _defaults.REDIS_RETRIES)
-        )
-        client = redis_asyncio.Redis.from_url(url, **redis_options)
-        store = cls(client, prefix=prefix, timeout=timeout)
-        store._owns_client = True
-        return store
-
-    def __repr__(self) -> str:
-        return f"RedisTokenStore(prefix={self.prefix!r}, client={type(self.redis).__name__})"
+        super().__init__(redis, prefix=prefix, timeout=timeout)
+        self._set = self.script(_SET)
+        self._cas = self.script(_COMPARE_AND_SET)
+        self._cad = self.script(_COMPARE_AND_DELETE)
+        self._lock = self.script(_LOCK)
+        self._unlock = self.script(_UNLOCK)
+        self._extend = self.script(_EXTEND_LOCK)
+        self._claim = self.script(_CLAIM_FORCE_REFRESH)
+        # appid -> {fence: monotonic time until which it may hold the lock}
+        self._orphans: dict[str, dict[str, float]] = {}
+        # fence -> the ttl it last set (try_lock, extend_lock), for the orphan of a failed unlock
+        self._ttls: dict[str, float] = {}
 
     # ------------------------------------------------------------------ keys
 
-    def _key(self, appid: str, kind: str) -> str:
-        if "{" in appid or "}" in appid:
-            raise ValueError(f"appid must not contain '{{' or '}}', got {appid!r}")
-        return f"{self.prefix}{{{appid}}}:{kind}"
-
     def token_key(self, appid: str) -> str:
         """The Redis key of ``appid``'s token hash (fields ``access_token``, ``expires_at``)."""
-        return self._key(appid, "token")
+        return self.key(appid, "token")
 
     def lock_key(self, appid: str) -> str:
         """The Redis key of ``appid``'s refresh lock."""
-        return self._key(appid, "lock")
+        return self.key(appid, "lock")
 
     def force_refresh_key(self, appid: str) -> str:
         """The Redis key of ``appid``'s force-refresh ledger (a sorted set of timestamps)."""
-        return self._key(appid, "force_refresh")
-
-    # ------------------------------------------------------------------ plumbing
-
-    async def _run(self, what: str, appid: str, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            library = sniffio.current_async_library()
-        except sniffio.AsyncLibraryNotFoundError:
-            library = "no event loop"
-        if library != "asyncio":
-            raise TokenStoreError(
-                f"RedisTokenStore runs on asyncio only (redis.asyncio), not on {library}"
-            )
-        try:
-            with anyio.fail_after(self.timeout):
-                return await call()
-        except TimeoutError:
-            raise TokenStoreError(
-                f"Redis {what} for {appid} took longer than {self.timeout:g} s"
-            ) from None
-        except (RedisError, RedisClusterException) as exc:
-            detail = redact(str(exc)) or "no detail"
-            raise TokenStoreError(
-                f"Redis {what} for {appid} failed: {type(exc).__name__}: {detail}"
-            ) from exc
-        except Exception as exc:
-            # Anything else out of redis-py (a client bug, a broken connection object) is a
-            # store failure too: callers handle one typed error, with the cause chained.
-            raise TokenStoreError(
-                f"Redis {what} for {appid} failed unexpectedly: {type(exc).__name__}"
-            ) from exc
+        return self.key(appid, "force_refresh")
 
     # ------------------------------------------------------------------ TokenStore
 
     async def get(self, appid: str) -> AccessToken | None:
         """The stored token for ``appid`` (possibly expired), or ``None``."""
         key = self.token_key(appid)
-        fields = await self._run(
+        fields = await self.run(
             "read", appid, lambda: self.redis.hmget(key, ["access_token", "expires_at"])
         )
         value, expires_at = (_text(field) for field in fields)
@@ -270,37 +216,79 @@ class RedisTokenStore:
     async def set(self, appid: str, token: AccessToken) -> None:
         """Store ``token`` for ``appid`` unconditionally (for seeding and token services)."""
         args: list[str | int] = [token.value, repr(token.expires_at), _ttl_ms(token.expires_at)]
-        await self._run("write", appid, lambda: self._set([self.token_key(appid)], args))
+        await self.run("write", appid, lambda: self._set([self.token_key(appid)], args))
 
     async def delete(self, appid: str) -> None:
         """Forget the token for ``appid``."""
         key = self.token_key(appid)
-        await self._run("delete", appid, lambda: self.redis.delete(key))
+        await self.run("delete", appid, lambda: self.redis.delete(key))
 
     # ------------------------------------------------------------------ LockingTokenStore
 
     async def try_lock(self, appid: str, ttl: float) -> str | None:
-        """``SET lock fence NX PX ttl``: a fence if the lock was free, else ``None``."""
+        """Take the refresh lock for ``ttl`` seconds: a fence if it was free, else ``None``.
+
+        A lock still held by one of this store's earlier attempts that got no answer (see the
+        module docstring) counts as free.
+        """
         fence = new_fence()
         key = self.lock_key(appid)
         ttl_ms = max(1, int(ttl * 1000))
-        taken = await self._run(
-            "lock", appid, lambda: self.redis.set(key, fence, nx=True, px=ttl_ms)
-        )
-        return fence if taken else None
+        args: list[str | int] = [fence, ttl_ms, *self._live_orphans(appid)]
+        try:
+            taken = await self.run("lock", appid, lambda: self._lock([key], args))
+        except TokenStoreError:
+            # The SET may still run once Redis answers again: remember whose it would be.
+            self._remember_orphan(appid, fence, ttl)
+            raise
+        if not taken:
+            return None
+        self._orphans.pop(appid, None)
+        self._held(fence, ttl)
+        return fence
 
     async def unlock(self, appid: str, fence: str) -> bool:
         """Release the lock if ``fence`` still holds it."""
         key = self.lock_key(appid)
-        released = await self._run("unlock", appid, lambda: self._unlock([key], [fence]))
+        ttl = self._ttls.pop(fence, _defaults.TOKEN_LOCK_TTL)
+        try:
+            released = await self.run("unlock", appid, lambda: self._unlock([key], [fence]))
+        except TokenStoreError:
+            # Still held, maybe: the next lock attempt of this store takes it over.
+            self._remember_orphan(appid, fence, ttl)
+            raise
         return bool(released)
 
     async def extend_lock(self, appid: str, fence: str, ttl: float) -> bool:
         """``PEXPIRE lock ttl`` if ``fence`` still holds the lock (one Lua script)."""
         key = self.lock_key(appid)
         args: list[str | int] = [fence, max(1, int(ttl * 1000))]
-        extended = await self._run("lock renewal", appid, lambda: self._extend([key], args))
+        extended = await self.run("lock renewal", appid, lambda: self._extend([key], args))
+        if extended:
+            self._held(fence, ttl)
         return bool(extended)
+
+    def _held(self, fence: str, ttl: float) -> None:
+        self._ttls[fence] = ttl
+        while len(self._ttls) > _MAX_ORPHANS:  # a holder that never unlocked (cancelled)
+            del self._ttls[next(iter(self._ttls))]
+
+    def _remember_orphan(self, appid: str, fence: str, ttl: float) -> None:
+        orphans = self._orphans.setdefault(appid, {})
+        # The SET may run any time until Redis gives up on the connection: the lock then
+        # lives ttl from that moment. Remember the fence a generous while past its ttl.
+        orphans[fence] = time.monotonic() + ttl + self.timeout
+        while len(orphans) > _MAX_ORPHANS:
+            del orphans[next(iter(orphans))]
+
+    def _live_orphans(self, appid: str) -> list[str]:
+        orphans = self._orphans.get(appid)
+        if not orphans:
+            return []
+        now = time.monotonic()
+        for fence in [fence for fence, until in orphans.items() if until <= now]:
+            del orphans[fence]
+        return list(orphans)
 
     async def compare_and_set(
         self, appid: str, token: AccessToken, *, expected: str | None, fence: str | None = None
@@ -316,13 +304,13 @@ class RedisTokenStore:
             repr(token.expires_at),
             _ttl_ms(token.expires_at),
         ]
-        stored = await self._run("compare-and-set", appid, lambda: self._cas(keys, args))
+        stored = await self.run("compare-and-set", appid, lambda: self._cas(keys, args))
         return bool(stored)
 
     async def compare_and_delete(self, appid: str, value: str) -> bool:
         """Delete the stored token if its value is ``value``."""
         key = self.token_key(appid)
-        deleted = await self._run("compare-and-delete", appid, lambda: self._cad([key], [value]))
+        deleted = await self.run("compare-and-delete", appid, lambda: self._cad([key], [value]))
         return bool(deleted)
 
     # ------------------------------------------------------------------ ForceRefreshLedger
@@ -340,23 +328,5 @@ class RedisTokenStore:
             new_fence(),
             86460,
         ]
-        answer = await self._run("force-refresh claim", appid, lambda: self._claim([key], args))
+        answer = await self.run("force-refresh claim", appid, lambda: self._claim([key], args))
         return _CLAIMS[int(answer)]
-
-    # ------------------------------------------------------------------ life
-
-    async def aclose(self) -> None:
-        """Close the Redis client if :meth:`from_url` made it."""
-        if self._owns_client:
-            await self.redis.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

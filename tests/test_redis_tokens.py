@@ -29,7 +29,7 @@ from wechat_kf import (
     TokenUnavailableError,
     WeChatError,
 )
-from wechat_kf._redis_store import RedisTokenStore
+from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._tokens import TokenManager, TokenStoreError
 from wechat_kf.testing import FakeWeChat
 from wechat_kf.testing.store_contract import CountingFetcher
@@ -359,6 +359,65 @@ async def test_hung_redis_times_out(own_redis: RedisServer) -> None:
                     break
                 except TokenStoreError:
                     await anyio.sleep(0.1)
+
+
+async def test_a_lock_attempt_lost_in_a_stall_is_taken_over_not_waited_out(
+    own_redis: RedisServer,
+) -> None:
+    """Issue 10.4: Redis stalls (SIGSTOP) while a refresh takes the lock; the SET runs later."""
+    fake = FakeWeChat()
+    async with (
+        RedisTokenStore.from_url(own_redis.url, prefix="stall:", timeout=0.5) as store,
+        fake.client(token_store=store, token_lock_timeout=2, token_lock_ttl=15) as wx,
+    ):
+        assert await wx.kf.list() == []  # a token, and the lock script loaded in Redis
+        lock = store.lock_key(fake.appid)
+        own_redis.pause()
+        try:
+            fake.invalidate_tokens()  # the next call is rejected and must refresh
+            with pytest.raises(TokenStoreError, match="lock"):
+                await wx.kf.list()
+        finally:
+            own_redis.resume()
+        # Redis runs the attempt it had buffered: the lock now holds a fence with the full
+        # TTL that nobody will release.
+        with own_redis.client() as inspect, anyio.fail_after(10):
+            while not inspect.exists(lock):  # noqa: ASYNC110 (another process: no event)
+                await anyio.sleep(0.02)
+            orphan = inspect.get(lock)
+            assert orphan is not None
+            assert inspect.pttl(lock) > 10_000
+            # The next call takes that lock over at once. Before the fix it waited for the
+            # lock (token_lock_timeout, 2 s) and failed with TokenRefreshTimeoutError.
+            assert await wx.kf.list() == []
+            assert not inspect.exists(lock)  # released after the refresh
+    assert len(fake.token_requests) == 2
+
+
+async def test_an_unanswered_unlock_is_taken_over_by_the_next_lock(
+    own_redis: RedisServer,
+) -> None:
+    async with RedisTokenStore.from_url(own_redis.url, prefix="unlock:", timeout=0.5) as store:
+        fence = await store.try_lock("wxunlock", 15)
+        assert fence is not None
+        own_redis.pause()
+        try:
+            with pytest.raises(TokenStoreError, match="unlock"):
+                await store.unlock("wxunlock", fence)
+        finally:
+            own_redis.resume()
+        with anyio.fail_after(10):  # Redis runs the buffered unlock, or the lock stays
+            while True:
+                try:
+                    again = await store.try_lock("wxunlock", 15)
+                    break
+                except TokenStoreError:
+                    await anyio.sleep(0.05)
+        assert again is not None
+        assert again != fence
+        # Someone else's lock is never taken over.
+        other = RedisTokenStore(store.redis, prefix="unlock:")
+        assert await other.try_lock("wxunlock", 15) is None
 
 
 async def test_user_client_without_timeouts_is_still_bounded(own_redis: RedisServer) -> None:

@@ -1,0 +1,184 @@
+"""``RedisStore``: the connection conventions every Redis-backed store of the SDK shares.
+
+Install with ``pip install 'wechat_kf[redis]'`` (redis-py's ``redis.asyncio``; asyncio only).
+
+* The client is yours (``Store(client)``: a ``redis.asyncio.Redis``, what
+  ``Sentinel.master_for()`` returns, or a ``RedisCluster``; you close it), or made by
+  :meth:`RedisStore.from_url` with short socket timeouts and few retries (closed by ``aclose``
+  or ``async with``). One client can serve every store of an application.
+* Keys are ``{prefix}{scope}:kind`` (the braces literal): the scope (an appid, an account) is
+  the Redis Cluster hash tag, so one scope's keys share a slot and a Lua script touching
+  several of them is atomic on one node.
+* Every operation is bounded by ``timeout`` seconds, redis-py's retries included, and fails with
+  the store's typed error (:attr:`RedisStore.error`, a :class:`~wechat_kf.StoreError`
+  subclass) whose ``__cause__`` is redis-py's exception: never a raw redis exception, never an
+  unbounded wait, never a secret in the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import anyio
+import sniffio
+
+from wechat_kf import _defaults
+from wechat_kf._errors import StoreError
+from wechat_kf._redaction import redact
+
+try:
+    import redis.asyncio as redis_asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import EqualJitterBackoff
+    from redis.exceptions import RedisClusterException, RedisError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("Redis stores need redis-py: pip install 'wechat_kf[redis]'") from exc
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+    from typing_extensions import Self
+
+    RedisClient = redis_asyncio.Redis | redis_asyncio.RedisCluster
+
+__all__ = ["RedisStore", "redis_client"]
+
+T = TypeVar("T")
+
+
+def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
+    """A ``redis.asyncio.Redis`` for ``url`` with the SDK's defaults: short socket timeouts
+    (``REDIS_SOCKET_TIMEOUT``) and few retries with jitter; ``redis_options`` override them.
+    """
+    redis_options.setdefault("socket_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
+    redis_options.setdefault("socket_connect_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
+    redis_options.setdefault(
+        "retry", Retry(EqualJitterBackoff(cap=0.5, base=0.05), _defaults.REDIS_RETRIES)
+    )
+    return redis_asyncio.Redis.from_url(url, **redis_options)
+
+
+class RedisStore:
+    """Base of the SDK's Redis stores: one client, a key prefix, bounded typed operations.
+
+    Subclasses set :attr:`error` (their :class:`~wechat_kf.StoreError` subclass) and
+    :attr:`default_timeout`, build keys with :meth:`key`, register Lua scripts with
+    :meth:`script`, and run every Redis call through :meth:`run`.
+
+    Args:
+        redis: A ``redis.asyncio.Redis`` (also what ``Sentinel.master_for()`` returns) or
+            ``redis.asyncio.RedisCluster``. Its ``decode_responses`` setting does not matter.
+        prefix: Prepended to every key; no ``{`` or ``}`` (the scope is the hash tag).
+        timeout: The longest any one operation may take, redis-py's retries included
+            (default: the store's :attr:`default_timeout`).
+    """
+
+    #: The typed error every failure of this store raises.
+    error: ClassVar[type[StoreError]] = StoreError
+    #: Seconds any one operation may take when ``timeout`` is not given.
+    default_timeout: ClassVar[float] = _defaults.TOKEN_STORE_TIMEOUT
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        *,
+        prefix: str = _defaults.REDIS_KEY_PREFIX,
+        timeout: float | None = None,
+    ) -> None:
+        if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix must be a string without '{{' or '}}', got {prefix!r}")
+        timeout = self.default_timeout if timeout is None else timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.redis = redis
+        self.prefix = prefix
+        self.timeout = float(timeout)
+        self._owns_client = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = _defaults.REDIS_KEY_PREFIX,
+        timeout: float | None = None,
+        **redis_options: Any,
+    ) -> Self:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
+
+        The client has short socket timeouts and few retries; ``redis_options`` override them
+        and go to ``redis.asyncio.Redis.from_url``. Close the store (and so the client) with
+        ``aclose()`` or ``async with``.
+        """
+        store = cls(redis_client(url, **redis_options), prefix=prefix, timeout=timeout)
+        store._owns_client = True
+        return store
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self.prefix!r}, client={type(self.redis).__name__})"
+
+    # ------------------------------------------------------------------ keys and scripts
+
+    def key(self, scope: str, kind: str) -> str:
+        """``{prefix}{scope}:kind`` (braces literal): ``scope`` is the Cluster hash tag."""
+        if "{" in scope or "}" in scope:
+            raise ValueError(f"{scope!r} must not contain '{{' or '}}'")
+        return f"{self.prefix}{{{scope}}}:{kind}"
+
+    def script(self, source: str) -> AsyncScript:
+        """Register a Lua script on the client (loaded on first use, cached by SHA)."""
+        return self.redis.register_script(source)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, what: str, scope: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation, bounded by ``timeout``; every failure is :attr:`error`.
+
+        ``what`` and ``scope`` name the operation in the error text ("Redis lock for wx123
+        took longer than 5 s").
+        """
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = "no event loop"
+        if library != "asyncio":
+            raise self.error(
+                f"{type(self).__name__} runs on asyncio only (redis.asyncio), not on {library}"
+            )
+        try:
+            with anyio.fail_after(self.timeout):
+                return await call()
+        except TimeoutError:
+            raise self.error(
+                f"Redis {what} for {scope} took longer than {self.timeout:g} s"
+            ) from None
+        except (RedisError, RedisClusterException) as exc:
+            detail = redact(str(exc)) or "no detail"
+            raise self.error(
+                f"Redis {what} for {scope} failed: {type(exc).__name__}: {detail}"
+            ) from exc
+        except Exception as exc:
+            # Anything else out of redis-py (a client bug, a broken connection object) is a
+            # store failure too: callers handle one typed error, with the cause chained.
+            raise self.error(
+                f"Redis {what} for {scope} failed unexpectedly: {type(exc).__name__}"
+            ) from exc
+
+    # ------------------------------------------------------------------ life
+
+    async def aclose(self) -> None:
+        """Close the Redis client if :meth:`from_url` made it (yours stays open)."""
+        if self._owns_client:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
