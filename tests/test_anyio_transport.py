@@ -57,8 +57,8 @@ async def test_direct_send_writes_exactly_these_bytes() -> None:
         get = transport.prepare("GET", f"{server.base_url}/cgi-bin/y?a=1")
         await transport.send(get, None, TIMEOUTS)
         await transport.aclose()
-    assert answer.status == 200
-    assert answer.body == b'{"errcode":0,"errmsg":"ok"}'
+    assert answer.status_code == 200
+    assert answer.content == b'{"errcode":0,"errmsg":"ok"}'
     host = f"127.0.0.1:{server.port}".encode()
     assert server.requests == [
         b"POST /cgi-bin/x?access_token=T@k HTTP/1.1\r\nHost: " + host + b"\r\n"

@@ -91,8 +91,8 @@ def test_frames_like_h11_wherever_the_bytes_are_split(
     answer = reader.answer
     assert answer is not None
     expected_status, expected_headers, expected_body = h11_read(data)
-    assert (answer.status, answer.body) == (expected_status, expected_body) == (status, body)
-    assert answer.headers == expected_headers
+    assert (answer.status_code, answer.content) == (expected_status, expected_body) == (status, body)
+    assert answer.raw_headers == expected_headers
     assert reader.reusable is (framing != "close")
 
 
@@ -100,9 +100,9 @@ def test_common_answer_in_one_segment() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
     reader = read(data)
     assert reader.answer is not None
-    assert (reader.answer.status, reader.answer.reason, reader.answer.body) == (200, b"OK", b"{}")
-    assert reader.answer.header("content-type") == "application/json"
-    assert reader.answer.header("Retry-After") is None
+    assert (reader.answer.status_code, reader.answer.reason, reader.answer.content) == (200, b"OK", b"{}")
+    assert reader.answer.headers.get("content-type") == "application/json"
+    assert reader.answer.headers.get("Retry-After") is None
     assert reader.reusable
 
 
@@ -113,7 +113,7 @@ def test_answer_waits_for_the_whole_body() -> None:
     assert reader.answer is None
     reader.feed(b"cde")
     assert reader.answer is not None
-    assert reader.answer.body == b"abcde"
+    assert reader.answer.content == b"abcde"
 
 
 @pytest.mark.parametrize(
@@ -151,14 +151,14 @@ def test_answer_waits_for_the_whole_body() -> None:
 def test_tolerated_drift(data: bytes, body: bytes, reusable: bool) -> None:
     reader = read(data)
     assert reader.answer is not None
-    assert reader.answer.body == body
+    assert reader.answer.content == body
     assert reader.reusable is reusable
 
 
 def test_close_delimited_and_other_codings_read_to_the_end() -> None:
     reader = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", eof=True)
     assert reader.answer is not None
-    assert reader.answer.body == b"abc"
+    assert reader.answer.content == b"abc"
     assert not reader.reusable
 
 
@@ -168,7 +168,7 @@ def test_close_delimited_and_other_codings_read_to_the_end() -> None:
 def test_answers_without_body(status: int, head_request: bool) -> None:
     reader = read(b"HTTP/1.1 %d X\r\nContent-Length: 10\r\n\r\n" % status, head=head_request)
     assert reader.answer is not None
-    assert reader.answer.body == b""
+    assert reader.answer.content == b""
     assert reader.reusable
 
 
@@ -231,5 +231,5 @@ def test_request_head_and_chunks() -> None:
 
 def test_answer_repr_and_headers() -> None:
     answer = Answer(429, b"Too Many", [(b"Retry-After", b"3")], b"{}")
-    assert answer.header("retry-after") == "3"
+    assert answer.headers.get("retry-after") == "3"
     assert repr(answer) == "<Answer 429 (2 bytes)>"

@@ -234,6 +234,7 @@ class AsyncWeChat:
             retry=retry,
             timeout=_timeout(token_fetch_timeout),
             sleep=sleep,
+            pool=pool,
         )
         self._tokens = TokenManager(
             appid=appid,

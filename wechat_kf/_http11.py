@@ -17,8 +17,10 @@ common answer (one small body in one segment) takes one search and a few splits.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
+
+import httpx
 
 __all__ = ["Answer", "ProtocolError", "ResponseReader", "chunk", "request_head"]
 
@@ -41,28 +43,33 @@ class ProtocolError(Exception):
 
 
 class Answer:
-    """One response: status, reason phrase, header fields (as received) and the whole body."""
+    """One whole response; read like the parts of an ``httpx.Response`` the pipeline reads.
 
-    __slots__ = ("body", "headers", "reason", "status")
+    ``status_code``, ``reason``, ``raw_headers`` (as received), ``content`` (the whole body) and
+    ``headers`` (an ``httpx.Headers``, built only when asked for: error answers).
+    """
+
+    __slots__ = ("content", "raw_headers", "reason", "status_code")
 
     def __init__(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        status_code: int,
+        reason: bytes,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        content: bytes,
     ) -> None:
-        self.status = status
+        self.status_code = status_code
         self.reason = reason
-        self.headers = headers
-        self.body = body
+        self.raw_headers = raw_headers
+        self.content = content
 
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (any case), or ``None``."""
-        wanted = name.lower().encode("ascii")
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        return None
+    @property
+    def headers(self) -> httpx.Headers:
+        """The header fields, case-insensitive."""
+        return httpx.Headers(list(self.raw_headers))
 
     def __repr__(self) -> str:
-        return f"<Answer {self.status} ({len(self.body)} bytes)>"
+        return f"<Answer {self.status_code} ({len(self.content)} bytes)>"
 
 
 def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -32,10 +32,11 @@ from wechat_kf._errors import (
     WeChatError,
     api_error,
 )
+from wechat_kf._http11 import Answer
 from wechat_kf._redaction import get_logger, redact, scrub_httpx_error
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
-from wechat_kf._transport import PoolSizer
+from wechat_kf._transport import DirectSender, PoolSizer
 
 __all__ = ["Endpoint", "Pipeline", "encode_json"]
 
@@ -127,7 +128,18 @@ def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> TransportError
 class Pipeline:
     """Sends requests for one facade: shared HTTP client and tokens, its own timeout and retries."""
 
-    __slots__ = ("_base_url", "_http", "_pool", "_sleep", "_timeout", "_urls", "retry", "tokens")
+    __slots__ = (
+        "_base_url",
+        "_direct",
+        "_http",
+        "_pool",
+        "_sleep",
+        "_timeout",
+        "_timeouts",
+        "_urls",
+        "retry",
+        "tokens",
+    )
 
     def __init__(
         self,
@@ -147,7 +159,12 @@ class Pipeline:
         self._timeout: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         self._sleep = sleep
         self._pool = pool
-        self._urls: dict[tuple[str, str], httpx.URL] = {}
+        # The SDK's own client: its transport is called directly, without httpx's request and
+        # response objects (the client has no hooks, auth or cookies to honour). A caller's
+        # client is always used through httpx.AsyncClient.request.
+        self._direct = pool if isinstance(pool, DirectSender) and timeout is not None else None
+        self._timeouts = None if timeout is None else timeout.as_dict()
+        self._urls: dict[tuple[str, str, str], object] = {}
 
     @property
     def max_connections(self) -> int | None:
@@ -170,19 +187,49 @@ class Pipeline:
             pool=self._pool,
         )
 
-    def _token_url(self, url: str, token: str) -> httpx.URL:
+    def _token_url(
+        self, method: str, url: str, token: str, direct: DirectSender | None
+    ) -> httpx.URL | object:
         """``url?access_token=token``, parsed once per endpoint and token.
 
         httpx parses a URL string character by character (the token alone is ~130 of them); a
-        parsed ``httpx.URL`` is used as is.
+        parsed ``httpx.URL`` is used as is. For the direct path, the request is rendered once.
         """
-        key = (url, token)
+        key = (method, url, token)
         parsed = self._urls.get(key)
         if parsed is None:
             if len(self._urls) >= _URL_CACHE:
                 self._urls.clear()  # old tokens; the few live entries come back at once
-            parsed = self._urls[key] = httpx.URL(f"{url}?access_token={token}")
+            full = f"{url}?access_token={token}"
+            parsed = direct.prepare(method, full) if direct is not None else httpx.URL(full)
+            self._urls[key] = parsed
         return parsed
+
+    async def _exchange(
+        self,
+        method: str,
+        url: Any,
+        content: bytes | None,
+        files: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        direct: DirectSender | None,
+        bare: str,
+    ) -> httpx.Response | Answer:
+        """One HTTP exchange: directly through the SDK's transport, or through the client."""
+        if direct is None:
+            return await self._http.request(
+                method, url, content=content, files=files, headers=headers, timeout=self._timeout
+            )
+        if self._http.is_closed:  # the client refuses, as on its own path
+            return await self._http.request(method, self._base_url, timeout=self._timeout)
+        assert self._timeouts is not None
+        target = direct.prepare(method, url) if isinstance(url, str) else url
+        try:
+            return await direct.send(target, content, self._timeouts)
+        except httpx.TransportError as exc:
+            # As on the client's path, the error names its request: the URL without its query.
+            exc.request = httpx.Request(method, bare)
+            raise
 
     def _timeout_or_none(self) -> httpx.Timeout | None:
         return self._timeout if isinstance(self._timeout, httpx.Timeout) else None
@@ -241,6 +288,7 @@ class Pipeline:
         files: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         headers = None if content is None else _JSON_HEADERS
+        direct = self._direct if files is None else None
         url = self._base_url + endpoint.path
         extra_query = encode_query(query) if query else ""
         tokens = self.tokens if endpoint.authenticated else None
@@ -249,30 +297,33 @@ class Pipeline:
         token: str | None = None
         recovered: str | None = None
         while True:
-            full_url: str | httpx.URL
+            full_url: str | httpx.URL | object
             if tokens is not None:
                 token = recovered or await tokens.get()
                 recovered = None
                 if extra_query:
                     full_url = f"{url}?access_token={token}&{extra_query}"
                 else:
-                    full_url = self._token_url(url, token)
+                    full_url = self._token_url(endpoint.method, url, token, direct)
             else:
                 full_url = f"{url}?{extra_query}" if extra_query else url
             started = time.perf_counter()
             try:
                 try:
-                    response = await self._http.request(
-                        endpoint.method,
-                        full_url,
-                        content=content,
-                        files=files,
-                        headers=headers,
-                        timeout=self._timeout,
+                    response = await self._exchange(
+                        endpoint.method, full_url, content, files, headers, direct, url
                     )
                 except httpx.HTTPError as exc:
                     raise _transport_error(exc, endpoint) from exc
                 status = response.status_code
+                if logger.isEnabledFor(logging.DEBUG):  # every exchange, whichever transport
+                    logger.debug(
+                        "%s %s: HTTP %d in %.1f ms",
+                        endpoint.method,
+                        endpoint.path,
+                        status,
+                        (time.perf_counter() - started) * 1000,
+                    )
                 if status >= 400:
                     raise HTTPStatusError(
                         status,
@@ -283,13 +334,6 @@ class Pipeline:
                 payload = decode_body(response.content)
                 errcode = errcode_of(payload)
                 if errcode == 0:
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug(
-                            "%s %s ok in %.1f ms",
-                            endpoint.method,
-                            endpoint.path,
-                            (time.perf_counter() - started) * 1000,
-                        )
                     return payload
                 errmsg = payload.get("errmsg")
                 raise api_error(

@@ -362,9 +362,9 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         if answer.reason:
             extensions["reason_phrase"] = answer.reason
         return httpx.Response(
-            answer.status,
-            headers=answer.headers,
-            content=answer.body,
+            answer.status_code,
+            headers=list(answer.raw_headers),
+            content=answer.content,
             request=request,
             extensions=extensions,
         )

@@ -30,12 +30,13 @@ arrive twice; ``_aiohttp.py`` maps aiohttp's errors itself.)
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import httpx
 import sniffio
 
-from wechat_kf._pool import AnyioTransport
+from wechat_kf._http11 import Answer
+from wechat_kf._pool import AnyioTransport, Timeouts
 from wechat_kf._redaction import get_logger
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRANSPORTS",
+    "DirectSender",
     "PoolSizer",
     "SDKHTTPClient",
     "TransportName",
@@ -73,6 +75,26 @@ class PoolSizer(Protocol):
 
     def ensure_capacity(self, connections: int) -> int:
         """Grow the pool to at least ``connections``; return the limit now in force."""
+        ...
+
+
+@runtime_checkable
+class DirectSender(PoolSizer, Protocol):
+    """A transport of the SDK's own client that the pipeline may call without httpx's layers.
+
+    The SDK owns that client (no hooks, auth, cookies or proxies to honour), so a call needs no
+    ``httpx.Request``/``httpx.Response``: :meth:`prepare` renders ``method url`` once (the
+    pipeline keeps it per endpoint and access token), :meth:`send` sends it with a JSON body
+    (or none) and returns the whole :class:`~wechat_kf._http11.Answer`. Errors are httpx's,
+    with the same "never sent" split as the transport's ``handle_async_request``.
+    """
+
+    def prepare(self, method: str, url: str) -> object:
+        """``method url`` rendered for :meth:`send`."""
+        ...
+
+    async def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Answer:
+        """Send a prepared request; the whole answer."""
         ...
 
 
@@ -213,6 +235,19 @@ class _SelectingTransport(httpx.AsyncBaseTransport):
         if inner is None:
             inner = self._choose()
         return await inner.handle_async_request(request)
+
+    def prepare(self, method: str, url: str) -> object:
+        """Render for the chosen transport (choosing it now: this runs in the event loop)."""
+        inner = self._inner
+        if inner is None:
+            inner = self._choose()
+        return inner.prepare(method, url)
+
+    async def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Answer:
+        """Send a prepared request through the chosen transport."""
+        inner = self._inner
+        assert inner is not None  # prepare() chose it
+        return await inner.send(target, body, timeouts)
 
     async def aclose(self) -> None:
         """Close the chosen transport's connections."""

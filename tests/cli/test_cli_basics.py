@@ -99,7 +99,7 @@ def test_debug_shows_the_traceback_without_the_token(wechat_kf: Invoker, fake: F
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert "ResponseWindowError" in result.stderr
-    assert "access_token=***" in result.stderr  # httpx's request log line, redacted
+    assert "POST /cgi-bin/message/custom/send: HTTP 200 in" in result.stderr  # the HTTP log
     for token in fake.tokens:
         assert token not in result.output
     assert fake.secret not in result.output
