@@ -91,7 +91,9 @@ def test_frames_like_h11_wherever_the_bytes_are_split(
     answer = reader.answer
     assert answer is not None
     expected_status, expected_headers, expected_body = h11_read(data)
-    assert (answer.status_code, answer.content) == (expected_status, expected_body) == (status, body)
+    assert (
+        (answer.status_code, answer.content) == (expected_status, expected_body) == (status, body)
+    )
     assert answer.raw_headers == expected_headers
     assert reader.reusable is (framing != "close")
 
@@ -100,7 +102,11 @@ def test_common_answer_in_one_segment() -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
     reader = read(data)
     assert reader.answer is not None
-    assert (reader.answer.status_code, reader.answer.reason, reader.answer.content) == (200, b"OK", b"{}")
+    assert (reader.answer.status_code, reader.answer.reason, reader.answer.content) == (
+        200,
+        b"OK",
+        b"{}",
+    )
     assert reader.answer.headers.get("content-type") == "application/json"
     assert reader.answer.headers.get("Retry-After") is None
     assert reader.reusable
