@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -31,10 +33,22 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package; pyright --verifytypes: every public name typed, documented."""
     _install(session, "test")
-    session.install("mypy>=1.11")
+    session.install("mypy>=1.11", "pyright>=1.1.380")
     session.run("mypy", "wechat_kf")
+    command = ("pyright", "--verifytypes", "wechat_kf", "--ignoreexternal")
+    report = session.run(*command, "--outputjson", silent=True, success_codes=[0, 1])
+    completeness = json.loads(str(report))["typeCompleteness"]
+    undocumented = (
+        completeness["missingFunctionDocStringCount"] + completeness["missingClassDocStringCount"]
+    )
+    if completeness["completenessScore"] < 1 or undocumented:
+        session.run(*command, success_codes=[0, 1])  # the readable report
+        session.error(
+            f"pyright --verifytypes: {completeness['completenessScore']:.1%} typed, "
+            f"{undocumented} public name(s) without a docstring (want 100% and 0)"
+        )
 
 
 @nox.session

@@ -46,6 +46,11 @@ WIRE: list[tuple[Message, str]] = [
         '"video":{"media_id":"M","thumb_media_id":"T","title":"标题","description":"D"}',
     ),
     (Video(media_id="M", thumb_media_id="T"), '"video":{"media_id":"M","thumb_media_id":"T"}'),
+    # WeChat's documented shape (and wechatpy's): no thumbnail.
+    (
+        Video(media_id="M", title="T", description="D"),
+        '"video":{"media_id":"M","title":"T","description":"D"}',
+    ),
     (
         Music(musicurl="U", hqmusicurl="H", thumb_media_id="T", title="歌"),
         '"music":{"musicurl":"U","hqmusicurl":"H","thumb_media_id":"T","title":"歌"}',

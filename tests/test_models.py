@@ -102,6 +102,8 @@ def test_openid_refused(value: Any) -> None:
         (lambda: Image(media_id=""), "Image.media_id"),
         (lambda: Voice(media_id=""), "Voice.media_id"),
         (lambda: Video(media_id="m", thumb_media_id=""), "Video.thumb_media_id"),
+        (lambda: Video(media_id="m", thumb_media_id=" "), "Video.thumb_media_id"),
+        (lambda: Video(media_id=""), "Video.media_id"),
         (lambda: Video(media_id="m", thumb_media_id="t", title=3), "Video.title"),
         (lambda: Music(musicurl="u", hqmusicurl="", thumb_media_id="t"), "Music.hqmusicurl"),
         (lambda: News(articles=[]), "News.articles"),
@@ -246,7 +248,7 @@ MESSAGES = st.one_of(
     st.builds(Text, content=text),
     st.builds(Image, media_id=text),
     st.builds(Voice, media_id=text),
-    st.builds(Video, media_id=text, thumb_media_id=text, title=optional_text),
+    st.builds(Video, media_id=text, thumb_media_id=optional_text, title=optional_text),
     st.builds(Music, musicurl=text, hqmusicurl=text, thumb_media_id=text, title=optional_text),
     st.builds(News, articles=st.tuples(st.builds(Article, title=text, url=optional_text))),
     st.builds(MpNews, media_id=text),
@@ -328,3 +330,16 @@ def test_any_text_either_validates_or_encodes_without_escapes(value: str) -> Non
     except ValidationError:
         return
     assert b"\\u" not in encode_json(unstructure(message))
+
+
+def test_list_fields_take_any_iterable_and_hold_a_tuple() -> None:
+    news = News(articles=(article for article in [Article(title="a")]))
+    assert news.articles == (Article(title="a"),)
+    menu = MsgMenu(items=iter([MenuItem(id="1", content="A")]), tail_content="t")
+    assert menu.items == (MenuItem(id="1", content="A"),)
+    changed = attrs.evolve(menu, items=[MenuItem(id="2", content="B")])
+    assert (changed.items, changed.tail_content) == ((MenuItem(id="2", content="B"),), "t")
+    with pytest.raises(ValidationError, match=r"MsgMenu\.items"):
+        attrs.evolve(menu, items=[])
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        menu.items = ()  # type: ignore[misc]

@@ -15,6 +15,7 @@ from wechat_kf import (
     MalformedResponseError,
     MinuteQuotaError,
     ResponseTimeoutError,
+    RetryPolicy,
     ServerBusyError,
     Text,
 )
@@ -282,6 +283,58 @@ async def test_with_options_shares_http_client_and_tokens(
         assert not wx._http.is_closed
     assert wx._http.is_closed
     assert len(fake.token_requests) == 1
+
+
+async def test_a_retry_policy_configures_the_client_and_its_copies(
+    fake: FakeWeChat, sleeps: SleepRecorder
+) -> None:
+    steady = RetryPolicy(max_retries=4, initial_delay=1.5, max_delay=1.5, jitter=1.0)
+    async with fake.client(retry=steady, sleep=sleeps) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, errcode=-1, times=4)
+        await wx.kf.list()
+        assert len(fake.requests_to(KF_LIST)) == 5
+        assert sleeps.delays == [1.5] * 4
+        # A copy with a count only keeps the rest of the policy...
+        sleeps.delays.clear()
+        fake.inject(KF_LIST, errcode=-1, times=1)
+        await wx.with_options(max_retries=1).kf.list()
+        assert sleeps.delays == [1.5]
+        # ...a copy with a policy takes all of it.
+        fake.inject(KF_LIST, errcode=-1, times=1)
+        with pytest.raises(ServerBusyError):
+            await wx.with_options(retry=RetryPolicy(max_retries=0)).kf.list()
+        with pytest.raises(ValueError, match="max_retries=1 contradicts"):
+            wx.with_options(retry=steady, max_retries=1)
+
+
+def test_retry_policy_and_max_retries_must_agree() -> None:
+    policy = RetryPolicy(max_retries=3)
+    with pytest.raises(
+        ValueError,
+        match=r"max_retries=5 contradicts retry=RetryPolicy\(max_retries=3\): give the count "
+        r"in one place",
+    ):
+        AsyncWeChat("wxapp", "s", retry=policy, max_retries=5)
+    AsyncWeChat("wxapp", "s", retry=policy, max_retries=3)  # the same count twice: consistent
+    with pytest.raises(ValueError, match=r"retry must be a wechat_kf\.RetryPolicy, got int"):
+        AsyncWeChat("wxapp", "s", retry=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_retries", -1),
+        ("initial_delay", -0.5),
+        ("max_delay", float("nan")),
+        ("jitter", 1.5),
+        ("retry_after_max", "60"),
+        ("minute_quota_max_wait", True),
+    ],
+)
+def test_retry_policy_refuses_bad_values(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        RetryPolicy(**{field: value})  # type: ignore[arg-type]
 
 
 async def test_user_http_client_is_not_closed(fake: FakeWeChat) -> None:

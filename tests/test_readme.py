@@ -2,7 +2,8 @@
 
 Blocks marked ```py are signatures, not examples, and are skipped. ``wx`` (an AsyncWeChat on the
 fake) and ``fake`` are predefined; ``AsyncWeChat("wx...", "secret")`` with real-looking
-credentials is pointed at the fake too.
+credentials is pointed at the fake too. A line ``print(...)  # text`` promises what it prints:
+the test checks it prints exactly ``text``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,30 @@ pytestmark = pytest.mark.anyio
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+#: ``print(args)  # what it prints``
+PRINT_WITH_OUTPUT = re.compile(r"^(?P<indent>\s*)print\((?P<args>.*)\)  # (?P<expected>.+)$", re.M)
+
+
+def checked_prints(block: str, number: int) -> str:
+    """``block`` with each ``print(...)  # output`` turned into a check of that output."""
+
+    def check(match: re.Match[str]) -> str:
+        where = f"README block {number}: {match.group(0).strip()}"
+        expected = match.group("expected")
+        return f"{match['indent']}__printed__({where!r}, {expected!r}, {match['args']})"
+
+    return PRINT_WITH_OUTPUT.sub(check, block)
+
+
+def printed(where: str, expected: str, *values: object) -> None:
+    shown = " ".join(str(value) for value in values)
+    assert shown == expected, f"{where} prints {shown!r}"
+
+
+def test_readme_promises_what_it_prints() -> None:
+    promised = [m for block in BLOCKS for m in PRINT_WITH_OUTPUT.finditer(block)]
+    assert len(promised) >= 5  # and each one is checked when the blocks run
+    assert "print(repr(online[0].status))  # <OnlineStatus.WEB: 1>" in [m[0] for m in promised]
 
 
 def test_readme_has_examples() -> None:
@@ -40,11 +65,14 @@ async def test_readme_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(wechat_kf, "AsyncWeChat", to_fake)
     async with fake.client() as wx:
-        namespace: dict[str, Any] = {"fake": fake, "__name__": "readme"}
+        namespace: dict[str, Any] = {"fake": fake, "__name__": "readme", "__printed__": printed}
         for number, block in enumerate(BLOCKS, 1):
             namespace["wx"] = wx
             code = compile(
-                block, f"README block {number}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+                checked_prints(block, number),
+                f"README block {number}",
+                "exec",
+                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
             )
             result = eval(code, namespace)
             if isinstance(result, types.CoroutineType):

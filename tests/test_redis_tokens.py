@@ -81,13 +81,14 @@ def test_public_name_and_import_without_redis() -> None:
     import wechat_kf
 
     assert wechat_kf.RedisTokenStore is RedisTokenStore
-    # Without redis-py, `import wechat_kf` still works; only RedisTokenStore says what to install.
+    # Without redis-py, `import wechat_kf` still works; building a RedisTokenStore says what
+    # to install.
     code = (
         "import sys\n"
         "sys.modules['redis'] = None\n"
         "import wechat_kf\n"
         "try:\n"
-        "    wechat_kf.RedisTokenStore\n"
+        "    wechat_kf.RedisTokenStore(object())\n"
         "except ImportError as exc:\n"
         "    print('ImportError:', exc)\n"
     )

@@ -4,8 +4,6 @@ Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``reco
 cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
@@ -40,6 +38,7 @@ from wechat_kf._errors import (
     ValidationError,
     WeChatError,
 )
+from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -51,6 +50,7 @@ from wechat_kf._tokens import (
     TokenEndpoint,
     TokenManager,
     TokenStore,
+    new_fence,
 )
 from wechat_kf._version import __version__
 from wechat_kf.bulk import (
@@ -62,9 +62,6 @@ from wechat_kf.bulk import (
     SendStream,
     SendSummary,
 )
-
-if TYPE_CHECKING:
-    from wechat_kf._redis_tokens import RedisTokenStore as RedisTokenStore
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
 from wechat_kf.messages import (
     Article,
@@ -130,6 +127,7 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisTokenStore",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -163,14 +161,5 @@ __all__ = [
     "WeChatError",
     "WxCard",
     "__version__",
+    "new_fence",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # RedisTokenStore needs the optional ``redis`` extra: import it only when asked for, so that
-    # ``import wechat_kf`` works without redis-py. Not in ``__all__`` for the same reason.
-    if name == "RedisTokenStore":
-        from wechat_kf._redis_tokens import RedisTokenStore
-
-        return RedisTokenStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

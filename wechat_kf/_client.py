@@ -52,6 +52,8 @@ _CLASSIC_TOKEN: Final = Endpoint("GET", "/cgi-bin/token", RetryMode.TOKEN, authe
 
 
 class _NotGiven:
+    """The type of :data:`NOT_GIVEN`: an argument left out (where ``None`` means something)."""
+
     def __repr__(self) -> str:
         return "NOT_GIVEN"
 
@@ -107,6 +109,23 @@ def _timeout(value: float | httpx.Timeout | None) -> httpx.Timeout:
     return httpx.Timeout(value, connect=min(value, _defaults.CONNECT_TIMEOUT))
 
 
+def _retry_policy(
+    retry: RetryPolicy | None, max_retries: int | None, *, base: RetryPolicy | None = None
+) -> RetryPolicy:
+    """The policy ``retry=`` and ``max_retries=`` describe together (on top of ``base``)."""
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ValueError(f"retry must be a wechat_kf.RetryPolicy, got {type(retry).__name__}")
+    if retry is not None and max_retries is not None and max_retries != retry.max_retries:
+        raise ValueError(
+            f"max_retries={max_retries!r} contradicts retry=RetryPolicy(max_retries="
+            f"{retry.max_retries!r}): give the count in one place (RetryPolicy(max_retries=...))"
+        )
+    policy = retry or base or RetryPolicy()
+    if max_retries is not None and max_retries != policy.max_retries:
+        policy = attrs.evolve(policy, max_retries=max_retries)  # validated by RetryPolicy
+    return policy
+
+
 class AsyncWeChat:
     """The client: one per appid, shared by your whole application.
 
@@ -126,7 +145,10 @@ class AsyncWeChat:
         base_url: WeChat's API root; point it at a proxy or the fake server in tests.
         timeout: Seconds (or an ``httpx.Timeout``) per HTTP exchange. Defaults to 10 s for our
             own HTTP client and to the client's own timeout for one you pass in.
-        max_retries: Retries after the first attempt for retryable failures.
+        max_retries: Retries after the first attempt for retryable failures (default 2).
+        retry: The whole :class:`RetryPolicy` (backoff, ``Retry-After`` cap, minute-quota
+            wait), e.g. ``retry=RetryPolicy(max_retries=5, initial_delay=1.0)``. Give
+            ``max_retries`` in it or beside it, not two different values.
         token_endpoint: ``"stable"`` (default, ``/cgi-bin/stable_token``) or ``"classic"``.
         refresh_margin: Refresh the token this many seconds before it expires.
         token_lock_timeout: Longest wait for another caller's token refresh.
@@ -146,7 +168,8 @@ class AsyncWeChat:
 
     Raises:
         ValueError: contradictory or invalid configuration (e.g. ``transport`` or
-            ``max_connections`` together with your own ``http_client``).
+            ``max_connections`` together with your own ``http_client``, or ``max_retries``
+            other than ``retry.max_retries``).
         ImportError: ``transport="aiohttp"`` without the ``aiohttp`` extra installed.
     """
 
@@ -159,7 +182,8 @@ class AsyncWeChat:
         http_client: httpx.AsyncClient | None = None,
         base_url: str = _defaults.BASE_URL,
         timeout: float | httpx.Timeout | _NotGiven | None = NOT_GIVEN,
-        max_retries: int = _defaults.MAX_RETRIES,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         token_endpoint: TokenEndpoint | str = TokenEndpoint.STABLE,
         refresh_margin: float = _defaults.TOKEN_REFRESH_MARGIN,
         token_lock_timeout: float = _defaults.TOKEN_LOCK_TIMEOUT,
@@ -207,6 +231,7 @@ class AsyncWeChat:
             raise ValueError(
                 f"token_endpoint must be 'stable' or 'classic', got {token_endpoint!r}"
             ) from None
+        policy = _retry_policy(retry, max_retries)
         install_log_redaction()
         self.appid = appid
         self._owns_http = http_client is None
@@ -225,13 +250,12 @@ class AsyncWeChat:
             if isinstance(timeout, _NotGiven):
                 timeout = _defaults.TIMEOUT
         self._http = http_client
-        retry = RetryPolicy(max_retries=max_retries)
         sleep = sleep or anyio.sleep
         token_pipeline = Pipeline(
             http=http_client,
             base_url=base_url,
             tokens=None,
-            retry=retry,
+            retry=policy,
             timeout=_timeout(token_fetch_timeout),
             sleep=sleep,
             pool=pool,
@@ -251,7 +275,7 @@ class AsyncWeChat:
             http=http_client,
             base_url=base_url,
             tokens=self._tokens,
-            retry=retry,
+            retry=policy,
             timeout=None if isinstance(timeout, _NotGiven) else _timeout(timeout),
             sleep=sleep,
             pool=pool,
@@ -303,10 +327,16 @@ class AsyncWeChat:
         *,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Self:
         """A facade with other timeout/retry settings sharing this HTTP client and tokens.
 
-        Closing the copy does nothing: the original owns the HTTP client.
+        ``retry`` replaces the whole :class:`RetryPolicy`, ``max_retries`` only its count
+        (both: they must agree). Closing the copy does nothing: the original owns the HTTP
+        client.
+
+        Raises:
+            ValueError: an invalid setting, or ``max_retries`` other than ``retry.max_retries``.
         """
         clone = object.__new__(type(self))
         clone.__dict__.update(
@@ -317,13 +347,9 @@ class AsyncWeChat:
             }
         )
         clone._owns_http = False
-        retry = (
-            self._pipeline.retry
-            if max_retries is None
-            else attrs.evolve(self._pipeline.retry, max_retries=max_retries)
-        )
+        policy = _retry_policy(retry, max_retries, base=self._pipeline.retry)
         clone._pipeline = self._pipeline.derive(
-            retry=retry, timeout=None if timeout is None else _timeout(timeout)
+            retry=policy, timeout=None if timeout is None else _timeout(timeout)
         )
         return clone
 

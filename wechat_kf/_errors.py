@@ -123,7 +123,7 @@ class APIError(WeChatError):
     def __init__(self, errcode: int, errmsg: str, *, hint: str | None = None) -> None:
         self.errcode = errcode
         self.errmsg = errmsg
-        self.rid = parse_rid(errmsg)
+        self.rid: str | None = parse_rid(errmsg)
         if hint is not None:
             self.hint = hint
         text = f"errcode {errcode}: {errmsg}"
@@ -329,7 +329,7 @@ class HTTPStatusError(TransportError):
         self.status_code = status_code
         self.retry_after = retry_after
         # A 429 is a refusal before processing; a 5xx may come after WeChat acted.
-        self.may_have_reached_wechat = status_code != 429
+        self.may_have_reached_wechat: bool = status_code != 429
         super().__init__(f"HTTP {status_code}", method=method, path=path)
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -154,8 +154,8 @@ class Pipeline:
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
-        self.tokens = tokens
-        self.retry = retry
+        self.tokens: TokenManager | None = tokens
+        self.retry: RetryPolicy = retry
         self._timeout: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         self._sleep = sleep
         self._pool = pool

@@ -58,8 +58,8 @@ class RateLimiter:
             raise ValueError("rate must be finite (pass rate=None for no limit)")
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
-        self.rate = float(rate)
-        self.burst = burst
+        self.rate: float = float(rate)
+        self.burst: int = burst
         self._interval = 1.0 / self.rate
         self._tolerance = (burst - 1) * self._interval
         self._clock = clock or anyio.current_time

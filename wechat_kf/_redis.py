@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import anyio
 import sniffio
@@ -28,29 +28,46 @@ from wechat_kf import _defaults
 from wechat_kf._errors import StoreError
 from wechat_kf._redaction import redact
 
-try:
-    import redis.asyncio as redis_asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import EqualJitterBackoff
-    from redis.exceptions import RedisClusterException, RedisError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("Redis stores need redis-py: pip install 'wechat_kf[redis]'") from exc
-
 if TYPE_CHECKING:
+    import redis.asyncio as redis_asyncio
     from redis.commands.core import AsyncScript
     from typing_extensions import Self
 
     RedisClient = redis_asyncio.Redis | redis_asyncio.RedisCluster
 
-__all__ = ["RedisStore", "redis_client"]
+__all__ = ["INSTALL_HINT", "RedisStore", "redis_client", "require_redis"]
 
 T = TypeVar("T")
+
+#: What to install for the Redis stores.
+INSTALL_HINT: Final = "Redis stores need redis-py: pip install 'wechat_kf[redis]'"
+
+# redis-py is imported when a store is first built, not with the SDK: ``import wechat_kf``
+# stays fast, and works (Redis stores included, as names) without the ``redis`` extra.
+_redis_errors: tuple[type[Exception], ...] | None = None
+
+
+def require_redis() -> tuple[type[Exception], ...]:
+    """Import redis-py (once); its exception classes. ``ImportError`` saying what to install."""
+    global _redis_errors
+    if _redis_errors is None:
+        try:
+            from redis.exceptions import RedisClusterException, RedisError
+        except ImportError as exc:
+            raise ImportError(INSTALL_HINT) from exc
+        _redis_errors = (RedisError, RedisClusterException)
+    return _redis_errors
 
 
 def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` with the SDK's defaults: short socket timeouts
     (``REDIS_SOCKET_TIMEOUT``) and few retries with jitter; ``redis_options`` override them.
     """
+    require_redis()
+    import redis.asyncio as redis_asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import EqualJitterBackoff
+
     redis_options.setdefault("socket_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
     redis_options.setdefault("socket_connect_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
     redis_options.setdefault(
@@ -91,9 +108,10 @@ class RedisStore:
         timeout = self.default_timeout if timeout is None else timeout
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self._redis_errors = require_redis()
         self.redis = redis
         self.prefix = prefix
-        self.timeout = float(timeout)
+        self.timeout: float = float(timeout)
         self._owns_client = False
 
     @classmethod
@@ -153,7 +171,7 @@ class RedisStore:
             raise self.error(
                 f"Redis {what} for {scope} took longer than {self.timeout:g} s"
             ) from None
-        except (RedisError, RedisClusterException) as exc:
+        except self._redis_errors as exc:
             detail = redact(str(exc)) or "no detail"
             raise self.error(
                 f"Redis {what} for {scope} failed: {type(exc).__name__}: {detail}"

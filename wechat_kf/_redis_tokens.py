@@ -22,13 +22,14 @@ it over at once, instead of waiting out the TTL.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf import _defaults
 from wechat_kf._redis import RedisStore
 from wechat_kf._tokens import AccessToken, ForceRefreshClaim, TokenStoreError, new_fence
 
 if TYPE_CHECKING:
+    from wechat_kf._errors import StoreError
     from wechat_kf._redis import RedisClient
 
 __all__ = ["RedisTokenStore"]
@@ -154,8 +155,8 @@ class RedisTokenStore(RedisStore):
     :meth:`aclose` (or ``async with``).
     """
 
-    error = TokenStoreError
-    default_timeout = _defaults.TOKEN_STORE_TIMEOUT
+    error: ClassVar[type[StoreError]] = TokenStoreError
+    default_timeout: ClassVar[float] = _defaults.TOKEN_STORE_TIMEOUT
 
     def __init__(
         self,

@@ -43,16 +43,41 @@ class RetryMode(enum.Enum):
     WRITE = "write"
 
 
+def _seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name} must be a number from 0 to 1, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """Backoff with jitter and a cap; ``Retry-After`` honoured (up to ``retry_after_max``)."""
+    """How the SDK retries: backoff with jitter and a cap; ``Retry-After`` honoured.
+
+    Pass one to ``AsyncWeChat(retry=...)`` or ``with_options(retry=...)``; which failures are
+    retried at all is fixed (see the module docs): a write is never retried once it may have
+    reached WeChat.
+
+    Attributes:
+        max_retries: Retries after the first attempt (``0``: never retry).
+        initial_delay: Seconds before the first retry; doubles each retry...
+        max_delay: ...up to this many seconds.
+        jitter: Each delay is multiplied by a random factor in ``[jitter, 1.0]``.
+        retry_after_max: The longest ``Retry-After`` waited for; a longer one is not retried.
+        minute_quota_max_wait: The longest wait for the next minute after 45011 (reads only).
+    """
 
     max_retries: int = attrs.field(default=_defaults.MAX_RETRIES)
-    initial_delay: float = _defaults.RETRY_INITIAL_DELAY
-    max_delay: float = _defaults.RETRY_MAX_DELAY
-    jitter: float = _defaults.RETRY_JITTER
-    retry_after_max: float = _defaults.RETRY_AFTER_MAX
-    minute_quota_max_wait: float = _defaults.MINUTE_QUOTA_MAX_WAIT
+    initial_delay: float = attrs.field(default=_defaults.RETRY_INITIAL_DELAY, validator=_seconds)
+    max_delay: float = attrs.field(default=_defaults.RETRY_MAX_DELAY, validator=_seconds)
+    jitter: float = attrs.field(default=_defaults.RETRY_JITTER, validator=_fraction)
+    retry_after_max: float = attrs.field(default=_defaults.RETRY_AFTER_MAX, validator=_seconds)
+    minute_quota_max_wait: float = attrs.field(
+        default=_defaults.MINUTE_QUOTA_MAX_WAIT, validator=_seconds
+    )
 
     @max_retries.validator
     def _check_max_retries(self, _: attrs.Attribute[int], value: int) -> None:

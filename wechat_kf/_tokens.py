@@ -410,7 +410,7 @@ class TokenManager:
         #: for the call that fetched it, never cached (the next call reads the store again).
         self._orphan: AccessToken | None = None
         #: How many times this manager called the token endpoint (for tests and metrics).
-        self.fetch_count = 0
+        self.fetch_count: int = 0
 
     def __repr__(self) -> str:
         mode = "read-only" if self._fetch is None else self.endpoint.value

@@ -87,7 +87,7 @@ __all__ = [
     "SendSummary",
 ]
 
-logger = get_logger("wechat_kf")
+logger: Final = get_logger("wechat_kf")
 
 #: Errors that stop a bulk send: every further send would fail the same way.
 STOP_ERRORS: Final[tuple[type[APIError], ...]] = (

@@ -78,11 +78,17 @@ class Voice(Message):
 
 @attrs.frozen(kw_only=True)
 class Video(Message):
-    """A video: ``media_id`` and ``thumb_media_id``; title and description optional."""
+    """A video by ``media_id``; ``thumb_media_id``, title and description optional.
+
+    WeChat's documented payload is ``{media_id, title, description}``; a ``thumb_media_id``
+    (the thumbnail's material) is sent only when given.
+    """
 
     msgtype: ClassVar[str] = "video"
     media_id: str = attrs.field(validator=check.required)
-    thumb_media_id: str = attrs.field(validator=check.required)
+    thumb_media_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(check.required)
+    )
     title: str | None = _optional()
     description: str | None = _optional()
 
@@ -123,12 +129,17 @@ def _articles(articles: Iterable[Article]) -> tuple[Article, ...]:
     return _items(articles, Article, "News.articles")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class News(Message):
     """A link card. WeChat allows exactly one article (more: errcode 45008)."""
 
     msgtype: ClassVar[str] = "news"
-    articles: tuple[Article, ...] = attrs.field(converter=_articles, validator=check.length(1, 1))
+    articles: tuple[Article, ...] = attrs.field(validator=check.length(1, 1))
+
+    # An explicit __init__ rather than a field converter: type checkers see the same signature
+    # (any iterable of articles), without the descriptor they synthesize for converters.
+    def __init__(self, *, articles: Iterable[Article]) -> None:
+        self.__attrs_init__(articles=_articles(articles))
 
 
 @attrs.frozen(kw_only=True)
@@ -159,16 +170,25 @@ def _menu_items(items: Iterable[MenuItem]) -> tuple[MenuItem, ...]:
     return _items(items, MenuItem, "MsgMenu.items")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class MsgMenu(Message):
     """A menu of clickable choices between optional head and tail texts (wire: ``list``)."""
 
     msgtype: ClassVar[str] = "msgmenu"
     head_content: str | None = _optional()
-    items: tuple[MenuItem, ...] = attrs.field(
-        converter=_menu_items, validator=check.length(1, 1000)
-    )
+    items: tuple[MenuItem, ...] = attrs.field(validator=check.length(1, 1000))
     tail_content: str | None = _optional()
+
+    def __init__(
+        self,
+        *,
+        items: Iterable[MenuItem],
+        head_content: str | None = None,
+        tail_content: str | None = None,
+    ) -> None:
+        self.__attrs_init__(
+            head_content=head_content, items=_menu_items(items), tail_content=tail_content
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -35,7 +35,8 @@ def test_demo_day_for_people(tmp_path: Path) -> None:
     assert "error: errcode 45015 (outside the 48-hour response window" in stdout
     assert "failed: errcode 45015" in stdout
     assert "failed: errcode 45047" in stdout
-    assert "unknown: connection lost" in stdout
+    assert "3 connections are dropped on purpose after WeChat took the message" in stdout
+    assert "unknown: (injected by the demo) connection lost" in stdout
     assert "6 sessions closed; 0 left open" in stdout
     exported = list(tmp_path.glob("chat-records-*.jsonl"))
     assert len(exported) == 1
@@ -54,6 +55,9 @@ def test_demo_full_size_json_summary(tmp_path: Path) -> None:
     bulk = report["bulk"]
     assert bulk["total"] == 3000
     assert (bulk["sent"], bulk["failed"], bulk["unknown"]) == (2637, 360, 3)
+    assert [r["error"].split(")")[0] for r in bulk["unknown_by_reason"]] == [
+        "(injected by the demo"
+    ]
     assert [(r["errcode"], r["count"]) for r in bulk["failed_by_reason"]] == [
         (45015, 300),
         (45047, 60),

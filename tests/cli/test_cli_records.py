@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -116,13 +119,26 @@ def test_empty_range(wechat_kf: Invoker, tmp_path: Path) -> None:
     [
         ("2024-05-01T00:00:00", "now", "has no timezone and would be ambiguous"),
         ("yesterday", "now", "is not a time: use ISO 8601 with a timezone"),
-        (str(T0 + 10), str(T0), "must be after --since"),
+        (
+            str(T0 + 10),
+            str(T0),
+            "Invalid value for --until: must be after --since (2024-05-01T00:00:00+00:00 is "
+            "not after 2024-05-01T00:00:10+00:00)",
+        ),
+        ("now", None, "Invalid value for --since: must be before --until, which defaults to now"),
+        (
+            str(2 * 10**9),
+            None,
+            "Invalid value for --since: must be before --until, which defaults to now",
+        ),
     ],
 )
 def test_bad_times_are_usage_errors(
-    wechat_kf: Invoker, fake: FakeWeChat, since: str, until: str, message: str
+    wechat_kf: Invoker, fake: FakeWeChat, since: str, until: str | None, message: str
 ) -> None:
-    result = wechat_kf("records", "export", "--since", since, "--until", until)
+    result = wechat_kf(
+        "records", "export", "--since", since, *(["--until", until] if until else [])
+    )
     assert result.exit_code == 2
     assert message in result.stderr
     assert not fake.requests
@@ -136,7 +152,9 @@ def test_failed_export_leaves_no_file(wechat_kf: Invoker, fake: FakeWeChat, tmp_
         "records", "export", "--since", str(T0), "--until", str(T0 + DAY), "-o", str(output)
     )
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: errcode 65416 (invalid parameters) rid: ")
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: errcode 65416 (invalid parameters) rid: "
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -157,3 +175,28 @@ def test_csv_cells_never_run_as_spreadsheet_formulas(
     assert texts == ["'" + t for t in hostile[:4]] + [hostile[4]]
     # JSONL is data, not a spreadsheet: kept exactly as WeChat sent it.
     assert [json.loads(line)["text"] for line in jsonl_path.read_text().splitlines()] == hostile
+
+
+def test_a_reader_that_stops_early_ends_the_export_quietly(
+    wechat_kf: Invoker, fake: FakeWeChat
+) -> None:
+    # `wechat-kf records export ... | head -n 1`: the pipe closes with most records unwritten.
+    for n in range(3000):
+        fake.add_record(f"o_{n}", 2001, "消息" * 20, time=T0 + n)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wechat_kf.cli", "records", "export",
+         "--since", str(T0), "--until", str(T0 + DAY)],
+        env={**os.environ, **wechat_kf.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # what head does after its line
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 141  # 128 + SIGPIPE, as Unix tools end
+    assert json.loads(first)["openid"] == "o_0"
+    # No "error: Broken pipe", no "Exception ignored": only the progress lines of a log.
+    assert all(line.startswith("exporting") for line in stderr.splitlines()), stderr

@@ -33,9 +33,14 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """Every line of a results file, ``pending`` ones included."""
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a results file, run lines included."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Every recipient line of a results file, ``pending`` ones included."""
+    return [line for line in read_lines(path) if "run" not in line]
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -62,6 +67,7 @@ def test_text_file_partial_failure_and_results_file(
 ) -> None:
     openids = users(fake, 30, silent=frozenset({3, 7}))
     recipients = write_lines(tmp_path / "users.txt", ["# members", "", *openids])
+    (tmp_path / "out").mkdir()
     results = tmp_path / "out" / "results.jsonl"
     summary = wechat_kf.json(
         "send-many", str(recipients), "--text", "【通知】", "--results", str(results), code=4
@@ -136,6 +142,70 @@ def test_csv_without_openid_header_uses_the_first_column_and_stdin(
     assert summary["sent"] == 3
     text = "\n".join(openids)
     assert wechat_kf.json("send-many", "-", "--voice", "V", input=text)["sent"] == 3
+
+
+def test_csv_header_without_openid_column_is_never_sent_to(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 3)
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text("user,name\n" + "".join(f"{o},Li\n" for o in openids), encoding="utf-8")
+    result = wechat_kf("--json", "send-many", str(csv_file), "--text", "hi")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["total"], summary["sent"], summary["failed"]) == (3, 3, 0)
+    assert set(sends_per_user(fake)) == set(openids)  # not "user"
+    plain = wechat_kf("send-many", str(csv_file), "--text", "hi")
+    assert (
+        "first row (user, name) taken as a header, not an openid (no 'openid' column): "
+        "openids from column 1 ('user')"
+    ) in plain.stderr
+
+
+@pytest.mark.parametrize(
+    ("first_row", "header"),
+    [
+        ("用户,备注", True),  # cannot be an openid
+        ("user id", True),
+        ("Open_ID", True),  # names the column
+        ("o_user_9", True),  # another length than every openid below it
+        ("o_user_0009", False),  # an openid like the others: sent to
+    ],
+)
+def test_first_row_header_detection(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path, first_row: str, header: bool
+) -> None:
+    openids = users(fake, 3)
+    fake.user_says("o_user_0009")
+    fake.user_says("o_user_9")
+    path = write_lines(tmp_path / "u.txt", [first_row, *openids])
+    summary = wechat_kf.json("send-many", str(path), "--text", "hi")
+    expected = set(openids) if header else {*openids, first_row}
+    assert set(sends_per_user(fake)) == expected
+    assert summary["total"] == len(expected)
+
+
+def test_csv_quoted_fields_may_hold_newlines_and_empty_cells_are_counted(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 3)
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text(
+        "name,openid,note\n"
+        f'"Li\nLei",{openids[0]},"line one\nline two, with a comma"\n'
+        f'Han,"{openids[1]}",x\n'
+        "Nobody,,x\n"
+        "Short\n"
+        f'"Wang\r\nFang",{openids[2]},\n',
+        encoding="utf-8",
+        newline="",
+    )
+    summary = wechat_kf.json("send-many", str(csv_file), "--text", "hi")
+    assert sends_per_user(fake) == Counter(openids)
+    assert (summary["total"], summary["sent"], summary["skipped"]) == (5, 3, 2)
+    assert summary["skipped_by_reason"] == [
+        {"reason": "no openid in the row (recipients file)", "count": 2}
+    ]
 
 
 def test_recipients_and_message_cannot_both_come_from_stdin(wechat_kf: Invoker) -> None:
@@ -223,6 +293,84 @@ def test_a_stop_error_ends_the_run_exit_1_and_the_rest_is_sent_later(
     assert Counter(openid for openid in openids for _ in fake.sent_to(openid)) == Counter(openids)
 
 
+def test_results_file_of_another_message_is_refused(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 4)
+    recipients = str(write_lines(tmp_path / "u.txt", openids))
+    results = tmp_path / "notice.jsonl"
+    first = wechat_kf.json(
+        "send-many", recipients, "--text", "今天的通知", "--results", str(results)
+    )
+    assert first["sent"] == 4
+    (run,) = [line for line in read_lines(results) if "run" in line]
+    assert run["fingerprint"].startswith("sha256:")
+    assert (run["message"], run["continues"]) == ("text: 今天的通知", False)
+    recorded = results.read_bytes()
+    sends = len(fake.requests_to(SEND_PATH))
+
+    # Tomorrow's notice with today's file: refused, before any request, and says what to do.
+    for other in (["--text", "明天的通知"], ["--text", "今天的通知", "--ai-generated"]):
+        result = wechat_kf("send-many", recipients, *other, "--results", str(results))
+        assert result.exit_code == 2, result.output
+        assert f"{results} records a run of another message (text: 今天的通知)" in result.stderr
+        assert f"new results file (--results {tmp_path / 'notice-2.jsonl'})" in result.stderr
+        assert "or add --new-run" in result.stderr
+    assert len(fake.requests_to(SEND_PATH)) == sends
+    assert results.read_bytes() == recorded
+
+    # The same message written another way (WeChat JSON, other key order) resumes.
+    message = tmp_path / "m.json"
+    message.write_text('{"text": {"content": "今天的通知"}, "msgtype": "text"}', encoding="utf-8")
+    again = wechat_kf.json(
+        "send-many", recipients, "--json-file", str(message), "--results", str(results)
+    )
+    assert (again["sent"], again["skipped"]) == (0, 4)
+
+
+def test_new_run_in_the_same_results_file(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 3)
+    recipients = str(write_lines(tmp_path / "u.txt", openids))
+    results = str(tmp_path / "notice.jsonl")
+    assert (
+        wechat_kf.json("send-many", recipients, "--text", "一", "--results", results)["sent"] == 3
+    )
+    second = wechat_kf.json(
+        "send-many", recipients, "--text", "二", "--results", results, "--new-run"
+    )
+    assert second["sent"] == 3  # the first run's lines no longer skip anyone
+    assert [m["text"]["content"] for m in fake.sent_to(openids[0])] == ["一", "二"]
+    assert (
+        wechat_kf.json("send-many", recipients, "--text", "二", "--results", results)["skipped"]
+        == 3
+    )
+    assert wechat_kf("send-many", recipients, "--text", "一", "--results", results).exit_code == 2
+    lines = read_lines(Path(results))
+    assert [line["message"] for line in lines if "run" in line] == ["text: 一", "text: 二"]
+    assert len([line for line in lines if line.get("status") == "sent"]) == 6  # history kept
+
+    result = wechat_kf("send-many", recipients, "--text", "三", "--new-run")
+    assert result.exit_code == 2
+    assert "--new-run starts a new run in a --results file" in result.stderr
+
+
+def test_results_into_a_missing_directory_is_refused(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    openids = users(fake, 2)
+    missing = tmp_path / "typo" / "r.jsonl"
+    result = wechat_kf(
+        "send-many", str(write_lines(tmp_path / "u.txt", openids)), "--text", "hi",
+        "--results", str(missing),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert f"the directory {missing.parent} does not exist (create it first" in result.stderr
+    assert not missing.parent.exists()
+    assert not fake.requests
+
+
 def test_results_file_in_use_by_another_run(
     wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
 ) -> None:
@@ -264,7 +412,10 @@ def test_torn_last_line_from_an_interrupted_write(
     assert json.loads(result.stdout)["sent"] == 2
     lines = results.read_text(encoding="utf-8").splitlines()
     assert lines[1] == '{"openid": "o_user_0001", "sta'
-    after = [json.loads(line) for line in lines[2:]]
+    run, *after = [json.loads(line) for line in lines[2:]]
+    # Written before fingerprints: adopted (its lines still count), and it says so.
+    assert (run["run"], run["continues"]) == ("send-many", True)
+    assert "does not say which message it recorded" in result.stderr
     assert sorted(line["openid"] for line in after if line["status"] == "sent") == openids[1:]
 
 
@@ -282,12 +433,13 @@ def test_rate_limits_the_pace(wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Pa
 
 
 def start_send_many(
-    wechat_kf: Invoker, recipients: Path, results: Path, concurrency: int
+    wechat_kf: Invoker, recipients: Path, results: Path, concurrency: int, *extra: str
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable, "-m", "wechat_kf.cli", "send-many", str(recipients),
             "--text", "通知", "--results", str(results), "--max-concurrency", str(concurrency),
+            *extra,
         ],
         env={**os.environ, **wechat_kf.env},
         stdout=subprocess.PIPE,
@@ -337,6 +489,45 @@ def test_ctrl_c_stops_gracefully_and_a_rerun_sends_only_the_rest(
     assert summary["sent"] == 200 - len(first_run)
     assert summary["skipped"] == len(first_run)
     assert sends_per_user(fake) == Counter(openids)  # everyone exactly once
+
+
+def test_after_ctrl_c_one_cause_has_one_label(
+    wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path
+) -> None:
+    # Workers waiting for a rate slot hold a recipient each: the SDK reports those skipped
+    # (stopped), the CLI those it never handed over: both are "stopped by Ctrl-C".
+    openids = users(fake, 100)
+    recipients = write_lines(tmp_path / "u.txt", openids)
+    results = tmp_path / "r.jsonl"
+    process = start_send_many(wechat_kf, recipients, results, 4, "--rate", "5")
+    wait_for_outcomes(results, 3, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    skipped = [line for line in read_results(results) if line["status"] == "skipped"]
+    assert skipped  # taken by the SDK, then stopped before their turn
+    assert {line["error"] for line in skipped} == {"not attempted: stopped by Ctrl-C"}
+    labels = [line for line in stdout.splitlines() if "skipped:" in line]
+    assert len(labels) == 1, stdout
+    assert "skipped: not attempted: stopped by Ctrl-C" in labels[0]
+
+
+def test_sdk_outcomes_get_the_cli_labels_of_their_cause() -> None:
+    from wechat_kf import DailyQuotaError, SendCancelledError, SendInterruptedError
+    from wechat_kf.bulk import SendResult, SendStatus
+    from wechat_kf.cli._bulk import INTERRUPTED_ERROR, outcome_of
+
+    def error_of(status: SendStatus, error: Any) -> str | None:
+        return outcome_of(SendResult(index=0, openid="o", status=status, error=error)).error
+
+    stopped = SendCancelledError("the bulk send was stopped")
+    assert error_of(SendStatus.SKIPPED, stopped) == "not attempted: stopped by Ctrl-C"
+    quota = DailyQuotaError(45009, "reach max api daily quota limit")
+    assert error_of(SendStatus.SKIPPED, quota).startswith(  # type: ignore[union-attr]
+        "not attempted: stopped by errcode 45009 (daily API quota"
+    )
+    in_flight = SendInterruptedError("cancelled with the request in flight for more than 5 s")
+    assert error_of(SendStatus.UNKNOWN, in_flight) == INTERRUPTED_ERROR
 
 
 def test_second_ctrl_c_abandons_in_flight_sends_as_unknown(

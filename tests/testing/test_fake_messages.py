@@ -30,6 +30,10 @@ VALID = {
     "image": (msg("image", {"media_id": "M"}), "[image]"),
     "voice": (msg("voice", {"media_id": "M"}), "[voice]"),
     "video": (msg("video", {"media_id": "M", "thumb_media_id": "T", "title": "t"}), "[video]"),
+    "video-documented": (
+        msg("video", {"media_id": "M", "title": "t", "description": "d"}),
+        "[video]",
+    ),
     "music": (
         msg("music", {"musicurl": "u", "hqmusicurl": "h", "thumb_media_id": "T"}),
         "[music]",
@@ -94,7 +98,11 @@ async def test_valid_sends_are_recorded_and_kept(
         pytest.param(msg("image", {"media_id": ""}), 40007, id="image-empty"),
         pytest.param(msg("voice", {}), 40007, id="voice-missing"),
         pytest.param(msg("mpnews", {}), 40007, id="mpnews-missing"),
-        pytest.param(msg("video", {"media_id": "M"}), 40007, id="video-no-thumb"),
+        pytest.param(msg("video", {"media_id": "M"}), 0, id="video-no-thumb"),
+        pytest.param(msg("video", {"title": "t"}), 40007, id="video-no-media"),
+        pytest.param(
+            msg("video", {"media_id": "M", "thumb_media_id": ""}), 40007, id="video-empty-thumb"
+        ),
         pytest.param(msg("music", {"musicurl": "u", "hqmusicurl": "h"}), 40007, id="music-thumb"),
         pytest.param(msg("music", {"hqmusicurl": "h", "thumb_media_id": "T"}), 47001, id="music"),
         pytest.param(msg("news", {"articles": []}), 44003, id="news-empty"),

@@ -16,8 +16,6 @@ plug it into those frameworks. Safe mode (``encoding_aes_key``) needs
 ``pip install 'wechat_kf[callback]'``; plain mode needs nothing beyond the SDK.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from wechat_kf.callback._dedupe import (
     Deduplicator,
     DuplicateState,
@@ -41,9 +39,6 @@ from wechat_kf.callback._errors import (
     XMLParseError,
 )
 from wechat_kf.callback._handler import CallbackHandler
-
-if TYPE_CHECKING:
-    from wechat_kf.callback._redis_dedupe import RedisDuplicateStore as RedisDuplicateStore
 from wechat_kf.callback._messages import (
     Event,
     ImageMessage,
@@ -60,6 +55,7 @@ from wechat_kf.callback._messages import (
     VideoMessage,
     VoiceMessage,
 )
+from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
 from wechat_kf.callback._replies import SUCCESS, Reply, Success, TextReply, TransferCustomerService
 
 __all__ = [
@@ -89,6 +85,7 @@ __all__ = [
     "MissingDependencyError",
     "OnMessage",
     "PlaintextPushError",
+    "RedisDuplicateStore",
     "Reply",
     "ShortVideoMessage",
     "SignatureError",
@@ -104,12 +101,3 @@ __all__ = [
     "XMLParseError",
     "dedupe_key",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # RedisDuplicateStore needs the optional ``redis`` extra: imported only when asked for.
-    if name == "RedisDuplicateStore":
-        from wechat_kf.callback._redis_dedupe import RedisDuplicateStore
-
-        return RedisDuplicateStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

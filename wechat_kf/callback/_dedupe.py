@@ -163,8 +163,8 @@ class Deduplicator:
         in_progress_ttl: float = DEDUPE_IN_PROGRESS_TTL,
         namespace: str = DEDUPE_NAMESPACE,
     ) -> None:
-        self.ttl = _seconds("ttl", ttl)
-        self.in_progress_ttl = _seconds("in_progress_ttl", in_progress_ttl)
+        self.ttl: float = _seconds("ttl", ttl)
+        self.in_progress_ttl: float = _seconds("in_progress_ttl", in_progress_ttl)
         self.store: DuplicateStore = store if store is not None else MemoryDuplicateStore()
         self.namespace = namespace
 

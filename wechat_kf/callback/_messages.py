@@ -98,9 +98,14 @@ class Incoming:
     from_user: str = attrs.field(metadata=_tag("FromUserName"))
     create_time: datetime = attrs.field(metadata=_tag("CreateTime", _timestamp))
     msg_type: str = attrs.field(metadata=_tag("MsgType"))
-    raw: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze, repr=False, hash=False)
+    raw: Mapping[str, str] = attrs.field(factory=dict, repr=False, hash=False)
     encrypted: bool = False
     decrypted_with_previous_key: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        # A read-only copy of ``raw`` (not a field converter: type checkers would synthesize
+        # an undocumented descriptor for one).
+        object.__setattr__(self, "raw", _freeze(self.raw))
 
 
 @attrs.frozen(kw_only=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf._redis import RedisStore
 from wechat_kf.callback._dedupe import DuplicateState
@@ -11,6 +11,7 @@ from wechat_kf.callback._defaults import DUPLICATE_STORE_TIMEOUT
 from wechat_kf.callback._errors import DuplicateStoreError
 
 if TYPE_CHECKING:
+    from wechat_kf._errors import StoreError
     from wechat_kf._redis import RedisClient
 
 __all__ = ["RedisDuplicateStore"]
@@ -40,8 +41,8 @@ class RedisDuplicateStore(RedisStore):
     exception), never a raw redis error or an endless wait. asyncio only, like redis.asyncio.
     """
 
-    error = DuplicateStoreError
-    default_timeout = DUPLICATE_STORE_TIMEOUT
+    error: ClassVar[type[StoreError]] = DuplicateStoreError
+    default_timeout: ClassVar[float] = DUPLICATE_STORE_TIMEOUT
 
     def __init__(
         self,

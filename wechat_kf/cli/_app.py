@@ -22,6 +22,7 @@ Exit status:
   3    network, timeout, HTTP error or malformed answer: no usable answer
   4    send-many: some recipients failed or their outcome is unknown
   130  interrupted (send-many resumes from its --results file)
+  141  stdout closed by its reader (e.g. | head): stopped quietly
 """
 
 

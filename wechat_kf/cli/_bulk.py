@@ -25,15 +25,34 @@ import anyio
 import attrs
 
 from wechat_kf import AsyncWeChat, WeChatError, _defaults
-from wechat_kf.bulk import SendCancelledError, SendResult, SendStream
+from wechat_kf.bulk import (
+    SendCancelledError,
+    SendInterruptedError,
+    SendResult,
+    SendStatus,
+    SendStream,
+)
 from wechat_kf.cli._messages import Outbound
 from wechat_kf.cli._output import describe_error
 from wechat_kf.cli._results import UNKNOWN, Outcome
 
-__all__ = ["INTERRUPTED_ERROR", "BulkRun", "outcome_of", "send_all"]
+__all__ = ["INTERRUPTED_ERROR", "BulkRun", "not_attempted", "outcome_of", "send_all"]
 
 #: The error recorded for a recipient whose send was abandoned in flight.
 INTERRUPTED_ERROR = "interrupted before WeChat answered: the message may have reached the user"
+#: What stopped a run that an interruption (or a cancellation) stopped.
+CTRL_C = "Ctrl-C"
+
+
+def not_attempted(stopped_by: BaseException | None) -> str:
+    """The reason of a recipient not attempted because the run stopped: one label per cause.
+
+    ``None`` (or the SDK's :class:`SendCancelledError`) is Ctrl-C: the CLI stops or cancels a
+    bulk send for nothing else.
+    """
+    if stopped_by is None or isinstance(stopped_by, SendCancelledError):
+        return f"not attempted: stopped by {CTRL_C}"
+    return f"not attempted: stopped by {describe_error(stopped_by)}"
 
 
 @attrs.define
@@ -50,13 +69,21 @@ class BulkRun:
 
 
 def outcome_of(result: SendResult) -> Outcome:
-    """The results-file form of one SDK result (the error as its one-line description)."""
+    """The results-file form of one SDK result (the error as its one-line description).
+
+    A cause the CLI also reports itself gets the CLI's words, so that one cause has one label:
+    a recipient the SDK skipped because the run stopped is :func:`not_attempted` like those
+    never handed to it, one abandoned in flight is :data:`INTERRUPTED_ERROR`.
+    """
     error = result.error
+    if result.status is SendStatus.SKIPPED:
+        text: str | None = not_attempted(error)
+    elif isinstance(error, SendInterruptedError):
+        text = INTERRUPTED_ERROR
+    else:
+        text = None if error is None else describe_error(error)
     return Outcome(
-        openid=result.openid,
-        status=result.status.value,
-        errcode=result.errcode,
-        error=None if error is None else describe_error(error),
+        openid=result.openid, status=result.status.value, errcode=result.errcode, error=text
     )
 
 

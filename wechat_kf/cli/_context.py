@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar
@@ -18,7 +19,7 @@ import attrs
 import click
 
 from wechat_kf import AsyncWeChat, _defaults
-from wechat_kf.cli._exit import exit_code_for, leaf_exceptions
+from wechat_kf.cli._exit import ExitCode, exit_code_for, leaf_exceptions
 from wechat_kf.cli._output import Output
 
 __all__ = ["Settings", "common_options", "exit_with", "pass_settings", "run"]
@@ -152,11 +153,24 @@ def _debug_logging(enabled: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush cannot fail too."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError):  # no file descriptor (an in-memory stdout): nothing to flush
+        pass
+
+
 def run(settings: Settings, main: Callable[[], Awaitable[int | None]]) -> None:
     """Run a command's coroutine; turn its outcome into the exit status.
 
     ``main`` returns an exit code (``None`` is 0). SDK errors print one line (see
-    :func:`~wechat_kf.cli._output.describe_error`) and exit with their code; Ctrl-C exits 130.
+    :func:`~wechat_kf.cli._output.describe_error`) and exit with their code; Ctrl-C exits 130;
+    a closed stdout (``| head``) exits 141 without a word.
     """
     try:
         with _debug_logging(settings.debug):
@@ -165,6 +179,9 @@ def run(settings: Settings, main: Callable[[], Awaitable[int | None]]) -> None:
         raise
     except BaseException as exc:
         leaves = leaf_exceptions(exc)
+        if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
+            _silence_stdout()
+            exit_with(ExitCode.BROKEN_PIPE)  # `| head` had enough: no error line
         primary = next((e for e in leaves if isinstance(e, KeyboardInterrupt)), leaves[0])
         if isinstance(primary, click.exceptions.Exit | click.ClickException | SystemExit):
             raise primary from None

@@ -32,6 +32,9 @@ class ExitCode(enum.IntEnum):
     INTERNAL = 70
     #: Interrupted (Ctrl-C). ``send-many`` leaves a results file a re-run resumes from.
     INTERRUPTED = 130
+    #: The reader of stdout went away (``| head``): stopped quietly, as Unix tools do when
+    #: SIGPIPE ends them (128 + 13).
+    BROKEN_PIPE = 141
 
 
 def leaf_exceptions(exc: BaseException) -> list[BaseException]:

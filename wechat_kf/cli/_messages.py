@@ -7,6 +7,7 @@ with WeChat's own JSON shape), a few detail options that belong to some types (`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -31,6 +32,7 @@ from wechat_kf import (
     Voice,
     WxCard,
 )
+from wechat_kf.messages import envelope
 
 __all__ = ["Outbound", "build_message", "message_from_json", "message_options"]
 
@@ -89,6 +91,33 @@ class Outbound:
     kf_account: str | None = None
     ai_generated: bool = False
 
+    def wire(self) -> dict[str, Any]:
+        """What every recipient's request carries besides ``touser``."""
+        body = envelope(
+            "", self.message, kf_account=self.kf_account, ai_generated=self.ai_generated
+        )
+        del body["touser"]
+        return body
+
+    def fingerprint(self) -> str:
+        """``sha256:...`` of the wire body (message, ``kf_account``, AI marker) without ``touser``.
+
+        Equal for equal sends however they were written (options or ``--json-file``, key order).
+        """
+        canonical = json.dumps(
+            self.wire(), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def describe(self, limit: int = 60) -> str:
+        """The message for people: ``text: 【通知】今晚...`` (at most ``limit`` characters)."""
+        payload = self.wire()[self.message.msgtype]
+        detail = payload.get("content") if isinstance(payload, dict) else None
+        if not isinstance(detail, str):
+            detail = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+        text = f"{self.message.msgtype}: {' '.join(detail.split())}"
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def _flag(name: str) -> str:
     return "--menu-item" if name == "menu_items" else "--" + name.replace("_", "-")
@@ -103,7 +132,7 @@ def message_options(command: F) -> F:
         click.option(
             "--video",
             metavar="MEDIA_ID",
-            help="A video; needs --thumb-media-id (--title, --description optional).",
+            help="A video (--title, --description, --thumb-media-id optional).",
         ),
         click.option(
             "--music",
@@ -204,8 +233,12 @@ def _message_from_options(kind: str, options: Mapping[str, Any]) -> Message:
     if kind == "voice":
         return Voice(media_id=value)
     if kind == "video":
-        thumb = _needs(options, kind, "thumb_media_id")
-        return Video(media_id=value, thumb_media_id=thumb, title=title, description=description)
+        return Video(
+            media_id=value,
+            thumb_media_id=options.get("thumb_media_id"),
+            title=title,
+            description=description,
+        )
     if kind == "music":
         return Music(
             musicurl=value,

@@ -12,8 +12,9 @@ import enum
 import json
 import re
 import sys
+import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -61,6 +62,8 @@ _TRANSPORT_LABELS: Final = {
     "ConnectionLostError": "connection lost",
     "SendInterruptedError": "interrupted in flight",
 }
+#: Seconds between two progress lines when stderr is not a terminal (a log, a pipe).
+PROGRESS_LINE_EVERY: Final = 5.0
 _RID_SUFFIX: Final = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])\s*$")
 
 
@@ -149,30 +152,114 @@ def _cell(value: object) -> Text:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr; does nothing when stderr is not a terminal or in JSON mode."""
+    """Where a command reports its progress; this base shows nothing (``--json``)."""
+
+    def advance(self, amount: float = 1) -> None:
+        """Move forward by ``amount``."""
+
+    def update(self, *, completed: float | None = None, description: str | None = None) -> None:
+        """Set how far it is, or its label."""
+
+    def close(self) -> None:
+        """The work is over (finished or not)."""
+
+
+class _RichBar(ProgressBar):
+    """A rich progress bar, redrawn in place: for a terminal."""
 
     def __init__(self, progress: Progress, task: TaskID) -> None:
         self._progress = progress
         self._task = task
 
     def advance(self, amount: float = 1) -> None:
-        """Move the bar forward."""
         self._progress.advance(self._task, amount)
 
     def update(self, *, completed: float | None = None, description: str | None = None) -> None:
-        """Set how far the bar is, or its label."""
         self._progress.update(self._task, completed=completed, description=description)
 
 
-class Output:
-    """Where and how a command prints, chosen by ``--json``."""
+class _ProgressLines(ProgressBar):
+    """A line every ``every`` seconds, plus one at the start and one at the end: for logs.
 
-    def __init__(self, *, json_mode: bool = False, debug: bool = False) -> None:
+    ``sending: 1,200/3,000 (40%), 12 s`` (``counts``) or ``exporting: 800 records (40%), 12 s``.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        description: str,
+        total: float | None,
+        *,
+        counts: bool,
+        clock: Callable[[], float],
+        every: float,
+    ) -> None:
+        self._console = console
+        self._description = description
+        self._total = total
+        self._counts = counts
+        self._clock = clock
+        self._every = every
+        self._completed = 0.0
+        self._started = clock()
+        self._due = self._started + every
+        self._print(self._started)
+
+    def advance(self, amount: float = 1) -> None:
+        self._completed += amount
+        self._tick()
+
+    def update(self, *, completed: float | None = None, description: str | None = None) -> None:
+        if completed is not None:
+            self._completed = completed
+        if description is not None:
+            self._description = description
+        self._tick()
+
+    def close(self) -> None:
+        self._print(self._clock(), final=True)
+
+    def _tick(self) -> None:
+        now = self._clock()
+        if now >= self._due:
+            self._print(now)
+            self._due = now + self._every
+
+    def _print(self, now: float, *, final: bool = False) -> None:
+        parts = [self._description]
+        if self._counts:
+            total = "?" if self._total is None else f"{self._total:,.0f}"
+            parts.append(f": {self._completed:,.0f}/{total}")
+        if self._total:
+            parts.append(f" ({min(self._completed / self._total, 1.0):.0%})")
+        elapsed = now - self._started
+        parts.append(f" in {elapsed:,.0f} s" if final else f", {elapsed:,.0f} s")
+        self._console.print(Text("".join(parts), style="dim"))
+
+
+class Output:
+    """Where and how a command prints, chosen by ``--json``.
+
+    ``clock`` and ``progress_every`` pace the progress lines printed when stderr is not a
+    terminal (tests inject a clock).
+    """
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        debug: bool = False,
+        stderr: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        progress_every: float = PROGRESS_LINE_EVERY,
+    ) -> None:
         self.json_mode = json_mode
         self.debug = debug
-        self.stdout = Console(highlight=False)
+        self.stdout: Console = Console(highlight=False)
         # Notes, warnings and errors stay one line each (the terminal wraps them, not rich).
-        self.stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.stderr: Console = stderr or Console(stderr=True, highlight=False, soft_wrap=True)
+        self._clock = clock
+        self._progress_every = progress_every
 
     # ------------------------------------------------------------------ results
 
@@ -269,10 +356,29 @@ class Output:
     def progress(
         self, description: str, total: float | None, *, counts: bool = True
     ) -> Iterator[ProgressBar]:
-        """A progress bar on stderr for the duration of the ``with`` block.
+        """Progress on stderr for the duration of the ``with`` block.
 
-        ``counts`` shows ``done/total`` (items); without it only the percentage shows.
+        A bar on a terminal; elsewhere (a log file, a pipe) a line every few seconds, with one
+        at the start and one at the end; nothing with ``--json``. ``counts`` shows
+        ``done/total`` (items); without it only the percentage shows.
         """
+        if self.json_mode:
+            yield ProgressBar()
+            return
+        if not self.stderr.is_terminal:
+            lines = _ProgressLines(
+                self.stderr,
+                description,
+                total,
+                counts=counts,
+                clock=self._clock,
+                every=self._progress_every,
+            )
+            try:
+                yield lines
+            finally:
+                lines.close()
+            return
         columns: list[ProgressColumn] = [
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -284,11 +390,6 @@ class Output:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
-        progress = Progress(
-            *columns,
-            console=self.stderr,
-            disable=self.json_mode or not self.stderr.is_terminal,
-            transient=False,
-        )
+        progress = Progress(*columns, console=self.stderr, transient=False)
         with progress:
-            yield ProgressBar(progress, progress.add_task(description, total=total))
+            yield _RichBar(progress, progress.add_task(description, total=total))

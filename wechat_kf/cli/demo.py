@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 import click
 from rich.text import Text
 
@@ -31,7 +32,7 @@ from wechat_kf.cli._bulk import send_all
 from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._messages import Outbound
 from wechat_kf.cli._output import Output, describe_error, plural
-from wechat_kf.cli._results import Outcome
+from wechat_kf.cli._results import UNKNOWN, Outcome
 from wechat_kf.cli._summary import OutcomeSummary
 from wechat_kf.cli.records import export_records
 from wechat_kf.testing import FakeWeChat
@@ -56,6 +57,10 @@ CUSTOMERS: Final = (
 SEND_PATH: Final = "/cgi-bin/message/custom/send"
 #: How many users get the bulk notice by default: a few thousand, a few seconds.
 DEFAULT_USERS: Final = 3000
+#: Connections the demo drops on purpose during the notice, after WeChat took the message.
+INJECTED_RESETS: Final = 3
+#: How the summary labels the outcomes of those resets (they are not bugs).
+INJECTED_LABEL: Final = "(injected by the demo) "
 #: A 1×1 PNG: the agents' avatar.
 AVATAR: Final = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -71,7 +76,7 @@ class DemoDay:
         self.users = users
         self.export_dir = export_dir
         self.concurrency = concurrency
-        self.fake = FakeWeChat()
+        self.fake: FakeWeChat = FakeWeChat()
         self.report: dict[str, Any] = {}
 
     def heading(self, text: str) -> None:
@@ -224,14 +229,24 @@ class DemoDay:
             self.fake.user_says(openid, "订阅通知")
             if n % 50 == 3:  # already got the 5 replies one message allows (45047)
                 self.fake.user(openid).message_window.sends_left = 0  # type: ignore[union-attr]
-        # Three connections drop after WeChat took the message: outcome unknown, never resent.
-        self.fake.inject(SEND_PATH, reset=True, processed=True, times=3)
+        # Connections drop after WeChat took the message: outcome unknown, never resent.
+        self.fake.inject(SEND_PATH, reset=True, processed=True, times=INJECTED_RESETS)
+        self.out.line(
+            f"{INJECTED_RESETS} connections are dropped on purpose after WeChat took the "
+            "message, as real networks do: their outcome is unknown, and they are never resent"
+        )
         notice = Outbound(message=TextMessage(content="【通知】系统将于今晚 23:00 维护 30 分钟。"))
         summary = OutcomeSummary()
+        injected = INJECTED_RESETS
         started = time.perf_counter()
         with self.out.progress("sending the notice", total=len(openids)) as bar:
 
             def on_outcome(outcome: Outcome) -> None:
+                nonlocal injected
+                error = outcome.error or ""
+                if outcome.status == UNKNOWN and injected and error.startswith("connection lost"):
+                    injected -= 1  # one of ours: say so, so that it does not look like a bug
+                    outcome = attrs.evolve(outcome, error=INJECTED_LABEL + error)
                 summary.add(outcome)
                 bar.advance()
 

@@ -196,7 +196,17 @@ def export(
     wechat-kf records export --since 2024-05-01T00:00+08:00 --until 2024-06-01T00:00Z -o may.csv
     """
     if until <= since:
-        raise click.BadParameter("must be after --since", param_hint="--until")
+        ctx = click.get_current_context()
+        if ctx.get_parameter_source("until") is click.core.ParameterSource.DEFAULT:
+            # The mistake is in --since (e.g. "--since now"): --until was not given.
+            raise click.BadParameter(
+                f"must be before --until, which defaults to now ({_iso(until)})",
+                param_hint="--since",
+            )
+        raise click.BadParameter(
+            f"must be after --since ({_iso(until)} is not after {_iso(since)})",
+            param_hint="--until",
+        )
     to_stdout = str(output) == "-"
     if fmt is None:
         fmt = "csv" if output.suffix.lower() == ".csv" else "jsonl"

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from wechat_kf import AsyncWeChat, _defaults
-from wechat_kf.cli._bulk import BulkRun, send_all
+from wechat_kf.cli._bulk import BulkRun, not_attempted, send_all
 from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._exit import ExitCode, exit_code_for
 from wechat_kf.cli._messages import Outbound, build_message, message_options
-from wechat_kf.cli._output import describe_error
+from wechat_kf.cli._output import Output, describe_error
 from wechat_kf.cli._recipients import read_recipients
-from wechat_kf.cli._results import SENT, UNSURE, Outcome, ResultsFile, ResultsFileBusy
+from wechat_kf.cli._results import (
+    SENT,
+    UNSURE,
+    Outcome,
+    ResultsFile,
+    ResultsFileBusy,
+    RunHeader,
+)
 from wechat_kf.cli._summary import OutcomeSummary, reason
 
 __all__ = ["send", "send_many"]
@@ -60,7 +69,14 @@ def send(settings: Settings, /, openid: str, **options: Any) -> None:
     "results_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Record each recipient's outcome in this JSONL file as it happens; run the same "
-    "command again with it to resume (recipients already sent are skipped).",
+    "command again with it to resume (recipients already sent are skipped). The file "
+    "remembers the message: another message is refused unless --new-run.",
+)
+@click.option(
+    "--new-run",
+    is_flag=True,
+    help="Start a new run in the --results file, for another message or to send the same one "
+    "again: its earlier lines are kept but no longer skip anyone.",
 )
 @click.option(
     "--retry-unknown",
@@ -87,6 +103,7 @@ def send_many(
     /,
     recipients: str,
     results_path: Path | None,
+    new_run: bool,
     retry_unknown: bool,
     max_concurrency: int,
     rate: float | None,
@@ -94,10 +111,11 @@ def send_many(
 ) -> None:
     """Send one message to every user in RECIPIENTS ("-": stdin).
 
-    RECIPIENTS is a text file with one openid per line, or a CSV file (its "openid" column,
-    else its first column). Each recipient gets the message at most once: with --results, a
-    re-run after an interruption skips everyone already sent, and everyone whose outcome is
-    unknown unless --retry-unknown. Exit status 4 when some recipients failed or are unknown.
+    RECIPIENTS is a text file with one openid per line, or a CSV file: its "openid" column,
+    else its first column (a first row that cannot be an openid is a header, never sent to).
+    Each recipient gets the message at most once: with --results, a re-run after an
+    interruption skips everyone already sent, and everyone whose outcome is unknown unless
+    --retry-unknown. Exit status 4 when some recipients failed or are unknown.
 
     \b
     wechat-kf send-many users.txt --text "【通知】今晚 23:00 维护" --results notice.jsonl
@@ -107,28 +125,25 @@ def send_many(
     async def main() -> int:
         if recipients == "-" and options.get("json_file") == "-":
             raise click.UsageError("RECIPIENTS and --json-file cannot both be read from stdin")
+        if new_run and results_path is None:
+            raise click.UsageError("--new-run starts a new run in a --results file: give one")
         outbound = build_message(options)
+        results = None if results_path is None else _results_file(results_path)
         with click.open_file(recipients, encoding="utf-8-sig") as stream:
-            listed = read_recipients(stream, recipients)
+            listed = read_recipients(stream)
+        source = listed.describe_source()
+        if source is not None:
+            out.note(f"{recipients}: {source}")
         summary = OutcomeSummary()
         summary.skip("repeated in the recipients file", listed.duplicates)
+        summary.skip("no openid in the row (recipients file)", listed.missing)
         todo = listed.openids
-        results = ResultsFile(results_path) if results_path is not None else None
         # Lock before reading: a concurrent run must not send to anyone we then see as unsent.
         with _locked(results):
             if results is not None:
-                latest = results.latest()
-                if results.unreadable:
-                    out.warning(
-                        f"{results.unreadable} unreadable line(s) in {results.path} ignored"
-                    )
-                done = {o for o in todo if latest.get(o) == SENT}
-                unsure = set() if retry_unknown else {o for o in todo if latest.get(o) in UNSURE}
-                summary.skip("already sent (results file)", len(done))
-                summary.skip(
-                    "outcome unknown earlier, not sent again (see --retry-unknown)", len(unsure)
+                todo = _resume(
+                    results, outbound, todo, summary, out, new_run=new_run, retry=retry_unknown
                 )
-                todo = [o for o in todo if o not in done and o not in unsure]
             where = f"; outcomes go to {results.path}" if results is not None else ""
             out.note(f"{len(listed.openids)} recipients, {len(todo)} to send{where}")
             bulk = BulkRun()
@@ -161,6 +176,71 @@ def send_many(
             return ExitCode.OK if summary.complete else ExitCode.PARTIAL
 
     run(settings, main)
+
+
+def _results_file(path: Path) -> ResultsFile:
+    """The results file at ``path``, whose directory must exist (a typo creates nothing)."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise click.UsageError(
+            f"--results {path}: the directory {directory} does not exist "
+            f"(create it first: mkdir -p {directory})"
+        )
+    return ResultsFile(path)
+
+
+def _resume(
+    results: ResultsFile,
+    outbound: Outbound,
+    todo: list[str],
+    summary: OutcomeSummary,
+    out: Output,
+    *,
+    new_run: bool,
+    retry: bool,
+) -> list[str]:
+    """The recipients still to send after what ``results`` recorded for this message.
+
+    Checks (under the lock) that the file's latest run sent this very message, or starts a
+    run in it. Raises ``click.UsageError`` when it recorded another message.
+    """
+    latest = results.latest()
+    if results.unreadable:
+        out.warning(f"{results.unreadable} unreadable line(s) in {results.path} ignored")
+    header = RunHeader(fingerprint=outbound.fingerprint(), message=outbound.describe())
+    recorded = results.run
+    if new_run:
+        results.start(header)
+        return todo
+    if recorded is None:
+        if results.untagged:  # written before fingerprints existed: it cannot tell
+            out.warning(
+                f"{results.path} does not say which message it recorded (written by an older "
+                "wechat-kf): assuming this one, so recipients it lists as sent are skipped"
+            )
+        results.start(attrs.evolve(header, continues=bool(results.untagged)))
+    elif recorded.fingerprint != header.fingerprint:
+        raise click.UsageError(_other_message(results.path, recorded, header))
+    done = {o for o in todo if latest.get(o) == SENT}
+    unsure = set() if retry else {o for o in todo if latest.get(o) in UNSURE}
+    summary.skip("already sent (results file)", len(done))
+    summary.skip("outcome unknown earlier, not sent again (see --retry-unknown)", len(unsure))
+    return [o for o in todo if o not in done and o not in unsure]
+
+
+def _other_message(path: Path, recorded: RunHeader, wanted: RunHeader) -> str:
+    was = f" ({recorded.message})" if recorded.message else ""
+    fresh = next(
+        candidate
+        for n in itertools.count(2)
+        if not (candidate := path.with_name(f"{path.stem}-{n}{path.suffix}")).exists()
+    )
+    return (
+        f"{path} records a run of another message{was}, not this one ({wanted.message}): "
+        "resuming from it would skip everyone who got the other message. Start a new run "
+        f"with a new results file (--results {fresh}), or add --new-run to start it in "
+        f"{path} (its earlier lines are kept but no longer skip anyone)"
+    )
 
 
 @contextlib.contextmanager
@@ -217,6 +297,5 @@ async def _send(
             on_interrupt=on_interrupt,
             on_taken=None if results is None else results.pending,
         )
-        why = "Ctrl-C" if bulk.stopped_by is None else reason(describe_error(bulk.stopped_by))
-        summary.skip(f"not attempted: stopped by {why}", bulk.not_attempted)
+        summary.skip(reason(not_attempted(bulk.stopped_by)), bulk.not_attempted)
         return bulk

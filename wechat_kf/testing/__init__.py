@@ -25,6 +25,10 @@ on ``fake.requests``. With pytest, add ``pytest_plugins = ["wechat_kf.testing.py
 your ``conftest.py`` for the ``fake_wechat`` and ``fake_wechat_server`` fixtures.
 """
 
+import warnings
+from typing import Any
+
+from wechat_kf.records import OperCode
 from wechat_kf.testing import (  # noqa: F401  (importing them registers the routes)
     _kf_routes,
     _message_routes,
@@ -32,7 +36,7 @@ from wechat_kf.testing import (  # noqa: F401  (importing them registers the rou
     _session_routes,
     _token_routes,
 )
-from wechat_kf.testing._core import FakeClock, Fault, RecordedRequest, Reply
+from wechat_kf.testing._core import FakeClock, FakeReply, Fault, RecordedRequest
 from wechat_kf.testing._customer_service import CustomerService
 from wechat_kf.testing._fake import FakeWeChat, IssuedToken
 from wechat_kf.testing._server import FakeServer
@@ -42,7 +46,6 @@ from wechat_kf.testing._state import (
     FakeSession,
     FakeUser,
     FakeWaitCase,
-    Opercode,
     ServiceWindow,
 )
 from wechat_kf.testing._transport import FakeTransport
@@ -52,6 +55,7 @@ __all__ = [
     "FakeAgent",
     "FakeClock",
     "FakeRecord",
+    "FakeReply",
     "FakeServer",
     "FakeSession",
     "FakeTransport",
@@ -60,8 +64,29 @@ __all__ = [
     "FakeWeChat",
     "Fault",
     "IssuedToken",
-    "Opercode",
     "RecordedRequest",
-    "Reply",
     "ServiceWindow",
 ]
+
+#: Old names, kept for a while: ``Opercode`` is :class:`wechat_kf.OperCode` (one vocabulary for
+#: the SDK and the fake), ``Reply`` is :class:`FakeReply` (``wechat_kf.callback.Reply`` is the
+#: answer to a push).
+_RENAMED = {
+    "Opercode": (
+        OperCode,
+        "wechat_kf.testing.Opercode is deprecated: use wechat_kf.OperCode (QUEUED is "
+        "SESSION_CREATED_UNACCEPTED, ACCEPTED SESSION_ACCEPTED, AGENT_CREATED "
+        "SESSION_STARTED_BY_AGENT, TRANSFERRED SESSION_TRANSFERRED, CLOSED SESSION_CLOSED, "
+        "GRABBED SESSION_GRABBED, USER_MESSAGE ACCOUNT_RECEIVED_MESSAGE, AGENT_SENT "
+        "AGENT_SENT_MESSAGE, AGENT_RECEIVED AGENT_RECEIVED_MESSAGE)",
+    ),
+    "Reply": (FakeReply, "wechat_kf.testing.Reply is deprecated: use wechat_kf.testing.FakeReply"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        value, message = _RENAMED[name]
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ from wechat_kf._redaction import redact
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
 
-__all__ = ["FakeClock", "Fault", "RecordedRequest", "Reply", "WeChatFail", "route"]
+__all__ = ["FakeClock", "FakeReply", "Fault", "RecordedRequest", "WeChatFail", "route"]
 
 
 class FakeClock:
@@ -69,7 +69,7 @@ class RecordedRequest:
 
 
 @attrs.frozen(kw_only=True)
-class Reply:
+class FakeReply:
     """What the fake answers: HTTP status, headers, body, and how to deliver it."""
 
     status: int = 200

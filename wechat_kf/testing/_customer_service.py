@@ -13,6 +13,7 @@ import re
 import threading
 from typing import Any, Final
 
+from wechat_kf.records import OperCode
 from wechat_kf.testing._core import FakeClock
 from wechat_kf.testing._state import (
     EVENT_WINDOW,
@@ -22,7 +23,6 @@ from wechat_kf.testing._state import (
     FakeSession,
     FakeUser,
     FakeWaitCase,
-    Opercode,
     ServiceWindow,
 )
 
@@ -192,8 +192,10 @@ class CustomerService:
             user.last_exchange = now
             session = self.sessions.get(openid)
             if session is not None:
-                return self.add_record(openid, Opercode.AGENT_RECEIVED, text, session.kf_account)
-            record = self.add_record(openid, Opercode.USER_MESSAGE, text)
+                return self.add_record(
+                    openid, OperCode.AGENT_RECEIVED_MESSAGE, text, session.kf_account
+                )
+            record = self.add_record(openid, OperCode.ACCOUNT_RECEIVED_MESSAGE, text)
             case = self.waiting.get(openid)
             if case is not None:
                 case.latest_time = int(now)
@@ -201,7 +203,7 @@ class CustomerService:
                 self.waiting[openid] = FakeWaitCase(
                     openid=openid, createtime=int(now), latest_time=int(now)
                 )
-                self.add_record(openid, Opercode.QUEUED, "")
+                self.add_record(openid, OperCode.SESSION_CREATED_UNACCEPTED, "")
             return record
 
     def user_follows(self, openid: str) -> None:
@@ -249,7 +251,7 @@ class CustomerService:
                 openid = next(iter(self.waiting))
             elif openid not in self.waiting:
                 raise ValueError(f"{openid!r} is not waiting")
-            return self._serve(openid, kf_account, Opercode.ACCEPTED)
+            return self._serve(openid, kf_account, OperCode.SESSION_ACCEPTED)
 
     def _serve(self, openid: str, kf_account: str, opercode: int, text: str = "") -> FakeSession:
         """Start (or move) ``openid``'s session with ``kf_account``; the user leaves the queue."""
@@ -262,7 +264,7 @@ class CustomerService:
     def _end_session(self, openid: str, text: str = "") -> None:
         """Close ``openid``'s session (record 1004)."""
         session = self.sessions.pop(openid)
-        self.add_record(openid, Opercode.CLOSED, text, session.kf_account)
+        self.add_record(openid, OperCode.SESSION_CLOSED, text, session.kf_account)
 
     # ------------------------------------------------------------------ records
 

@@ -16,9 +16,9 @@ import attrs
 from wechat_kf.testing._core import (
     ROUTES,
     FakeClock,
+    FakeReply,
     Fault,
     RecordedRequest,
-    Reply,
     WeChatFail,
     answer,
     error_body,
@@ -86,11 +86,11 @@ class FakeWeChat(CustomerService):
         self.appid = appid
         self.secret = secret
         self.expires_in = expires_in
-        self.clock = clock or FakeClock()
+        self.clock: FakeClock = clock or FakeClock()
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=log_limit)
         self.tokens: dict[str, IssuedToken] = {}
         self.force_refreshes: list[float] = []
-        self.lock = threading.RLock()
+        self.lock: threading.RLock = threading.RLock()
         self._faults: dict[str, collections.deque[Fault]] = {}
         self._classic_current: IssuedToken | None = None
         self._stable_current: IssuedToken | None = None
@@ -222,7 +222,7 @@ class FakeWeChat(CustomerService):
 
     def handle(
         self, method: str, path: str, raw_query: str, headers: dict[str, str], body: bytes
-    ) -> Reply:
+    ) -> FakeReply:
         """Answer one HTTP request (the transport and the loopback server both call this)."""
         request = RecordedRequest(
             method=method,
@@ -252,32 +252,32 @@ class FakeWeChat(CustomerService):
             queue.popleft()
         return fault
 
-    def _apply(self, fault: Fault, reply: Reply | None) -> Reply:
+    def _apply(self, fault: Fault, reply: FakeReply | None) -> FakeReply:
         """The reply ``fault`` makes; a pure delay delivers the real ``reply`` (if any) late."""
         if fault.connect_error:
-            return Reply(connect_error=True)
+            return FakeReply(connect_error=True)
         if fault.reset:
-            return Reply(reset=True, delay=fault.delay)
+            return FakeReply(reset=True, delay=fault.delay)
         if fault.status is not None:
             headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/html"),)
             if fault.retry_after is not None:
                 headers += (("Retry-After", fault.retry_after),)
             body = f"<html><body>{fault.status}</body></html>".encode()
-            return Reply(status=fault.status, body=body, headers=headers, delay=fault.delay)
+            return FakeReply(status=fault.status, body=body, headers=headers, delay=fault.delay)
         if fault.malformed is not None:  # WeChat labels some JSON answers text/plain, too
-            return Reply(body=fault.malformed, headers=_TEXT_PLAIN, delay=fault.delay)
+            return FakeReply(body=fault.malformed, headers=_TEXT_PLAIN, delay=fault.delay)
         if fault.errcode is not None:
             errmsg = fault.errmsg if fault.errmsg is not None else f"injected {fault.errcode}"
-            return Reply(body=error_body(fault.errcode, errmsg), delay=fault.delay)
+            return FakeReply(body=error_body(fault.errcode, errmsg), delay=fault.delay)
         if reply is not None:
             return attrs.evolve(reply, delay=fault.delay)
-        return Reply(body=answer({"errcode": 0, "errmsg": "ok"}), delay=fault.delay)
+        return FakeReply(body=answer({"errcode": 0, "errmsg": "ok"}), delay=fault.delay)
 
-    def _dispatch(self, request: RecordedRequest) -> Reply:
+    def _dispatch(self, request: RecordedRequest) -> FakeReply:
         try:
-            return Reply(body=answer(self._route(request)))
+            return FakeReply(body=answer(self._route(request)))
         except WeChatFail as fail:
-            return Reply(body=error_body(fail.errcode, fail.errmsg))
+            return FakeReply(body=error_body(fail.errcode, fail.errmsg))
 
     def _route(self, request: RecordedRequest) -> dict[str, Any]:
         route = ROUTES.get(request.path)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from wechat_kf.records import OperCode
 from wechat_kf.testing._checks import body_of, known_agent, openid_of, required_string
 from wechat_kf.testing._core import RecordedRequest, WeChatFail, route
-from wechat_kf.testing._state import TYPING_EXCHANGE_WINDOW, FakeUser, Opercode
+from wechat_kf.testing._state import TYPING_EXCHANGE_WINDOW, FakeUser
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
@@ -29,6 +30,17 @@ def _media(*keys: str) -> PayloadCheck:
     def check(payload: dict[str, Any]) -> None:
         for key in keys:
             required_string(payload, key, 40007, f"invalid media_id, {key} missing")
+
+    return check
+
+
+def _optional_media(*keys: str) -> PayloadCheck:
+    """These media may be left out, but when present must be named (40007 when empty)."""
+
+    def check(payload: dict[str, Any]) -> None:
+        for key in keys:
+            if key in payload:
+                required_string(payload, key, 40007, f"invalid media_id, {key} empty")
 
     return check
 
@@ -84,7 +96,7 @@ _CHECKS: Final[dict[str, PayloadCheck]] = {
     "image": _media("media_id"),
     "voice": _media("media_id"),
     "mpnews": _media("media_id"),
-    "video": _media("media_id", "thumb_media_id"),
+    "video": _all(_media("media_id"), _optional_media("thumb_media_id")),
     "music": _all(_fields("musicurl", "hqmusicurl"), _media("thumb_media_id")),
     "news": _news,
     "mpnewsarticle": _fields("article_id"),
@@ -148,7 +160,7 @@ def send(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
     user.typing_since = None
     user.sent.append(body)
     text = payload["content"] if msgtype == "text" else f"[{msgtype}]"
-    fake.add_record(openid, Opercode.AGENT_SENT, text, worker)
+    fake.add_record(openid, OperCode.AGENT_SENT_MESSAGE, text, worker)
     return _OK
 
 

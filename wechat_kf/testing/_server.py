@@ -13,7 +13,7 @@ import threading
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 
-from wechat_kf.testing._core import Reply
+from wechat_kf.testing._core import FakeReply
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
@@ -93,7 +93,7 @@ def _parse_chunked(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
         pos += size + 2
 
 
-def _render(reply: Reply, keep_alive: bool) -> bytes:
+def _render(reply: FakeReply, keep_alive: bool) -> bytes:
     head = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}"]
     head += [f"{name}: {value}" for name, value in reply.headers]
     head.append(f"Content-Length: {len(reply.body)}")
@@ -126,7 +126,7 @@ class _Connection(asyncio.Protocol):
             try:
                 parsed = _parse(self._buf)
             except _BadRequest:
-                transport.write(_render(Reply(status=400, body=b"bad request"), False))
+                transport.write(_render(FakeReply(status=400, body=b"bad request"), False))
                 transport.close()
                 return
             if parsed is None:
@@ -140,7 +140,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._finish(reply, keep_alive)
 
-    def _finish(self, reply: Reply, keep_alive: bool) -> None:
+    def _finish(self, reply: FakeReply, keep_alive: bool) -> None:
         self._busy = False
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -172,7 +172,7 @@ class FakeServer:
     def __init__(self, fake: FakeWeChat, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.fake = fake
         self.host = host
-        self.port = port
+        self.port: int = port
         #: How many TCP connections clients opened (keep-alive tests assert on it).
         self.connections_made = 0
         self.live: set[_Connection] = set()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from wechat_kf.records import OperCode
 from wechat_kf.testing._checks import body_of, known_agent, openid_of, optional_text
 from wechat_kf.testing._core import RecordedRequest, WeChatFail, route
-from wechat_kf.testing._state import FakeWaitCase, Opercode
+from wechat_kf.testing._state import FakeWaitCase
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
@@ -26,9 +27,9 @@ def create(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
         raise WeChatFail(65415, "kf is not online")
     current = fake.sessions.get(openid)
     if current is None:
-        fake._serve(openid, agent.kf_account, Opercode.AGENT_CREATED, text)
+        fake._serve(openid, agent.kf_account, OperCode.SESSION_STARTED_BY_AGENT, text)
     elif current.kf_account != agent.kf_account:
-        fake._serve(openid, agent.kf_account, Opercode.TRANSFERRED, text)
+        fake._serve(openid, agent.kf_account, OperCode.SESSION_TRANSFERRED, text)
     return _OK
 
 

@@ -7,7 +7,6 @@ them live on :class:`~wechat_kf.testing.FakeWeChat` and in the route modules.
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Final
 
 import attrs
@@ -18,7 +17,6 @@ __all__ = [
     "FakeSession",
     "FakeUser",
     "FakeWaitCase",
-    "Opercode",
     "ServiceWindow",
 ]
 
@@ -32,20 +30,6 @@ TYPING_EXCHANGE_WINDOW: Final = 30.0
 TYPING_DURATION: Final = 15.0
 #: An agent invitation stays open this long.
 INVITE_LIFETIME: Final = 7 * 86400
-
-
-class Opercode(enum.IntEnum):
-    """The ``opercode`` of a chat record (what happened)."""
-
-    QUEUED = 1000
-    ACCEPTED = 1001
-    AGENT_CREATED = 1002
-    TRANSFERRED = 1003
-    CLOSED = 1004
-    GRABBED = 1005
-    USER_MESSAGE = 2001
-    AGENT_SENT = 2002
-    AGENT_RECEIVED = 2003
 
 
 @attrs.define(kw_only=True)
@@ -183,7 +167,10 @@ def _ends(window: ServiceWindow) -> float:
 
 @attrs.frozen(kw_only=True)
 class FakeRecord:
-    """One chat record (``getmsglist``); ``id`` is what ``msgid`` pages on, from 1."""
+    """One chat record (``getmsglist``); ``id`` is what ``msgid`` pages on, from 1.
+
+    ``opercode`` is the code as sent on the wire; :class:`wechat_kf.OperCode` names them.
+    """
 
     id: int
     openid: str

@@ -20,6 +20,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
         self.fake = fake
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer ``request`` as the fake WeChat does (httpx's transport interface)."""
         body = await request.aread()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers.raw}
         reply = self.fake.handle(

@@ -64,8 +64,8 @@ class CountingFetcher:
     def __init__(self, delay: float = 0.0, ttl: float = 7200.0) -> None:
         self.delay = delay
         self.ttl = ttl
-        self.calls = 0
-        self.forced = 0
+        self.calls: int = 0
+        self.forced: int = 0
         self._serial = itertools.count(1)
 
     async def __call__(self, force_refresh: bool) -> AccessToken:
