@@ -25,7 +25,7 @@ import anyio
 import attrs
 
 from benchmarks import _clients, _extras, _report
-from benchmarks._clients import Budget
+from benchmarks._clients import Budget, Result
 from benchmarks._server import raise_file_limit
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,13 +42,13 @@ class Client:
     label: str
     transport: str
     backend: str
-    run: Callable[[str, int, Budget], float] = attrs.field(eq=False, repr=False)
+    run: Callable[[str, int, Budget], Result] = attrs.field(eq=False, repr=False)
 
 
-def _on(backend: str, coro_fn: Any, **kw: Any) -> Callable[[str, int, Budget], float]:
-    def run(base: str, c: int, budget: Budget) -> float:
-        rate: float = anyio.run(lambda: coro_fn(base, c, budget, **kw), backend=backend)
-        return rate
+def _on(backend: str, coro_fn: Any, **kw: Any) -> Callable[[str, int, Budget], Result]:
+    def run(base: str, c: int, budget: Budget) -> Result:
+        result: Result = anyio.run(lambda: coro_fn(base, c, budget, **kw), backend=backend)
+        return result
 
     return run
 
@@ -200,7 +200,7 @@ def measure_ceiling(base: str, budget: Budget) -> dict[str, float]:
     for c in (64, 256):
         before = server_stats(base)
         started = time.perf_counter()
-        rate = anyio.run(_clients.raw_aiohttp, base, c, budget)
+        rate, _ = anyio.run(_clients.raw_aiohttp, base, c, budget)
         wall = time.perf_counter() - started
         after = server_stats(base)
         cpu = after["cpu"] - before["cpu"]
@@ -232,6 +232,7 @@ def run_matrix(
     """Every client at every C, ``reps`` times, interleaved; the order rotates each rep."""
     samples: dict[str, dict[int, list[float]]] = {client.key: {} for client in table}
     samples.update({f"wechatpy_{t}": {} for t in threads})
+    cpu: dict[str, dict[int, list[float]]] = {key: {} for key in samples}
     utilisation: list[float] = []
     for rep in range(reps):
         log(f"repetition {rep + 1}/{reps}")
@@ -241,25 +242,32 @@ def run_matrix(
                 gc.collect()
                 before = server_stats(base)
                 started = time.perf_counter()
-                rate = client.run(base, c, budget(c))
+                rate, micros = client.run(base, c, budget(c))
                 wall = time.perf_counter() - started
                 after = server_stats(base)
                 utilisation.append((after["cpu"] - before["cpu"]) / wall)
                 samples[client.key].setdefault(c, []).append(rate)
-                where = f"[{client.transport}, {client.backend}]"
-                log(f"  C={c:<4} {client.label} {where}: {rate:,.0f} msgs/s")
+                cpu[client.key].setdefault(c, []).append(micros)
+                where = f"{client.label} [{client.transport}, {client.backend}]"
+                log(f"  C={c:<4} {where}: {rate:,.0f} msgs/s, {micros:.0f} µs CPU/msg")
         for t in threads:
             gc.collect()
-            rate = _clients.wechatpy_threads(base, t, budget(t))
+            rate, micros = _clients.wechatpy_threads(base, t, budget(t))
             samples[f"wechatpy_{t}"].setdefault(t, []).append(rate)
+            cpu[f"wechatpy_{t}"].setdefault(t, []).append(micros)
             log(f"  wechatpy, {t} threads: {rate:,.0f} msgs/s")
-    medians = {
-        key: {c: statistics.median(values) for c, values in by_c.items()}
-        for key, by_c in samples.items()
-    }
+
+    def medians(of: dict[str, dict[int, list[float]]]) -> dict[str, dict[int, float]]:
+        return {
+            key: {c: statistics.median(values) for c, values in by_c.items()}
+            for key, by_c in of.items()
+        }
+
     return {
         "samples": samples,
-        "medians": medians,
+        "medians": medians(samples),
+        "cpu_samples": cpu,
+        "cpu_medians": medians(cpu),
         "rows": [
             {"key": c.key, "label": c.label, "transport": c.transport, "backend": c.backend}
             for c in table

@@ -48,23 +48,34 @@ def openid(i: int) -> str:
     return f"oBENCH{i:022d}"
 
 
+#: One measurement: messages per second, and the client's CPU microseconds per message (the
+#: figure a busy shared machine disturbs least: it does not count time spent waiting for a core).
+Result = tuple[float, float]
+
+
 class Counter:
-    """What :func:`feed` handed out: how many, over how long."""
+    """What :func:`feed` handed out: how many, over how long, for how much CPU."""
 
     def __init__(self) -> None:
         self.count = 0
         self.started = time.perf_counter()
         self.last = self.started
+        self.cpu = time.process_time()
 
-    @property
-    def rate(self) -> float:
-        return self.count / ((self.last - self.started) or 1e-9)
+    def result(self) -> Result:
+        """Call once every message handed out was answered."""
+        cpu = time.process_time() - self.cpu
+        return (
+            self.count / ((self.last - self.started) or 1e-9),
+            cpu / (self.count or 1) * 1e6,
+        )
 
 
 def feed(budget: Budget, counter: Counter | None = None) -> Iterator[str]:
     """Recipients until the budget is spent, counted on ``counter``."""
     counter = counter or Counter()
     clock = time.perf_counter
+    counter.cpu = time.process_time()
     counter.started = clock()
     deadline = counter.started + budget.seconds
     for i in range(budget.n):
@@ -109,17 +120,17 @@ def warm_up(c: int) -> Budget:
     return Budget(n=2 * c, seconds=2.0)
 
 
-async def _timed(c: int, budget: Budget, one: Callable[[str], Awaitable[None]]) -> float:
+async def _timed(c: int, budget: Budget, one: Callable[[str], Awaitable[None]]) -> Result:
     await _workers(c, feed(warm_up(c)), one)
     counter = Counter()
     await _workers(c, feed(budget, counter), one)
-    return counter.rate
+    return counter.result()
 
 
 # --------------------------------------------------------------------------- raw clients
 
 
-async def raw_httpx(base: str, c: int, budget: Budget, *, transport: str = "httpx") -> float:
+async def raw_httpx(base: str, c: int, budget: Budget, *, transport: str = "httpx") -> Result:
     """A bare ``httpx.AsyncClient`` (httpx's own pool, or httpx-aiohttp's), sized to ``c``."""
     import httpx
 
@@ -143,7 +154,7 @@ async def raw_httpx(base: str, c: int, budget: Budget, *, transport: str = "http
         return await _timed(c, budget, one)
 
 
-async def raw_aiohttp(base: str, c: int, budget: Budget) -> float:
+async def raw_aiohttp(base: str, c: int, budget: Budget) -> Result:
     """A bare ``aiohttp.ClientSession`` (the reference ceiling of the client side)."""
     import aiohttp
 
@@ -171,7 +182,7 @@ def _client(base: str, c: int, transport: str) -> Any:
     return AsyncWeChat(APPID, SECRET, base_url=base, transport=transport, max_connections=c)  # type: ignore[arg-type]
 
 
-async def wx_send(base: str, c: int, budget: Budget, *, transport: str) -> float:
+async def wx_send(base: str, c: int, budget: Budget, *, transport: str) -> Result:
     """``await wx.message.send(openid, message)`` from ``c`` worker tasks."""
     from wechat_kf import Text
 
@@ -186,7 +197,7 @@ async def wx_send(base: str, c: int, budget: Budget, *, transport: str) -> float
         return await _timed(c, budget, one)
 
 
-async def wx_send_many(base: str, c: int, budget: Budget, *, transport: str) -> float:
+async def wx_send_many(base: str, c: int, budget: Budget, *, transport: str) -> Result:
     """``await wx.message.send_many(recipients, message, max_concurrency=c)``."""
     from wechat_kf import Text
 
@@ -198,13 +209,13 @@ async def wx_send_many(base: str, c: int, budget: Budget, *, transport: str) -> 
         report = await wx.message.send_many(feed(budget, counter), message, max_concurrency=c)
         if report.sent != counter.count:
             raise RuntimeError(f"send_many: {dict(report.counts)}")
-        return counter.rate
+        return counter.result()
 
 
 # --------------------------------------------------------------------------- wechatpy
 
 
-def wechatpy_threads(base: str, threads: int, budget: Budget) -> float:
+def wechatpy_threads(base: str, threads: int, budget: Budget) -> Result:
     """wechatpy (sync, requests) from ``threads`` threads sharing one client, as usually done."""
     from wechatpy import WeChatClient
 
@@ -226,4 +237,4 @@ def wechatpy_threads(base: str, threads: int, budget: Budget) -> float:
         counter = Counter()
         items = feed(budget, counter)
         list(pool.map(run, [items] * threads))
-        return counter.rate
+        return counter.result()
