@@ -178,6 +178,9 @@ class ConnectionPool:
         return None  # pragma: no cover  (idle count says there is one)
 
     async def _open(self, origin: Origin, connect_timeout: float | None) -> Connection:
+        if self._closed:  # closed while this request waited for a slot
+            self._count -= 1
+            raise httpx.ConnectError("the HTTP transport is closed")
         try:
             return await Connection.open(origin, self._ssl_context, connect_timeout)
         except BaseException:
