@@ -1,12 +1,15 @@
 """Shared test configuration.
 
 Every async test runs on asyncio and on trio. Tests that take the ``wx`` fixture run twice more:
-against the fake WeChat in-process (an httpx transport) and on a real loopback port.
+against the fake WeChat in-process (an httpx transport) and on a real loopback port. Tests that
+take the ``transport`` fixture run on every HTTP transport the SDK can create (on each async
+library that transport runs on).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Final
 
 import pytest
 
@@ -21,6 +24,24 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+#: Every HTTP transport the SDK can create (``AsyncWeChat(transport=...)``) and the async
+#: libraries it runs on. A new transport is one more entry here.
+SDK_TRANSPORTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "anyio": ("asyncio", "trio"),
+    "aiohttp": ("asyncio",),  # on trio the SDK falls back to anyio: nothing more to test
+    "httpx": ("asyncio", "trio"),
+}
+
+
+@pytest.fixture(params=list(SDK_TRANSPORTS))
+def transport(request: pytest.FixtureRequest, anyio_backend: str) -> str:
+    """The name of an SDK transport that runs on the test's async library."""
+    name = str(request.param)
+    if anyio_backend not in SDK_TRANSPORTS[name]:
+        pytest.skip(f"the {name} transport runs on {', '.join(SDK_TRANSPORTS[name])} only")
+    return name
+
+
 class SleepRecorder:
     """Stands in for ``anyio.sleep`` between retries: records, never waits."""
 
@@ -29,6 +50,20 @@ class SleepRecorder:
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+
+def loopback_client(
+    fake: FakeWeChat, server: FakeServer, transport: str, **options: Any
+) -> AsyncWeChat:
+    """An AsyncWeChat on the SDK ``transport`` to the fake on loopback; retries never sleep."""
+    options.setdefault("sleep", SleepRecorder())
+    return AsyncWeChat(
+        fake.appid,
+        fake.secret,
+        base_url=server.base_url,
+        transport=transport,  # type: ignore[arg-type]
+        **options,
+    )
 
 
 @pytest.fixture

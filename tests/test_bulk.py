@@ -23,7 +23,9 @@ from wechat_kf import (
     HTTPStatusError,
     ResponseTimeoutError,
     ResponseWindowError,
+    ServerBusyError,
     Text,
+    TokenFetchError,
     ValidationError,
     _defaults,
 )
@@ -43,7 +45,7 @@ from wechat_kf.bulk import (
 from wechat_kf.messages import Message, envelope
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SleepRecorder
+from .conftest import SleepRecorder, loopback_client
 
 pytestmark = pytest.mark.anyio
 
@@ -228,6 +230,35 @@ async def test_connection_failures_retry_and_deliver_exactly_once(fake: FakeWeCh
     assert all(len(fake.sent_to(openid)) == 1 for openid in recipients)
     assert len(fake.requests_to(SEND)) == 7
     assert len(sleeps.delays) == 2
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["send_many", "stream_many"])
+async def test_busy_is_unknown_reports_busy_recipients_unknown_and_never_resends(
+    fake: FakeWeChat, streaming: bool
+) -> None:
+    recipients = users(4)
+    open_windows(fake, recipients)
+    sleeps = SleepRecorder()
+    async with fake.client(sleep=sleeps) as wx:
+        await wx.access_token()
+        fake.inject(SEND, errcode=-1, processed=True, times=2)  # delivered, answered busy
+        if streaming:
+            async with wx.message.stream_many(
+                recipients, NOTICE, max_concurrency=1, busy_is_unknown=True
+            ) as stream:
+                results = sorted([r async for r in stream], key=lambda r: r.index)
+        else:
+            report = await wx.message.send_many(
+                recipients, NOTICE, max_concurrency=1, busy_is_unknown=True
+            )
+            results = list(report.results)
+            assert report.unknown == 2
+            assert report.errcodes == {}  # unknown results are not counted as refusals
+    assert [r.status for r in results] == [SendStatus.UNKNOWN] * 2 + [SendStatus.SENT] * 2
+    assert all(isinstance(r.error, ServerBusyError) for r in results[:2])
+    assert len(fake.requests_to(SEND)) == 4  # one request each: nothing re-sent
+    assert all(len(fake.sent_to(openid)) == 1 for openid in recipients)
+    assert sleeps.delays == []
 
 
 async def test_connection_failures_past_the_retries_are_failed(fake: FakeWeChat) -> None:
@@ -977,11 +1008,6 @@ def test_transport_configuration_is_checked(
         AsyncWeChat("wxapp", "s", transport="aiohttp")
 
 
-@pytest.fixture(params=["anyio", "aiohttp", "httpx"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def test_reset_after_sending_is_never_retried_on_every_transport(
     fake: FakeWeChat, transport: str
 ) -> None:
@@ -1032,33 +1058,28 @@ async def test_read_timeout_and_refused_connection_on_every_transport(
         transport=transport,  # type: ignore[arg-type]
         sleep=SleepRecorder(),
     ) as wx:
-        with pytest.raises(ConnectFailedError):
+        with pytest.raises(TokenFetchError) as info:
             await wx.access_token()
+    assert isinstance(info.value.__cause__, ConnectFailedError)
 
 
 async def test_avatar_upload_on_every_transport(fake: FakeWeChat, transport: str) -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
     fake.add_agent("kf_1@service", "Ann")
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-        ) as wx:
+        async with loopback_client(fake, server, transport) as wx:
             await wx.kf.upload_avatar("kf_1@service", png)
     assert fake.agents["kf_1@service"].headimgurl.startswith("https://mmbiz.qpic.cn/")
 
 
-async def test_sdk_client_keeps_cookies_that_are_set() -> None:
+async def test_sdk_client_ignores_cookies() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/set":
             return httpx.Response(200, headers={"Set-Cookie": "lb=7; Path=/"}, json={})
         return httpx.Response(200, json={"seen": request.headers.get("cookie")})
 
     async with SDKHTTPClient(transport=httpx.MockTransport(answer)) as client:
-        await client.get("https://api.weixin.qq.com/plain")
-        assert not client.cookies
         await client.get("https://api.weixin.qq.com/set")
         echo = await client.get("https://api.weixin.qq.com/echo")
-    assert echo.json() == {"seen": "lb=7"}
+        assert not client.cookies
+    assert echo.json() == {"seen": None}

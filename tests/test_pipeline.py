@@ -18,6 +18,7 @@ from wechat_kf import (
     RetryPolicy,
     ServerBusyError,
     Text,
+    TokenFetchError,
 )
 from wechat_kf.testing import FakeWeChat
 
@@ -171,6 +172,35 @@ async def test_send_is_retried_when_wechat_is_busy(
     assert len(fake.sent_to("user-1")) == 1
 
 
+async def test_retrying_after_busy_is_an_assumption_busy_is_unknown_drops(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    # A WeChat that delivered the message and still answered -1: the default retry sends twice.
+    fake.user_says("user-1")
+    fake.inject(SEND, errcode=-1, processed=True)
+    await wx.message.send("user-1", Text(content="hi"))
+    assert len(fake.sent_to("user-1")) == 2
+    # busy_is_unknown=True: no retry; the error says it may have reached WeChat.
+    fake.inject(SEND, errcode=-1, processed=True)
+    with pytest.raises(ServerBusyError) as info:
+        await wx.message.send("user-1", Text(content="hi"), busy_is_unknown=True)
+    assert info.value.may_have_reached_wechat is True
+    assert len(fake.requests_to(SEND)) == 3
+    assert len(fake.sent_to("user-1")) == 3
+    assert len(sleeps.delays) == 1  # only the default send's retry waited
+
+
+def test_server_busy_error_keeps_its_outcome_when_pickled() -> None:
+    import pickle
+
+    error = ServerBusyError(-1, "system error")
+    error.may_have_reached_wechat = True
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.may_have_reached_wechat is True
+    assert copy.errmsg == "system error"
+    assert ServerBusyError(-1, "x").may_have_reached_wechat is False
+
+
 @pytest.mark.parametrize("status", [500, 503, 429])
 async def test_send_is_not_retried_on_http_errors(
     fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, status: int
@@ -216,10 +246,13 @@ async def test_send_is_retried_when_the_connection_failed(fake: FakeWeChat) -> N
 async def test_connection_failure_is_typed_and_chained() -> None:
     # Nothing listens on port 1 of loopback: the connection is refused.
     async with AsyncWeChat("wxapp", "secret", base_url="http://127.0.0.1:1", sleep=_no_sleep) as wx:
-        with pytest.raises(ConnectFailedError) as info:
+        with pytest.raises(TokenFetchError) as info:
             await wx.access_token()
     assert info.value.may_have_reached_wechat is False
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    cause = info.value.__cause__
+    assert isinstance(cause, ConnectFailedError)
+    assert cause.may_have_reached_wechat is False
+    assert isinstance(cause.__cause__, httpx.ConnectError)
 
 
 async def _no_sleep(_: float) -> None:

@@ -18,6 +18,7 @@ from wechat_kf import (
     MemoryTokenStore,
     MinuteQuotaError,
     ResponseTimeoutError,
+    TokenFetchError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     _defaults,
@@ -251,8 +252,9 @@ async def test_busy_token_endpoint_is_retried(
 async def test_token_fetch_timeout(fake: FakeWeChat) -> None:
     fake.inject(STABLE, delay=1.0)
     async with fake.client(token_fetch_timeout=0.05, max_retries=0) as wx:
-        with pytest.raises(ResponseTimeoutError):
+        with pytest.raises(TokenFetchError) as info:
             await wx.access_token()
+    assert isinstance(info.value.__cause__, ResponseTimeoutError)
 
 
 async def test_waiting_for_the_refresh_lock_times_out(fake: FakeWeChat) -> None:
@@ -488,8 +490,9 @@ async def test_force_refresh_is_never_retried_after_it_may_have_happened(fake: F
         fake.inject(KF_LIST, errcode=40001)
         fake.inject(STABLE, processed=True)  # the normal refetch passes (same token)...
         fake.inject(STABLE, delay=1.0)  # ...the force_refresh takes effect, its answer is late
-        with pytest.raises(ResponseTimeoutError):
+        with pytest.raises(TokenFetchError) as info:
             await wx.kf.list()
+    assert isinstance(info.value.__cause__, ResponseTimeoutError)
     forced = [r for r in fake.token_requests if r.json().get("force_refresh")]
     assert len(forced) == 1  # one of the 20 a day spent, not three
     assert len(fake.force_refreshes) == 1
@@ -499,8 +502,9 @@ async def test_minute_quota_on_the_token_endpoint_is_not_waited_out(
     fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
 ) -> None:
     fake.inject(STABLE, errcode=45011)
-    with pytest.raises(MinuteQuotaError):
+    with pytest.raises(TokenFetchError) as info:
         await wx.access_token()
+    assert isinstance(info.value.__cause__, MinuteQuotaError)
     assert sleeps.delays == []  # callers waiting on the refresh are not held for a minute
     assert len(fake.token_requests) == 1
 

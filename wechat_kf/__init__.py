@@ -4,16 +4,21 @@ Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``reco
 cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
 """
 
+import logging
+
 from wechat_kf._client import AsyncWeChat
 from wechat_kf._errors import (
     ERRCODE_CLASSES,
     AccessTokenError,
     APIError,
+    ClientClosedError,
+    ClientUsageError,
     ConfigurationError,
     ConnectFailedError,
     ConnectionLostError,
     CustomerServiceError,
     DailyQuotaError,
+    EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
     InvalidRequestError,
@@ -21,6 +26,7 @@ from wechat_kf._errors import (
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
+    RequestBuildError,
     ResponseQuotaError,
     ResponseTimeoutError,
     ResponseWindowError,
@@ -29,6 +35,7 @@ from wechat_kf._errors import (
     ServerBusyError,
     StoreError,
     TokenError,
+    TokenFetchError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
@@ -91,11 +98,14 @@ __all__ = [
     "AgentSession",
     "Article",
     "AsyncWeChat",
+    "ClientClosedError",
+    "ClientUsageError",
     "ConfigurationError",
     "ConnectFailedError",
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
@@ -128,6 +138,7 @@ __all__ = [
     "Record",
     "RecordPage",
     "RedisTokenStore",
+    "RequestBuildError",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -145,6 +156,7 @@ __all__ = [
     "Text",
     "TokenEndpoint",
     "TokenError",
+    "TokenFetchError",
     "TokenManager",
     "TokenRefreshTimeoutError",
     "TokenStore",
@@ -163,3 +175,8 @@ __all__ = [
     "__version__",
     "new_fence",
 ]
+
+
+# A library does not print: without logging configured, its records go nowhere (not to stderr
+# through logging's last-resort handler). Configure logging to see them; retries log at INFO.
+logging.getLogger("wechat_kf").addHandler(logging.NullHandler())

@@ -1,5 +1,9 @@
 """The ``aiohttp`` extra's transport: httpx-aiohttp's, with a send-safe error mapping.
 
+aiohttp's exceptions never leave this module: each becomes an httpx error whose text has no URL
+(aiohttp's own keep the URL, access token included, in their text and ``request_info``), and
+the aiohttp exception is not chained. The session keeps no cookies.
+
 Imported only when the SDK sends through aiohttp (``AsyncWeChat(transport="aiohttp")`` on
 asyncio), so that ``import wechat_kf`` never pays for importing aiohttp.
 """
@@ -17,6 +21,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from wechat_kf._defaults import USER_AGENT
 from wechat_kf._http11 import Answer
+from wechat_kf._redaction import redact
 
 __all__ = ["AiohttpSDKTransport", "map_error"]
 
@@ -36,7 +41,7 @@ def map_error(exc: BaseException, request: httpx.Request | None) -> httpx.Transp
     read timeout; anything else (a dropped or reset connection, a malformed answer) is an error
     after which the request may have reached WeChat.
     """
-    message = str(exc) or type(exc).__name__
+    message = _message(exc)
     cls: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ClientConnectorError):
         cls = httpx.ConnectError  # DNS, refused, TLS handshake: nothing was sent
@@ -51,6 +56,17 @@ def map_error(exc: BaseException, request: httpx.Request | None) -> httpx.Transp
     else:
         cls = httpx.ReadError  # disconnected, reset, ...: it may have reached WeChat
     return cls(message, request=request)
+
+
+def _message(exc: BaseException) -> str:
+    """aiohttp's text for ``exc`` without the URL some of its errors add (and the token in it)."""
+    if isinstance(exc, aiohttp.ClientResponseError):  # its str() ends with url='...'
+        text = exc.message if isinstance(exc.message, str) else ""
+    elif isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        text = "invalid URL"  # its str() is the URL
+    else:
+        text = str(exc)
+    return redact(text) or type(exc).__name__
 
 
 class AiohttpSDKTransport(AiohttpTransport):
@@ -71,6 +87,30 @@ class AiohttpSDKTransport(AiohttpTransport):
         )
         self._limit = max_connections
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get_client(self) -> aiohttp.ClientSession:
+        """The session, made in the running loop: the connector as httpx-aiohttp makes it, and
+        no cookie jar (WeChat's API sets no cookie the SDK needs; a stored cookie with a
+        non-ASCII value would break every later request)."""
+        self._loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def release_closed_loop(self) -> None:
+        """Close a session whose event loop is closed (its connections died with the loop).
+
+        aiohttp closes such a session without touching the dead loop; left alone, it would be
+        reported as an "Unclosed client session" when garbage-collected.
+        """
+        session, loop = self.client, self._loop
+        if isinstance(session, aiohttp.ClientSession) and loop is not None and loop.is_closed():
+            self.client = None
+            await session.close()
 
     @property
     def max_connections(self) -> int:
@@ -127,7 +167,13 @@ class AiohttpSDKTransport(AiohttpTransport):
                 body = await response.read()
                 status, raw_headers, reason = response.status, response.raw_headers, response.reason
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise map_error(exc, request) from exc
+            error: httpx.TransportError | None = map_error(exc, request)
+        else:
+            error = None
+        if error is not None:
+            # Raised here, not in the except block: aiohttp's exception (its request_info holds
+            # the URL with the access token) must not stay chained as the __context__.
+            raise error
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
         if reason:
             extensions["reason_phrase"] = reason.encode()

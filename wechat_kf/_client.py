@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from types import TracebackType
@@ -12,6 +13,7 @@ import attrs
 import httpx
 
 from wechat_kf import _defaults
+from wechat_kf._loops import LoopGuard
 from wechat_kf._pipeline import Endpoint, Pipeline
 from wechat_kf._redaction import install_log_redaction
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep
@@ -133,6 +135,11 @@ class AsyncWeChat:
     ``httpx.AsyncClient`` and one token manager. Use ``async with`` (or ``await aclose()``) to
     close the HTTP client the SDK created; a client you pass in is used as is and never closed.
 
+    A client belongs to the event loop of its first call (its connections and locks live there):
+    used from another loop it raises :class:`EventLoopChangedError`, used after ``aclose()``
+    :class:`ClientClosedError`, both before anything is sent. Create one client per event loop,
+    inside it, and close it there.
+
     Args:
         appid: The official account's AppID.
         secret: Its AppSecret. Never shown in any repr, log line or exception. ``None`` selects
@@ -251,6 +258,9 @@ class AsyncWeChat:
                 timeout = _defaults.TIMEOUT
         self._http = http_client
         sleep = sleep or anyio.sleep
+        self._guard = guard = LoopGuard(
+            http_client.release_closed_loop if isinstance(http_client, SDKHTTPClient) else None
+        )
         token_pipeline = Pipeline(
             http=http_client,
             base_url=base_url,
@@ -259,6 +269,7 @@ class AsyncWeChat:
             timeout=_timeout(token_fetch_timeout),
             sleep=sleep,
             pool=pool,
+            guard=guard,
         )
         self._tokens = TokenManager(
             appid=appid,
@@ -279,6 +290,7 @@ class AsyncWeChat:
             timeout=None if isinstance(timeout, _NotGiven) else _timeout(timeout),
             sleep=sleep,
             pool=pool,
+            guard=guard,
         )
 
     # ------------------------------------------------------------------ areas
@@ -319,7 +331,11 @@ class AsyncWeChat:
         return self._tokens
 
     async def access_token(self) -> str:
-        """A fresh access token, for calling WeChat APIs this SDK does not cover."""
+        """A fresh access token, for calling WeChat APIs this SDK does not cover.
+
+        Raises :class:`TokenError` (:class:`TokenFetchError` for a failing token endpoint) or
+        :class:`ConfigurationError` (wrong appid, secret or IP) when there is none to be had.
+        """
         return await self._tokens.get()
 
     def with_options(
@@ -354,8 +370,18 @@ class AsyncWeChat:
         return clone
 
     async def aclose(self) -> None:
-        """Close the HTTP client if the SDK created it."""
-        if self._owns_http:
+        """Close the HTTP client if the SDK created it.
+
+        From another event loop than the one the client was used in (its first loop ended with
+        the client open), the connections of that loop cannot be closed from here: they are
+        dropped, and the client is closed all the same.
+        """
+        if not self._owns_http:
+            return
+        if self._guard.matches():
+            await self._http.aclose()
+            return
+        with contextlib.suppress(Exception):  # the client is marked closed before this fails
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:

@@ -190,6 +190,13 @@ class Connection:
             self.broken = True
         return answer
 
+    async def aclose_or_forget(self) -> None:
+        """Close; a stream of a closed asyncio loop cannot be, and goes with the garbage."""
+        try:
+            await self.aclose()
+        except RuntimeError:  # "Event loop is closed"
+            del self._stream
+
     async def aclose(self) -> None:
         """Close at once (no TLS close handshake: nothing more is sent or awaited)."""
         self.broken = True

@@ -30,6 +30,10 @@ TOKEN_REFRESH_MARGIN: Final = 300.0
 TOKEN_FETCH_TIMEOUT: Final = 10.0
 #: Seconds a caller waits for another caller's refresh before giving up.
 TOKEN_LOCK_TIMEOUT: Final = 30.0
+#: The longest access token accepted from the token endpoint (WeChat asks to reserve 512).
+TOKEN_MAX_LENGTH: Final = 2048
+#: The longest ``expires_in`` accepted from the token endpoint (WeChat's tokens live 7200 s).
+TOKEN_MAX_LIFETIME: Final = 30 * 86400
 #: ``stable_token`` ``force_refresh``: documented limits.
 FORCE_REFRESH_PER_DAY: Final = 20
 FORCE_REFRESH_MIN_INTERVAL: Final = 30.0
@@ -42,6 +46,7 @@ TOKEN_LOCK_TTL: Final = 15.0
 #: current token while it stays valid for more than this many seconds...
 TOKEN_FALLBACK_MIN_VALIDITY: Final = 30.0
 #: ...and the next attempt waits this many seconds, so callers do not all hit the failing backend.
+#: A failed token fetch is remembered as long: calls meanwhile fail at once with the same error.
 TOKEN_REFRESH_BACKOFF: Final = 5.0
 #: Shared stores: how often a caller waiting for another process's refresh re-reads the store
 #: (first delay, doubling to the maximum, with jitter).

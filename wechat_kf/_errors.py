@@ -4,9 +4,9 @@ WeChat answers almost every failure with HTTP 200 and ``{"errcode": N, "errmsg":
 hierarchy is errcode-first: one table (:data:`ERRCODE_CLASSES`) maps each documented code to the
 class that says what it means. Everything derives from :class:`WeChatError`::
 
-    WeChatError
+    WeChatError                       (.may_have_reached_wechat: False unless it may have)
     ├── APIError                      WeChat answered with errcode != 0 (.errcode .errmsg .rid)
-    │   ├── ServerBusyError           -1: system busy (retried with backoff)
+    │   ├── ServerBusyError           -1: system busy (retried with backoff; see busy_is_unknown)
     │   ├── AccessTokenError          40001 40014 42001 41001: token invalid, not latest, expired
     │   ├── ConfigurationError        40013 40125 40164 61004 89503 40243 40002: fix appid/secret/IP
     │   ├── UnauthorizedError         48001: this account may not call the API
@@ -21,6 +21,7 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │                                 45002 45008 47001 ...: WeChat refused the request's content
     ├── TransportError                no usable HTTP answer (chains the httpx cause)
     │   ├── ConnectFailedError        the request never left: safe to retry
+    │   ├── RequestBuildError         the HTTP client could not build the request: never sent
     │   ├── ResponseTimeoutError      sent, no answer in time: it may have reached WeChat
     │   ├── ConnectionLostError       dropped mid-exchange: it may have reached WeChat
     │   ├── HTTPStatusError           HTTP 4xx/5xx from WeChat or a proxy
@@ -29,7 +30,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     ├── MalformedResponseError        the body is not the JSON shape WeChat documents
     ├── SendCancelledError            bulk send: why a recipient was skipped (stopped, cancelled)
     ├── MessageBuildError             bulk send: the message callable failed for a recipient
-    ├── TokenError                    the SDK could not get an access token
+    ├── TokenError                    the SDK could not get an access token: nothing was sent
+    │   ├── TokenFetchError           the token endpoint failed (HTTP error, timeout, bad answer)
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
     │   ├── ForceRefreshLimitedError  stable_token force_refresh limit (20/day, 30 s apart)
     │   ├── TokenUnavailableError     read-only store holds no usable token
@@ -44,14 +46,20 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── DecryptError              Encrypt cannot be decrypted (base64, length, padding, key)
     │   ├── BodyTooLargeError         body above max_body_size
     │   ├── XMLParseError             not well-formed XML (or the root is not <xml>)
-    │   │   └── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   │   ├── HostileXMLError       DOCTYPE, entity declaration or external entity: refused
+    │   │   └── XMLLimitError         more elements or deeper nesting than a push has: refused
     │   ├── MalformedCallbackError    well-formed, but not the documented shape
     │   ├── DuplicateStoreError       the shared duplicate store (Redis) failed (a StoreError)
     │   └── MissingDependencyError    (also ImportError) safe mode without cryptography
+    ├── ClientUsageError (RuntimeError)  the client cannot be used here: nothing was sent
+    │   ├── ClientClosedError         used after aclose()
+    │   └── EventLoopChangedError     used from another event loop than the one it started in
     └── ValidationError (ValueError)  bad input caught before any request (.field .limit)
 
-No exception text produced here carries an access token or a secret: messages are built from
-errcodes, WeChat's ``errmsg`` (which never echoes them) and redacted URLs.
+No exception here carries an access token, a secret or an AES key, anywhere in its chain: messages
+are built from errcodes, WeChat's ``errmsg`` (redacted) and redacted text, and a foreign exception
+is never chained as it was raised: ``__cause__`` is a scrubbed copy (an httpx exception whose
+URL and text are redacted, or a :class:`~wechat_kf._redaction.ScrubbedCause` naming the original).
 """
 
 from __future__ import annotations
@@ -64,11 +72,14 @@ __all__ = [
     "ERRCODE_CLASSES",
     "APIError",
     "AccessTokenError",
+    "ClientClosedError",
+    "ClientUsageError",
     "ConfigurationError",
     "ConnectFailedError",
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "EventLoopChangedError",
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "InvalidRequestError",
@@ -76,6 +87,7 @@ __all__ = [
     "MessageBuildError",
     "MinuteQuotaError",
     "RateLimitError",
+    "RequestBuildError",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -84,6 +96,7 @@ __all__ = [
     "ServerBusyError",
     "StoreError",
     "TokenError",
+    "TokenFetchError",
     "TokenRefreshTimeoutError",
     "TokenStoreError",
     "TokenUnavailableError",
@@ -97,7 +110,15 @@ __all__ = [
 
 
 class WeChatError(Exception):
-    """Base class of every exception raised by wechat_kf."""
+    """Base class of every exception raised by wechat_kf.
+
+    ``may_have_reached_wechat`` tells whether WeChat may have acted on the request the error is
+    about. It is ``False`` unless the request left and no answer says what happened (transport
+    errors after sending, a garbled answer): a failure before any request left (bad input, no
+    access token, a closed client) is never "may have reached WeChat".
+    """
+
+    may_have_reached_wechat: bool = False
 
 
 # --------------------------------------------------------------------------- API errors
@@ -132,11 +153,18 @@ class APIError(WeChatError):
         super().__init__(text)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.errcode, self.errmsg), {"hint": self.hint})
+        return (type(self), (self.errcode, self.errmsg), {**vars(self), "hint": self.hint})
 
 
 class ServerBusyError(APIError):
-    """-1: WeChat is busy. Retried with backoff by the SDK before it reaches you."""
+    """-1: WeChat is busy. Retried with backoff by the SDK before it reaches you.
+
+    The retry rests on an **assumption**: that WeChat did nothing with a request it answered
+    ``-1``. WeChat documents ``-1`` as "system busy, retry later" but does not say that the
+    request had no effect. Sends made with ``busy_is_unknown=True`` drop the assumption: a ``-1``
+    is not retried and the error has ``may_have_reached_wechat = True`` (bulk sends report the
+    recipient ``unknown``).
+    """
 
     hint = "WeChat is busy; retry later"
 
@@ -307,6 +335,15 @@ class ConnectFailedError(TransportError):
     may_have_reached_wechat = False
 
 
+class RequestBuildError(TransportError):
+    """The HTTP client could not build the request (an invalid URL or header): never sent.
+
+    Never retried: the same request fails the same way.
+    """
+
+    may_have_reached_wechat = False
+
+
 class ResponseTimeoutError(TransportError):
     """The request was sent but no answer came in time: WeChat may have acted on it."""
 
@@ -345,7 +382,12 @@ class SendInterruptedError(TransportError):
 
 
 class MalformedResponseError(WeChatError):
-    """The response body is not the JSON shape WeChat documents (``__cause__`` says why)."""
+    """The response body is not the JSON shape WeChat documents (``__cause__`` says why).
+
+    Something answered, so WeChat may have acted on the request (``may_have_reached_wechat``).
+    """
+
+    may_have_reached_wechat = True
 
     def __init__(self, message: str, *, body_excerpt: str = "") -> None:
         self.body_excerpt = body_excerpt
@@ -372,7 +414,29 @@ class MessageBuildError(WeChatError):
 
 
 class TokenError(WeChatError):
-    """The SDK could not obtain a usable access token."""
+    """The SDK could not obtain a usable access token, so the call's request was never sent.
+
+    ``next_attempt_at`` (unix time, or ``None``) is when the SDK asks WeChat for a token again;
+    calls before then fail at once with the same error instead of waiting on a failing service.
+    """
+
+    def __init__(self, message: str, *, next_attempt_at: float | None = None) -> None:
+        self.next_attempt_at = next_attempt_at
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self),), vars(self))
+
+
+class TokenFetchError(TokenError):
+    """The token endpoint gave no usable token: HTTP error, timeout, lost connection, busy,
+    quota, or an answer that is not a token (HTML, bad JSON, an unusable ``access_token`` or
+    ``expires_in``). ``__cause__`` is that error (e.g. :class:`HTTPStatusError`,
+    :class:`MalformedResponseError`).
+
+    The call that needed the token was not sent. A wrong appid, secret or IP is not this error
+    but :class:`ConfigurationError`: fix the configuration.
+    """
 
 
 class TokenRefreshTimeoutError(TokenError):
@@ -382,7 +446,9 @@ class TokenRefreshTimeoutError(TokenError):
 class ForceRefreshLimitedError(TokenError):
     """A ``force_refresh`` of the stable token was needed but its documented limit forbids it.
 
-    WeChat allows 20 forced refreshes per day, at least 30 seconds apart.
+    WeChat allows 20 forced refreshes per day, at least 30 seconds apart. The SDK remembers the
+    refusal for the rejected token: until ``next_attempt_at`` every call that sees that token
+    rejected fails at once with this error, without asking WeChat again.
     """
 
 
@@ -404,6 +470,31 @@ class TokenStoreError(TokenError, StoreError):
 
     ``__cause__`` is the backend's exception. Raised within the store's own timeout: a store
     outage is never a silent unbounded wait.
+    """
+
+
+# --------------------------------------------------------------------------- client use
+
+
+class ClientUsageError(WeChatError, RuntimeError):
+    """The client cannot be used here (closed, or another event loop): nothing was sent."""
+
+
+class ClientClosedError(ClientUsageError):
+    """The client was used after ``aclose()`` (or its HTTP client was closed by its owner).
+
+    Create the client when your application starts, close it once at shutdown (``async with
+    AsyncWeChat(...)`` around the application's lifetime, e.g. in a lifespan handler).
+    """
+
+
+class EventLoopChangedError(ClientUsageError):
+    """The client was used from another event loop than the one it made its first call in.
+
+    Its connections (and locks) belong to the first loop. Typical cause: ``asyncio.run()`` called
+    more than once (Django views through ``async_to_sync``, Celery tasks, cron scripts) with one
+    client made at import time. Create one client per event loop, inside it (``async with
+    AsyncWeChat(...)`` in the coroutine that ``asyncio.run`` runs), and close it there.
     """
 
 

@@ -22,18 +22,22 @@ import httpx
 from wechat_kf._converter import INTEGER, structure
 from wechat_kf._errors import (
     APIError,
+    ClientClosedError,
     ConnectFailedError,
     ConnectionLostError,
     HTTPStatusError,
     MalformedResponseError,
+    RequestBuildError,
     ResponseTimeoutError,
+    ServerBusyError,
     TransportError,
     ValidationError,
     WeChatError,
     api_error,
 )
 from wechat_kf._http11 import Answer
-from wechat_kf._redaction import get_logger, redact, scrub_httpx_error
+from wechat_kf._loops import LoopGuard
+from wechat_kf._redaction import ScrubbedCause, get_logger, redact, scrubbed
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
 from wechat_kf._transport import DirectSender, PoolSizer
@@ -86,9 +90,13 @@ def decode_body(content: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(content)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int limit
+        cause: BaseException | None = scrubbed(exc)  # JSONDecodeError.doc: the whole body
+    else:
+        cause = None
+    if cause is not None:
         raise MalformedResponseError(
             "response is not JSON", body_excerpt=_excerpt(content)
-        ) from exc
+        ) from cause
     if not isinstance(payload, dict):
         raise MalformedResponseError(
             "response is not a JSON object", body_excerpt=_excerpt(content)
@@ -110,19 +118,32 @@ def errcode_of(payload: Mapping[str, Any]) -> int:
     raise MalformedResponseError(f"errcode is not an integer: {type(errcode).__name__}")
 
 
-def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> TransportError:
-    scrub_httpx_error(exc)
+def _transport_error(exc: Exception, endpoint: Endpoint) -> TransportError:
+    """The typed error for what the HTTP client raised, chained to a scrubbed copy of it."""
     cls: type[TransportError]
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         cls = ConnectFailedError
     elif isinstance(exc, httpx.TimeoutException):
         cls = ResponseTimeoutError
+    elif isinstance(exc, httpx.LocalProtocolError | httpx.InvalidURL | UnicodeEncodeError):
+        cls = RequestBuildError  # refused before anything was written: an invalid URL or header
     elif isinstance(exc, httpx.TransportError):
         cls = ConnectionLostError
     else:
-        cls = TransportError
-    detail = redact(str(exc)) or type(exc).__name__
-    return cls(f"{type(exc).__name__}: {detail}", method=endpoint.method, path=endpoint.path)
+        cls = TransportError  # something else went wrong in the HTTP client: assume the worst
+    cause = scrubbed(exc)
+    detail = str(cause) if isinstance(cause, ScrubbedCause) else f"{type(exc).__name__}: {cause}"
+    error = cls(detail, method=endpoint.method, path=endpoint.path)
+    error.__cause__ = cause
+    return error
+
+
+def _closed_error(endpoint: Endpoint) -> ClientClosedError:
+    return ClientClosedError(
+        f"{endpoint.method} {endpoint.path}: the client is closed (aclose() was called, or the "
+        "owner of its httpx.AsyncClient closed it); nothing was sent. Keep one client open for "
+        "the application's lifetime and close it once at shutdown"
+    )
 
 
 class Pipeline:
@@ -131,6 +152,7 @@ class Pipeline:
     __slots__ = (
         "_base_url",
         "_direct",
+        "_guard",
         "_http",
         "_pool",
         "_sleep",
@@ -151,8 +173,10 @@ class Pipeline:
         timeout: httpx.Timeout | None,
         sleep: Sleep,
         pool: PoolSizer | None = None,
+        guard: LoopGuard | None = None,
     ) -> None:
         self._http = http
+        self._guard = guard if guard is not None else LoopGuard()
         self._base_url = base_url.rstrip("/")
         self.tokens: TokenManager | None = tokens
         self.retry: RetryPolicy = retry
@@ -185,6 +209,7 @@ class Pipeline:
             timeout=timeout if timeout is not None else self._timeout_or_none(),
             sleep=self._sleep,
             pool=self._pool,
+            guard=self._guard,
         )
 
     def _token_url(
@@ -287,6 +312,8 @@ class Pipeline:
         content: bytes | None,
         files: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
+        if not self._guard.matches():
+            await self._guard.refuse(endpoint.method, endpoint.path)
         headers = None if content is None else _JSON_HEADERS
         direct = self._direct if files is None else None
         url = self._base_url + endpoint.path
@@ -313,8 +340,18 @@ class Pipeline:
                     response = await self._exchange(
                         endpoint.method, full_url, content, files, headers, direct, url
                     )
-                except httpx.HTTPError as exc:
-                    raise _transport_error(exc, endpoint) from exc
+                except Exception as exc:  # httpx's errors, and anything else the client raises
+                    failure: WeChatError | None = (
+                        _closed_error(endpoint)
+                        if self._http.is_closed
+                        else _transport_error(exc, endpoint)
+                    )
+                else:
+                    failure = None
+                if failure is not None:
+                    # Raised outside the except block: the client's own exception (its request
+                    # URL holds the access token) must not stay chained as the __context__.
+                    raise failure
                 status = response.status_code
                 if logger.isEnabledFor(logging.DEBUG):  # every exchange, whichever transport
                     logger.debug(
@@ -336,11 +373,14 @@ class Pipeline:
                 if errcode == 0:
                     return payload
                 errmsg = payload.get("errmsg")
-                raise api_error(
+                error = api_error(
                     errcode,
                     redact(errmsg) if isinstance(errmsg, str) else "",
                     token_endpoint=not endpoint.authenticated,
                 )
+                if endpoint.mode is RetryMode.WRITE_STRICT and isinstance(error, ServerBusyError):
+                    error.may_have_reached_wechat = True  # -1 not trusted to mean "nothing done"
+                raise error
             except APIError as exc:
                 if (
                     tokens is not None
@@ -376,7 +416,7 @@ class Pipeline:
     def _log_retry(
         self, endpoint: Endpoint, error: WeChatError, attempt: int, delay: float
     ) -> None:
-        logger.warning(
+        logger.info(
             "%s %s failed (%s); retry %d/%d in %.2f s",
             endpoint.method,
             endpoint.path,

@@ -262,14 +262,20 @@ class ConnectionPool:
                 return True
         return False
 
-    async def aclose(self) -> None:
-        """Close every idle connection; busy ones are closed as they come back."""
-        self._closed = True
+    def take_idle(self) -> list[Connection]:
+        """Every idle connection, out of the pool (their slots freed): the caller closes them."""
         idle = [connection for queue in self._idle.values() for connection in queue]
         self._idle.clear()
         self._count -= len(idle)
         self._idle_count = 0
-        for connection in idle:
+        while self._count < self.max_connections and self._grant_slot():
+            pass
+        return idle
+
+    async def aclose(self) -> None:
+        """Close every idle connection; busy ones are closed as they come back."""
+        self._closed = True
+        for connection in self.take_idle():
             await connection.aclose()
 
 
@@ -398,6 +404,15 @@ class AnyioTransport(httpx.AsyncBaseTransport):
             doomed = pool.release(connection)
             if doomed is not None:
                 await doomed.aclose()
+
+    async def release_closed_loop(self) -> None:
+        """Let go of the idle connections of an event loop this client no longer runs in.
+
+        A closed asyncio loop's cannot be closed from another (their transports need their
+        loop): they are dropped, to the garbage collector. Trio's close from any run.
+        """
+        for connection in self.pool.take_idle():
+            await connection.aclose_or_forget()
 
     async def aclose(self) -> None:
         """Close the pool's connections."""

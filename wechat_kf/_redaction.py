@@ -99,13 +99,48 @@ def install_log_redaction() -> None:
             _attach(existing)
 
 
-def scrub_httpx_error(exc: httpx.HTTPError) -> None:
-    """Swap the request on an httpx exception for one whose URL carries no secret."""
+class ScrubbedCause(Exception):
+    """Stands in, in an exception chain, for a foreign exception that may hold a secret.
+
+    Its text names the original type (``original_type``) and repeats the original's text,
+    redacted. It has no cause, context, traceback or attribute of its own: whatever the original
+    kept (a response body, a request with its URL, frames with local variables) is neither kept
+    alive nor shown. Build it with :func:`scrubbed`.
+    """
+
+    def __init__(self, text: str, original_type: str) -> None:
+        #: ``module.QualifiedName`` of the exception this stands for.
+        self.original_type = original_type
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.original_type))
+
+
+def _safe_request(exc: httpx.RequestError) -> httpx.Request | None:
     try:
         request = exc.request
     except RuntimeError:  # no request attached
-        return
-    text = str(request.url)
-    redacted = redact(text)
-    if redacted != text:
-        exc.request = httpx.Request(request.method, redacted)
+        return None
+    return httpx.Request(request.method, redact(str(request.url)))
+
+
+def scrubbed(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` that is safe to chain: no secret, no chain, no traceback.
+
+    httpx's request errors are rebuilt as the same class with their text redacted and a
+    request whose URL is redacted (so ``__cause__.request.url`` still says where it went);
+    anything else becomes a :class:`ScrubbedCause`. Chain the copy, and raise outside the
+    ``except`` block that caught ``exc`` (or ``exc`` would still be the ``__context__``).
+    """
+    if isinstance(exc, httpx.RequestError):
+        try:
+            copy = type(exc)(redact(str(exc)), request=_safe_request(exc))
+        except TypeError:  # a subclass with another constructor
+            pass
+        else:
+            return copy
+    kind = type(exc)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    text = redact(str(exc))
+    return ScrubbedCause(f"{name}: {text}" if text else name, name)

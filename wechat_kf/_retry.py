@@ -2,8 +2,13 @@
 
 Two kinds of endpoint: reads (idempotent: lists, records, token fetches) and writes (a message
 send, an account or session change: not idempotent). A write is retried only when the request
-provably never left this process or WeChat answered ``-1`` (busy, nothing done); never after a
-read timeout or a dropped connection, because WeChat may already have acted on it.
+provably never left this process or WeChat answered ``-1`` (busy); never after a read timeout or
+a dropped connection, because WeChat may already have acted on it.
+
+Retrying a write after ``-1`` rests on an **assumption**: that WeChat did nothing with a request
+it answered "system busy". WeChat's documentation says to retry later, not that nothing
+happened. ``RetryMode.WRITE_STRICT`` (``busy_is_unknown=True`` on the send methods) drops it: a
+``-1`` is then an outcome that may have reached WeChat, and never retried.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from wechat_kf._errors import (
     ConnectFailedError,
     HTTPStatusError,
     MinuteQuotaError,
+    RequestBuildError,
     ServerBusyError,
     TransportError,
     WeChatError,
@@ -35,12 +41,14 @@ class RetryMode(enum.Enum):
 
     ``READ``: idempotent, retried on any transient failure, 45011 waits for the next minute.
     ``TOKEN``: a token fetch: like ``READ``, but never waits out 45011 (callers are waiting on
-    the refresh). ``WRITE``: not idempotent: only when it never left, or on -1.
+    the refresh). ``WRITE``: not idempotent: only when it never left, or on -1 (assumed to mean
+    nothing was done). ``WRITE_STRICT``: only when it never left; a -1 may have been acted on.
     """
 
     READ = "read"
     TOKEN = "token"
     WRITE = "write"
+    WRITE_STRICT = "write_strict"
 
 
 def _seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -91,11 +99,13 @@ class RetryPolicy:
 
     def delay_for(self, error: WeChatError, mode: RetryMode, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``error``, or ``None`` to give up."""
-        if attempt >= self.max_retries:
+        if attempt >= self.max_retries or isinstance(error, RequestBuildError):
             return None
-        if isinstance(error, ServerBusyError | ConnectFailedError):
+        if isinstance(error, ConnectFailedError):
             return self.backoff(attempt)
-        if mode is RetryMode.WRITE:
+        if isinstance(error, ServerBusyError):
+            return None if mode is RetryMode.WRITE_STRICT else self.backoff(attempt)
+        if mode is RetryMode.WRITE or mode is RetryMode.WRITE_STRICT:
             return None
         if isinstance(error, HTTPStatusError):
             if error.status_code != 429 and error.status_code < 500:

@@ -53,6 +53,7 @@ import collections
 import enum
 import os
 import random
+import re
 import secrets
 import socket
 import threading
@@ -65,15 +66,16 @@ import attrs
 
 from wechat_kf import _defaults
 from wechat_kf._errors import (
+    ClientUsageError,
+    ConfigurationError,
     ForceRefreshLimitedError,
     MalformedResponseError,
-    RateLimitError,
-    ServerBusyError,
     TokenError,
+    TokenFetchError,
     TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
-    TransportError,
+    WeChatError,
 )
 from wechat_kf._redaction import get_logger
 
@@ -94,15 +96,18 @@ __all__ = [
 logger: Final = get_logger("wechat_kf.tokens")
 
 #: Failures of a refresh ahead of expiry that the still-valid current token rides out: the store
-#: (Redis) or WeChat is briefly unavailable. Configuration errors (wrong appid, secret, IP) and
-#: anything else still raise.
-_TRANSIENT_REFRESH_ERRORS: Final = (
-    TokenError,
-    TransportError,
-    ServerBusyError,
-    RateLimitError,
-    MalformedResponseError,
+#: (Redis) or the token endpoint is briefly unavailable (every failure of the token endpoint is a
+#: TokenFetchError). Configuration errors (wrong appid, secret, IP) and anything else still raise.
+_TRANSIENT_REFRESH_ERRORS: Final = (TokenError,)
+#: Errors of the token endpoint that are raised as they are, not as a TokenFetchError: a wrong
+#: appid, secret or IP (only the configuration can fix it), and a client used wrongly.
+_UNWRAPPED_FETCH_ERRORS: Final = (ConfigurationError, ClientUsageError)
+#: An access token as it can travel in a query string: printable ASCII without space, ``#``,
+#: ``%``, ``&`` or ``+`` (WeChat's are letters, digits, ``_`` and ``-``).
+_TOKEN_VALUE: Final = re.compile(
+    rf"[\x21\x22\x24\x27-\x2a\x2c-\x7e]{{1,{_defaults.TOKEN_MAX_LENGTH}}}"
 )
+_DIGITS: Final = re.compile(r"\s*[0-9]{1,12}\s*")
 
 
 @attrs.frozen
@@ -344,16 +349,39 @@ Fetcher = Callable[[bool], Awaitable[AccessToken]]
 
 
 def token_from_payload(payload: dict[str, Any], now: float) -> AccessToken:
-    """Build an :class:`AccessToken` from a token endpoint's decoded answer."""
+    """Build an :class:`AccessToken` from a token endpoint's decoded answer.
+
+    Only a usable token is built: its value must be able to travel in a URL (printable ASCII,
+    at most ``TOKEN_MAX_LENGTH`` characters) and its lifetime must be a whole number of seconds
+    in ``1..TOKEN_MAX_LIFETIME`` (a digit string or an integral float is read as one). Anything
+    else is a :class:`MalformedResponseError` that names the rule, never the value.
+    """
     value = payload.get("access_token")
-    expires_in = payload.get("expires_in")
     if not isinstance(value, str) or not value:
         raise MalformedResponseError("token response has no access_token string")
-    if isinstance(expires_in, str) and expires_in.isascii() and expires_in.isdigit():
+    if not _TOKEN_VALUE.fullmatch(value):
+        raise MalformedResponseError(
+            f"token response: access_token is not usable in a URL (printable ASCII without "
+            f"space, '#', '%', '&' or '+', at most {_defaults.TOKEN_MAX_LENGTH} characters; "
+            f"got {len(value)} characters)"
+        )
+    return AccessToken(value, now + _lifetime(payload.get("expires_in")))
+
+
+def _lifetime(expires_in: object) -> int:
+    if isinstance(expires_in, str) and _DIGITS.fullmatch(expires_in):
+        expires_in = int(expires_in)  # WeChat's docs show a number; a digit string is read too
+    elif isinstance(expires_in, float) and expires_in.is_integer():
         expires_in = int(expires_in)
-    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
-        raise MalformedResponseError("token response has no positive integer expires_in")
-    return AccessToken(value, now + expires_in)
+    if (
+        not isinstance(expires_in, int)
+        or isinstance(expires_in, bool)
+        or not 0 < expires_in <= _defaults.TOKEN_MAX_LIFETIME
+    ):
+        raise MalformedResponseError(
+            f"token response has no expires_in in 1..{_defaults.TOKEN_MAX_LIFETIME} seconds"
+        )
+    return expires_in
 
 
 class TokenManager:
@@ -409,6 +437,12 @@ class TokenManager:
         #: A token this refresh fetched but could not store while others changed the store: used
         #: for the call that fetched it, never cached (the next call reads the store again).
         self._orphan: AccessToken | None = None
+        #: The last failure of the token endpoint while it is remembered: until its
+        #: ``next_attempt_at`` callers get it again at once instead of calling the endpoint.
+        self._failure: TokenFetchError | None = None
+        #: A force refresh refused for a rejected token: ``(token, error)``. Until the error's
+        #: ``next_attempt_at``, seeing that token rejected again raises at once (no request).
+        self._force_refused: tuple[str, ForceRefreshLimitedError] | None = None
         #: How many times this manager called the token endpoint (for tests and metrics).
         self.fetch_count: int = 0
 
@@ -443,10 +477,12 @@ class TokenManager:
     async def invalidate(self) -> None:
         """Forget the current token here and in the store; the next call fetches a new one.
 
-        Read-only managers only forget their in-memory copy: they never write the store.
+        Remembered failures (a failed fetch, a refused force refresh) are forgotten too. Read-only
+        managers only forget their in-memory copy: they never write the store.
         """
         self._cached = None
         self._retry_at = 0.0
+        self._failure = self._force_refused = None
         if self._fetch is not None:
             await self.store.delete(self.appid)
 
@@ -569,6 +605,7 @@ class TokenManager:
         if stored is not None and self._usable(stored, rejected):
             return stored
         self._offer_spare(stored, rejected)
+        self._check_remembered(rejected)
         token = await self._fetch_counted(fetch, force=False)
         if rejected is not None and token.value == rejected:
             token = await self._force_refresh(fetch, rejected)
@@ -665,6 +702,7 @@ class TokenManager:
                 current = await store.get(self.appid)
                 if current is not None and self._usable(current, rejected):
                     return current
+        self._check_remembered(rejected)
         token = await self._fetch_counted(fetch, force=False)
         if rejected is not None and token.value == rejected:
             token = await self._force_refresh(fetch, rejected)
@@ -721,15 +759,55 @@ class TokenManager:
             )
         return stored
 
+    def _check_remembered(self, rejected: str | None) -> None:
+        """Raise again, without a request, a failure that is still remembered.
+
+        Called right before a fetch, after the store was read: a token another process
+        stored meanwhile is used, whatever this process remembers.
+        """
+        now = self._clock()
+        refused = self._force_refused
+        if refused is not None and refused[0] == rejected:
+            until = refused[1].next_attempt_at
+            if until is not None and now < until:
+                raise ForceRefreshLimitedError(
+                    f"{refused[1]} (remembered: next force_refresh in {until - now:.0f} s)",
+                    next_attempt_at=until,
+                )
+        failure = self._failure
+        until = None if failure is None else failure.next_attempt_at
+        if failure is not None and until is not None and now < until:
+            again = TokenFetchError(
+                f"{failure} (remembered: next attempt in {until - now:.1f} s)",
+                next_attempt_at=until,
+            )
+            again.__cause__ = failure.__cause__
+            raise again
+
     async def _fetch_counted(self, fetch: Fetcher, *, force: bool) -> AccessToken:
         self.fetch_count += 1
         logger.debug("fetching access token for %s (force_refresh=%s)", self.appid, force)
-        return await fetch(force)
+        try:
+            token = await fetch(force)
+        except _UNWRAPPED_FETCH_ERRORS:
+            raise
+        except WeChatError as exc:
+            next_attempt_at = self._clock() + _defaults.TOKEN_REFRESH_BACKOFF
+            failure = TokenFetchError(
+                f"could not get an access token for {self.appid} "
+                f"({type(exc).__name__}: {exc}); nothing was sent; the SDK asks the token "
+                f"endpoint again in {_defaults.TOKEN_REFRESH_BACKOFF:g} s",
+                next_attempt_at=next_attempt_at,
+            )
+            self._failure = failure
+            raise failure from exc
+        self._failure = None
+        return token
 
     async def _force_refresh(self, fetch: Fetcher, rejected: str) -> AccessToken:
         if self.endpoint is not TokenEndpoint.STABLE:
             # The classic endpoint always issues a new token; an equal one is WeChat's problem.
-            raise ForceRefreshLimitedError("the token endpoint returned the rejected token again")
+            raise self._refused(rejected, "the token endpoint returned the rejected token again")
         now = self._clock()
         per_day = _defaults.FORCE_REFRESH_PER_DAY
         interval = _defaults.FORCE_REFRESH_MIN_INTERVAL
@@ -741,17 +819,34 @@ class TokenManager:
             claim = claim_in(self._forced, now=now, per_day=per_day, min_interval=interval)
         claim = ForceRefreshClaim(claim)
         if claim is ForceRefreshClaim.DAILY_LIMIT:
-            raise ForceRefreshLimitedError(
+            raise self._refused(
+                rejected,
                 f"stable_token keeps returning a rejected token and force_refresh was used "
-                f"{per_day} times in 24 h (WeChat's daily limit)"
+                f"{per_day} times in 24 h (WeChat's daily limit)",
             )
         if claim is ForceRefreshClaim.TOO_SOON:
-            raise ForceRefreshLimitedError(
+            raise self._refused(
+                rejected,
                 f"stable_token returned a rejected token and the last force_refresh was less "
-                f"than {interval:g} s ago (WeChat's minimum interval)"
+                f"than {interval:g} s ago (WeChat's minimum interval)",
             )
         logger.warning("access token for %s rejected though current: force_refresh", self.appid)
         token = await self._fetch_counted(fetch, force=True)
         if token.value == rejected:
-            raise ForceRefreshLimitedError("force_refresh returned the rejected token again")
+            raise self._refused(rejected, "force_refresh returned the rejected token again")
         return token
+
+    def _refused(self, rejected: str, reason: str) -> ForceRefreshLimitedError:
+        """The error for a force refresh refused for ``rejected``, remembered for that token.
+
+        The SDK tries again (one token request) after ``FORCE_REFRESH_MIN_INTERVAL`` seconds;
+        until then every rejection of that token fails at once with this error.
+        """
+        wait = _defaults.FORCE_REFRESH_MIN_INTERVAL
+        error = ForceRefreshLimitedError(
+            f"WeChat rejected the access token of {self.appid} and {reason}; nothing was sent; "
+            f"the SDK tries a force_refresh again in {wait:g} s",
+            next_attempt_at=self._clock() + wait,
+        )
+        self._force_refused = (rejected, error)
+        return error

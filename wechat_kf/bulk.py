@@ -12,10 +12,12 @@ yields each :class:`SendResult` as it happens, in constant memory. Both run on t
   message (``openid -> message``, sync or async) is called per recipient.
 * Every recipient gets exactly one result (see :class:`SendStatus`). Sends are never retried
   unless the request provably never left or WeChat answered busy (-1), as for ``send``: a
-  recipient is never sent the notice twice because of the SDK.
+  recipient is never sent the notice twice because of the SDK. (Retrying after -1 assumes that
+  WeChat did nothing; ``busy_is_unknown=True`` reports such a recipient ``unknown`` instead.)
 * An error that every further send would hit too (:data:`STOP_ERRORS`: the daily quota 45009,
-  a configuration error, a missing permission) stops the run: requests in flight finish and
-  the recipients not yet attempted are reported ``skipped`` with that error as the reason.
+  a configuration error, a missing permission, no access token to be had, a closed client)
+  stops the run: requests in flight finish and the recipients not yet attempted are reported
+  ``skipped`` with that error as the reason.
 * :meth:`SendControl.stop` stops a run the same way (cooperative cancellation). Workers waiting
   for the rate limiter stop waiting at once (their slots are given back) and their recipients
   are reported ``skipped``: a stop never waits out the rate.
@@ -51,13 +53,13 @@ from wechat_kf import _defaults
 from wechat_kf import _validation as check
 from wechat_kf._errors import (
     APIError,
+    ClientUsageError,
     ConfigurationError,
     DailyQuotaError,
-    MalformedResponseError,
     MessageBuildError,
     SendCancelledError,
     SendInterruptedError,
-    TransportError,
+    TokenError,
     UnauthorizedError,
     WeChatError,
 )
@@ -89,11 +91,16 @@ __all__ = [
 
 logger: Final = get_logger("wechat_kf")
 
-#: Errors that stop a bulk send: every further send would fail the same way.
-STOP_ERRORS: Final[tuple[type[APIError], ...]] = (
+#: Errors that stop a bulk send: every further send would fail the same way. A
+#: :class:`TokenError` means the SDK cannot get an access token (the token endpoint or the
+#: token store is down, a rejected token cannot be force-refreshed yet): the recipients not
+#: attempted are ``skipped`` rather than each waiting on the token service in turn.
+STOP_ERRORS: Final[tuple[type[WeChatError], ...]] = (
     DailyQuotaError,
     ConfigurationError,
     UnauthorizedError,
+    TokenError,
+    ClientUsageError,
 )
 
 #: The recipients of a bulk send: openids, from any iterable or async iterable.
@@ -114,10 +121,12 @@ class SendStatus(str, enum.Enum):
     #: WeChat accepted the message.
     SENT = "sent"
     #: Not delivered: WeChat refused it (a typed :class:`APIError`), the request never left
-    #: (:class:`ConnectFailedError`), or it failed before any request (bad openid, message).
+    #: (:class:`ConnectFailedError`; no access token: a :class:`TokenError`), or it failed
+    #: before any request (bad openid, message).
     FAILED = "failed"
     #: The request may have reached WeChat but no answer says so (read timeout, connection
-    #: lost after sending, HTTP 5xx, cancelled in flight). Do not resend blindly.
+    #: lost after sending, HTTP 5xx, a garbled answer, cancelled in flight, ``-1`` with
+    #: ``busy_is_unknown=True``). Do not resend blindly.
     UNKNOWN = "unknown"
     #: Not attempted; ``error`` says why (the error that stopped the run, or the cancellation).
     SKIPPED = "skipped"
@@ -611,17 +620,14 @@ class _Run:
             self._inflight.add(scope)
             try:
                 await self._pipeline.call(self._endpoint, content=body)
-            except APIError as exc:
-                status, error = SendStatus.FAILED, exc
+            except WeChatError as exc:
+                # unknown: it left and no answer says what happened (a read timeout, a lost
+                # connection, a garbled answer, -1 with busy_is_unknown); failed: WeChat refused
+                # it, or it never left (no access token, the connection could not be made).
+                error = exc
+                status = SendStatus.UNKNOWN if exc.may_have_reached_wechat else SendStatus.FAILED
                 if isinstance(exc, STOP_ERRORS):
                     self.halt(exc)
-            except TransportError as exc:
-                status = SendStatus.UNKNOWN if exc.may_have_reached_wechat else SendStatus.FAILED
-                error = exc
-            except MalformedResponseError as exc:
-                status, error = SendStatus.UNKNOWN, exc  # something answered: it may have acted
-            except WeChatError as exc:  # no token, ...: the request never left
-                status, error = SendStatus.FAILED, exc
             finally:
                 self._inflight.discard(scope)
         if scope.cancelled_caught:

@@ -22,6 +22,8 @@ from wechat_kf.messages import Message, envelope
 __all__ = ["MessageAPI"]
 
 SEND: Final = Endpoint("POST", "/cgi-bin/message/custom/send", RetryMode.WRITE)
+#: A send that does not trust -1 to mean "nothing done" (``busy_is_unknown=True``).
+SEND_BUSY_UNKNOWN: Final = Endpoint("POST", SEND.path, RetryMode.WRITE_STRICT)
 _TYPING: Final = Endpoint("POST", "/cgi-bin/message/custom/typing", RetryMode.WRITE)
 
 
@@ -37,20 +39,26 @@ class MessageAPI(APIResource):
         *,
         kf_account: str | None = None,
         ai_generated: bool = False,
+        busy_is_unknown: bool = False,
     ) -> None:
         """Send ``message`` to the user ``openid``.
 
         ``kf_account`` sends as that agent (its avatar and nickname show). ``ai_generated``
         marks AI-generated content (``aimsgcontext.is_ai_msg = 1``). Outside the user's
         response window WeChat answers :class:`~wechat_kf.ResponseWindowError` (45015), past the
-        window's quota :class:`~wechat_kf.ResponseQuotaError` (45047). A send is retried only
-        when it provably never left or WeChat said busy (-1): never sent twice by the SDK.
+        window's quota :class:`~wechat_kf.ResponseQuotaError` (45047).
+
+        A send is retried only when it provably never left or WeChat said busy (-1). Retrying
+        after -1 rests on an assumption WeChat does not document: that it did nothing with the
+        request. ``busy_is_unknown=True`` drops it: a -1 is not retried and raises
+        :class:`~wechat_kf.ServerBusyError` with ``may_have_reached_wechat = True``. If no
+        access token can be had, a :class:`~wechat_kf.TokenError` says the message was not sent.
         """
         check.openid(openid)
         if kf_account is not None:
             check.kf_account(kf_account)
         body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
-        await self._pipeline.call(SEND, json=body)
+        await self._pipeline.call(SEND_BUSY_UNKNOWN if busy_is_unknown else SEND, json=body)
 
     async def send_many(
         self,
@@ -62,6 +70,7 @@ class MessageAPI(APIResource):
         max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
         rate: float | RateLimiter | None = None,
         control: SendControl | None = None,
+        busy_is_unknown: bool = False,
     ) -> SendReport:
         """Send ``message`` to every openid of ``recipients``; one result each, in input order.
 
@@ -76,18 +85,22 @@ class MessageAPI(APIResource):
         (a refused send, a bad openid, a failing message callable: :class:`MessageBuildError`);
         ``unknown`` when the request may have reached WeChat without an answer saying so (read
         timeout, connection lost, HTTP 5xx); or ``skipped``, not attempted, with the reason. A
-        send is retried only when it provably never left or WeChat said busy: the SDK never
-        sends anyone the message twice.
+        send is retried only when it provably never left or WeChat said busy (-1). Retrying
+        after -1 assumes WeChat did nothing with the request (WeChat does not document it):
+        with ``busy_is_unknown=True`` a -1 is never retried and the recipient is ``unknown``,
+        for sends that must never reach anyone twice.
 
-        The daily quota (45009) and the other :data:`~wechat_kf.bulk.STOP_ERRORS` stop the run:
-        requests in flight finish, and every recipient not attempted is reported ``skipped``
-        with that error (``report.stopped_by``). ``control.stop()`` stops it the same way.
+        The daily quota (45009), no access token to be had (a :class:`~wechat_kf.TokenError`:
+        the token endpoint is down, ...) and the other :data:`~wechat_kf.bulk.STOP_ERRORS` stop
+        the run: requests in flight finish, and every recipient not attempted is reported
+        ``skipped`` with that error (``report.stopped_by``). ``control.stop()`` stops it the
+        same way.
         If the caller is cancelled, no new send starts, requests in flight get a few seconds to
         answer (else they are ``unknown``), and ``control.report`` holds the partial report.
         """
         return await bulk.send_many(
             self._pipeline,
-            SEND,
+            SEND_BUSY_UNKNOWN if busy_is_unknown else SEND,
             recipients,
             message,
             kf_account=kf_account,
@@ -106,6 +119,7 @@ class MessageAPI(APIResource):
         ai_generated: bool = False,
         max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
         rate: float | RateLimiter | None = None,
+        busy_is_unknown: bool = False,
     ) -> SendStream:
         """:meth:`send_many`, streaming each result as it happens, in constant memory.
 
@@ -122,7 +136,7 @@ class MessageAPI(APIResource):
         """
         return bulk.stream_many(
             self._pipeline,
-            SEND,
+            SEND_BUSY_UNKNOWN if busy_is_unknown else SEND,
             recipients,
             message,
             kf_account=kf_account,

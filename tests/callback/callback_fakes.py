@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -134,30 +135,51 @@ def push_xml(fields: Mapping[str, str | int]) -> bytes:
     return ("<xml>" + "".join(parts) + "</xml>").encode()
 
 
+def _now() -> str:
+    return str(int(time.time()))
+
+
 @dataclass
 class FakeWeChat:
-    """Builds the requests WeChat sends and reads the replies it gets."""
+    """Builds the requests WeChat sends and reads the replies it gets.
+
+    Requests are signed with the current time (fresh for the handlers' default 300 s window)
+    (at the moment each is built: fresh for the handlers' default 300 s window however long the
+    test session runs) unless ``timestamp`` says otherwise.
+    """
 
     token: str = TOKEN
     appid: str = APPID
     encoding_aes_key: str | None = None
-    timestamp: str = str(NOW)
+    timestamp: str | None = None
     nonce: str = "1234567890"
     random: bytes = b"R" * 16
 
+    def stamp(self) -> str:
+        """The timestamp to sign with: ``timestamp``, or now."""
+        return _now() if self.timestamp is None else self.timestamp
+
     def url_check(self, echostr: str = "echo-4075181314397890557") -> dict[str, str]:
+        timestamp = self.stamp()
         return {
-            "signature": sha1_signature(self.token, self.timestamp, self.nonce),
-            "timestamp": self.timestamp,
+            "signature": sha1_signature(self.token, timestamp, self.nonce),
+            "timestamp": timestamp,
             "nonce": self.nonce,
             "echostr": echostr,
         }
 
-    def push(self, message: bytes, *, encrypt: bool | None = None) -> tuple[dict[str, str], bytes]:
-        """(query, body) of a push; encrypted when the fake has a key (or ``encrypt``)."""
+    def push(
+        self, message: bytes, *, encrypt: bool | None = None, compatible: bool = False
+    ) -> tuple[dict[str, str], bytes]:
+        """(query, body) of a push; encrypted when the fake has a key (or ``encrypt``).
+
+        ``compatible``: compatibility mode (兼容模式), the plaintext fields and ``<Encrypt>``
+        together in the body, ``signature`` and ``msg_signature`` both in the query.
+        """
+        timestamp = self.stamp()
         query = {
-            "signature": sha1_signature(self.token, self.timestamp, self.nonce),
-            "timestamp": self.timestamp,
+            "signature": sha1_signature(self.token, timestamp, self.nonce),
+            "timestamp": timestamp,
             "nonce": self.nonce,
             "openid": OPENID,
         }
@@ -168,7 +190,10 @@ class FakeWeChat:
         assert self.encoding_aes_key is not None
         encrypted = wechat_encrypt(self.encoding_aes_key, self.appid, message, self.random)
         query["encrypt_type"] = "aes"
-        query["msg_signature"] = sha1_signature(self.token, self.timestamp, self.nonce, encrypted)
+        query["msg_signature"] = sha1_signature(self.token, timestamp, self.nonce, encrypted)
+        if compatible:
+            assert message.endswith(b"</xml>")
+            return query, message[: -len(b"</xml>")] + push_xml({"Encrypt": encrypted})[5:]
         body = push_xml({"ToUserName": ACCOUNT, "Encrypt": encrypted})
         return query, body
 

@@ -39,6 +39,7 @@ from wechat_kf.callback import (
     DecryptError,
     PlaintextPushError,
     SignatureError,
+    StaleTimestampError,
     TextMessage,
     TextReply,
     TransferCustomerService,
@@ -68,7 +69,10 @@ def test_decrypt_reads_the_official_vectors(message: bytes, ciphertext: str) -> 
 def test_the_official_python_sample_push_parses() -> None:
     sample = OFFICIAL_PUSH
     handler = CallbackHandler(
-        token=sample["token"], appid=sample["appid"], encoding_aes_key=SAMPLE_KEY
+        token=sample["token"],
+        appid=sample["appid"],
+        encoding_aes_key=SAMPLE_KEY,
+        timestamp_window=None,  # a recorded push of 2014
     )
     # The sample is "compatible mode": plaintext fields next to <Encrypt>.
     body = (
@@ -272,13 +276,60 @@ def test_plaintext_fields_next_to_encrypt_are_ignored() -> None:
 
 
 def test_encrypted_push_without_a_key_is_a_decrypt_error_after_authentication() -> None:
+    # A safe-mode push (nothing but <Encrypt>) to a handler without the key: authenticated by
+    # its plain signature first (as a compatibility-mode push would be), then refused.
     handler = CallbackHandler(token=TOKEN, appid=APPID)
     query, body = FakeWeChat(encoding_aes_key=KEY).push(text_push())
     with pytest.raises(DecryptError, match="no encoding_aes_key is configured"):
         handler.parse(query, body)
-    query["msg_signature"] = "0" * 40
-    with pytest.raises(SignatureError):
-        handler.parse(query, body)
+    for forged in (
+        {**query, "signature": "0" * 40},
+        {k: v for k, v in query.items() if k != "signature"},
+    ):
+        with pytest.raises(SignatureError):
+            handler.parse(forged, body)
+
+
+class TestCompatibilityMode:
+    """兼容模式: the plaintext fields and <Encrypt> together, signature and msg_signature both."""
+
+    fake = FakeWeChat(encoding_aes_key=KEY)
+
+    def test_a_handler_without_the_key_reads_the_plaintext(self) -> None:
+        handler = CallbackHandler(token=TOKEN, appid=APPID)
+        message = handler.parse(*self.fake.push(text_push("兼容", msg_id=3), compatible=True))
+        assert isinstance(message, TextMessage)
+        assert (message.content, message.msg_id, message.encrypted) == ("兼容", 3, False)
+        assert "Encrypt" not in message.raw
+        assert handler.reply(message, TransferCustomerService()).startswith(b"<xml><ToUser")
+
+    def test_a_handler_without_the_key_checks_the_plain_signature(self) -> None:
+        handler = CallbackHandler(token=TOKEN, appid=APPID)
+        query, body = self.fake.push(text_push(), compatible=True)
+        with pytest.raises(SignatureError, match="signature does not match"):
+            handler.parse({**query, "signature": "0" * 40}, body)
+        stale = FakeWeChat(encoding_aes_key=KEY, timestamp="100")
+        with pytest.raises(StaleTimestampError):
+            handler.parse(*stale.push(text_push(), compatible=True))
+
+    def test_a_handler_with_the_key_decrypts(self) -> None:
+        # The ciphertext wins: the plaintext beside it is not authenticated by msg_signature.
+        handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+        query, body = self.fake.push(text_push("real", msg_id=4), compatible=True)
+        tampered = body.replace(b"<![CDATA[real]]>", b"<![CDATA[forged]]>")
+        message = handler.parse(query, tampered)
+        assert isinstance(message, TextMessage)
+        assert (message.content, message.encrypted) == ("real", True)
+        assert b"<Encrypt>" in handler.reply(message, TransferCustomerService())
+
+    def test_a_quoted_encrypt_in_the_users_text_does_not_hide_the_real_one(self) -> None:
+        # A user writes "<Encrypt>QUJD</Encrypt>": in compatibility mode it sits in the
+        # plaintext <Content> beside the real <Encrypt>; each candidate meets msg_signature.
+        text = "<Encrypt>QUJD</Encrypt>"
+        handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+        message = handler.parse(*self.fake.push(text_push(text), compatible=True))
+        assert isinstance(message, TextMessage)
+        assert message.content == text
 
 
 def test_appid_mismatch_through_the_handler() -> None:
@@ -286,6 +337,17 @@ def test_appid_mismatch_through_the_handler() -> None:
     query, body = FakeWeChat(encoding_aes_key=KEY, appid="wxSOMEONEELSE").push(text_push())
     with pytest.raises(AppIdMismatchError):
         handler.parse(query, body)
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=40).map(lambda b: b * 16))
+def test_block_decryption_is_cbc_with_the_key_as_iv(raw_key: bytes, data: bytes) -> None:
+    # The decryptor is reused (ECB) and the chaining done by hand: exactly CBC, on any data.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = AESKey(base64.b64encode(raw_key).decode()[:43].replace("+", "a").replace("/", "b"))
+    for _ in range(2):  # the second call reuses the decryptor: no state carried over
+        reference = Cipher(algorithms.AES(key._key), modes.CBC(key._key[:16])).decryptor()
+        assert key.decrypt_blocks(data) == reference.update(data) + reference.finalize()
 
 
 # --------------------------------------------------------------------------- key rotation
@@ -322,7 +384,9 @@ class TestKeyRotation:
 
 
 def test_encrypted_transfer_reply_round_trips() -> None:
-    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY, clock=lambda: 1e9)
+    handler = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=KEY, timestamp_window=None, clock=lambda: 1e9
+    )
     fake = FakeWeChat(encoding_aes_key=KEY)
     message = handler.parse(*fake.push(text_push()))
     reply = handler.reply(message, TransferCustomerService(kf_account="kf2001@mywechat"))

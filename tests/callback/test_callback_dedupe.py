@@ -1,4 +1,4 @@
-"""Duplicate detection: keys, the memory store (TTL, bound, atomicity), the deduplicator."""
+"""Duplicate detection: keys, the memory store (contract, TTL, bound), the deduplicator."""
 
 from __future__ import annotations
 
@@ -9,21 +9,23 @@ import anyio.lowlevel
 import pytest
 
 from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat, event_push, push_xml, text_push
-from tests.callback.duplicate_store_contract import DuplicateStoreContract
 from wechat_kf import ValidationError
 from wechat_kf.callback import (
     CallbackHandler,
     Deduplicator,
-    DuplicateState,
+    DuplicateEntry,
     DuplicateStore,
     Incoming,
     MemoryDuplicateStore,
     dedupe_key,
 )
+from wechat_kf.testing.duplicate_store_contract import Advance, DuplicateStoreContract
 
 pytestmark = pytest.mark.anyio
 
 HANDLER = CallbackHandler(token=TOKEN, appid=APPID)
+IN_PROGRESS = DuplicateEntry("in_progress")
+DONE = DuplicateEntry("done", b"success")
 
 
 def parse(body: bytes) -> Incoming:
@@ -56,6 +58,20 @@ def test_event_key_is_user_time_and_event() -> None:
     assert dedupe_key(close) != dedupe_key(create)  # same user, same second, other event
 
 
+def test_a_message_without_msg_id_falls_back_to_user_and_time() -> None:
+    # Real text pushes without <MsgId> exist: WeChat's advice is FromUserName + CreateTime.
+    fields: dict[str, str | int] = {
+        "ToUserName": "gh",
+        "FromUserName": "o",
+        "CreateTime": 5,
+        "MsgType": "text",
+        "Content": "hi",
+    }
+    assert dedupe_key(parse(push_xml(fields))) == "gh:o:5:text"
+    assert dedupe_key(parse(push_xml({**fields, "MsgId": ""}))) == "gh:o:5:text"
+    assert dedupe_key(parse(push_xml({**fields, "CreateTime": 6}))) == "gh:o:6:text"
+
+
 def test_unknown_message_uses_its_msg_id_when_present() -> None:
     fields: dict[str, str | int] = {
         "ToUserName": "gh",
@@ -71,65 +87,67 @@ def test_unknown_message_uses_its_msg_id_when_present() -> None:
 
 
 class TestMemoryDuplicateStore(DuplicateStoreContract):
+    """The contract on the memory store, on a fake clock: nothing sleeps."""
+
     @pytest.fixture
-    def store(self) -> MemoryDuplicateStore:
-        return MemoryDuplicateStore()
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> MemoryDuplicateStore:
+        return MemoryDuplicateStore(clock=clock)
+
+    @pytest.fixture
+    def advance(self, clock: FakeClock) -> Advance:
+        async def advance(seconds: float) -> None:
+            clock.now += seconds
+
+        return advance
 
 
 async def test_len_counts_live_entries() -> None:
     store = MemoryDuplicateStore()
-    await store.seen("k", 10)
-    await store.seen("k", 10)
-    await store.seen("other", 10)
-    await store.mark_done("other", 10)
+    await store.claim("k", 10)
+    await store.claim("k", 10)
+    await store.claim("other", 10)
+    await store.mark_done("other", b"success", 10)
     assert len(store) == 2
+    assert repr(store) == "MemoryDuplicateStore(2 keys)"
 
 
-async def test_entries_expire_and_keep_their_first_expiry() -> None:
+async def test_entries_expire_at_their_ttl_exactly() -> None:
     clock = FakeClock()
     store = MemoryDuplicateStore(clock=clock)
-    assert await store.seen("k", 10) is None
+    assert await store.claim("k", 10) is None
     clock.now += 9.9
-    assert await store.seen("k", 10) == "in_progress"  # does not extend the expiry
+    assert await store.claim("k", 10) == IN_PROGRESS
     clock.now += 0.1
-    assert await store.seen("k", 10) is None  # expired at exactly 10 s: a new push
+    assert await store.claim("k", 10) is None  # expired at exactly 10 s: a new push
     assert len(store) == 1
-
-
-async def test_done_entries_last_their_own_ttl() -> None:
-    clock = FakeClock()
-    store = MemoryDuplicateStore(clock=clock)
-    await store.seen("k", 30)
-    clock.now += 20
-    await store.mark_done("k", 300)  # 300 s from now, not from the claim
-    clock.now += 299.9
-    assert await store.seen("k", 30) == "done"
-    clock.now += 0.1
-    assert await store.seen("k", 30) is None
 
 
 async def test_expired_entries_are_swept() -> None:
     clock = FakeClock()
     store = MemoryDuplicateStore(clock=clock)
     for i in range(100):
-        await store.seen(f"k{i}", 5)
-    await store.mark_done("k0", 5)  # moved behind the others: still swept in order
+        await store.claim(f"k{i}", 5)
+    await store.mark_done("k0", b"success", 5)  # moved behind the others: still swept in order
     clock.now += 6
-    await store.seen("fresh", 5)
+    await store.claim("fresh", 5)
     assert len(store) == 1
 
 
 async def test_the_store_is_bounded_oldest_first() -> None:
     store = MemoryDuplicateStore(max_entries=3)
     for key in "abcd":
-        assert await store.seen(key, 60) is None
+        assert await store.claim(key, 60) is None
     assert len(store) == 3
-    assert await store.seen("a", 60) is None  # "a" was dropped (and is now back)
-    assert await store.seen("d", 60) == "in_progress"
-    await store.mark_done("c", 60)  # the latest write: "d" is now the oldest
-    await store.seen("e", 60)
-    assert await store.seen("c", 60) == "done"
-    assert await store.seen("d", 60) is None
+    assert await store.claim("a", 60) is None  # "a" was dropped (and is now back)
+    assert await store.claim("d", 60) == IN_PROGRESS
+    await store.mark_done("c", b"success", 60)  # the latest write: "d" is now the oldest
+    await store.claim("e", 60)
+    assert await store.claim("c", 60) == DONE
+    assert await store.claim("d", 60) is None
 
 
 def test_store_bound_is_validated() -> None:
@@ -138,27 +156,36 @@ def test_store_bound_is_validated() -> None:
             MemoryDuplicateStore(max_entries=bad)
 
 
+def test_entries() -> None:
+    assert IN_PROGRESS.reply == b""
+    assert not IN_PROGRESS.done
+    assert DONE.done
+    assert DuplicateEntry("done", b"x") != DuplicateEntry("done", b"y")
+
+
 # --------------------------------------------------------------------------- deduplicator
 
 
 class RedisLikeStore:
-    """What a Redis store does: SET key in_progress NX PX, GET, SET key done PX, DEL."""
+    """What a Redis store does: claim script, SET key done:reply PX, DEL; each a round trip."""
 
     def __init__(self) -> None:
-        self.data: dict[str, str] = {}
+        self.data: dict[str, bytes] = {}
         self.calls: list[tuple[str, str, int | None]] = []
 
-    async def seen(self, key: str, ttl: float) -> DuplicateState | None:
-        self.calls.append(("SET NX PX", key, max(1, math.ceil(ttl * 1000))))
+    async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+        await anyio.lowlevel.checkpoint()
+        self.calls.append(("CLAIM", key, max(1, math.ceil(ttl * 1000))))
         if key not in self.data:
-            self.data[key] = "in_progress"
+            self.data[key] = b"in_progress"
             return None
-        return "done" if self.data[key] == "done" else "in_progress"
+        value = self.data[key]
+        return DuplicateEntry("done", value[5:]) if value.startswith(b"done:") else IN_PROGRESS
 
-    async def mark_done(self, key: str, ttl: float) -> None:
+    async def mark_done(self, key: str, reply: bytes, ttl: float) -> None:
         await anyio.lowlevel.checkpoint()  # a network round trip: a cancellation point
         self.calls.append(("SET PX", key, max(1, math.ceil(ttl * 1000))))
-        self.data[key] = "done"
+        self.data[key] = b"done:" + reply
 
     async def forget(self, key: str) -> None:
         await anyio.lowlevel.checkpoint()
@@ -172,16 +199,17 @@ async def test_deduplicator_claims_marks_and_releases_with_namespace_and_ttls() 
     dedupe = Deduplicator(checked, ttl=200, in_progress_ttl=20, namespace="app1:")
     message = parse(text_push(msg_id=9))
     assert await dedupe.claim(message) is None
-    assert await dedupe.claim(parse(text_push(msg_id=9))) == "in_progress"
-    await dedupe.mark_done(message)
-    assert await dedupe.claim(message) == "done"
+    assert await dedupe.claim(parse(text_push(msg_id=9))) == IN_PROGRESS
+    await dedupe.mark_done(message, b"<xml>reply</xml>")
+    assert await dedupe.claim(message) == DuplicateEntry("done", b"<xml>reply</xml>")
     await dedupe.forget(message)
     key = "app1:gh_account0001:msg:9"
+    assert dedupe.key(message) == key
     assert store.calls == [
-        ("SET NX PX", key, 20_000),
-        ("SET NX PX", key, 20_000),
+        ("CLAIM", key, 20_000),
+        ("CLAIM", key, 20_000),
         ("SET PX", key, 200_000),
-        ("SET NX PX", key, 20_000),
+        ("CLAIM", key, 20_000),
         ("DEL", key, None),
     ]
 
@@ -192,9 +220,9 @@ async def test_deduplicator_defaults_to_memory() -> None:
     assert (dedupe.ttl, dedupe.in_progress_ttl) == (300, 30)
     assert dedupe.namespace == "callback:"  # after the store's prefix (Redis: wechat_kf:)
     message = parse(event_push("subscribe"))
-    assert [await dedupe.claim(message) for _ in range(2)] == [None, "in_progress"]
-    await dedupe.mark_done(message)
-    assert await dedupe.claim(message) == "done"
+    assert [await dedupe.claim(message) for _ in range(2)] == [None, IN_PROGRESS]
+    await dedupe.mark_done(message, b"success")
+    assert await dedupe.claim(message) == DONE
     assert "Deduplicator(store=" in repr(dedupe)
     assert "in_progress_ttl=30" in repr(dedupe)
 
@@ -207,12 +235,68 @@ async def test_the_in_progress_claim_is_bounded() -> None:
     crashed, handled = parse(text_push(msg_id=1)), parse(text_push(msg_id=2))
     assert await dedupe.claim(crashed) is None
     assert await dedupe.claim(handled) is None
-    await dedupe.mark_done(handled)
+    await dedupe.mark_done(handled, b"success")
     clock.now += 29.9
-    assert await dedupe.claim(crashed) == "in_progress"
+    assert await dedupe.claim(crashed) == IN_PROGRESS
     clock.now += 0.1
     assert await dedupe.claim(crashed) is None  # the next retry is processed
-    assert await dedupe.claim(handled) == "done"
+    assert await dedupe.claim(handled) == DONE
+
+
+@pytest.mark.parametrize("outcome", ["done", "released"])
+async def test_a_waiting_claim_is_woken_by_the_first_try(outcome: str) -> None:
+    dedupe = Deduplicator()
+    message = parse(text_push(msg_id=3))
+    assert await dedupe.claim(message) is None  # the first try
+    results: list[DuplicateEntry | None] = []
+    waiting = anyio.Event()
+
+    async def retry() -> None:
+        waiting.set()
+        results.append(await dedupe.claim(message, wait=60))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(retry)
+        await waiting.wait()
+        await anyio.lowlevel.checkpoint()
+        assert results == []  # still waiting for the first try
+        if outcome == "done":
+            await dedupe.mark_done(message, b"<xml>first</xml>")
+        else:
+            await dedupe.forget(message)
+    # done: the retry gets the first try's reply; released: the retry now holds the push
+    expected = DuplicateEntry("done", b"<xml>first</xml>") if outcome == "done" else None
+    assert results == [expected]
+    assert await dedupe.claim(message) == (
+        DuplicateEntry("done", b"<xml>first</xml>") if outcome == "done" else IN_PROGRESS
+    )
+
+
+async def test_a_waiting_claim_polls_a_push_another_worker_handles() -> None:
+    # Two deduplicators on one store: two worker processes on one Redis, say.
+    store = RedisLikeStore()
+    first_worker, second_worker = Deduplicator(store), Deduplicator(store)
+    message = parse(text_push(msg_id=4))
+    assert await first_worker.claim(message) is None
+    results: list[DuplicateEntry | None] = []
+
+    async def retry() -> None:
+        results.append(await second_worker.claim(message, wait=60))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(retry)
+        while store.calls.count(("CLAIM", first_worker.key(message), 30_000)) < 2:
+            await anyio.lowlevel.checkpoint()  # the retry read the store once and is now polling it
+        await first_worker.mark_done(message, b"success")
+    assert results == [DONE]
+
+
+async def test_a_waiting_claim_gives_up_after_its_wait() -> None:
+    dedupe = Deduplicator()
+    message = parse(text_push(msg_id=5))
+    assert await dedupe.claim(message) is None
+    assert await dedupe.claim(message, wait=0.05) == IN_PROGRESS
+    assert await dedupe.claim(message, wait=0) == IN_PROGRESS  # no wait: at once
 
 
 @pytest.mark.parametrize("step", ["mark_done", "forget"])
@@ -223,10 +307,11 @@ async def test_store_updates_run_even_when_cancelled(step: str) -> None:
     await dedupe.claim(message)
     with anyio.CancelScope() as scope:
         scope.cancel()
-        await getattr(dedupe, step)(message)
-    assert store.data == (
-        {} if step == "forget" else {dedupe.namespace + dedupe_key(message): "done"}
-    )
+        if step == "mark_done":
+            await dedupe.mark_done(message, b"success")
+        else:
+            await dedupe.forget(message)
+    assert store.data == ({} if step == "forget" else {dedupe.key(message): b"done:success"})
 
 
 @pytest.mark.parametrize("field", ["ttl", "in_progress_ttl"])

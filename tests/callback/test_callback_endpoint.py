@@ -1,18 +1,30 @@
-"""The framework-neutral endpoint: HTTP decisions, dedupe flow, failures (asyncio and trio)."""
+"""The framework-neutral endpoint: HTTP decisions, safe defaults, retries, failures (asyncio, trio)."""
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 
-from tests.callback.callback_fakes import APPID, KEY, NOW, TOKEN, FakeWeChat, event_push, text_push
+from tests.callback.callback_fakes import (
+    APPID,
+    KEY,
+    TOKEN,
+    FakeWeChat,
+    event_push,
+    push_xml,
+    text_push,
+)
+from wechat_kf import ValidationError
 from wechat_kf.callback import (
     CallbackEndpoint,
     CallbackHandler,
     Deduplicator,
+    DuplicateEntry,
     DuplicateStoreError,
     HTTPAnswer,
     Incoming,
@@ -20,6 +32,7 @@ from wechat_kf.callback import (
     MemoryDuplicateStore,
     Reply,
     TextMessage,
+    TextReply,
     TransferCustomerService,
 )
 from wechat_kf.callback._xml import parse_fields
@@ -44,16 +57,14 @@ class Recorder:
         return None
 
 
-def endpoint(
-    recorder: Recorder, *, key: str | None = None, dedupe: bool = True, **kwargs: object
-) -> CallbackEndpoint:
+def endpoint(recorder: Recorder, *, key: str | None = None, **kwargs: object) -> CallbackEndpoint:
     handler = CallbackHandler(
         token=TOKEN,
         appid=APPID,
         encoding_aes_key=key,
         **kwargs,  # type: ignore[arg-type]
     )
-    return CallbackEndpoint(handler, recorder, deduplicator=Deduplicator() if dedupe else None)
+    return CallbackEndpoint(handler, recorder)
 
 
 async def test_url_check_answers_echostr() -> None:
@@ -76,25 +87,95 @@ async def test_message_in_transfer_out_then_session_event(key: str | None) -> No
     assert [type(m) for m in recorder.seen] == [TextMessage, KfCreateSession]
 
 
-async def test_retries_are_answered_success_without_calling_you_again() -> None:
+# --------------------------------------------------------------------------- safe defaults
+
+
+async def test_replay_protection_is_on_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    # A push captured and re-sent 30 days later: refused without any option.
     recorder = Recorder()
-    ep = endpoint(recorder)
-    request = FakeWeChat().push(text_push(msg_id=5))
-    first = await ep.answer("POST", *request)
-    assert b"transfer_customer_service" in first.body
-    for _ in range(3):
-        retry = await ep.answer("POST", *request)
-        assert (retry.status, retry.body) == (200, b"success")
+    ep = CallbackEndpoint(CallbackHandler(token=TOKEN, appid=APPID), recorder)
+    month_ago = str(int(time.time()) - 30 * 86400)
+    replayed = FakeWeChat(timestamp=month_ago).push(text_push(msg_id=12))
+    with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
+        answer = await ep.answer("POST", *replayed)
+    assert (answer.status, answer.body) == (403, b"forbidden")
+    assert "StaleTimestampError" in caplog.text
+    assert recorder.seen == []
+    # timestamp_window=None is the explicit off switch (for tests of old recorded pushes)
+    lenient = CallbackHandler(token=TOKEN, appid=APPID, timestamp_window=None)
+    assert (await CallbackEndpoint(lenient, recorder).answer("POST", *replayed)).status == 200
     assert len(recorder.seen) == 1
 
 
-async def test_without_a_deduplicator_every_try_is_processed() -> None:
+async def test_every_endpoint_deduplicates_by_default() -> None:
     recorder = Recorder()
-    ep = endpoint(recorder, dedupe=False)
+    ep = endpoint(recorder)
+    assert isinstance(ep.deduplicator, Deduplicator)
+    assert isinstance(ep.deduplicator.store, MemoryDuplicateStore)
     request = FakeWeChat().push(text_push(msg_id=5))
-    for _ in range(2):
+    for _ in range(4):  # the first try and WeChat's 3 retries
         await ep.answer("POST", *request)
+    assert len(recorder.seen) == 1
+
+
+async def test_a_store_is_one_argument_away() -> None:
+    store = MemoryDuplicateStore()
+    handler = CallbackHandler(token=TOKEN, appid=APPID)
+    ep = CallbackEndpoint(handler, Recorder(), deduplicator=store)
+    assert ep.deduplicator.store is store
+    await ep.answer("POST", *FakeWeChat().push(text_push(msg_id=5)))
+    assert len(store) == 1
+    dedupe = Deduplicator(store, ttl=600)
+    assert CallbackEndpoint(handler, Recorder(), deduplicator=dedupe).deduplicator is dedupe
+
+
+@pytest.mark.parametrize("bad", [-0.1, 5, 5.5, math.nan, math.inf, True, "4"])
+def test_retry_wait_is_validated(bad: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        CallbackEndpoint(CallbackHandler(token=TOKEN, appid=APPID), Recorder(), retry_wait=bad)  # type: ignore[arg-type]
+    assert info.value.field == "retry_wait"
+    assert CallbackEndpoint(CallbackHandler(token=TOKEN, appid=APPID), Recorder()).retry_wait == 4
+
+
+# --------------------------------------------------------------------------- retries
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+async def test_every_retry_gets_the_first_answer_byte_for_byte(key: str | None) -> None:
+    recorder = Recorder()
+    ep = endpoint(recorder, key=key)
+    fake = FakeWeChat(encoding_aes_key=key)
+    request = fake.push(text_push(msg_id=5))
+    first = await ep.answer("POST", *request)
+    assert (first.status, first.content_type) == (200, XML)
+    plain = fake.open_reply(first.body) if key else first.body
+    assert parse_fields(plain)["MsgType"] == "transfer_customer_service"
+    for _ in range(3):
+        assert await ep.answer("POST", *request) == first  # status, body and headers
+    event = fake.push(event_push("kf_create_session", KfAccount="a@b"))
+    assert await ep.answer("POST", *event) == await ep.answer("POST", *event)
     assert len(recorder.seen) == 2
+
+
+async def test_pushes_without_msg_id_are_deduplicated_by_user_and_time() -> None:
+    recorder = Recorder()
+    ep = endpoint(recorder)
+    no_id = push_xml(
+        {
+            "ToUserName": "gh_account0001",
+            "FromUserName": "oUser_openid_0000000000001",
+            "CreateTime": 1_700_000_001,
+            "MsgType": "text",
+            "Content": "no MsgId here",
+        }
+    )
+    request = FakeWeChat().push(no_id)
+    first = await ep.answer("POST", *request)
+    assert await ep.answer("POST", *request) == first
+    later = FakeWeChat().push(no_id.replace(b"1700000001", b"1700000002"))
+    await ep.answer("POST", *later)
+    assert [m.raw["CreateTime"] for m in recorder.seen] == ["1700000001", "1700000002"]
+    assert all(isinstance(m, TextMessage) and m.msg_id is None for m in recorder.seen)
 
 
 async def test_a_failing_handler_propagates_and_the_retry_is_processed() -> None:
@@ -142,48 +223,71 @@ class Slow:
                 await self.release.wait()  # longer than WeChat's 5 s: it retries meanwhile
                 if self.fail_first:
                     raise RuntimeError("failed after a long time")
-            return TransferCustomerService()
+            return TextReply(content=f"answer {len(self.calls)}")
         finally:
             self.running -= 1
 
 
-def assert_busy(answer: HTTPAnswer) -> None:
-    assert answer.status == 503  # not success: WeChat keeps retrying
-    assert answer.body != b"success"
-    assert answer.headers["Retry-After"] == "5"
+class WatchedStore(MemoryDuplicateStore):
+    """The memory store, telling the test how many claims reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+        self.claimed = anyio.Event()
+
+    async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+        self.claims += 1
+        self.claimed.set()
+        return await super().claim(key, ttl)
+
+    async def claims_reach(self, count: int) -> None:
+        while self.claims < count:
+            self.claimed = anyio.Event()
+            await self.claimed.wait()
 
 
-async def test_a_retry_during_a_slow_success_is_503_then_success() -> None:
+def slow_endpoint(
+    slow: Slow, key: str | None = None, **kwargs: float
+) -> tuple[CallbackEndpoint, WatchedStore]:
+    store = WatchedStore()
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
+    return CallbackEndpoint(handler, slow, deduplicator=store, **kwargs), store
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+async def test_a_retry_during_a_slow_push_waits_and_gets_its_reply(key: str | None) -> None:
     slow = Slow(fail_first=False)
-    ep = CallbackEndpoint(
-        CallbackHandler(token=TOKEN, appid=APPID), slow, deduplicator=Deduplicator()
-    )
-    request = FakeWeChat().push(text_push(msg_id=7))
+    ep, store = slow_endpoint(slow, key)
+    fake = FakeWeChat(encoding_aes_key=key)
+    request = fake.push(text_push(msg_id=7))
     answers: list[HTTPAnswer] = []
 
-    async def first_try() -> None:
+    async def one_try() -> None:
         answers.append(await ep.answer("POST", *request))
 
     async with anyio.create_task_group() as group:
-        group.start_soon(first_try)
+        group.start_soon(one_try)
         await slow.entered.wait()
-        for _ in range(2):
-            assert_busy(await ep.answer("POST", *request))
+        group.start_soon(one_try)  # WeChat's retry, 5 s later
+        await store.claims_reach(2)
+        assert answers == []  # the retry waits: no 503
         slow.release.set()
-    assert b"transfer_customer_service" in answers[0].body
-    retry = await ep.answer("POST", *request)  # marked done only now
-    assert (retry.status, retry.body) == (200, b"success")
+    first, retry = answers
+    assert retry == first  # the same bytes: a reply is never lost to a retry
+    plain = fake.open_reply(first.body) if key else first.body
+    assert parse_fields(plain)["Content"] == "answer 1"
+    assert await ep.answer("POST", *request) == first  # and every later retry
     assert len(slow.calls) == 1
 
 
-async def test_a_slow_handler_that_fails_lets_the_next_retry_through(
+async def test_a_retry_waiting_for_a_failing_try_handles_the_push_itself(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     slow = Slow(fail_first=True)
-    ep = CallbackEndpoint(
-        CallbackHandler(token=TOKEN, appid=APPID), slow, deduplicator=Deduplicator()
-    )
+    ep, store = slow_endpoint(slow)
     request = FakeWeChat().push(text_push(msg_id=8))
+    answers: list[HTTPAnswer] = []
     failed: list[bool] = []
 
     async def first_try() -> None:
@@ -191,20 +295,45 @@ async def test_a_slow_handler_that_fails_lets_the_next_retry_through(
             await ep.answer("POST", *request)
         failed.append(True)
 
+    async def retry() -> None:
+        answers.append(await ep.answer("POST", *request))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first_try)
+        await slow.entered.wait()
+        group.start_soon(retry)
+        await store.claims_reach(2)
+        slow.release.set()
+    assert failed == [True]
+    assert parse_fields(answers[0].body)["Content"] == "answer 2"  # the push is not lost
+    assert len(slow.calls) == 2
+    assert slow.most_running == 1  # never handled twice at once
+    assert await ep.answer("POST", *request) == answers[0]
+
+
+async def test_a_push_still_running_at_the_end_of_the_retrys_wait_is_503(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slow = Slow(fail_first=False)
+    ep, _ = slow_endpoint(slow, retry_wait=0.05)
+    request = FakeWeChat().push(text_push(msg_id=9))
+    answers: list[HTTPAnswer] = []
+
+    async def first_try() -> None:
+        answers.append(await ep.answer("POST", *request))
+
     with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
         async with anyio.create_task_group() as group:
             group.start_soon(first_try)
             await slow.entered.wait()
-            assert_busy(await ep.answer("POST", *request))  # neither acknowledged nor run twice
+            busy = await ep.answer("POST", *request)  # neither acknowledged nor run twice
+            assert busy.status == 503
+            assert busy.body != b"success"  # WeChat keeps trying
+            assert busy.headers["Retry-After"] == "5"
             slow.release.set()
-    assert failed == [True]
     assert "still being handled" in caplog.text
-    retry = await ep.answer("POST", *request)
-    assert b"transfer_customer_service" in retry.body  # the push is not lost
-    assert len(slow.calls) == 2
-    assert slow.most_running == 1
-    again = await ep.answer("POST", *request)
-    assert (again.status, again.body) == (200, b"success")
+    assert await ep.answer("POST", *request) == answers[0]  # the next retry gets the reply
+    assert len(slow.calls) == 1
 
 
 async def test_a_crashed_worker_blocks_a_push_for_the_in_progress_ttl_only() -> None:
@@ -212,10 +341,10 @@ async def test_a_crashed_worker_blocks_a_push_for_the_in_progress_ttl_only() -> 
     dedupe = Deduplicator(MemoryDuplicateStore(clock=lambda: now[0]), in_progress_ttl=30)
     recorder = Recorder()
     handler = CallbackHandler(token=TOKEN, appid=APPID)
-    ep = CallbackEndpoint(handler, recorder, deduplicator=dedupe)
+    ep = CallbackEndpoint(handler, recorder, deduplicator=dedupe, retry_wait=0)
     request = FakeWeChat().push(text_push(msg_id=9))
     assert await dedupe.claim(handler.parse(*request)) is None  # a worker that then died
-    assert_busy(await ep.answer("POST", *request))
+    assert (await ep.answer("POST", *request)).status == 503
     now[0] += 30
     assert b"transfer_customer_service" in (await ep.answer("POST", *request)).body
     assert len(recorder.seen) == 1
@@ -224,7 +353,7 @@ async def test_a_crashed_worker_blocks_a_push_for_the_in_progress_ttl_only() -> 
 class BrokenStore(MemoryDuplicateStore):
     """Claims work; marking done and releasing fail, as Redis going away mid-push would."""
 
-    async def mark_done(self, key: str, ttl: float) -> None:
+    async def mark_done(self, key: str, reply: bytes, ttl: float) -> None:
         raise DuplicateStoreError("Redis SET failed: ConnectionError")
 
     async def forget(self, key: str) -> None:
@@ -235,9 +364,9 @@ async def test_store_failures_after_the_claim_keep_the_answer_and_the_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     recorder = Recorder()
-    ep = endpoint(recorder)
-    assert ep.deduplicator is not None
-    ep.deduplicator.store = BrokenStore()
+    ep = CallbackEndpoint(
+        CallbackHandler(token=TOKEN, appid=APPID), recorder, deduplicator=BrokenStore()
+    )
     with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
         answer = await ep.answer("POST", *FakeWeChat().push(text_push(msg_id=10)))
         assert b"transfer_customer_service" in answer.body  # WeChat still gets the reply
@@ -251,6 +380,21 @@ async def test_store_failures_after_the_claim_keep_the_answer_and_the_error(
         "duplicate store: could not release the push: DuplicateStoreError: "
         "Redis DEL failed: ConnectionError",
     ]
+
+
+async def test_a_store_that_cannot_claim_fails_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Neither processed (it may be a retry) nor acknowledged: a 500 for WeChat, which retries.
+    class Down(MemoryDuplicateStore):
+        async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+            raise DuplicateStoreError("Redis claim failed: ConnectionError")
+
+    recorder = Recorder()
+    ep = CallbackEndpoint(CallbackHandler(token=TOKEN, appid=APPID), recorder, deduplicator=Down())
+    with pytest.raises(DuplicateStoreError):
+        await ep.answer("POST", *FakeWeChat().push(text_push(msg_id=12)))
+    assert recorder.seen == []
 
 
 @pytest.mark.parametrize(
@@ -274,9 +418,7 @@ async def test_refusals_map_to_status_codes_and_are_logged(
         recorder,
         key=KEY,
         allow_plaintext=True,
-        timestamp_window=300,
         max_body_size=4096,
-        clock=lambda: NOW,
     )
     with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
         answer = await ep.answer("POST", *fake.push(body))

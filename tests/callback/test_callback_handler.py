@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.callback.callback_fakes import APPID, KEY, OLD_KEY, TOKEN, FakeWeChat, text_push
@@ -25,6 +25,7 @@ from wechat_kf.callback import (
     SignatureError,
     StaleTimestampError,
     TextMessage,
+    XMLLimitError,
     XMLParseError,
 )
 
@@ -86,6 +87,7 @@ SECRET_KEYS = st.from_regex(r"[A-Za-z0-9]{43}", fullmatch=True)
 @settings(max_examples=60, deadline=None)
 @given(token=SECRET_TOKENS, key=SECRET_KEYS, other=SECRET_KEYS, case=st.integers(0, 8))
 def test_secrets_never_reach_an_exception(token: str, key: str, other: str, case: int) -> None:
+    assume(other != key)  # the "wrong key" case needs another key
     handler = CallbackHandler(token=token, appid=APPID, encoding_aes_key=key, timestamp_window=5)
     good = FakeWeChat(token=token, encoding_aes_key=key)
     stale = FakeWeChat(token=token, encoding_aes_key=key, timestamp="1")
@@ -149,8 +151,16 @@ class TestRouting:
 
     def test_encrypted_push_without_encrypt(self) -> None:
         query, _ = FakeWeChat(encoding_aes_key=KEY).push(text_push())
-        with pytest.raises(MalformedCallbackError, match="no single <Encrypt>"):
-            self.safe.parse(query, b"<xml><ToUserName>gh</ToUserName></xml>")
+        for body in (
+            b"<xml><ToUserName>gh</ToUserName></xml>",
+            b"<xml><Encrypt></Encrypt></xml>",
+            b"<xml><Encrypt><![CDATA[not base64!]]></Encrypt></xml>",
+        ):
+            with pytest.raises(MalformedCallbackError, match="no <Encrypt> element holding"):
+                self.safe.parse(query, body)
+        five = b"<xml>" + b"<Encrypt>QUJD</Encrypt>" * 5 + b"</xml>"
+        with pytest.raises(MalformedCallbackError, match="more than 4 <Encrypt>"):
+            self.safe.parse(query, five)
 
     def test_body_cap_applies_before_anything_else(self) -> None:
         handler = CallbackHandler(token=TOKEN, appid=APPID, max_body_size=64)
@@ -180,6 +190,7 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         BodyTooLargeError,
         XMLParseError,
         HostileXMLError,
+        XMLLimitError,
         MalformedCallbackError,
         MissingDependencyError,
         PlaintextPushError,
@@ -187,6 +198,7 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         assert issubclass(cls, CallbackError)
         assert issubclass(cls, WeChatError)
     assert issubclass(HostileXMLError, XMLParseError)
+    assert issubclass(XMLLimitError, XMLParseError)
     assert issubclass(MissingDependencyError, ImportError)
     assert issubclass(PlaintextPushError, SignatureError)  # refused like a bad signature: 403
 
@@ -202,6 +214,8 @@ def test_every_refusal_is_a_callback_error_and_a_wechat_error() -> None:
         DecryptError("bad"),
         BodyTooLargeError(10, 5),
         HostileXMLError("doctype"),
+        XMLLimitError("elements", 1024),
+        XMLLimitError("depth", 16),
         MalformedCallbackError("x"),
         MissingDependencyError("cryptography", "safe mode"),
     ],

@@ -58,6 +58,34 @@ sample(
     content=" this is a test\n",
     msg_id=1234567890123456,
 )
+# Real captures omit fields the docs list: a text push without <MsgId>, an old image push
+# without <MediaId>. Both parse; the missing field is None.
+sample(
+    "text-without-msgid",
+    {"MsgType": "text", "Content": "no id"},
+    TextMessage,
+    msg_type="text",
+    content="no id",
+    msg_id=None,
+)
+sample(
+    "old-image-without-mediaid",
+    {"MsgType": "image", "PicUrl": "http://mmbiz.qpic.cn/x", "MsgId": 5},
+    ImageMessage,
+    msg_type="image",
+    pic_url="http://mmbiz.qpic.cn/x",
+    media_id=None,
+    msg_id=5,
+)
+sample(
+    "text-with-empty-msgid",
+    {"MsgType": "text", "Content": "x", "MsgId": " ", "bizmsgmenuid": ""},
+    TextMessage,
+    msg_type="text",
+    content="x",
+    msg_id=None,
+    bizmsgmenuid=None,
+)
 sample(
     "text-from-article",
     {
@@ -261,10 +289,9 @@ def test_identifiers_are_stripped_but_text_is_not() -> None:
     ("fields", "match"),
     [
         ({"MsgType": "text", "MsgId": 1}, "TextMessage push has no <Content>"),
-        ({"MsgType": "text", "Content": "x"}, "TextMessage push has no <MsgId>"),
         ({"MsgType": "text", "Content": "x", "MsgId": "abc"}, "<MsgId> not an integer: 'abc'"),
         ({"MsgType": "text", "Content": "x", "MsgId": "١٢"}, "<MsgId> not an integer"),
-        ({"MsgType": "image", "MsgId": 1, "PicUrl": "u"}, "no <MediaId>"),
+        ({"MsgType": "image", "MsgId": 1, "MediaId": "m"}, "no <PicUrl>"),
         ({"MsgType": "event"}, "Event push has no <Event>"),
         ({"MsgType": "event", "Event": "kf_create_session"}, "no <KfAccount>"),
         ({"MsgType": "event", "Event": "kf_switch_session", "FromKfAccount": "a@b"}, "ToKfAccount"),

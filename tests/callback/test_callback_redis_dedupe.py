@@ -1,4 +1,4 @@
-"""RedisDuplicateStore on a real redis-server: the duplicate-store contract, and outages."""
+"""RedisDuplicateStore on a real redis-server: the contract, two workers sharing it, outages."""
 
 from __future__ import annotations
 
@@ -6,13 +6,25 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import redis.asyncio
 
-from tests.callback.duplicate_store_contract import DuplicateStoreContract
+from tests.callback.callback_fakes import APPID, KEY, TOKEN, FakeWeChat, text_push
 from tests.redis_server import RedisServer, running_redis
 from wechat_kf import StoreError
-from wechat_kf.callback import DuplicateStoreError, RedisDuplicateStore
+from wechat_kf.callback import (
+    CallbackEndpoint,
+    CallbackHandler,
+    DuplicateEntry,
+    DuplicateStoreError,
+    HTTPAnswer,
+    Incoming,
+    RedisDuplicateStore,
+    Reply,
+    TextReply,
+)
+from wechat_kf.testing.duplicate_store_contract import REPLIES, DuplicateStoreContract
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +41,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 class TestRedisDuplicateStore(DuplicateStoreContract):
+    """The contract on a real redis-server, real TTLs (about 2.5 s of sleeping in all)."""
+
     @pytest.fixture
     async def store(self, redis_server: RedisServer) -> AsyncIterator[RedisDuplicateStore]:
         client = redis.asyncio.Redis.from_url(redis_server.url, socket_timeout=2)
@@ -36,16 +50,32 @@ class TestRedisDuplicateStore(DuplicateStoreContract):
         await client.aclose()
 
 
-async def test_two_processes_worth_of_stores_share_marks(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("reply", REPLIES)
+async def test_replies_survive_a_client_decoding_responses(
+    redis_server: RedisServer, reply: bytes
+) -> None:
+    # decode_responses=True hands back str: the store gives the exact bytes back anyway.
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        store = RedisDuplicateStore(client)
+        key = f"callback:test:{uuid.uuid4().hex}"
+        await store.mark_done(key, reply, 60)
+        assert await store.claim(key, 60) == DuplicateEntry("done", reply)
+    finally:
+        await client.aclose()
+
+
+async def test_two_processes_worth_of_stores_share_entries(redis_server: RedisServer) -> None:
     one = redis.asyncio.Redis.from_url(redis_server.url)
     two = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
     try:
         first, second = RedisDuplicateStore(one), RedisDuplicateStore(two)
         key = f"wechat_kf:test:{uuid.uuid4().hex}"
-        assert await first.seen(key, 60) is None
-        assert await second.seen(key, 60) == "in_progress"
-        await first.mark_done(key, 60)
-        assert await second.seen(key, 60) == "done"  # also with decode_responses=True
+        reply = "<xml><Content><![CDATA[您好]]></Content></xml>".encode()
+        assert await first.claim(key, 60) is None
+        assert await second.claim(key, 60) == DuplicateEntry("in_progress")
+        await first.mark_done(key, reply, 60)
+        assert await second.claim(key, 60) == DuplicateEntry("done", reply)
     finally:
         await one.aclose()
         await two.aclose()
@@ -57,17 +87,22 @@ async def test_the_commands_and_values_in_redis(redis_server: RedisServer) -> No
         store = RedisDuplicateStore(client)
         key = f"callback:test:{uuid.uuid4().hex}"
         name = f"wechat_kf:{key}"  # the store's prefix, then the deduplicator's key
-        assert await store.seen(key, 30) is None
+        assert await store.claim(key, 30) is None
         assert await client.get(name) == b"in_progress"
-        assert 29_000 < await client.pttl(name) <= 30_000
-        await store.mark_done(key, 300)
-        assert await client.get(name) == b"done"
-        assert 299_000 < await client.pttl(name) <= 300_000
+        assert 25_000 < await client.pttl(name) <= 30_000
+        await store.mark_done(key, b"<xml>r</xml>", 300)
+        assert await client.get(name) == b"done:<xml>r</xml>"
+        assert 295_000 < await client.pttl(name) <= 300_000
+        assert await store.claim(key, 30) == DuplicateEntry("done", b"<xml>r</xml>")
+        assert 295_000 < await client.pttl(name) <= 300_000  # a retry's claim changes nothing
         await store.forget(key)
         assert await client.exists(name) == 0
         # a key another writer set (an older release wrote b"1"): never acknowledged as done
         await client.set(name, b"1", px=60_000)
-        assert await store.seen(key, 30) == "in_progress"
+        assert await store.claim(key, 30) == DuplicateEntry("in_progress")
+        # the previous release's done marker, which kept no reply, answered success
+        await client.set(name, b"done", px=60_000)
+        assert await store.claim(key, 30) == DuplicateEntry("done", b"success")
     finally:
         await client.aclose()
 
@@ -75,7 +110,7 @@ async def test_the_commands_and_values_in_redis(redis_server: RedisServer) -> No
 async def test_from_url_prefix_and_the_shared_store_conventions(redis_server: RedisServer) -> None:
     async with RedisDuplicateStore.from_url(redis_server.url, prefix="app7:") as store:
         assert store.timeout == 2.0  # the duplicate store's own default
-        assert await store.seen("callback:k", 30) is None
+        assert await store.claim("callback:k", 30) is None
         assert await store.redis.get("app7:callback:k") == b"in_progress"
         assert repr(store) == "RedisDuplicateStore(prefix='app7:', client=Redis)"
     with pytest.raises(ValueError, match="prefix"):
@@ -88,7 +123,7 @@ async def test_from_url_prefix_and_the_shared_store_conventions(redis_server: Re
 async def test_trio_gets_a_clear_typed_error(redis_server: RedisServer) -> None:
     store = RedisDuplicateStore(redis.asyncio.Redis.from_url(redis_server.url))
     with pytest.raises(DuplicateStoreError, match="asyncio only"):
-        await store.seen("callback:k", 30)
+        await store.claim("callback:k", 30)
 
 
 async def test_redis_down_is_a_typed_error(tmp_path: Path) -> None:
@@ -97,7 +132,7 @@ async def test_redis_down_is_a_typed_error(tmp_path: Path) -> None:
     client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=0.5)
     try:
         with pytest.raises(DuplicateStoreError, match="failed"):
-            await RedisDuplicateStore(client).seen("k", 10)
+            await RedisDuplicateStore(client).claim("k", 10)
     finally:
         await client.aclose()
 
@@ -110,8 +145,63 @@ async def test_hung_redis_is_bounded(tmp_path: Path) -> None:
             server.pause()
             try:
                 with pytest.raises(DuplicateStoreError, match=r"longer than 0\.3 s"):
-                    await RedisDuplicateStore(client, timeout=0.3).seen("k", 10)
+                    await RedisDuplicateStore(client, timeout=0.3).claim("k", 10)
             finally:
                 server.resume()
         finally:
             await client.aclose()
+
+
+class WatchedRedisStore(RedisDuplicateStore):
+    """The Redis store, counting the claims that reached it."""
+
+    claims = 0
+
+    async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+        self.claims += 1
+        return await super().claim(key, ttl)
+
+
+async def test_a_retry_at_another_worker_waits_for_the_first_and_gets_its_reply(
+    redis_server: RedisServer,
+) -> None:
+    # Two worker processes' endpoints on one Redis: the retry lands on the other worker while
+    # the first is still handling the push; it polls Redis and answers the first's reply.
+    entered, release = anyio.Event(), anyio.Event()
+    calls: list[Incoming] = []
+
+    async def slow(incoming: Incoming) -> Reply | None:
+        calls.append(incoming)
+        entered.set()
+        await release.wait()
+        return TextReply(content="from the first worker")
+
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    one = redis.asyncio.Redis.from_url(redis_server.url)
+    two = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        first = CallbackEndpoint(handler, slow, deduplicator=RedisDuplicateStore(one))
+        watched = WatchedRedisStore(two)
+        second = CallbackEndpoint(handler, slow, deduplicator=watched)
+        fake = FakeWeChat(encoding_aes_key=KEY)
+        request = fake.push(text_push(msg_id=int(uuid.uuid4().int % 10**18)))
+        answers: dict[str, HTTPAnswer] = {}
+
+        async def one_try(name: str, endpoint: CallbackEndpoint) -> None:
+            answers[name] = await endpoint.answer("POST", *request)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(one_try, "first", first)
+            await entered.wait()
+            group.start_soon(one_try, "retry", second)
+            # the retry found the push in progress, and polled again
+            while watched.claims < 2:  # noqa: ASYNC110 - claims reach Redis, not this loop
+                await anyio.sleep(0.01)
+            assert answers == {}  # waiting, not refused
+            release.set()
+        assert answers["retry"] == answers["first"]
+        assert b"from the first worker" in fake.open_reply(answers["retry"].body)
+        assert len(calls) == 1
+    finally:
+        await one.aclose()
+        await two.aclose()

@@ -25,7 +25,9 @@ HEAD = (
 
 
 def plain_handler() -> CallbackHandler:
-    return CallbackHandler(token=TOKEN, appid=APPID, clock=lambda: CLOCK + 0.9)
+    return CallbackHandler(
+        token=TOKEN, appid=APPID, timestamp_window=None, clock=lambda: CLOCK + 0.9
+    )
 
 
 def incoming(body: bytes = b"", *, handler: CallbackHandler | None = None) -> TextMessage:
@@ -76,7 +78,11 @@ def test_success_is_the_bare_word_even_in_safe_mode(reply: Reply | None) -> None
 
 def test_encrypted_push_gets_an_encrypted_reply_with_the_same_plaintext() -> None:
     handler = CallbackHandler(
-        token=TOKEN, appid=APPID, encoding_aes_key=KEY, clock=lambda: CLOCK + 0.9
+        token=TOKEN,
+        appid=APPID,
+        encoding_aes_key=KEY,
+        timestamp_window=None,
+        clock=lambda: CLOCK + 0.9,
     )
     fake = FakeWeChat(encoding_aes_key=KEY)
     message = handler.parse(*fake.push(text_push()))

@@ -14,16 +14,25 @@ from defusedxml.common import DefusedXmlException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat
+from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat, text_push
 from wechat_kf.callback import (
     BodyTooLargeError,
     CallbackError,
     CallbackHandler,
     HostileXMLError,
+    MalformedCallbackError,
+    SignatureError,
+    XMLLimitError,
     XMLParseError,
 )
-from wechat_kf.callback._defaults import MAX_XML_DEPTH
-from wechat_kf.callback._xml import build_xml, is_xml_text, parse_fields
+from wechat_kf.callback._defaults import MAX_XML_DEPTH, MAX_XML_ELEMENTS
+from wechat_kf.callback._xml import (
+    _flat_fields,
+    _parse_with_expat,
+    build_xml,
+    is_xml_text,
+    parse_fields,
+)
 
 # --------------------------------------------------------------------------- flattening
 
@@ -156,8 +165,9 @@ def test_hostile_xml_is_refused_by_the_handler_in_both_modes(name: str, tmp_path
         plain.parse(FakeWeChat().push(b"")[0], body)
     key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
     safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
-    # Hostile outer envelope, and hostile XML inside a correctly signed and encrypted push.
-    with pytest.raises(HostileXMLError):
+    # A hostile outer envelope is never parsed (only scanned for <Encrypt>), and hostile XML
+    # inside a correctly signed and encrypted push is refused by the parser.
+    with pytest.raises(MalformedCallbackError, match="no <Encrypt>"):
         safe.parse({"encrypt_type": "aes"}, body)
     with pytest.raises(HostileXMLError):
         safe.parse(*FakeWeChat(encoding_aes_key=key).push(body))
@@ -203,10 +213,75 @@ def test_depth_is_capped() -> None:
         return f"<xml>{inner}x{outer}</xml>".encode()
 
     assert parse_fields(nested(MAX_XML_DEPTH))
-    with pytest.raises(XMLParseError, match=f"deeper than {MAX_XML_DEPTH}"):
+    with pytest.raises(XMLLimitError, match=f"deeper than {MAX_XML_DEPTH}") as info:
         parse_fields(nested(MAX_XML_DEPTH + 1))
-    with pytest.raises(XMLParseError):
+    assert (info.value.kind, info.value.limit) == ("depth", MAX_XML_DEPTH)
+    with pytest.raises(XMLLimitError):
         parse_fields(b"<xml>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</xml>", max_size=10**6)
+
+
+def _elements(count: int) -> bytes:
+    """<xml> and count - 1 empty elements: count elements in all."""
+    return b"<xml>" + b"<a/>" * (count - 1) + b"</xml>"
+
+
+def test_the_element_count_is_capped() -> None:
+    assert parse_fields(_elements(MAX_XML_ELEMENTS)) == {
+        f"a[{i}]": "" for i in range(MAX_XML_ELEMENTS - 1)
+    }
+    with pytest.raises(XMLLimitError, match=f"more than {MAX_XML_ELEMENTS} elements") as info:
+        parse_fields(_elements(MAX_XML_ELEMENTS + 1))
+    assert (info.value.kind, info.value.limit) == ("elements", MAX_XML_ELEMENTS)
+    assert isinstance(info.value, XMLParseError)  # a 400 like any malformed body
+
+
+def test_parsing_stops_at_the_bound() -> None:
+    # The bound is checked as each element opens: the parser never reaches what follows it
+    # (here a syntax error that would otherwise be reported), so 60,000 elements cost no
+    # more than 1,025.
+    past_the_bound = _elements(MAX_XML_ELEMENTS + 1)[: -len(b"</xml>")] + b"<<<not xml"
+    with pytest.raises(XMLLimitError):
+        parse_fields(past_the_bound)
+    with pytest.raises(XMLParseError, match="not well-formed"):
+        parse_fields(_elements(MAX_XML_ELEMENTS)[: -len(b"</xml>")] + b"<<<not xml")
+    # the root is checked as it opens, too
+    with pytest.raises(XMLParseError, match="root element is <html>"):
+        parse_fields(b"<html>" + b"<a/>" * 60_000 + b"<<<")
+
+
+def test_the_hostile_push_of_issue_10_is_refused_unread_or_bounded() -> None:
+    # 234 KB of 60,000 empty elements. Safe mode: never parsed, refused by msg_signature.
+    # Plain mode with a captured (valid) query: parsed up to the element bound only.
+    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+    elements = b"<a/>" * 60_000
+    assert len(elements) > 234_000
+    safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
+    query, _ = FakeWeChat(encoding_aes_key=key).push(b"<xml/>")
+    with pytest.raises(SignatureError):
+        safe.parse(query, b"<xml>" + elements + b"<Encrypt>QUJD</Encrypt></xml>")
+    plain = CallbackHandler(token=TOKEN, appid=APPID)
+    with pytest.raises(XMLLimitError) as info:
+        plain.parse(FakeWeChat().push(b"")[0], b"<xml>" + elements + b"</xml>")
+    assert info.value.limit == MAX_XML_ELEMENTS
+
+
+def test_a_safe_mode_envelope_is_scanned_not_parsed() -> None:
+    # Only <Encrypt> is read from the envelope, and it must meet msg_signature: a correctly
+    # signed ciphertext in an envelope that is not even XML still opens, and XML in the
+    # envelope that the parser would refuse (a DOCTYPE) is never looked at.
+    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+    safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
+    message = b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>"
+    query, body = FakeWeChat(encoding_aes_key=key).push(message)
+    ciphertext = body.split(b"<Encrypt><![CDATA[")[1].split(b"]]>")[0]
+    for envelope in (
+        b"<Encrypt>" + ciphertext + b"</Encrypt>",
+        b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml>&e;<Encrypt>\n  '
+        + ciphertext
+        + b"\n</Encrypt>",
+        b"<xml>" + b"<a/>" * 10_000 + b"<Encrypt><![CDATA[ " + ciphertext + b" ]]></Encrypt>",
+    ):
+        assert safe.parse(query, envelope).msg_type == "event"
 
 
 # --------------------------------------------------------------------------- fuzzing
@@ -365,6 +440,55 @@ def test_same_fields_as_defusedxml(children: list[Element], cdata: bool) -> None
     expected: dict[str, str] = {}
     _reference_flatten(DefusedET.fromstring(body, forbid_dtd=True), "", expected)
     assert parse_fields(body) == expected
+
+
+# The flat fast path (one regular expression per element, no expat) must always give what
+# expat gives, or step aside (None) and let expat decide.
+FLAT_TEXT = st.lists(
+    st.characters(codec="utf-8")
+    | st.sampled_from(["]]>", "]]", "]", "&amp;", "&#x41;", "&", "<", ">", "\r\n", "\r", "\x00"]),
+    max_size=6,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(TAGS, FLAT_TEXT, st.booleans()), max_size=8),
+    st.sampled_from(["", " ", "\n", "\t", " \n  ", "\r\n"]),
+    st.sampled_from(["", "\n", " "]),
+)
+def test_the_flat_fast_path_agrees_with_expat(
+    children: list[tuple[str, str, bool]], between: str, after: str
+) -> None:
+    inner = between.join(
+        f"<{tag}>" + (f"<![CDATA[{text}]]>" if cdata else text) + f"</{tag}>"
+        for tag, text, cdata in children
+    )
+    body = f"<xml>{between}{inner}{between}</xml>{after}".encode()
+    fast = _flat_fields(body)
+    try:
+        slow: dict[str, str] | None = _parse_with_expat(body)
+    except XMLParseError:
+        slow = None
+    if fast is not None:
+        assert fast == slow
+    assert parse_fields(body) == slow if slow is not None else fast is None
+
+
+def test_the_flat_fast_path_is_taken_for_real_pushes() -> None:
+    body = text_push("你好 a<b & c]]", msg_id=7)
+    assert _flat_fields(body) == _parse_with_expat(body)
+    assert _flat_fields(b"<xml>\n<A>1</A>\n<B><![CDATA[x]]></B>\n</xml>\n") == {"A": "1", "B": "x"}
+    for stepped_aside in (
+        b"<xml><A>1</A><A>2</A></xml>",  # repeated: numbered by expat
+        b"<xml><G><A>1</A></G></xml>",  # nested
+        b"<xml><A>a &amp; b</A></xml>",  # a reference
+        b"<xml><A>1\r\n</A></xml>",  # line ends expat normalises
+        b'<?xml version="1.0"?><xml><A>1</A></xml>',
+        b"<xml><A x='1'>1</A></xml>",
+        b"<xml><A>\x01</A></xml>",
+    ):
+        assert _flat_fields(stepped_aside) is None
 
 
 # --------------------------------------------------------------------------- building

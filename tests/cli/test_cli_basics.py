@@ -119,7 +119,8 @@ def test_network_failure_exits_3() -> None:
         },
     )
     assert result.exit_code == 3
-    assert result.stderr.startswith("error: could not connect: ")
+    assert result.stderr.startswith("error: no access token (could not connect: ")
+    assert "nothing was sent" in result.stderr
 
 
 def test_http_5xx_and_malformed_answers_exit_3(wechat_kf: Invoker, fake: FakeWeChat) -> None:

@@ -203,3 +203,93 @@ async def test_token_rules(fake: FakeWeChat, query: str, errcode: int) -> None:
     async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
         response = await http.get(f"/cgi-bin/customservice/getkflist?{query}")
     assert response.json()["errcode"] == errcode
+
+
+# ---------------------------------------------------------------- raw answers and extra headers
+
+
+@pytest.fixture(params=["in-process", "loopback"])
+async def raw_http(
+    fake: FakeWeChat, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain httpx client on the fake: in-process, or over a real loopback connection."""
+    if request.param == "in-process":
+        async with fake.http_client(base_url="https://api.weixin.qq.com") as http:
+            yield http
+    else:
+        with fake.serve() as server:
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                yield http
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}",  # cut short
+        b"HTCPCP/1.0 418 I'm a teapot\r\n\r\n",
+        b"",
+    ],
+    ids=["bad-content-length", "cut-short", "bad-status-line", "nothing"],
+)
+async def test_raw_malformed_framing_is_a_protocol_error(
+    fake: FakeWeChat, raw_http: httpx.AsyncClient, raw: bytes
+) -> None:
+    fake.inject("/cgi-bin/token", raw=raw)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await raw_http.get("/cgi-bin/token")
+    assert len(fake.requests_to("/cgi-bin/token")) == 1
+    # The next request is answered normally (on a new connection over loopback).
+    assert (await raw_http.get("/cgi-bin/token")).json()["errcode"] == 40002
+
+
+async def test_raw_well_formed_answer_is_delivered_as_is(
+    fake: FakeWeChat, raw_http: httpx.AsyncClient
+) -> None:
+    fake.inject(
+        "/cgi-bin/token",
+        raw="HTTP/1.1 202 Odd\r\nX-Odd: caf\xe9\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    response = await raw_http.get("/cgi-bin/token")
+    assert response.status_code == 202
+    assert response.headers.raw[0] == (b"X-Odd", b"caf\xe9")  # a str goes out as Latin-1
+    assert response.content == b"{}"
+
+
+async def test_extra_headers_ride_on_the_real_answer(
+    fake: FakeWeChat, raw_http: httpx.AsyncClient
+) -> None:
+    fake.inject(
+        "/cgi-bin/stable_token",
+        headers=[("Set-Cookie", "sid=caf\xe9"), ("Set-Cookie", "b=2")],
+    )
+    body = {"grant_type": "client_credential", "appid": fake.appid, "secret": fake.secret}
+    response = await raw_http.post("/cgi-bin/stable_token", json=body)
+    assert response.json()["expires_in"] == 7200  # handled as usual
+    assert response.headers.get_list("set-cookie") == ["sid=café", "b=2"]
+    assert (b"Set-Cookie", b"sid=caf\xe9") in response.headers.raw
+    assert fake.tokens  # the request took effect
+
+
+async def test_extra_headers_combine_with_an_injected_answer(
+    fake: FakeWeChat, raw_http: httpx.AsyncClient
+) -> None:
+    fake.inject("/cgi-bin/token", status=503, headers={"X-Proxy": "lb-7"})
+    response = await raw_http.get("/cgi-bin/token")
+    assert response.status_code == 503
+    assert response.headers["x-proxy"] == "lb-7"
+    assert response.headers["content-type"] == "text/html"
+
+
+async def test_an_injected_answer_can_echo_the_request(
+    fake: FakeWeChat, raw_http: httpx.AsyncClient
+) -> None:
+    fake.inject("/cgi-bin/token", malformed=lambda request: b"echo " + request.raw_query.encode())
+    fake.inject(
+        "/cgi-bin/token",
+        raw=lambda request: (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + request.method[:1].encode()
+        ),
+    )
+    assert (await raw_http.get("/cgi-bin/token?a=1")).content == b"echo a=1"
+    assert (await raw_http.get("/cgi-bin/token")).content == b"G"

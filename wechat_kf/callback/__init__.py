@@ -11,13 +11,17 @@
         body = handler.reply(incoming, TransferCustomerService())
 
 Framework-neutral (a query mapping and bytes in, bytes out); :class:`CallbackEndpoint` adds
-the HTTP decisions, and :mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp`
-plug it into those frameworks. Safe mode (``encoding_aes_key``) needs
-``pip install 'wechat_kf[callback]'``; plain mode needs nothing beyond the SDK.
+the HTTP decisions and duplicate detection (every retry of a push gets its first answer), and
+:mod:`wechat_kf.callback.starlette` and :mod:`wechat_kf.callback.aiohttp` plug it into those
+frameworks. Safe by default: pushes signed more than 300 s from this server's clock are refused
+and every endpoint deduplicates (in memory; ``RedisDuplicateStore`` to share between worker
+processes). Safe mode (``encoding_aes_key``) needs ``pip install 'wechat_kf[callback]'``; plain
+mode needs nothing beyond the SDK.
 """
 
 from wechat_kf.callback._dedupe import (
     Deduplicator,
+    DuplicateEntry,
     DuplicateState,
     DuplicateStore,
     MemoryDuplicateStore,
@@ -36,6 +40,7 @@ from wechat_kf.callback._errors import (
     PlaintextPushError,
     SignatureError,
     StaleTimestampError,
+    XMLLimitError,
     XMLParseError,
 )
 from wechat_kf.callback._handler import CallbackHandler
@@ -67,6 +72,7 @@ __all__ = [
     "CallbackHandler",
     "DecryptError",
     "Deduplicator",
+    "DuplicateEntry",
     "DuplicateState",
     "DuplicateStore",
     "DuplicateStoreError",
@@ -98,6 +104,7 @@ __all__ = [
     "UserMessage",
     "VideoMessage",
     "VoiceMessage",
+    "XMLLimitError",
     "XMLParseError",
     "dedupe_key",
 ]

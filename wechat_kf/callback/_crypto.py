@@ -19,13 +19,14 @@ import base64
 import binascii
 import hmac
 import re
+import threading
 from typing import TYPE_CHECKING, Final
 
 from wechat_kf._errors import ValidationError
 from wechat_kf.callback._errors import AppIdMismatchError, DecryptError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+    from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
 
 __all__ = ["AESKey", "decrypt", "encrypt", "require_cryptography"]
 
@@ -44,9 +45,16 @@ def require_cryptography() -> None:
 
 
 class AESKey:
-    """A parsed EncodingAESKey. ``repr`` and ``str`` never show the key."""
+    """A parsed EncodingAESKey. ``repr`` and ``str`` never show the key.
 
-    __slots__ = ("_key",)
+    Its ciphers are built once, on first use, and reused. Encrypting gets a fresh CBC context
+    per message. Decrypting, the hot path of every push, reuses one AES block decryptor
+    (ECB, which keeps no state between calls) and chains the blocks itself, as CBC defines
+    it: plaintext block i = D(ciphertext block i) XOR ciphertext block i-1 (the IV for the
+    first). A lock keeps the shared decryptor to one thread at a time.
+    """
+
+    __slots__ = ("_blocks", "_cipher", "_key", "_lock")
 
     def __init__(self, encoding_aes_key: str, *, field: str = "encoding_aes_key") -> None:
         if not isinstance(encoding_aes_key, str) or not _KEY_FORMAT.fullmatch(encoding_aes_key):
@@ -55,24 +63,40 @@ class AESKey:
                 field, "must be the 43 characters (a-z, A-Z, 0-9) set in the WeChat admin console"
             )
         self._key = base64.b64decode(encoding_aes_key + "=")
+        self._cipher: Cipher[modes.CBC] | None = None
+        self._blocks: CipherContext | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "AESKey(<hidden>)"
 
-    def _cipher(self) -> Cipher[modes.CBC]:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    def _cbc(self) -> Cipher[modes.CBC]:
+        cipher = self._cipher
+        if cipher is None:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-        return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+            cipher = self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+        return cipher
 
     def encrypt_blocks(self, data: bytes) -> bytes:
         """AES-256-CBC encrypt ``data`` (already padded), IV = first 16 key bytes."""
-        encryptor = self._cipher().encryptor()
+        encryptor = self._cbc().encryptor()
         return encryptor.update(data) + encryptor.finalize()
 
     def decrypt_blocks(self, data: bytes) -> bytes:
         """AES-256-CBC decrypt ``data`` (whole blocks), IV = first 16 key bytes."""
-        decryptor = self._cipher().decryptor()
-        return decryptor.update(data) + decryptor.finalize()
+        if not data:
+            return b""
+        blocks = self._blocks
+        if blocks is None:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+            blocks = self._blocks = Cipher(algorithms.AES(self._key), modes.ECB()).decryptor()
+        with self._lock:
+            decrypted = blocks.update(data)
+        previous = self._key[:16] + data[:-16]  # the IV, then each ciphertext block
+        chained = int.from_bytes(decrypted, "big") ^ int.from_bytes(previous, "big")
+        return chained.to_bytes(len(data), "big")
 
 
 def encrypt(key: AESKey, message: bytes, *, appid: str, random_prefix: bytes) -> str:

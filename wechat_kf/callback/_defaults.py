@@ -8,19 +8,44 @@ from typing import Final
 MAX_BODY_SIZE: Final = 256 * 1024
 #: Deepest element nesting accepted (WeChat's deepest, ``SendPicsInfo/PicList/item``, is 4).
 MAX_XML_DEPTH: Final = 16
+#: Most elements one XML document may hold. WeChat's largest pushes (a mass-send report with a
+#: result per article, a photo event with 9 pictures) hold well under 100; a hostile body of
+#: tens of thousands of elements is refused after this many, in microseconds.
+MAX_XML_ELEMENTS: Final = 1024
+#: Candidate ``<Encrypt>`` elements tried against ``msg_signature``: a compatibility-mode push
+#: may quote ``<Encrypt>`` in a user's text beside the real one; more is not a WeChat push.
+MAX_ENCRYPT_CANDIDATES: Final = 4
 
-#: Seconds a handled push stays remembered by the duplicate detector. WeChat retries 3 times,
-#: each after a 5 s timeout: all retries land within about 20 s of the first try.
+#: Seconds a push's signed timestamp may lie from this server's clock (replay protection).
+#: Pass ``timestamp_window=None`` to turn the check off (tests replaying old recorded pushes).
+TIMESTAMP_WINDOW: Final = 300.0
+
+#: Seconds a handled push stays remembered by the duplicate detector, with the reply it got.
+#: WeChat retries 3 times, each after a 5 s timeout: all retries land within about 20 s of the
+#: first try. At least :data:`TIMESTAMP_WINDOW`, so that a push replayed while its timestamp is
+#: still fresh is recognised as a duplicate.
 DEDUPE_TTL: Final = 300.0
-#: Seconds a push being handled stays claimed: retries meanwhile are answered 503. Bounded, so
-#: that a crashed worker cannot block a push for longer; above WeChat's ~20 s retry window.
+#: Seconds a push being handled stays claimed. Bounded, so that a crashed worker cannot block a
+#: push for longer; above WeChat's ~20 s retry window.
 DEDUPE_IN_PROGRESS_TTL: Final = 30.0
-#: Entries :class:`~wechat_kf.callback.MemoryDuplicateStore` keeps at most.
+#: Entries :class:`~wechat_kf.callback.MemoryDuplicateStore` keeps at most (each holds its
+#: push's reply: 7 bytes for ``success``, up to a few KiB for a long encrypted text).
 DEDUPE_MAX_ENTRIES: Final = 100_000
 #: Prefix of every duplicate-detection key, after the store's own prefix (Redis: ``wechat_kf:``).
 DEDUPE_NAMESPACE: Final = "callback:"
 #: Seconds any one operation of :class:`~wechat_kf.callback.RedisDuplicateStore` may take.
 DUPLICATE_STORE_TIMEOUT: Final = 2.0
+#: A retry waiting for a push handled by another worker re-reads the shared store after this
+#: many seconds, doubling up to the maximum (a push handled in this process wakes it at once).
+DEDUPE_POLL_INITIAL: Final = 0.05
+DEDUPE_POLL_MAX: Final = 0.4
+
+#: WeChat waits 5 s for the answer to each try of a push.
+WECHAT_ANSWER_TIMEOUT: Final = 5.0
+#: Seconds (from its arrival) a retry waits for the try still handling its push, so that it can
+#: answer with that try's reply; past this it answers 503 (WeChat tries again). Below
+#: :data:`WECHAT_ANSWER_TIMEOUT`, leaving the answer time to travel.
+RETRY_WAIT: Final = 4.0
 
 #: Bytes read from a request body at a time by the framework integrations.
 READ_CHUNK_SIZE: Final = 64 * 1024

@@ -12,7 +12,8 @@ parser or crypto exception (the original, when there is one, is chained as ``__c
         ├── DecryptError               Encrypt cannot be decrypted (base64, length, padding, no key)
         ├── BodyTooLargeError          body above max_body_size (.size .limit)
         ├── XMLParseError              the body is not well-formed XML
-        │   └── HostileXMLError        DOCTYPE, entity declaration or external entity: refused
+        │   ├── HostileXMLError        DOCTYPE, entity declaration or external entity: refused
+        │   └── XMLLimitError          too many elements, or nested too deep (.kind .limit)
         ├── MalformedCallbackError     well-formed, but not the documented shape (missing field)
         ├── DuplicateStoreError        the shared duplicate store (Redis) failed (a StoreError)
         └── MissingDependencyError     (also ImportError) safe mode without ``cryptography``
@@ -37,6 +38,7 @@ __all__ = [
     "PlaintextPushError",
     "SignatureError",
     "StaleTimestampError",
+    "XMLLimitError",
     "XMLParseError",
 ]
 
@@ -138,6 +140,27 @@ class HostileXMLError(XMLParseError):
     WeChat never sends any of these; they are how XXE and entity-expansion ("billion laughs")
     attacks are built.
     """
+
+
+class XMLLimitError(XMLParseError):
+    """The XML holds more elements, or nests them deeper, than the parser accepts.
+
+    ``kind`` is ``"elements"`` or ``"depth"`` and ``limit`` the bound that was crossed
+    (``MAX_XML_ELEMENTS``, ``MAX_XML_DEPTH``). Parsing stops the moment it is crossed, so a
+    hostile body of tens of thousands of elements costs no more than a real push.
+    """
+
+    def __init__(self, kind: str, limit: int) -> None:
+        self.kind = kind
+        self.limit = limit
+        if kind == "depth":
+            text = f"XML nested deeper than {limit} elements"
+        else:
+            text = f"XML with more than {limit} elements (WeChat's pushes hold far fewer)"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.kind, self.limit))
 
 
 class MalformedCallbackError(CallbackError):

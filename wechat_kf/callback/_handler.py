@@ -12,7 +12,7 @@ from typing import Final
 
 from wechat_kf._errors import ValidationError
 from wechat_kf.callback._crypto import AESKey, decrypt, encrypt, require_cryptography
-from wechat_kf.callback._defaults import MAX_BODY_SIZE
+from wechat_kf.callback._defaults import MAX_BODY_SIZE, TIMESTAMP_WINDOW
 from wechat_kf.callback._errors import (
     AppIdMismatchError,
     BodyTooLargeError,
@@ -25,13 +25,17 @@ from wechat_kf.callback._errors import (
 from wechat_kf.callback._messages import Event, Incoming, incoming_from_fields
 from wechat_kf.callback._replies import SUCCESS, Reply, Success, TransferCustomerService
 from wechat_kf.callback._signature import compute_signature, signature_matches
-from wechat_kf.callback._xml import XMLValue, build_xml, parse_fields
+from wechat_kf.callback._xml import XMLValue, build_xml, encrypt_candidates, parse_fields
 
 __all__ = ["CallbackHandler"]
 
 _TOKEN: Final = re.compile(r"[!-~]{1,128}")  # WeChat asks for 3-32 letters or digits
 _APPID: Final = re.compile(r"[!-~]{1,64}")  # printable ASCII, no spaces
 _TIMESTAMP: Final = re.compile(r"[0-9]{1,20}")
+_NO_KEY: Final = (
+    "the push is encrypted (encrypt_type=aes) and carries no plaintext, but no "
+    "encoding_aes_key is configured: set the EncodingAESKey of the WeChat admin console"
+)
 
 
 class CallbackHandler:
@@ -49,10 +53,19 @@ class CallbackHandler:
     sends them; remove it once the console is in safe mode. The URL check (GET with
     ``echostr``) is plain-signed in every mode.
 
-    ``timestamp_window`` (seconds, off by default; 300 is a good value) refuses pushes whose
-    signed timestamp is further than that from this server's clock: replay protection, on
-    top of duplicate detection. ``max_body_size`` caps the body in bytes; ``clock`` returns Unix
-    time (for tests).
+    Compatibility mode (兼容模式) pushes carry the plaintext fields and ``<Encrypt>`` together,
+    with both signatures: a handler with a key decrypts them (``msg_signature``), a handler
+    without one checks ``signature`` and reads the plaintext, exactly as in plain mode.
+
+    ``timestamp_window`` (seconds, 300 by default) refuses pushes whose signed timestamp is
+    further than that from this server's clock: replay protection, on top of duplicate
+    detection. ``None`` turns it off (for tests replaying old recorded pushes).
+    ``max_body_size`` caps the body in bytes; ``clock`` returns Unix time (for tests).
+
+    Nothing a request sends is parsed before it is authenticated as far as its mode allows: an
+    encrypted push's envelope is only scanned for ``<Encrypt>`` (never parsed) until
+    ``msg_signature`` matches; a plaintext push is parsed once ``signature`` matches, by a
+    parser bounded in size, elements and depth.
 
     The handler holds no I/O and no per-request state: share one instance. Its ``repr`` shows
     the appid only; the token and keys never appear in a repr or an exception.
@@ -76,7 +89,7 @@ class CallbackHandler:
         encoding_aes_key: str | None = None,
         previous_encoding_aes_key: str | None = None,
         allow_plaintext: bool = False,
-        timestamp_window: float | None = None,
+        timestamp_window: float | None = TIMESTAMP_WINDOW,
         max_body_size: int = MAX_BODY_SIZE,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -157,7 +170,9 @@ class CallbackHandler:
         :class:`CallbackError` subclass for every refusal, nothing else (a ``TypeError`` for
         arguments of the wrong type, a bug in the caller). In safe mode a push without
         ``encrypt_type=aes`` is refused with :class:`PlaintextPushError` unless the handler was
-        built with ``allow_plaintext=True``.
+        built with ``allow_plaintext=True``. Without a key, an ``encrypt_type=aes`` push is read
+        from its plaintext fields (compatibility mode); one that has none (safe mode) raises
+        :class:`DecryptError`.
         """
         if not isinstance(body, (bytes, bytearray)):
             raise TypeError(f"body must be the raw request bytes, not {type(body).__name__}")
@@ -165,7 +180,9 @@ class CallbackHandler:
             raise BodyTooLargeError(len(body), self._max_body_size)
         encrypt_type = query.get("encrypt_type", "raw")
         if encrypt_type == "aes":
-            return self._parse_encrypted(query, body)
+            if self._keys:
+                return self._parse_encrypted(query, body)
+            return self._parse_compatible(query, body)
         if encrypt_type not in ("", "raw"):
             raise MalformedCallbackError(f"unknown encrypt_type {encrypt_type[:20]!r}")
         if not self._allow_plaintext:
@@ -177,21 +194,36 @@ class CallbackHandler:
                 "still in plain mode, switch it to safe mode (or pass allow_plaintext=True "
                 "while migrating)"
             )
+        return incoming_from_fields(self._plain_fields(query, body))
+
+    def _plain_fields(self, query: Mapping[str, str], body: bytes | bytearray) -> dict[str, str]:
+        """Check ``signature`` and freshness, then parse the body (bounded)."""
         timestamp = self._check_query_signature(query)
         self._check_freshness(timestamp)
-        return incoming_from_fields(parse_fields(body, max_size=self._max_body_size))
+        return parse_fields(body, max_size=self._max_body_size)
+
+    def _parse_compatible(self, query: Mapping[str, str], body: bytes | bytearray) -> Incoming:
+        # Compatibility mode, no key: the plaintext beside <Encrypt> is the message, under the
+        # plain signature, as in plain mode. A safe-mode push (nothing but <Encrypt>) cannot be
+        # read without the key.
+        fields = self._plain_fields(query, body)
+        fields.pop("Encrypt", None)
+        if "MsgType" not in fields:
+            raise DecryptError(_NO_KEY)
+        return incoming_from_fields(fields)
 
     def _parse_encrypted(self, query: Mapping[str, str], body: bytes | bytearray) -> Incoming:
-        # The envelope is parsed before authentication (the signature covers <Encrypt>), by the
-        # same hardened parser; nothing is decrypted before msg_signature matches.
-        envelope = parse_fields(body, max_size=self._max_body_size)
-        ciphertext = envelope.get("Encrypt")
-        if ciphertext is None:
-            raise MalformedCallbackError("the encrypted push has no single <Encrypt> element")
+        # The envelope is not authenticated (msg_signature covers <Encrypt> alone) and nothing
+        # in it but <Encrypt> is needed: it is scanned, never parsed, and nothing is decrypted
+        # or parsed before msg_signature matches.
+        candidates = encrypt_candidates(body)
         timestamp, nonce = _required(query, "timestamp"), _required(query, "nonce")
         received = _required(query, "msg_signature")
-        expected = compute_signature(self._token, timestamp, nonce, ciphertext)
-        if not signature_matches(expected, received):
+        for ciphertext in candidates:
+            expected = compute_signature(self._token, timestamp, nonce, ciphertext)
+            if signature_matches(expected, received):
+                break
+        else:
             raise SignatureError(
                 "msg_signature does not match: the push is not from WeChat, or the token "
                 "differs from the one set in the WeChat admin console"
@@ -228,10 +260,6 @@ class CallbackHandler:
 
     def _decrypt(self, ciphertext: str) -> tuple[bytes, bool]:
         """Decrypt with the current key, then the previous one; say whether the previous won."""
-        if not self._keys:
-            raise DecryptError(
-                "the push is encrypted (encrypt_type=aes) but no encoding_aes_key is configured"
-            )
         current, *previous = self._keys
         try:
             return decrypt(current, ciphertext, appid=self._appid), False

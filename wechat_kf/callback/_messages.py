@@ -3,8 +3,15 @@
 Every model keeps the whole flat field mapping it was built from in ``raw`` (tags as WeChat
 spells them, see :func:`~wechat_kf.callback._xml.parse_fields`), so a field this SDK does not
 model is never lost. An unknown ``MsgType`` becomes :class:`UnknownMessage`, an unknown ``Event``
-a plain :class:`Event`: new WeChat types never crash the parser. A *known* type missing a
-documented field raises :class:`~wechat_kf.callback.MalformedCallbackError`.
+a plain :class:`Event`: new WeChat types never crash the parser.
+
+Tolerant of what real pushes omit: a field WeChat has been seen to leave out is optional
+(``None`` when absent or empty: ``msg_id`` of a text push, ``media_id`` of an old image push).
+Only a push that cannot be used is refused with
+:class:`~wechat_kf.callback.MalformedCallbackError`: no sender or account to answer
+(``FromUserName``, ``ToUserName``), no ``CreateTime`` or ``MsgType``, or a known type without
+the field that makes it that type (a text without ``Content``, a session event without its
+agent).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import re
 import types
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeAlias, TypeVar
 
 import attrs
 
@@ -112,12 +119,14 @@ class Incoming:
 class UserMessage(Incoming):
     """A message a user sent. ``msg_id`` is WeChat's 64-bit id (the dedupe key).
 
-    ``MSG_TYPE`` (class level) is the ``MsgType`` each subclass models.
+    Some real pushes carry no ``MsgId`` (``msg_id`` is then ``None``, and duplicates are told
+    apart by ``FromUserName`` + ``CreateTime``, as WeChat advises). ``MSG_TYPE`` (class level)
+    is the ``MsgType`` each subclass models.
     """
 
     MSG_TYPE: ClassVar[str] = ""
 
-    msg_id: int = attrs.field(metadata=_tag("MsgId", _int))
+    msg_id: int | None = attrs.field(default=None, metadata=_tag("MsgId", _int))
 
 
 @attrs.frozen(kw_only=True)
@@ -132,12 +141,15 @@ class TextMessage(UserMessage):
 
 @attrs.frozen(kw_only=True)
 class ImageMessage(UserMessage):
-    """An image: ``pic_url`` to download it, ``media_id`` for the media API."""
+    """An image: ``pic_url`` to download it, ``media_id`` for the media API.
+
+    Old image pushes carry no ``MediaId``: ``media_id`` is then ``None`` (``pic_url`` works).
+    """
 
     MSG_TYPE: ClassVar[str] = "image"
 
     pic_url: str = attrs.field(metadata=_tag("PicUrl"))
-    media_id: str = attrs.field(metadata=_tag("MediaId"))
+    media_id: str | None = attrs.field(default=None, metadata=_tag("MediaId"))
 
 
 @attrs.frozen(kw_only=True)
@@ -256,6 +268,26 @@ _EVENT_TYPES: Final[Mapping[str, type[Event]]] = {
 
 _M = TypeVar("_M", bound=Incoming)
 
+#: Per model: (attribute, XML tag, parser, required) for each field read from the XML.
+_Spec: TypeAlias = tuple[tuple[str, str, Callable[[str], object], bool], ...]
+_SPECS: dict[type[Incoming], _Spec] = {}
+
+
+def _spec(cls: type[Incoming]) -> _Spec:
+    spec = _SPECS.get(cls)
+    if spec is None:
+        spec = _SPECS[cls] = tuple(
+            (
+                field.name,
+                field.metadata[_TAG],
+                field.metadata[_PARSE],
+                field.default is attrs.NOTHING,
+            )
+            for field in attrs.fields(cls)
+            if _TAG in field.metadata
+        )
+    return spec
+
 
 def incoming_from_fields(
     fields: Mapping[str, str], *, encrypted: bool = False, decrypted_with_previous_key: bool = False
@@ -277,20 +309,17 @@ def incoming_from_fields(
 
 def _build(cls: type[_M], fields: Mapping[str, str], **extra: Any) -> _M:
     values: dict[str, Any] = {"raw": fields, **extra}
-    for field in attrs.fields(cls):
-        tag = field.metadata.get(_TAG)
-        if tag is None:
-            continue
+    for name, tag, parse, required in _spec(cls):
         text = fields.get(tag)
+        if not required and (text is None or (parse is not _text and not text.strip())):
+            continue  # an optional field absent, or empty: its default
         if text is None:
-            if field.default is attrs.NOTHING:
-                what = "" if cls is UnknownMessage else f" {cls.__name__}"
-                raise MalformedCallbackError(
-                    f"the{what} push has no <{tag}> element (or it appears more than once)"
-                )
-            continue
+            what = "" if cls is UnknownMessage else f" {cls.__name__}"
+            raise MalformedCallbackError(
+                f"the{what} push has no <{tag}> element (or it appears more than once)"
+            )
         try:
-            values[field.name] = field.metadata[_PARSE](text)
+            values[name] = parse(text)
         except ValueError as exc:
             raise MalformedCallbackError(f"<{tag}> {exc}: {text[:40]!r}") from None
     return cls(**values)

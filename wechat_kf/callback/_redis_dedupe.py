@@ -6,9 +6,10 @@ import math
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf._redis import RedisStore
-from wechat_kf.callback._dedupe import DuplicateState
+from wechat_kf.callback._dedupe import IN_PROGRESS, DuplicateEntry
 from wechat_kf.callback._defaults import DUPLICATE_STORE_TIMEOUT
 from wechat_kf.callback._errors import DuplicateStoreError
+from wechat_kf.callback._replies import SUCCESS
 
 if TYPE_CHECKING:
     from wechat_kf._errors import StoreError
@@ -16,29 +17,48 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisDuplicateStore"]
 
-_IN_PROGRESS: Final = b"in_progress"
-_DONE: Final = b"done"
+_DONE: Final = b"done:"
+
+# KEYS: the push key. ARGV: the claim's TTL in ms. The entry it holds, or nil once claimed.
+_CLAIM: Final = """
+local entry = redis.call('GET', KEYS[1])
+if entry then return entry end
+redis.call('SET', KEYS[1], 'in_progress', 'PX', ARGV[1])
+return false
+"""
 
 
 def _milliseconds(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-class RedisDuplicateStore(RedisStore):
-    """Push keys in Redis, shared by every worker (extra ``wechat_kf[redis]``).
+def _entry(value: bytes | str) -> DuplicateEntry:
+    """Decode a stored value (``bytes``, or ``str`` from a ``decode_responses`` client)."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    if raw.startswith(_DONE):
+        return DuplicateEntry("done", raw[len(_DONE) :])
+    if raw == b"done":  # written by a release that kept no reply: it answered success
+        return DuplicateEntry("done", SUCCESS)
+    return IN_PROGRESS  # b"in_progress", or anything else: never acknowledged as done
 
-    A new push costs ``SET key in_progress NX PX ttl`` (the atomic claim), then
-    ``SET key done PX ttl`` once handled, or ``DEL key`` when handling failed. A retry whose
-    claim fails adds a ``GET`` to tell ``"done"`` from ``"in_progress"`` (any other value, or a
-    key gone meanwhile, counts as ``"in_progress"``: WeChat simply retries); no Lua, any Redis.
+
+class RedisDuplicateStore(RedisStore):
+    """Push keys and their replies in Redis, shared by every worker (extra ``wechat_kf[redis]``).
+
+    Each operation is one round trip and atomic: a claim runs a Lua script (``GET`` the key; if
+    absent, ``SET key in_progress PX ttl``; return what it held), marking done is
+    ``SET key done:<reply> PX ttl`` (the reply is the response body, a few hundred bytes to a
+    few KiB), forgetting is ``DEL key``. Any value other than those counts as in progress:
+    never acknowledged without its reply.
 
     The connection conventions are those of every Redis store of the SDK
     (:class:`~wechat_kf.RedisTokenStore` among them): pass your ``redis.asyncio`` client
     (standalone, Cluster or Sentinel master; you close it, and it can be the one your token
-    store uses) or use :meth:`from_url`; keys are ``prefix`` + the deduplicator's key
-    (``wechat_kf:callback:...`` by default); every operation is bounded by ``timeout`` seconds
-    and a Redis failure raises :class:`DuplicateStoreError` (its ``__cause__`` is redis-py's
-    exception), never a raw redis error or an endless wait. asyncio only, like redis.asyncio.
+    store uses; its ``decode_responses`` setting does not matter) or use :meth:`from_url`; keys
+    are ``prefix`` + the deduplicator's key (``wechat_kf:callback:...`` by default); every
+    operation is bounded by ``timeout`` seconds and a Redis failure raises
+    :class:`DuplicateStoreError` (its ``__cause__`` is redis-py's exception), never a raw
+    redis error or an endless wait. asyncio only, like redis.asyncio.
     """
 
     error: ClassVar[type[StoreError]] = DuplicateStoreError
@@ -52,26 +72,23 @@ class RedisDuplicateStore(RedisStore):
         timeout: float | None = None,
     ) -> None:
         super().__init__(redis, prefix=prefix, timeout=timeout)
+        self._claim = self.script(_CLAIM)
 
-    async def seen(self, key: str, ttl: float) -> DuplicateState | None:
-        """Claim ``key`` for ``ttl`` seconds: ``None`` if claimed now (atomic), else its state."""
+    async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+        """Claim ``key`` for ``ttl`` seconds: ``None`` if claimed now (atomic), else its entry."""
         name = self.prefix + key
-        created = await self.run(
-            "claim",
-            key,
-            lambda: self.redis.set(name, _IN_PROGRESS, nx=True, px=_milliseconds(ttl)),
+        held = await self.run(
+            "claim", key, lambda: self._claim(keys=[name], args=[_milliseconds(ttl)])
         )
-        if created:
-            return None
-        state = await self.run("read", key, lambda: self.redis.get(name))
-        return "done" if state in (_DONE, "done") else "in_progress"  # decode_responses: str
+        return None if held is None else _entry(held)
 
-    async def mark_done(self, key: str, ttl: float) -> None:
-        """Mark ``key`` done for ``ttl`` seconds from now (replacing its in-progress expiry)."""
+    async def mark_done(self, key: str, reply: bytes, ttl: float) -> None:
+        """Mark ``key`` done with ``reply`` for ``ttl`` seconds from now (replacing the claim)."""
         name = self.prefix + key
-        await self.run("mark done", key, lambda: self.redis.set(name, _DONE, px=_milliseconds(ttl)))
+        value = _DONE + bytes(reply)
+        await self.run("mark done", key, lambda: self.redis.set(name, value, px=_milliseconds(ttl)))
 
     async def forget(self, key: str) -> None:
-        """Unmark ``key`` so WeChat's retry is processed."""
+        """Remove ``key`` so that a retry processes the push."""
         name = self.prefix + key
         await self.run("release", key, lambda: self.redis.delete(name))

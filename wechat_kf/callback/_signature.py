@@ -21,15 +21,18 @@ def compute_signature(token: str, timestamp: str, nonce: str, *extra: str) -> st
     Python sorts ``str`` by code point, which is the byte order of UTF-8: the order WeChat uses.
     """
     joined = "".join(sorted((token, timestamp, nonce, *extra)))
-    return hashlib.sha1(joined.encode("utf-8", errors="surrogatepass")).hexdigest()
+    try:
+        data = joined.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a query string: hashed, never refused
+        data = joined.encode("utf-8", errors="surrogatepass")
+    return hashlib.sha1(data).hexdigest()
 
 
 def signature_matches(expected: str, received: str) -> bool:
-    """Compare two signatures in constant time (``hmac.compare_digest`` on UTF-8 bytes).
+    """Compare two signatures in constant time (``hmac.compare_digest``).
 
-    ``received`` comes from the query string and may hold any character: comparing bytes keeps
-    ``compare_digest`` from raising on non-ASCII text.
+    ``received`` comes from the query string and may hold any character; a non-ASCII one can
+    never equal a hex digest, and is refused without comparing (``compare_digest`` takes
+    ASCII text only).
     """
-    return hmac.compare_digest(
-        expected.encode("utf-8"), received.encode("utf-8", errors="surrogatepass")
-    )
+    return received.isascii() and hmac.compare_digest(expected, received)

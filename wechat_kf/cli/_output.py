@@ -39,6 +39,7 @@ from wechat_kf import (
     HTTPStatusError,
     MalformedResponseError,
     TokenError,
+    TokenFetchError,
     TransportError,
     ValidationError,
     WeChatError,
@@ -61,7 +62,9 @@ _TRANSPORT_LABELS: Final = {
     "ResponseTimeoutError": "no answer in time",
     "ConnectionLostError": "connection lost",
     "SendInterruptedError": "interrupted in flight",
+    "RequestBuildError": "request not sent",
 }
+_MAY_HAVE_REACHED: Final = " (it may have reached WeChat)"
 #: Seconds between two progress lines when stderr is not a terminal (a log, a pipe).
 PROGRESS_LINE_EVERY: Final = 5.0
 _RID_SUFFIX: Final = re.compile(r"\s*(?:rid:\s*\S+|hint:\s*\[[^\]]*\])\s*$")
@@ -108,10 +111,15 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, TransportError):
         line = f"{_TRANSPORT_LABELS.get(type(exc).__name__, 'network')}: {exc}"
         if exc.may_have_reached_wechat:
-            line += " (it may have reached WeChat)"
+            line += _MAY_HAVE_REACHED
         return line
     if isinstance(exc, MalformedResponseError):
         return f"unexpected answer: {exc}"
+    if isinstance(exc, TokenFetchError) and isinstance(exc.__cause__, WeChatError):
+        # What the token endpoint did, without "it may have reached WeChat": the token request
+        # may have, the command's own request never left.
+        cause = describe_error(exc.__cause__).removesuffix(_MAY_HAVE_REACHED)
+        return f"no access token ({cause}): nothing was sent"
     if isinstance(exc, TokenError):
         return f"access token: {exc}"
     if isinstance(exc, OSError):

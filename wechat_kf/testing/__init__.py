@@ -20,7 +20,8 @@ follower with ``fake.user_says(openid)`` (opens the 48 h response window), and a
 ``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
-``reset=True``, ``malformed=b"<html>"``), move time with ``fake.clock.advance(7200)``, and assert
+``reset=True``, ``malformed=b"<html>"``, ``raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc..."``,
+``headers={"Set-Cookie": ...}``), move time with ``fake.clock.advance(7200)``, and assert
 on ``fake.requests``. With pytest, add ``pytest_plugins = ["wechat_kf.testing.pytest_plugin"]`` to
 your ``conftest.py`` for the ``fake_wechat`` and ``fake_wechat_server`` fixtures.
 """

@@ -17,7 +17,15 @@ from wechat_kf._redaction import redact
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
 
-__all__ = ["FakeClock", "FakeReply", "Fault", "RecordedRequest", "WeChatFail", "route"]
+__all__ = [
+    "AnswerBuilder",
+    "FakeClock",
+    "FakeReply",
+    "Fault",
+    "RecordedRequest",
+    "WeChatFail",
+    "route",
+]
 
 
 class FakeClock:
@@ -78,6 +86,13 @@ class FakeReply:
     delay: float = 0.0
     reset: bool = False
     connect_error: bool = False
+    #: Bytes written to the connection as they are, instead of a rendered answer (status line,
+    #: headers and body: any framing, malformed included); the connection is closed after them.
+    raw: bytes | None = None
+
+
+#: Builds an injected answer from the request it answers (e.g. one that echoes the request).
+AnswerBuilder = Callable[[RecordedRequest], bytes]
 
 
 @attrs.define(kw_only=True)
@@ -91,8 +106,10 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     reset: bool = False
-    malformed: bytes | None = None
+    malformed: bytes | AnswerBuilder | None = None
     connect_error: bool = False
+    raw: bytes | AnswerBuilder | None = None
+    headers: tuple[tuple[str, str], ...] = ()
     processed: bool = False
 
 

@@ -6,7 +6,7 @@ import collections
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
@@ -15,6 +15,7 @@ import attrs
 
 from wechat_kf.testing._core import (
     ROUTES,
+    AnswerBuilder,
     FakeClock,
     FakeReply,
     Fault,
@@ -129,24 +130,63 @@ class FakeWeChat(CustomerService):
         retry_after: str | None = None,
         delay: float = 0.0,
         reset: bool = False,
-        malformed: bytes | str | None = None,
+        malformed: bytes | str | AnswerBuilder | None = None,
         connect_error: bool = False,
+        raw: bytes | str | AnswerBuilder | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         processed: bool | None = None,
     ) -> None:
         """Script the next ``times`` answers for ``path``.
+
+        Faults that change the answer (pick one): ``errcode``, ``status``, ``reset``,
+        ``malformed``, ``connect_error``, ``raw``. ``delay`` and ``headers`` combine with any of
+        them, or alone alter the real answer. For example::
+
+            fake.inject(SEND, raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc\\r\\n\\r\\n{}")
+            fake.inject(TOKEN, headers={"Set-Cookie": "sid=caf\\xe9"})  # the real answer + a header
+            fake.inject(TOKEN, malformed=b'{"access_token":"a\\u0000b","expires_in":7200}')
+            fake.inject(SEND, malformed=lambda request: b"<pre>" + request.body + b"</pre>")
 
         Args:
             errcode: answer ``{"errcode": errcode, "errmsg": errmsg}`` instead of handling.
             status: answer this HTTP status (with ``Retry-After: retry_after`` if given).
             delay: answer this many seconds late (a client read timeout fires meanwhile).
             reset: drop the connection instead of answering.
-            malformed: answer these bytes with HTTP 200.
+            malformed: answer these bytes with HTTP 200 (a ``str`` is sent as UTF-8). ``malformed``
+                and ``raw`` also take a callable that builds the bytes from the
+                :class:`RecordedRequest` (a proxy that echoes the request, say).
             connect_error: in-process only: fail as if the connection could not be made.
+            raw: answer exactly these bytes (status line, headers, body: any framing, however
+                malformed) and close the connection; a ``str`` is sent as Latin-1, HTTP's
+                header encoding. In-process, the bytes are parsed as an HTTP/1.1 client would
+                (with h11): malformed framing raises ``httpx.RemoteProtocolError``, as httpx's
+                own transport does.
+            headers: extra answer headers, in order (names may repeat, e.g. ``Set-Cookie``).
+                Values travel as Latin-1, so ``"caf\\xe9"`` arrives as the byte ``0xE9``.
             processed: whether the request takes effect before the fault applies. By default
-                the worst case for a client: a delayed, reset or HTTP-error answer comes after
-                the request took effect (a timed-out send still reaches the user), while an
-                injected errcode, malformed body or connect error means it did not.
+                the worst case for a client: a delayed, reset, raw or HTTP-error answer comes
+                after the request took effect (a timed-out send still reaches the user), while
+                an injected errcode, malformed body or connect error means it did not; extra
+                ``headers`` alone go with the real answer.
         """
+        changes_answer = (
+            errcode is not None
+            or status is not None
+            or reset
+            or malformed is not None
+            or connect_error
+            or raw is not None
+        )
+        if processed is None:
+            processed = (
+                delay > 0 or reset or status is not None or raw is not None or not changes_answer
+            )
+        if headers is None:
+            extra_headers: tuple[tuple[str, str], ...] = ()
+        elif isinstance(headers, Mapping):
+            extra_headers = tuple(headers.items())
+        else:
+            extra_headers = tuple(headers)
         fault = Fault(
             times=times,
             errcode=errcode,
@@ -157,9 +197,9 @@ class FakeWeChat(CustomerService):
             reset=reset,
             malformed=malformed.encode() if isinstance(malformed, str) else malformed,
             connect_error=connect_error,
-            processed=(delay > 0 or reset or status is not None)
-            if processed is None
-            else processed,
+            raw=raw.encode("latin-1") if isinstance(raw, str) else raw,
+            headers=extra_headers,
+            processed=processed,
         )
         with self.lock:
             self._faults.setdefault(path, collections.deque()).append(fault)
@@ -240,7 +280,7 @@ class FakeWeChat(CustomerService):
             if fault is None:
                 assert reply is not None
                 return reply
-            return self._apply(fault, reply)
+            return self._apply(fault, reply, request)
 
     def _next_fault(self, path: str) -> Fault | None:
         queue = self._faults.get(path)
@@ -252,26 +292,36 @@ class FakeWeChat(CustomerService):
             queue.popleft()
         return fault
 
-    def _apply(self, fault: Fault, reply: FakeReply | None) -> FakeReply:
+    def _apply(self, fault: Fault, reply: FakeReply | None, request: RecordedRequest) -> FakeReply:
         """The reply ``fault`` makes; a pure delay delivers the real ``reply`` (if any) late."""
         if fault.connect_error:
             return FakeReply(connect_error=True)
         if fault.reset:
             return FakeReply(reset=True, delay=fault.delay)
+        if fault.raw is not None:
+            raw = fault.raw(request) if callable(fault.raw) else fault.raw
+            return FakeReply(raw=raw, delay=fault.delay)
+        made = self._answer_for(fault, reply, request)
+        return attrs.evolve(made, headers=made.headers + fault.headers, delay=fault.delay)
+
+    def _answer_for(
+        self, fault: Fault, reply: FakeReply | None, request: RecordedRequest
+    ) -> FakeReply:
         if fault.status is not None:
             headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/html"),)
             if fault.retry_after is not None:
                 headers += (("Retry-After", fault.retry_after),)
             body = f"<html><body>{fault.status}</body></html>".encode()
-            return FakeReply(status=fault.status, body=body, headers=headers, delay=fault.delay)
+            return FakeReply(status=fault.status, body=body, headers=headers)
         if fault.malformed is not None:  # WeChat labels some JSON answers text/plain, too
-            return FakeReply(body=fault.malformed, headers=_TEXT_PLAIN, delay=fault.delay)
+            body = fault.malformed(request) if callable(fault.malformed) else fault.malformed
+            return FakeReply(body=body, headers=_TEXT_PLAIN)
         if fault.errcode is not None:
             errmsg = fault.errmsg if fault.errmsg is not None else f"injected {fault.errcode}"
-            return FakeReply(body=error_body(fault.errcode, errmsg), delay=fault.delay)
+            return FakeReply(body=error_body(fault.errcode, errmsg))
         if reply is not None:
-            return attrs.evolve(reply, delay=fault.delay)
-        return FakeReply(body=answer({"errcode": 0, "errmsg": "ok"}), delay=fault.delay)
+            return reply
+        return FakeReply(body=answer({"errcode": 0, "errmsg": "ok"}))
 
     def _dispatch(self, request: RecordedRequest) -> FakeReply:
         try:

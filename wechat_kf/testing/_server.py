@@ -151,6 +151,10 @@ class _Connection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
             return
+        if reply.raw is not None:  # any framing: the connection cannot carry another answer
+            transport.write(reply.raw)
+            transport.close()
+            return
         transport.write(_render(reply, keep_alive))
         if not keep_alive:
             transport.close()

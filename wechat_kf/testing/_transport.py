@@ -5,12 +5,59 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
+import h11
 import httpx
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
 
 __all__ = ["FakeTransport"]
+
+
+def _latin1(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    """Headers as bytes, as they travel on the wire (values beyond ASCII included)."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def parse_raw_answer(raw: bytes, request: httpx.Request) -> httpx.Response:
+    """Read ``raw`` as an HTTP/1.1 client reads an answer that ends with the connection.
+
+    Malformed framing (a bad status line, ``Content-Length: abc``, a body cut short) raises
+    ``httpx.RemoteProtocolError``, as httpx's own transport does.
+    """
+    connection = h11.Connection(h11.CLIENT)
+    connection.send(
+        h11.Request(method=request.method, target=request.url.raw_path, headers=[("Host", "x")])
+    )
+    connection.send(h11.EndOfMessage())
+    connection.receive_data(raw)
+    connection.receive_data(b"")  # the fake closes the connection after a raw answer
+    head: h11.Response | None = None
+    body = bytearray()
+    try:
+        while True:
+            event = connection.next_event()
+            if isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.NEED_DATA:
+                raise httpx.RemoteProtocolError(
+                    "peer closed connection without sending complete message body",
+                    request=request,
+                )
+    except h11.RemoteProtocolError as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    assert head is not None
+    return httpx.Response(
+        head.status_code,
+        headers=list(head.headers.raw_items()),
+        content=bytes(body),
+        request=request,
+        extensions={"reason_phrase": head.reason, "http_version": b"HTTP/1.1"},
+    )
 
 
 class FakeTransport(httpx.AsyncBaseTransport):
@@ -41,6 +88,8 @@ class FakeTransport(httpx.AsyncBaseTransport):
             await anyio.sleep(reply.delay)
         if reply.reset:
             raise httpx.ReadError("[Errno 104] Connection reset (injected)", request=request)
+        if reply.raw is not None:
+            return parse_raw_answer(reply.raw, request)
         return httpx.Response(
-            reply.status, headers=list(reply.headers), content=reply.body, request=request
+            reply.status, headers=_latin1(reply.headers), content=reply.body, request=request
         )
