@@ -14,6 +14,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -141,6 +142,12 @@ def _memory(ctx: Context) -> dict[str, Any]:
     return _extras.streaming_memory(50_000 if ctx.quick else 1_000_000, 64)
 
 
+def _media(ctx: Context) -> dict[str, Any]:
+    n, reps = (400, 1) if ctx.quick else (3000, 7)
+    with tempfile.TemporaryDirectory() as scratch:
+        return _extras.media_send_many(ctx.base, n, 16, reps, "aiohttp", Path(scratch) / "x.jpg")
+
+
 def _records(ctx: Context) -> dict[str, Any]:
     n = 50_000 if ctx.quick else 300_000
     return {"runs": [_extras.records_iter(n, backend) for backend in ("asyncio", "trio")]}
@@ -152,6 +159,13 @@ SECTIONS: list[Section] = [
         "token single-flight",
         _single_flight,
         _report.render_single_flight,
+    ),
+    Section(
+        "media_send_many",
+        "send_many of a picture: from a file vs by a known media_id",
+        _media,
+        _report.render_media,
+        _report.check_media,
     ),
     Section("import_time", "import time", _imports, _report.render_imports),
     Section(
@@ -315,7 +329,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="at most this long per measurement")
     parser.add_argument("--reps", type=int, help="repetitions; medians are reported (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    parser.add_argument(
+        "--media-only",
+        action="store_true",
+        help="only send_many of a picture from a file vs by a known media_id (results-media.*)",
+    )
     args = parser.parse_args()
+    if args.media_only:
+        media_only(args.n or 3000, args.reps or 7, args.out)
+        return
 
     quick = args.quick
     latency = args.latency
@@ -397,6 +419,22 @@ def main() -> None:
         f"\nwrote {args.out}/results{suffix}.json, results{suffix}.md"
         + (f", {chart.name}" if chart else "")
     )
+
+
+def media_only(n: int, reps: int, out: Path) -> None:
+    """The picture comparison alone, on the pinned server and client cores as in a full run."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    client_cpu, server_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    with bench_server(server_cpu, 0.0) as base, tempfile.TemporaryDirectory() as scratch:
+        media = _extras.media_send_many(base, n, 16, reps, "aiohttp", Path(scratch) / "x.jpg")
+    results = {"environment": environment(), "media_send_many": media}
+    text = "\n".join(_report.render_media(media))
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results-media.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "results-media.md").write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ class Counter:
         )
 
 
+def openids(n: int) -> list[str]:
+    """``n`` openid-shaped recipients."""
+    return [openid(i) for i in range(n)]
+
+
 def feed(budget: Budget, counter: Counter | None = None) -> Iterator[str]:
     """Recipients until the budget is spent, counted on ``counter``."""
     counter = counter or Counter()
@@ -210,6 +215,16 @@ async def wx_send_many(base: str, c: int, budget: Budget, *, transport: str) -> 
         if report.sent != counter.count:
             raise RuntimeError(f"send_many: {dict(report.counts)}")
         return counter.result()
+
+
+async def timed_send_many(wx: Any, recipients: list[str], message: Any, c: int) -> float:
+    """One ``send_many`` to ``recipients`` (every one sent, else an error): msgs/s."""
+    started = time.perf_counter()
+    report = await wx.message.send_many(recipients, message, max_concurrency=c)
+    elapsed = time.perf_counter() - started
+    if report.sent != len(recipients):
+        raise RuntimeError(f"send_many: {dict(report.counts)}")
+    return len(recipients) / elapsed
 
 
 # --------------------------------------------------------------------------- wechatpy

@@ -5,9 +5,10 @@ listens. Answers:
 
 * ``POST /cgi-bin/message/custom/send`` -> ``{"errcode":0,"errmsg":"ok"}``
 * ``POST /cgi-bin/stable_token`` and ``GET /cgi-bin/token`` -> a token, ``expires_in`` 7200
-* ``GET /_stats`` -> ``{"requests", "tokens", "connections", "cpu"}``: requests served, token
-  requests, connections accepted, and this process's CPU seconds (the benchmark derives the
-  server's ceiling from them)
+* ``POST /cgi-bin/media/upload`` -> ``{"type": "image", "media_id": ..., "created_at": now}``
+* ``GET /_stats`` -> ``{"requests", "tokens", "uploads", "connections", "cpu"}``: requests
+  served, token requests, uploads, connections accepted, and this process's CPU seconds (the
+  benchmark derives the server's ceiling from them)
 
 Everything else answers the send reply. Keep-alive always; pipelined requests are answered in
 order. No parsing beyond the request line and ``Content-Length``.
@@ -44,9 +45,18 @@ TOKEN_REPLY = _response(
 )
 
 
+def _upload_reply() -> bytes:
+    media_id = f"BENCH_MEDIA_{Stats.uploads:04d}_" + "m" * 44
+    created = int(time.time())
+    return _response(
+        json.dumps({"type": "image", "media_id": media_id, "created_at": created}).encode()
+    )
+
+
 class Stats:
     requests = 0
     tokens = 0
+    uploads = 0
     connections = 0
     #: Seconds every send is delayed by (``--latency``).
     latency = 0.0
@@ -103,11 +113,15 @@ class BenchProtocol(asyncio.Protocol):
             if path.endswith(b"token"):  # not the access_token in a send's query
                 Stats.tokens += 1
                 out.append(TOKEN_REPLY)
+            elif path.endswith(b"media/upload"):
+                Stats.uploads += 1
+                out.append(_upload_reply())
             elif path == b"/_stats":
                 body = json.dumps(
                     {
                         "requests": Stats.requests,
                         "tokens": Stats.tokens,
+                        "uploads": Stats.uploads,
                         "connections": Stats.connections,
                         "cpu": time.process_time(),
                     }

@@ -1,7 +1,9 @@
 """wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
 Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
-cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
+cover the whole customer-service API, ``media`` the temporary media messages send and users
+send in, and ``windows`` tells who can be messaged now. Every exception derives from
+:class:`WeChatError`.
 """
 
 import logging
@@ -21,8 +23,13 @@ from wechat_kf._errors import (
     EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
+    InvalidMediaIdError,
     InvalidRequestError,
     MalformedResponseError,
+    MediaError,
+    MediaSizeError,
+    MediaStoreError,
+    MediaTypeError,
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
@@ -42,10 +49,16 @@ from wechat_kf._errors import (
     TransportError,
     TypingError,
     UnauthorizedError,
+    UnreachableError,
     ValidationError,
     WeChatError,
+    WindowStoreError,
 )
+from wechat_kf._files import MediaFile, MediaType
+from wechat_kf._media_ids import MediaIdCache, MediaIdStore, MemoryMediaIdStore, UploadedMedia
+from wechat_kf._redis_media import RedisMediaIdStore
 from wechat_kf._redis_tokens import RedisTokenStore
+from wechat_kf._redis_windows import RedisWindowStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -60,6 +73,9 @@ from wechat_kf._tokens import (
     new_fence,
 )
 from wechat_kf._version import __version__
+from wechat_kf._window_ledger import OpenWindow, WindowStatus
+from wechat_kf._window_rules import WINDOW_RULES, Interaction, WindowRule
+from wechat_kf._window_store import MemoryWindowStore, WindowStore
 from wechat_kf.bulk import (
     RateLimiter,
     SendControl,
@@ -70,9 +86,11 @@ from wechat_kf.bulk import (
     SendSummary,
 )
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
+from wechat_kf.media import DownloadedMedia, MediaStream, ResolvedMessage
 from wechat_kf.messages import (
     Article,
     Image,
+    MediaField,
     MenuItem,
     Message,
     MiniProgramPage,
@@ -92,6 +110,7 @@ from wechat_kf.session import AgentSession, KfSession, WaitCase, WaitingSessions
 
 __all__ = [
     "ERRCODE_CLASSES",
+    "WINDOW_RULES",
     "APIError",
     "AccessToken",
     "AccessTokenError",
@@ -105,12 +124,15 @@ __all__ = [
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "DownloadedMedia",
     "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "Image",
+    "Interaction",
+    "InvalidMediaIdError",
     "InvalidRequestError",
     "InviteStatus",
     "KfAccount",
@@ -119,7 +141,19 @@ __all__ = [
     "LockExtender",
     "LockingTokenStore",
     "MalformedResponseError",
+    "MediaError",
+    "MediaField",
+    "MediaFile",
+    "MediaIdCache",
+    "MediaIdStore",
+    "MediaSizeError",
+    "MediaStoreError",
+    "MediaStream",
+    "MediaType",
+    "MediaTypeError",
+    "MemoryMediaIdStore",
     "MemoryTokenStore",
+    "MemoryWindowStore",
     "MenuItem",
     "Message",
     "MessageBuildError",
@@ -131,14 +165,18 @@ __all__ = [
     "Music",
     "News",
     "OnlineStatus",
+    "OpenWindow",
     "OperCode",
     "RateLimitError",
     "RateLimiter",
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisMediaIdStore",
     "RedisTokenStore",
+    "RedisWindowStore",
     "RequestBuildError",
+    "ResolvedMessage",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -165,12 +203,18 @@ __all__ = [
     "TransportError",
     "TypingError",
     "UnauthorizedError",
+    "UnreachableError",
+    "UploadedMedia",
     "ValidationError",
     "Video",
     "Voice",
     "WaitCase",
     "WaitingSessions",
     "WeChatError",
+    "WindowRule",
+    "WindowStatus",
+    "WindowStore",
+    "WindowStoreError",
     "WxCard",
     "__version__",
     "new_fence",

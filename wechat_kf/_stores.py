@@ -5,7 +5,7 @@ media, users' service windows) gets:
 
 * a small ``Protocol`` of async methods naming what the concern needs, each atomic in the
   backend, documented where the concern lives (``TokenStore`` in ``_tokens.py``,
-  ``DuplicateStore`` in ``callback/_dedupe.py``, ...);
+  ``DuplicateStore`` in ``callback/_dedupe.py``, ``WindowStore`` in ``_window_store.py``);
 * a memory implementation, the default: in this process, bounded, thread-safe, with an
   injectable ``clock`` for tests; :class:`ExpiringMap` is the building block of those whose
   entries expire;
@@ -15,10 +15,12 @@ media, users' service windows) gets:
   operation bounded by ``timeout`` and failing with the store's typed error (a
   :class:`~wechat_kf.StoreError` subclass), asyncio only;
 * a contract test suite any implementation can run (``wechat_kf.testing.store_contract`` for
-  token stores).
+  token stores, ``wechat_kf.testing.duplicate_store_contract`` for duplicate stores,
+  ``wechat_kf.testing.media_store_contract`` for media-id stores,
+  ``wechat_kf.testing.window_store_contract`` for window stores).
 
-One Redis client can serve every store of an application: ``RedisTokenStore(client)`` and
-``RedisDuplicateStore(client)`` share it.
+One Redis client can serve every store of an application: ``RedisTokenStore(client)``,
+``RedisDuplicateStore(client)`` and ``RedisMediaIdStore(client)`` share it.
 """
 
 from __future__ import annotations
@@ -96,6 +98,12 @@ class ExpiringMap(Generic[K, V]):
             entry = self._entries.get(key)
             return entry[0] if entry is not None and entry[0] > self._clock() else None
 
+    def expiry_locked(self, key: K) -> float:
+        """When ``key``'s entry expires on the map's clock (it must exist), for a caller
+        holding :attr:`lock`: rewrite an entry with ``set_locked(key, value, expiry)`` to keep
+        its lifetime."""
+        return self._entries[key][0]
+
     def set(self, key: K, value: V, ttl: float) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds from now."""
         with self._lock:
@@ -125,8 +133,12 @@ class ExpiringMap(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         """Remove ``key``; its live value, or ``None``."""
         with self._lock:
-            entry = self._entries.pop(key, None)
-            return entry[1] if entry is not None and entry[0] > self._clock() else None
+            return self.pop_locked(key, self._clock())
+
+    def pop_locked(self, key: K, now: float) -> V | None:
+        """:meth:`pop` for a caller already holding :attr:`lock`."""
+        entry = self._entries.pop(key, None)
+        return entry[1] if entry is not None and entry[0] > now else None
 
     def items(self) -> Iterator[tuple[K, V]]:
         """The live entries, oldest write first (a snapshot: safe to modify the map meanwhile)."""

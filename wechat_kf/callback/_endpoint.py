@@ -16,7 +16,9 @@ goes through these steps (:meth:`CallbackEndpoint.answer`):
    running then, the retry answers 503 and WeChat tries again (4 tries in all, 5 s apart; once
    every one went unanswered WeChat tells the user the account cannot serve them, and a reply
    that comes later is lost: answer within 4 s, or send the answer later with ``wx.message``);
-4. call ``on_message`` and build the reply's body (``None`` means ``success``);
+4. with ``windows`` (your client's ``wx.windows``), record a push that opens a service window
+   (a user message, a qualifying event) in the client's window ledger; call ``on_message``
+   and build the reply's body (``None`` means ``success``);
 5. store the body with the push (retries get it), answer it.
 
 An exception from ``on_message`` propagates to the framework (a 500 for WeChat, which then
@@ -29,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
@@ -47,6 +49,9 @@ from wechat_kf.callback._errors import (
 from wechat_kf.callback._handler import CallbackHandler
 from wechat_kf.callback._messages import Incoming
 from wechat_kf.callback._replies import SUCCESS, Reply
+
+if TYPE_CHECKING:
+    from wechat_kf.windows import WindowsAPI
 
 __all__ = ["CallbackEndpoint", "HTTPAnswer", "OnMessage"]
 
@@ -124,6 +129,19 @@ async def _quietly(what: str, step: Awaitable[None]) -> None:
         logger.warning("duplicate store: could not %s: %s: %s", what, type(exc).__name__, exc)
 
 
+async def _observe(windows: WindowsAPI, incoming: Incoming) -> None:
+    """Record the push in the window ledger; a failure is logged and the push handled anyway."""
+    try:
+        await windows.observe(incoming)
+    except Exception as exc:
+        logger.warning(
+            "window ledger: could not record a %s push: %s: %s",
+            type(incoming).__name__,
+            type(exc).__name__,
+            exc,
+        )
+
+
 class CallbackEndpoint:
     """Answer WeChat's HTTP requests to your server URL, framework-neutrally.
 
@@ -134,8 +152,11 @@ class CallbackEndpoint:
     the body its first try got; a retry of a push still being handled waits up to
     ``retry_wait`` seconds from its arrival (4 s; at most 5 s, WeChat's patience) and answers
     what the first try answers, or 503 if it is still running (WeChat tries again). A push is
-    marked handled only once ``on_message`` and the reply succeeded. Use :meth:`answer` from
-    any web framework.
+    marked handled only once ``on_message`` and the reply succeeded. With ``windows`` (your
+    client's ``wx.windows``), each new push that opens a service window is recorded in its
+    ledger before ``on_message`` runs (a failure there is logged, the push handled anyway), so
+    that ``wx.windows`` and ``send_many(..., skip_unreachable=True)`` know it. Use
+    :meth:`answer` from any web framework.
     """
 
     def __init__(
@@ -145,6 +166,7 @@ class CallbackEndpoint:
         *,
         deduplicator: Deduplicator | DuplicateStore | None = None,
         retry_wait: float = RETRY_WAIT,
+        windows: WindowsAPI | None = None,
     ) -> None:
         if isinstance(retry_wait, bool) or not (
             isinstance(retry_wait, (int, float)) and 0 <= retry_wait < WECHAT_ANSWER_TIMEOUT
@@ -164,6 +186,8 @@ class CallbackEndpoint:
         self.deduplicator: Deduplicator = deduplicator
         #: Seconds (from its arrival) a retry waits for the try still handling its push.
         self.retry_wait: float = float(retry_wait)
+        #: The client's service-window ledger the new pushes are recorded in, if any.
+        self.windows: WindowsAPI | None = windows
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(handler={self.handler!r})"
@@ -199,6 +223,8 @@ class CallbackEndpoint:
         entry = await dedupe.claim(incoming, wait=self.retry_wait if wait is None else wait)
         if entry is not None:
             return self._retried(incoming, entry)
+        if self.windows is not None:
+            await _observe(self.windows, incoming)
         try:
             reply = await self.on_message(incoming)
             body = self.handler.reply(incoming, reply)
