@@ -167,6 +167,38 @@ async def test_sends_spend_and_the_ledger_matches_what_wechat_accepts(
         await wx.message.send(USER, Text(content="hi"))
 
 
+async def test_send_with_skip_unreachable_reserves_in_the_ledger_first(
+    wx: AsyncWeChat, fake: FakeWeChat
+) -> None:
+    with pytest.raises(ResponseWindowError):  # unknown to the ledger: sent, WeChat decides
+        await wx.message.send("o_stranger", Text(content="hi"), skip_unreachable=True)
+    assert len(fake.requests_to(SEND)) == 1
+    fake.user_says(USER)
+    await feed(wx, fake)
+    unreachable: list[str] = []
+
+    async def send_or_unreachable() -> None:
+        try:
+            await wx.message.send(USER, Text(content="hi"), skip_unreachable=True)
+        except UnreachableError as exc:
+            unreachable.append(exc.reason)
+
+    async with anyio.create_task_group() as group:  # 8 at once: the window allows 5
+        for _ in range(8):
+            group.start_soon(send_or_unreachable)
+    assert len(fake.sent_to(USER)) == 5
+    assert unreachable == ["no_messages_left"] * 3
+    requests = len(fake.requests_to(SEND))
+    with pytest.raises(UnreachableError) as info:
+        await wx.message.send(USER, Text(content="hi"), skip_unreachable=True)
+    assert info.value.until == at(T0 + 48 * HOUR)
+    assert len(fake.requests_to(SEND)) == requests  # no request made
+    fake.clock.advance(48 * HOUR)
+    with pytest.raises(UnreachableError, match="outside their service window"):
+        await wx.message.send(USER, Text(content="hi"), skip_unreachable=True)
+    assert len(fake.requests_to(SEND)) == requests
+
+
 async def test_menu_click_then_message_spends_the_shorter_window_first(
     wx: AsyncWeChat, fake: FakeWeChat
 ) -> None:

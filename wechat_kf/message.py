@@ -58,6 +58,7 @@ class MessageAPI(APIResource):
         kf_account: str | None = None,
         ai_generated: bool = False,
         busy_is_unknown: bool = False,
+        skip_unreachable: bool = False,
     ) -> None:
         """Send ``message`` to the user ``openid``.
 
@@ -72,6 +73,12 @@ class MessageAPI(APIResource):
         request. ``busy_is_unknown=True`` drops it: a -1 is not retried and raises
         :class:`~wechat_kf.ServerBusyError` with ``may_have_reached_wechat = True``. If no
         access token can be had, a :class:`~wechat_kf.TokenError` says the message was not sent.
+
+        ``skip_unreachable=True`` consults the ledger first and takes one message of the user's
+        window in the same atomic step: a user the ledger knows is outside every window or out
+        of messages raises :class:`~wechat_kf.UnreachableError` with no request made (a user it
+        knows nothing of is sent to as usual), and concurrent sends to one user never spend
+        more than the window allows.
         """
         check.openid(openid)
         if kf_account is not None:
@@ -98,7 +105,8 @@ class MessageAPI(APIResource):
                 )
                 await self._pipeline.call(endpoint, json=body)
 
-        await self._ledger.send(openid, deliver)
+        reservation = await self._ledger.reserve(openid) if skip_unreachable else None
+        await self._ledger.send(openid, deliver, reservation)
 
     async def send_many(
         self,
