@@ -12,8 +12,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -27,6 +25,7 @@ import attrs
 
 from benchmarks import _clients, _extras, _report
 from benchmarks._clients import Budget, Result
+from benchmarks._processes import server_process
 from benchmarks._server import raise_file_limit
 
 RESULTS = Path(__file__).parent / "results"
@@ -185,21 +184,8 @@ SECTIONS: list[Section] = [
 @contextmanager
 def bench_server(cpu: int | None, latency_ms: float) -> Iterator[str]:
     """Start the minimal server in its own process; yield its base URL."""
-    command = [sys.executable, "-m", "benchmarks._server", "--latency", str(latency_ms)]
-    if cpu is not None:
-        command += ["--cpu", str(cpu)]
-    server = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"benchmark server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        server.terminate()
-        server.wait(10)
+    with server_process("benchmarks._server", "--latency", str(latency_ms), cpu=cpu) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def server_stats(base: str) -> dict[str, float]:
