@@ -19,7 +19,8 @@ from wechat_kf.callback import (
     MemoryDuplicateStore,
     dedupe_key,
 )
-from wechat_kf.testing.duplicate_store_contract import Advance, DuplicateStoreContract
+from wechat_kf.testing import FakeTime
+from wechat_kf.testing.duplicate_store_contract import DuplicateStoreContract
 
 pytestmark = pytest.mark.anyio
 
@@ -90,19 +91,12 @@ class TestMemoryDuplicateStore(DuplicateStoreContract):
     """The contract on the memory store, on a fake clock: nothing sleeps."""
 
     @pytest.fixture
-    def clock(self) -> FakeClock:
-        return FakeClock()
+    def clock(self) -> FakeTime:
+        return FakeTime()
 
     @pytest.fixture
-    def store(self, clock: FakeClock) -> MemoryDuplicateStore:
+    def store(self, clock: FakeTime) -> MemoryDuplicateStore:
         return MemoryDuplicateStore(clock=clock)
-
-    @pytest.fixture
-    def advance(self, clock: FakeClock) -> Advance:
-        async def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        return advance
 
 
 async def test_len_counts_live_entries() -> None:

@@ -49,6 +49,7 @@ from wechat_kf.testing._state import (
     FakeWaitCase,
     ServiceWindow,
 )
+from wechat_kf.testing._time import FakeTime
 from wechat_kf.testing._transport import FakeTransport
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "FakeReply",
     "FakeServer",
     "FakeSession",
+    "FakeTime",
     "FakeTransport",
     "FakeUser",
     "FakeWaitCase",

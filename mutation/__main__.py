@@ -1,0 +1,200 @@
+"""``python -m mutation [module ...]``: mutmut over the core modules, each against its tests.
+
+See mutation/README.md. Each module runs in its own copy of the project under
+``build/mutation/<module>/`` (mutmut's ``mutants/`` directory lives there: ``mutmut results``,
+``mutmut show NAME`` and ``mutmut browse`` work in it afterwards), asyncio only, and the run ends
+with a table of mutants, survivors and scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+BUILD: Final = ROOT / "build" / "mutation"
+
+#: Each core module and the test files that exercise it. mutmut runs these files once to learn
+#: which test calls which function, then runs only those tests against each mutant: keep the
+#: list to the tests written for the module (an end-to-end file that calls everything makes
+#: every mutant slow). A new core module is one more entry.
+TARGETS: Final[dict[str, tuple[str, ...]]] = {
+    "wechat_kf/_retry.py": ("tests/test_retry.py", "tests/test_pipeline.py"),
+    "wechat_kf/_validation.py": (
+        "tests/test_validation.py",
+        "tests/test_models.py",
+        "tests/test_kf.py",
+        "tests/test_records.py",
+    ),
+    "wechat_kf/_tokens.py": (
+        "tests/test_tokens.py",
+        "tests/test_token_manager.py",
+        "tests/test_token_store_contract.py",
+    ),
+    "wechat_kf/_redis_tokens.py": (
+        "tests/test_redis_tokens.py",
+        "tests/test_token_store_contract.py",
+    ),
+    "wechat_kf/_redis.py": (
+        "tests/test_redis_tokens.py",
+        "tests/callback/test_callback_redis_dedupe.py",
+    ),
+    "wechat_kf/_stores.py": ("tests/test_stores.py", "tests/callback/test_callback_dedupe.py"),
+    "wechat_kf/callback/_crypto.py": ("tests/callback/test_callback_crypto.py",),
+    "wechat_kf/callback/_handler.py": (
+        "tests/callback/test_callback_handler.py",
+        "tests/callback/test_callback_crypto.py",
+        "tests/callback/test_callback_replies.py",
+    ),
+    "wechat_kf/callback/_dedupe.py": ("tests/callback/test_callback_dedupe.py",),
+    "wechat_kf/callback/_xml.py": ("tests/callback/test_callback_xml.py",),
+    "wechat_kf/_pipeline.py": (
+        "tests/test_pipeline.py",
+        "tests/test_decoding.py",
+        "tests/test_faults.py",
+    ),
+    "wechat_kf/bulk.py": ("tests/test_bulk.py",),
+    "wechat_kf/records.py": ("tests/test_records.py",),
+}
+
+#: pytest options of every run: asyncio only (trio runs the same lines of the core twice).
+PYTEST_ARGS: Final = ("-p", "no:cacheprovider", "-k", "not trio")
+
+#: The project files each module's copy needs.
+COPIED: Final = ("wechat_kf", "tests", "pyproject.toml")
+
+
+def _slug(module: str) -> str:
+    return module.removeprefix("wechat_kf/").removesuffix(".py").replace("/", ".")
+
+
+def _select(names: list[str]) -> list[str]:
+    if not names:
+        return list(TARGETS)
+    chosen = []
+    for name in names:
+        matches = [m for m in TARGETS if name in (m, _slug(m), Path(m).stem)]
+        if not matches:
+            raise SystemExit(f"unknown module {name!r}; known: {', '.join(map(_slug, TARGETS))}")
+        chosen += matches
+    return chosen
+
+
+def _prepare(module: str) -> Path:
+    """A fresh copy of the project whose pyproject.toml tells mutmut what to do."""
+    workdir = BUILD / _slug(module)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, workdir / name, ignore=ignore)
+        else:
+            shutil.copy2(source, workdir / name)
+    tests = [t for t in TARGETS[module] if (ROOT / t).exists()]
+    section = {
+        "source_paths": ["wechat_kf"],
+        "only_mutate": [module],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": list(PYTEST_ARGS),
+    }
+    lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(val)}" for key, val in section.items()]
+    with (workdir / "pyproject.toml").open("a", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")
+    return workdir
+
+
+#: mutmut's command, installed next to this Python.
+MUTMUT: Final = str(Path(sys.executable).with_name("mutmut"))
+
+
+def _mutmut(workdir: Path, *args: str, log: Path) -> None:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    with log.open("w", encoding="utf-8") as out:
+        subprocess.run([MUTMUT, *args], cwd=workdir, env=env, check=True, stdout=out, stderr=out)
+
+
+def _survivors(workdir: Path) -> list[str]:
+    listing = subprocess.run(
+        [MUTMUT, "results"], cwd=workdir, capture_output=True, text=True, check=True
+    )
+    return [line.strip().split(":")[0] for line in listing.stdout.splitlines() if ": " in line]
+
+
+def run(module: str, max_children: int) -> dict[str, object]:
+    """Mutate ``module``; its counts, score and surviving mutants' names."""
+    workdir = _prepare(module)
+    started = time.monotonic()
+    print(f"== {module}: mutmut in {workdir.relative_to(ROOT)}", flush=True)
+    _mutmut(workdir, "run", "--max-children", str(max_children), log=workdir / "mutmut.log")
+    _mutmut(workdir, "export-cicd-stats", log=workdir / "export.log")
+    stats = json.loads((workdir / "mutants" / "mutmut-cicd-stats.json").read_text("utf-8"))
+    killed = stats["killed"] + stats["timeout"]
+    checked = stats["total"] - stats["skipped"] - stats["check_was_interrupted_by_user"]
+    row: dict[str, object] = {
+        "module": module,
+        "mutants": stats["total"],
+        "killed": killed,
+        "survived": checked - killed,
+        "no_tests": stats["no_tests"],
+        "score": killed / checked if checked else 1.0,
+        "minutes": round((time.monotonic() - started) / 60, 1),
+        "survivors": _survivors(workdir),
+    }
+    print(
+        f"   {row['mutants']} mutants, {row['survived']} survived "
+        f"({row['no_tests']} without a test), score {row['score']:.1%}, "
+        f"{row['minutes']} min",
+        flush=True,
+    )
+    return row
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    """The results as a Markdown table."""
+    head = ["| module | mutants | survived | score | minutes |", "|---|---:|---:|---:|---:|"]
+    return "\n".join(
+        head
+        + [
+            f"| `{str(row['module']).removeprefix('wechat_kf/')}` | {row['mutants']} | "
+            f"{row['survived']} | {row['score']:.1%} | {row['minutes']} |"
+            for row in rows
+        ]
+    )
+
+
+def main() -> None:
+    """Parse the command line and run each selected module in turn."""
+    parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
+    parser.add_argument("modules", nargs="*", help="e.g. _retry callback._crypto (default: all)")
+    parser.add_argument(
+        "--max-children",
+        type=int,
+        default=2,
+        help="mutants tested at once (default 2: a 2-core machine shared with others)",
+    )
+    parser.add_argument("--list", action="store_true", help="print the module -> tests mapping")
+    args = parser.parse_args()
+    modules = _select(args.modules)
+    if args.list:
+        for module in modules:
+            print(f"{module}: {' '.join(TARGETS[module])}")
+        return
+    rows = [run(module, args.max_children) for module in modules]
+    report = table(rows)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    (BUILD / "results.md").write_text(report + "\n", encoding="utf-8")
+    (BUILD / "results.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(f"\n{report}\n\nSurvivors: build/mutation/results.json; details: mutmut show NAME")
+
+
+if __name__ == "__main__":
+    main()
