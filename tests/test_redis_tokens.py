@@ -209,30 +209,34 @@ async def test_waiting_for_another_process_is_bounded(store: RedisTokenStore) ->
     # Another process holds the lock and never finishes (it is stuck, its TTL is long).
     await store.redis.set(store.lock_key(fake.appid), "elsewhere:1:x", px=60_000)
     async with fake.client(token_store=store, token_lock_timeout=0.5) as wx:
-        started = time.monotonic()
-        with pytest.raises(TokenRefreshTimeoutError, match="another process"):
+        with pytest.raises(TokenRefreshTimeoutError) as info:
             await wx.access_token()
-        assert time.monotonic() - started < 5
+    # Bounded by token_lock_timeout (the exact boundary: test_tokens.py, on fake time).
+    assert str(info.value) == (
+        f"waited 0.5 s for the access token refresh of {fake.appid} (another process holds the "
+        "refresh lock)"
+    )
     assert fake.token_requests == []
 
 
 async def test_a_slow_fetch_renews_its_lock(store: RedisTokenStore) -> None:
-    appid = "wxslow"
-    fetch = CountingFetcher(delay=1.5)
-    manager = TokenManager(appid=appid, store=store, fetch=fetch, lock_ttl=0.6)
+    """Real Redis TTLs: a 1.2 s lock renewed every 0.4 s survives a stall of 0.8 s."""
+    appid, ttl = "wxslow", 1.2
     lock_key = store.lock_key(appid)
     pttls: list[int] = []
 
-    async def watch() -> None:
-        await anyio.sleep(0.1)
-        for _ in range(6):  # 0.1 s to 1.35 s: long after the first 0.6 s TTL
-            pttls.append(await store.redis.pttl(lock_key))
-            await anyio.sleep(0.25)
+    class Watched(CountingFetcher):
+        async def __call__(self, force_refresh: bool) -> AccessToken:
+            for _ in range(8):  # 1.6 s in all: past the first TTL
+                await anyio.sleep(0.2)
+                pttls.append(await store.redis.pttl(lock_key))
+            return await super().__call__(force_refresh)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch)
-        tg.start_soon(manager.get)
-    assert all(0 < pttl <= 600 for pttl in pttls), pttls
+    fetch = Watched()
+    manager = TokenManager(appid=appid, store=store, fetch=fetch, lock_ttl=ttl)
+    await manager.get()
+    # Held all along, and never for longer than one TTL ahead (renewed, not extended by more).
+    assert all(0 < pttl <= ttl * 1000 for pttl in pttls), pttls
     assert await store.redis.exists(lock_key) == 0  # released after the fetch
     assert fetch.calls == 1
 
@@ -297,12 +301,12 @@ async def test_redis_down_is_a_typed_error_not_a_hang(own_redis: RedisServer) ->
         # A fresh token is served from memory: an outage does not stop the API calls.
         assert await wx.access_token() == token
         assert await wx.kf.list() == []
-        # A refresh needs the store: a typed error, quickly.
+        # A refresh needs the store: a typed error, at once (a refused connection, not the
+        # store's timeout running out).
         fake.invalidate_tokens()
-        started = time.monotonic()
         with pytest.raises(TokenStoreError) as info:
             await wx.kf.list()
-        assert time.monotonic() - started < 5
+        assert "took longer than" not in str(info.value)
         assert isinstance(info.value, TokenError)
         assert isinstance(info.value, WeChatError)
         assert "ConnectionError" in str(info.value)
@@ -316,21 +320,32 @@ async def test_redis_down_is_a_typed_error_not_a_hang(own_redis: RedisServer) ->
     assert len(fake.token_requests) == 2
 
 
+class CountingRedisTokenStore(RedisTokenStore):
+    """Counts the lock attempts: each one is a Redis round trip."""
+
+    lock_attempts = 0
+
+    async def try_lock(self, appid: str, ttl: float) -> str | None:
+        self.lock_attempts += 1
+        return await super().try_lock(appid, ttl)
+
+
 async def test_redis_down_during_early_refresh_serves_the_valid_token(
     own_redis: RedisServer,
 ) -> None:
     now = [time.time()]
     fetch = CountingFetcher()
-    async with RedisTokenStore.from_url(own_redis.url, prefix="blip:") as store:
+    async with CountingRedisTokenStore.from_url(own_redis.url, prefix="blip:") as store:
         manager = TokenManager(appid="wxblip", store=store, fetch=fetch, clock=lambda: now[0])
         token = await manager.get()
         own_redis.stop()
         now[0] += 7200 - 200  # inside the refresh margin, well before expiry
-        started = time.monotonic()
+        attempts = store.lock_attempts
         assert await manager.get() == token  # the refresh failed: the valid token is served
+        assert store.lock_attempts == attempts + 1
         for _ in range(20):  # backing off: no more Redis round trips
             assert await manager.get() == token
-        assert time.monotonic() - started < 5
+        assert store.lock_attempts == attempts + 1
         own_redis.start()
         now[0] += 10  # past the backoff: the refresh succeeds (Redis came back empty)
         fresh = await manager.get()
@@ -346,10 +361,8 @@ async def test_hung_redis_times_out(own_redis: RedisServer) -> None:
         await store.set("wxhung", AccessToken("x", time.time() + 60))
         own_redis.pause()
         try:
-            started = time.monotonic()
-            with pytest.raises(TokenStoreError, match="Redis"):
+            with pytest.raises(TokenStoreError, match=r"Redis .* took longer than 1 s"):
                 await store.get("wxhung")
-            assert time.monotonic() - started < 4
         finally:
             own_redis.resume()
         # The connection that timed out was dropped; the store works again.
@@ -427,10 +440,8 @@ async def test_user_client_without_timeouts_is_still_bounded(own_redis: RedisSer
     try:
         await store.delete("wx")
         own_redis.pause()
-        started = time.monotonic()
         with pytest.raises(TokenStoreError, match=r"longer than 0\.5 s"):
             await store.try_lock("wx", 5)
-        assert time.monotonic() - started < 3
     finally:
         own_redis.resume()
         await client.aclose()
