@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
+import struct
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from tests.callback.callback_fakes import (
     SAMPLE_KEY,
     TOKEN,
     FakeWeChat,
+    aes_key,
     push_xml,
     text_push,
     wechat_decrypt,
@@ -178,12 +180,53 @@ def test_a_length_prefix_beyond_the_data_is_refused() -> None:
         decrypt(AESKey(KEY), ciphertext, appid=APPID)
 
 
-@given(st.binary(min_size=1, max_size=8).map(lambda b: (b * 64)[:64]), st.integers(0, 63))
-def test_any_ciphertext_gives_a_message_or_a_typed_error(noise: bytes, flip: int) -> None:
-    data = bytearray(base64.b64decode(_ciphertext(b"<xml><A>1</A></xml>")))
-    data[flip % len(data)] ^= noise[0] or 1
-    with contextlib.suppress(DecryptError, AppIdMismatchError):  # anything else fails the test
-        decrypt(AESKey(KEY), base64.b64encode(bytes(data)).decode(), appid=APPID)
+def _reference_decrypt(ciphertext: str) -> bytes | tuple[type[Exception], str]:
+    """WeChat's rules applied to a plain CBC decryption: the message, or (error, reason)."""
+    key = aes_key(KEY)
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(base64.b64decode(ciphertext)) + decryptor.finalize()
+    pad = plain[-1]
+    if not 1 <= pad <= 32 or plain[-pad:] != bytes([pad]) * pad:
+        return DecryptError, "bad padding"
+    content = plain[16:-pad]
+    if len(content) < 4:
+        return DecryptError, "too short"
+    (length,) = struct.unpack(">I", content[:4])
+    if length > len(content) - 4:
+        return DecryptError, "length prefix exceeds"
+    message, appid = content[4 : 4 + length], content[4 + length :]
+    if appid != APPID.encode():
+        return AppIdMismatchError, appid.decode("latin-1")
+    return message
+
+
+@given(
+    st.sampled_from([b"<xml><A>1</A></xml>", b"", b"x" * 40, "中文".encode() * 9]),
+    st.lists(st.tuples(st.integers(0, 255), st.integers(1, 255)), min_size=1, max_size=3),
+)
+def test_any_ciphertext_gives_its_message_or_the_typed_error(
+    message: bytes, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(base64.b64decode(_ciphertext(message)))
+    for where, bits in flips:
+        data[where % len(data)] ^= bits
+    ciphertext = base64.b64encode(bytes(data)).decode()
+    expected = _reference_decrypt(ciphertext)
+    try:
+        got: object = decrypt(AESKey(KEY), ciphertext, appid=APPID)
+    except (DecryptError, AppIdMismatchError) as exc:  # anything else fails the test
+        got = exc
+    if isinstance(expected, bytes):
+        assert got == expected
+        return
+    error, detail = expected
+    assert type(got) is error, f"{got!r}: expected {error.__name__} ({detail})"
+    if isinstance(got, AppIdMismatchError):
+        assert got.expected == APPID
+        printable = detail.isprintable() and detail.isascii() and len(detail) <= 64
+        assert got.actual == (detail if printable else f"<{len(detail)} undecodable bytes>")
+    else:
+        assert detail in str(got)
 
 
 # --------------------------------------------------------------------------- handler, safe mode
