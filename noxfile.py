@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``demo``, ``bench``."""
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def typecheck(session: nox.Session) -> None:
     _install(session, "test")
     session.install("mypy>=1.11", "pyright>=1.1.380")
     session.run("mypy", "wechat_kf")
+    session.run("mypy", "docs/examples")  # the documentation's programs are typed too
     command = ("pyright", "--verifytypes", "wechat_kf", "--ignoreexternal")
     report = session.run(*command, "--outputjson", silent=True, success_codes=[0, 1])
     completeness = json.loads(str(report))["typeCompleteness"]
@@ -49,6 +50,13 @@ def typecheck(session: nox.Session) -> None:
             f"pyright --verifytypes: {completeness['completenessScore']:.1%} typed, "
             f"{undocumented} public name(s) without a docstring (want 100% and 0)"
         )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly: a broken link, reference or any warning fails."""
+    _install(session, "docs")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

@@ -14,6 +14,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -189,7 +190,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="repetitions; medians are reported (default 3)")
     parser.add_argument("--recipients", type=int, help="streaming memory run (default 1,000,000)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    parser.add_argument(
+        "--media-only",
+        action="store_true",
+        help="only send_many of a picture from a file vs by a known media_id (results-media.*)",
+    )
     args = parser.parse_args()
+    if args.media_only:
+        media_only(args.n or 3000, args.reps or 7, args.out)
+        return
 
     quick = args.quick
     n = args.n or (400 if quick else 3000)
@@ -223,6 +232,11 @@ def main() -> None:
         flights = [
             _extras.single_flight(base, cold_callers, backend) for backend in ("asyncio", "trio")
         ]
+        log("send_many of a picture: from a file vs by a known media_id")
+        with tempfile.TemporaryDirectory() as scratch:
+            media = _extras.media_send_many(
+                base, n, 16, reps, "aiohttp", Path(scratch) / "notice.jpg"
+            )
     log("import time")
     imports = _extras.import_time(repeat=3 if quick else 7)
     log(f"streaming send to {recipients:,} recipients (memory)")
@@ -240,6 +254,7 @@ def main() -> None:
         "server_ceiling": ceiling,
         "matrix": matrix,
         "single_flight": flights,
+        "media_send_many": media,
         "import_time": imports,
         "streaming_memory": memory,
         "duration_seconds": round(time.perf_counter() - started, 1),
@@ -256,6 +271,22 @@ def main() -> None:
         f"\nwrote {args.out}/results{suffix}.json, results{suffix}.md"
         + (f", {chart.name}" if chart else "")
     )
+
+
+def media_only(n: int, reps: int, out: Path) -> None:
+    """The picture comparison alone, on the pinned server and client cores as in a full run."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    client_cpu, server_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    with bench_server(server_cpu) as base, tempfile.TemporaryDirectory() as scratch:
+        media = _extras.media_send_many(base, n, 16, reps, "aiohttp", Path(scratch) / "notice.jpg")
+    results = {"environment": environment(), "media_send_many": media}
+    text = _report.render_media(media)
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results-media.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "results-media.md").write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The measurements beside throughput: token single-flight, import time, streaming memory."""
+"""The measurements beside throughput: token single-flight, import time, streaming memory, and
+``send_many`` of a picture from a file against the same picture by a known media_id."""
 
 from __future__ import annotations
 
@@ -16,9 +17,72 @@ from benchmarks._clients import APPID, SECRET
 ROOT = Path(__file__).parent.parent
 
 
-def _tokens_served(base: str) -> int:
+def _served(base: str, what: str = "tokens") -> int:
     with urllib.request.urlopen(f"{base}/_stats", timeout=5) as answer:
-        return int(json.loads(answer.read())["tokens"])
+        return int(json.loads(answer.read())[what])
+
+
+def _tokens_served(base: str) -> int:
+    return _served(base, "tokens")
+
+
+#: A 200 KB JPEG (by its bytes): a typical notice picture.
+PICTURE = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + bytes(200 * 1024)
+
+
+def media_send_many(
+    base: str, n: int, c: int, reps: int, transport: str, picture: Path
+) -> dict[str, Any]:
+    """``send_many`` of ``Image(file=picture)`` vs ``Image(media_id=known)``, msgs/s medians.
+
+    Each repetition makes a new client (its media-id cache cold), warms its connections up, then
+    times: the file (the run reads, hashes and uploads the picture once), then the file again
+    (the cache hit: no upload) and the known media_id, these two in alternating order. The
+    server counts the uploads.
+    """
+    import anyio
+
+    from benchmarks._clients import openids, timed_send_many
+    from wechat_kf import AsyncWeChat, Image
+
+    picture.write_bytes(PICTURE)
+    recipients = openids(n)
+    rates: dict[str, list[float]] = {"known_media_id": [], "file_cold": [], "file_warm": []}
+
+    async def timed(wx: Any, message: Any) -> float:
+        return await timed_send_many(wx, recipients, message, c)
+
+    def client() -> Any:
+        return AsyncWeChat(APPID, SECRET, base_url=base, transport=transport, max_connections=c)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        known = Image(media_id="BENCH_KNOWN_" + "k" * 52)
+        for rep in range(reps):
+            async with client() as wx:  # a new client each time: its media-id cache is cold
+                await wx.access_token()
+                await wx.message.send_many(openids(2 * c), known, max_concurrency=c)  # warm-up
+                rates["file_cold"].append(await timed(wx, Image(file=picture)))
+                # Then, on the same client and connections: the file again (cache warm) and the
+                # known media_id, the order alternating so that drift hits both alike.
+                pair = [("file_warm", Image(file=picture)), ("known_media_id", known)]
+                for key, message in pair if rep % 2 == 0 else reversed(pair):
+                    rates[key].append(await timed(wx, message))
+
+    before = _served(base, "uploads")
+    anyio.run(run, backend="asyncio")
+    medians = {key: round(statistics.median(values), 1) for key, values in rates.items()}
+    return {
+        "n": n,
+        "concurrency": c,
+        "transport": transport,
+        "reps": reps,
+        "picture_bytes": len(PICTURE),
+        "uploads": _served(base, "uploads") - before,
+        "samples": rates,
+        **medians,
+        "warm_ratio": round(medians["file_warm"] / medians["known_media_id"], 3),
+        "cold_ratio": round(medians["file_cold"] / medians["known_media_id"], 3),
+    }
 
 
 def single_flight(base: str, callers: int, backend: str) -> dict[str, Any]:

@@ -5,9 +5,10 @@ listens. Answers:
 
 * ``POST /cgi-bin/message/custom/send`` -> ``{"errcode":0,"errmsg":"ok"}``
 * ``POST /cgi-bin/stable_token`` and ``GET /cgi-bin/token`` -> a token, ``expires_in`` 7200
-* ``GET /_stats`` -> ``{"requests", "tokens", "connections", "cpu"}``: requests served, token
-  requests, connections accepted, and this process's CPU seconds (the benchmark derives the
-  server's ceiling from them)
+* ``POST /cgi-bin/media/upload`` -> ``{"type": "image", "media_id": ..., "created_at": now}``
+* ``GET /_stats`` -> ``{"requests", "tokens", "uploads", "connections", "cpu"}``: requests
+  served, token requests, uploads, connections accepted, and this process's CPU seconds (the
+  benchmark derives the server's ceiling from them)
 
 Everything else answers the send reply. Keep-alive always; pipelined requests are answered in
 order. No parsing beyond the request line and ``Content-Length``.
@@ -39,9 +40,18 @@ TOKEN_REPLY = _response(
 )
 
 
+def _upload_reply() -> bytes:
+    media_id = f"BENCH_MEDIA_{Stats.uploads:04d}_" + "m" * 44
+    created = int(time.time())
+    return _response(
+        json.dumps({"type": "image", "media_id": media_id, "created_at": created}).encode()
+    )
+
+
 class Stats:
     requests = 0
     tokens = 0
+    uploads = 0
     connections = 0
 
 
@@ -71,14 +81,18 @@ class BenchProtocol(asyncio.Protocol):
                 break
             line = head[: head.find(b"\r\n")] if b"\r\n" in head else head
             Stats.requests += 1
-            if b"token" in line:
+            if b"token" in line and b"media/upload" not in line:
                 Stats.tokens += 1
                 out.append(TOKEN_REPLY)
+            elif b"media/upload" in line:
+                Stats.uploads += 1
+                out.append(_upload_reply())
             elif b"/_stats" in line:
                 body = json.dumps(
                     {
                         "requests": Stats.requests,
                         "tokens": Stats.tokens,
+                        "uploads": Stats.uploads,
                         "connections": Stats.connections,
                         "cpu": time.process_time(),
                     }

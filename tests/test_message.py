@@ -88,6 +88,8 @@ async def test_each_message_type_exact_wire_body(
     fake: FakeWeChat, wx: AsyncWeChat, message: Message, payload: str
 ) -> None:
     fake.user_says("user-1")
+    for media_id in ("MEDIA", "M", "T", "TH"):  # materials the fake holds (else 40007)
+        fake.add_media(media_id=media_id, permanent=True)
     await wx.message.send("user-1", message)
     (request,) = fake.requests_to(SEND)
     expected = f'{{"touser":"user-1","msgtype":"{message.msgtype}",{payload}}}'

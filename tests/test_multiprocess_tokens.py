@@ -11,11 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +22,7 @@ import anyio
 import pytest
 
 from tests.redis_server import RedisServer, running_redis
+from tests.worker_process import Worker
 from wechat_kf import AsyncWeChat
 from wechat_kf.testing import FakeServer, FakeWeChat
 
@@ -126,67 +123,6 @@ def worker_main() -> None:
 # ---------------------------------------------------------------------- the test side
 
 
-class Worker:
-    """One worker OS process and its command pipe."""
-
-    def __init__(self, config: dict[str, Any], log: Path) -> None:
-        self.log = log
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with log.open("w") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.test_multiprocess_tokens", json.dumps(config)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                cwd=ROOT,
-                env=env,
-            )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def send(self, **command: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-
-    def recv(self, timeout: float = 30) -> dict[str, Any]:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"worker {self.process.pid}: no answer in {timeout} s") from None
-        if line is None:
-            self.process.wait(5)
-            raise AssertionError(
-                f"worker {self.process.pid} exited ({self.process.returncode}):\n"
-                + self.log.read_text()[-3000:]
-            )
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(5)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.send(cmd="exit")
-                self.process.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait(5)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
-
-
 class Fleet:
     """The fake WeChat on loopback, one Redis, and the worker processes."""
 
@@ -203,7 +139,10 @@ class Fleet:
             "appid": self.fake.appid,
             "secret": self.fake.secret,
         }
-        self.workers += [Worker(config, logs / f"worker{i}.log") for i in range(count)]
+        self.workers += [
+            Worker("tests.test_multiprocess_tokens", config, logs / f"worker{i}.log")
+            for i in range(count)
+        ]
         for worker in self.workers:
             assert worker.recv()["ready"]
 

@@ -2,7 +2,8 @@
 
 Blocks marked ```py are signatures, not examples, and are skipped. ``wx`` (an AsyncWeChat on the
 fake) and ``fake`` are predefined; ``AsyncWeChat("wx...", "secret")`` with real-looking
-credentials is pointed at the fake too. A line ``print(...)  # text`` promises what it prints:
+credentials is pointed at the fake too. The blocks run in an empty directory holding
+``shop.jpg``, a picture. A line ``print(...)  # text`` promises what it prints:
 the test checks it prints exactly ``text``.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import wechat_kf
-from wechat_kf.testing import FakeWeChat
+from wechat_kf.testing import FakeWeChat, sample_media
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +54,9 @@ def test_readme_has_examples() -> None:
     assert len(BLOCKS) >= 8
 
 
-async def test_readme_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_readme_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shop.jpg").write_bytes(sample_media("image"))
     fake = FakeWeChat()
     fake.user_says("o_user_openid")
     real = wechat_kf.AsyncWeChat

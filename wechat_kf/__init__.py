@@ -1,7 +1,8 @@
 """wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
 Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
-cover the whole customer-service API. Every exception derives from :class:`WeChatError`.
+cover the whole customer-service API, and ``media`` the temporary media messages send and users
+send in. Every exception derives from :class:`WeChatError`.
 """
 
 import logging
@@ -21,8 +22,13 @@ from wechat_kf._errors import (
     EventLoopChangedError,
     ForceRefreshLimitedError,
     HTTPStatusError,
+    InvalidMediaIdError,
     InvalidRequestError,
     MalformedResponseError,
+    MediaError,
+    MediaSizeError,
+    MediaStoreError,
+    MediaTypeError,
     MessageBuildError,
     MinuteQuotaError,
     RateLimitError,
@@ -45,6 +51,9 @@ from wechat_kf._errors import (
     ValidationError,
     WeChatError,
 )
+from wechat_kf._files import MediaFile, MediaType
+from wechat_kf._media_ids import MediaIdCache, MediaIdStore, MemoryMediaIdStore, UploadedMedia
+from wechat_kf._redis_media import RedisMediaIdStore
 from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
@@ -70,9 +79,11 @@ from wechat_kf.bulk import (
     SendSummary,
 )
 from wechat_kf.kf import InviteStatus, KfAccount, KfOnlineAccount, OnlineStatus
+from wechat_kf.media import DownloadedMedia, MediaStream, ResolvedMessage
 from wechat_kf.messages import (
     Article,
     Image,
+    MediaField,
     MenuItem,
     Message,
     MiniProgramPage,
@@ -105,12 +116,14 @@ __all__ = [
     "ConnectionLostError",
     "CustomerServiceError",
     "DailyQuotaError",
+    "DownloadedMedia",
     "EventLoopChangedError",
     "ForceRefreshClaim",
     "ForceRefreshLedger",
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "Image",
+    "InvalidMediaIdError",
     "InvalidRequestError",
     "InviteStatus",
     "KfAccount",
@@ -119,6 +132,17 @@ __all__ = [
     "LockExtender",
     "LockingTokenStore",
     "MalformedResponseError",
+    "MediaError",
+    "MediaField",
+    "MediaFile",
+    "MediaIdCache",
+    "MediaIdStore",
+    "MediaSizeError",
+    "MediaStoreError",
+    "MediaStream",
+    "MediaType",
+    "MediaTypeError",
+    "MemoryMediaIdStore",
     "MemoryTokenStore",
     "MenuItem",
     "Message",
@@ -137,8 +161,10 @@ __all__ = [
     "RawMessage",
     "Record",
     "RecordPage",
+    "RedisMediaIdStore",
     "RedisTokenStore",
     "RequestBuildError",
+    "ResolvedMessage",
     "ResponseQuotaError",
     "ResponseTimeoutError",
     "ResponseWindowError",
@@ -165,6 +191,7 @@ __all__ = [
     "TransportError",
     "TypingError",
     "UnauthorizedError",
+    "UploadedMedia",
     "ValidationError",
     "Video",
     "Voice",

@@ -14,6 +14,7 @@ import httpx
 
 from wechat_kf import _defaults
 from wechat_kf._loops import LoopGuard
+from wechat_kf._media_ids import MediaIdCache, MediaIdStore
 from wechat_kf._pipeline import Endpoint, Pipeline
 from wechat_kf._redaction import install_log_redaction
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from wechat_kf.kf import KfAPI
+    from wechat_kf.media import MediaAPI
     from wechat_kf.message import MessageAPI
     from wechat_kf.records import RecordsAPI
     from wechat_kf.session import SessionAPI
@@ -131,9 +133,10 @@ def _retry_policy(
 class AsyncWeChat:
     """The client: one per appid, shared by your whole application.
 
-    ``kf``, ``message``, ``session`` and ``records`` are the API areas. They share one
-    ``httpx.AsyncClient`` and one token manager. Use ``async with`` (or ``await aclose()``) to
-    close the HTTP client the SDK created; a client you pass in is used as is and never closed.
+    ``kf``, ``message``, ``session``, ``records`` and ``media`` are the API areas. They share
+    one ``httpx.AsyncClient``, one token manager and one media-id cache. Use ``async with`` (or
+    ``await aclose()``) to close the HTTP client the SDK created; a client you pass in is used as
+    is and never closed.
 
     A client belongs to the event loop of its first call (its connections and locks live there):
     used from another loop it raises :class:`EventLoopChangedError`, used after ``aclose()``
@@ -171,6 +174,9 @@ class AsyncWeChat:
             an ``httpx.AsyncClient`` either way.
         max_connections: Connections the SDK's pool may open (default 100); every one is kept
             alive. :meth:`MessageAPI.send_many` grows the pool to its ``max_concurrency``.
+        media_store: Where the media_ids of uploaded local files are kept (default: a
+            :class:`MemoryMediaIdStore`). Share a ``RedisMediaIdStore`` between processes so
+            that a file sent by all of them (``Image(file=...)``) is uploaded once.
 
     Raises:
         ValueError: contradictory or invalid configuration (e.g. ``transport`` or
@@ -198,6 +204,7 @@ class AsyncWeChat:
         sleep: Sleep | None = None,
         transport: TransportName | None = None,
         max_connections: int | None = None,
+        media_store: MediaIdStore | None = None,
     ) -> None:
         if not isinstance(appid, str) or not appid:
             raise ValueError("appid must be a non-empty string")
@@ -288,6 +295,7 @@ class AsyncWeChat:
             pool=pool,
             guard=guard,
         )
+        self._media_cache = MediaIdCache(media_store)
 
     # ------------------------------------------------------------------ areas
 
@@ -303,7 +311,14 @@ class AsyncWeChat:
         """Customer-service messages: send one, send many, typing state."""
         from wechat_kf.message import MessageAPI
 
-        return MessageAPI(self._pipeline)
+        return MessageAPI(self._pipeline, media=self.media)
+
+    @functools.cached_property
+    def media(self) -> MediaAPI:
+        """Temporary media: upload, download, and the uploads behind ``Image(file=...)``."""
+        from wechat_kf.media import MediaAPI
+
+        return MediaAPI(self._pipeline, cache=self._media_cache, appid=self.appid)
 
     @functools.cached_property
     def session(self) -> SessionAPI:
@@ -355,7 +370,7 @@ class AsyncWeChat:
             {
                 key: value
                 for key, value in self.__dict__.items()
-                if key not in ("kf", "message", "session", "records")
+                if key not in ("kf", "message", "session", "records", "media")
             }
         )
         clone._owns_http = False

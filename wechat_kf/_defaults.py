@@ -57,6 +57,8 @@ TOKEN_STORE_TIMEOUT: Final = 5.0
 #: Redis token store: socket timeouts and retries of the client ``RedisTokenStore.from_url`` makes.
 REDIS_SOCKET_TIMEOUT: Final = 2.0
 REDIS_RETRIES: Final = 2
+#: Redis clients ``from_url`` makes: connections per client (a command waits for a free one).
+REDIS_MAX_CONNECTIONS: Final = 100
 #: Redis token store: default key prefix; keys are ``{prefix}{{appid}}:token`` and so on.
 REDIS_KEY_PREFIX: Final = "wechat_kf:"
 
@@ -72,5 +74,29 @@ BULK_MAX_CONCURRENCY: Final = 16
 BULK_CANCEL_GRACE: Final = 5.0
 #: ``stream_many``: results buffered for a slow reader, per worker, before the workers wait.
 BULK_STREAM_BUFFER_PER_WORKER: Final = 2
+
+#: Temporary media (``/cgi-bin/media/upload``): a media_id stops working 3 days after the upload.
+MEDIA_LIFETIME: Final = 3 * 86400.0
+#: The media-id cache hands out a cached media_id until this many seconds before it expires
+#: (a bulk send that outlives it meets 40007 and re-uploads once).
+MEDIA_REUSE_MARGIN: Final = 3600.0
+#: Media-id stores: the upload lock of a file expires after this many seconds, so a process that
+#: died mid-upload delays the other processes' upload of that file at most this long.
+MEDIA_LOCK_TTL: Final = 60.0
+#: A caller waits at most this many seconds for another process's upload of the same file, then
+#: uploads it itself (a duplicate upload is harmless: one more temporary media_id).
+MEDIA_LOCK_WAIT: Final = 90.0
+#: Waiting for another process's upload: re-read the store after this delay, doubling to the max.
+MEDIA_POLL_INITIAL: Final = 0.02
+MEDIA_POLL_MAX: Final = 0.5
+#: The memory media-id store keeps at most this many files' media_ids.
+MEDIA_CACHE_MAX_ENTRIES: Final = 10_000
+#: Content hashes remembered per local path (by its size and modification time), so a file sent
+#: again is not read and hashed again.
+MEDIA_DIGEST_MEMO: Final = 1024
+#: Redis media-id store: the longest any one Redis operation may take.
+MEDIA_STORE_TIMEOUT: Final = 5.0
+#: Downloads streamed to a file: bytes per chunk.
+MEDIA_DOWNLOAD_CHUNK: Final = 64 * 1024
 
 USER_AGENT: Final = "wechat_kf"

@@ -17,8 +17,12 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── ResponseQuotaError        45047: the messages allowed in the window are used up
     │   ├── TypingError               45072 45080 45081: typing command, exchange, already typing
     │   ├── CustomerServiceError      65400-65417: agent accounts, sessions, records
-    │   └── InvalidRequestError       40003 40005 40007 40009 40033 41002 43002 43004 44002 44004
-    │                                 45002 45008 47001 ...: WeChat refused the request's content
+    │   └── InvalidRequestError       40003 40033 41002 43002 43004 44002 44004 45002 45008 47001
+    │       │                         ...: WeChat refused the request's content
+    │       └── MediaError            a media upload, download or media_id refused
+    │           ├── MediaTypeError    40004 40005: not a media type, or a file of the wrong format
+    │           ├── MediaSizeError    40006 40009 40010 40011 40012 45001: the file's size
+    │           └── InvalidMediaIdError  40007: unknown media_id, or a temporary one past 3 days
     ├── TransportError                no usable HTTP answer (chains the httpx cause)
     │   ├── ConnectFailedError        the request never left: safe to retry
     │   ├── RequestBuildError         the HTTP client could not build the request: never sent
@@ -37,7 +41,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   ├── TokenUnavailableError     read-only store holds no usable token
     │   └── TokenStoreError           the token store (Redis) failed or timed out (a StoreError)
     ├── StoreError                    a pluggable store (Redis) failed or timed out; every
-    │                                 store's own error derives from it as well
+    │   │                             store's own error derives from it as well
+    │   └── MediaStoreError           the media-id store failed (logged: the SDK uploads anyway)
     ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
     │   ├── SignatureError            signature / msg_signature missing or wrong
     │   │   └── PlaintextPushError    safe mode: a push without encrypt_type=aes (allow_plaintext)
@@ -82,8 +87,13 @@ __all__ = [
     "EventLoopChangedError",
     "ForceRefreshLimitedError",
     "HTTPStatusError",
+    "InvalidMediaIdError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "MediaError",
+    "MediaSizeError",
+    "MediaStoreError",
+    "MediaTypeError",
     "MessageBuildError",
     "MinuteQuotaError",
     "RateLimitError",
@@ -227,13 +237,41 @@ class InvalidRequestError(APIError):
     """WeChat refused the content of the request (bad openid, media id, too long, ...)."""
 
 
+class MediaError(InvalidRequestError):
+    """WeChat refused a media file or a ``media_id`` (upload, download, or a message's media)."""
+
+
+class MediaTypeError(MediaError):
+    """40004 the ``type`` is not image/voice/video/thumb, 40005 the file's format does not fit."""
+
+
+class MediaSizeError(MediaError):
+    """40006 40009-40012 45001: the file is larger (or smaller) than WeChat takes for its type.
+
+    The SDK checks the documented limits before uploading (images 10 MB, voice 2 MB and 60 s,
+    video 10 MB, thumbnails 64 KB); older WeChat pages say 2 MB for images.
+    """
+
+
+class InvalidMediaIdError(MediaError):
+    """40007: WeChat knows no such ``media_id``: a typo, another account's, or a temporary
+    media uploaded more than 3 days ago. A message whose file the SDK uploaded is re-uploaded
+    and sent once more when a send answers this.
+    """
+
+
 _HINTS: Final[Mapping[int, str]] = {
     40001: "access token invalid or not the latest",
     40002: "invalid grant_type",
     40003: "invalid openid for this account",
-    40005: "unsupported media type (avatar must be JPEG or PNG)",
-    40007: "invalid media_id",
-    40009: "invalid media size (avatar at most 5 MB)",
+    40004: "invalid media type: image, voice, video or thumb",
+    40005: "unsupported file format for this media type (an avatar: JPEG or PNG)",
+    40006: "invalid file size",
+    40007: "invalid media_id: unknown, or a temporary media older than 3 days",
+    40009: "invalid image size (avatars at most 5 MB; images 10 MB, older docs: 2 MB)",
+    40010: "invalid voice size (at most 2 MB and 60 s)",
+    40011: "invalid video size (at most 10 MB)",
+    40012: "invalid thumbnail size (at most 64 KB)",
     40013: "invalid appid: check the AppID in the WeChat admin console",
     40014: "invalid access token",
     40033: "the body contained \\uXXXX escapes",
@@ -248,6 +286,7 @@ _HINTS: Final[Mapping[int, str]] = {
     44002: "empty POST body",
     44004: "empty text content",
     45002: "content too long",
+    45001: "the media file is too large",
     45008: "a news message holds at most 1 article",
     45072: "command must be Typing or CancelTyping",
     45080: "typing needs a message exchange with the user in the last 30 s",
@@ -287,9 +326,12 @@ ERRCODE_CLASSES: Final[Mapping[int, type[APIError]]] = {
     **dict.fromkeys((45072, 45080, 45081), TypingError),
     **dict.fromkeys(range(65400, 65418), CustomerServiceError),
     **dict.fromkeys(
-        (40003, 40005, 40007, 40009, 40033, 41002, 43002, 43004, 44002, 44004, 45002, 45008, 47001),
+        (40003, 40033, 41002, 41005, 41006, 43002, 43004, 44002, 44004, 45002, 45008, 47001),
         InvalidRequestError,
     ),
+    **dict.fromkeys((40004, 40005), MediaTypeError),
+    **dict.fromkeys((40006, 40009, 40010, 40011, 40012, 45001), MediaSizeError),
+    40007: InvalidMediaIdError,
 }
 
 #: On the token endpoints 40001 means "wrong appsecret", not "stale token".
@@ -462,6 +504,14 @@ class StoreError(WeChatError):
     ``__cause__`` is the backend's exception. Every store the SDK ships raises a subclass that
     also says what the store is for (:class:`TokenStoreError`, the callback side's
     ``DuplicateStoreError``), so ``except StoreError`` catches any store outage.
+    """
+
+
+class MediaStoreError(StoreError):
+    """The media-id store (Redis) failed or timed out, or holds a malformed entry.
+
+    A cache outage never stops a send: the SDK logs it and uploads without the cache (each
+    process then uploads a file once for itself).
     """
 
 

@@ -5,15 +5,23 @@ encodes the JSON body once as compact raw UTF-8, sends it, decodes the answer as
 its content type, maps ``errcode`` to the typed exception, recovers once from a rejected token,
 retries what may be retried, logs without secrets, and structures the payload into a model.
 Sub-clients only describe endpoints and models.
+
+``Pipeline.stream(endpoint, ...)`` is the same pipeline for endpoints that may answer a file
+(``/cgi-bin/media/get``): the answer is told apart by what it says about itself (see
+:func:`is_file_answer`). JSON answers go through every step above (an error raises, a rejected
+token is recovered, a failure retried) and come out as the payload; a file comes out as a
+:class:`FileAnswer` whose body streams, its read errors typed and scrubbed like any other.
 """
 
 from __future__ import annotations
 
+import email.message
 import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, Final, TypeVar, overload
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, Final, TypeVar, cast, overload
 from urllib.parse import quote
 
 import attrs
@@ -41,7 +49,7 @@ from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
 from wechat_kf._transport import PoolSizer
 
-__all__ = ["Endpoint", "Pipeline", "encode_json"]
+__all__ = ["Endpoint", "FileAnswer", "Pipeline", "encode_json", "is_file_answer"]
 
 T = TypeVar("T")
 
@@ -56,6 +64,8 @@ _EXCERPT: Final = 200
 _URL_CACHE: Final = 128
 #: One encoder for every body (``json.dumps`` with options builds a new one per call).
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: ``stream``: the most bytes read from an answer that says it is JSON (WeChat's are tiny).
+_JSON_ANSWER_MAX: Final = 1024 * 1024
 
 
 @attrs.frozen
@@ -143,6 +153,142 @@ def _closed_error(endpoint: Endpoint) -> ClientClosedError:
         "owner of its httpx.AsyncClient closed it); nothing was sent. Keep one client open for "
         "the application's lifetime and close it once at shutdown"
     )
+
+
+def _body_of(response: httpx.Response, chunk_size: int | None = None) -> AsyncGenerator[bytes]:
+    """httpx's body iterator (an async generator, whatever its annotation says)."""
+    return cast("AsyncGenerator[bytes]", response.aiter_bytes(chunk_size))
+
+
+def is_file_answer(response: httpx.Response) -> bool:
+    """Whether an answer is a file rather than JSON, by what it says about itself.
+
+    A ``Content-Disposition`` naming an attachment or a filename is a file (WeChat's media
+    answers carry one). Otherwise the ``Content-Type`` decides: JSON, any ``text/*`` (WeChat
+    labels some JSON ``text/plain``) or none at all is JSON; anything else (``image/jpeg``,
+    ``audio/amr``, ``video/mp4``, ``application/octet-stream``...) is a file.
+    """
+    disposition = response.headers.get("content-disposition", "").lower()
+    if "attachment" in disposition or "filename" in disposition:
+        return True
+    content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return not (
+        content_type in ("", "application/json")
+        or content_type.startswith("text/")
+        or content_type.endswith("+json")
+    )
+
+
+def _read_failure(exc: Exception, endpoint: Endpoint) -> TransportError:
+    """The typed error for a failure while reading an answer's body (scrubbed, as a send's)."""
+    if isinstance(exc, httpx.StreamError) and not isinstance(exc, httpx.HTTPError):
+        # Read twice, or after its block closed it: a misuse, not the network.
+        return TransportError(
+            f"the answer's body was already read or closed ({type(exc).__name__}): read it "
+            "once, inside its async with block",
+            method=endpoint.method,
+            path=endpoint.path,
+        )
+    return _transport_error(exc, endpoint)
+
+
+class FileAnswer:
+    """A file WeChat answered (:meth:`Pipeline.stream`): its headers now, its body streamed.
+
+    Read it once, with :meth:`iter_bytes` or :meth:`read`; failures while reading are the SDK's
+    typed :class:`~wechat_kf.TransportError` subclasses, never raw httpx errors. Closing it
+    (:meth:`aclose`, which :meth:`Pipeline.stream` does) closes its iterators and the answer.
+    """
+
+    __slots__ = ("_endpoint", "_iterators", "_response")
+
+    def __init__(self, response: httpx.Response, endpoint: Endpoint) -> None:
+        self._response = response
+        self._endpoint = endpoint
+        self._iterators: list[AsyncGenerator[bytes, None]] = []
+
+    def __repr__(self) -> str:
+        return f"<FileAnswer {self.content_type or '?'} {self.size or '?'} bytes>"
+
+    @property
+    def content_type(self) -> str:
+        """The ``Content-Type`` without parameters (``"image/jpeg"``); ``""`` when absent."""
+        content_type = str(self._response.headers.get("content-type", ""))
+        return content_type.partition(";")[0].strip().lower()
+
+    @property
+    def filename(self) -> str | None:
+        """The filename of the ``Content-Disposition`` header, if any."""
+        disposition = self._response.headers.get("content-disposition")
+        if not disposition:
+            return None
+        header = email.message.Message()
+        header["content-disposition"] = disposition
+        name = header.get_filename()
+        return None if name is None else str(name)
+
+    @property
+    def size(self) -> int | None:
+        """The ``Content-Length``, if the answer states it."""
+        length = self._response.headers.get("content-length", "")
+        return int(length) if length.isascii() and length.isdigit() else None
+
+    def iter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body, chunk by chunk, as it arrives."""
+        iterator = self._chunks(chunk_size)
+        self._iterators.append(iterator)
+        return iterator
+
+    async def _chunks(self, chunk_size: int | None) -> AsyncGenerator[bytes, None]:
+        failure: TransportError | None = None
+        try:
+            async with aclosing(_body_of(self._response, chunk_size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except Exception as exc:  # httpx's errors, and anything else the stream raises
+            failure = _read_failure(exc, self._endpoint)
+        if failure is not None:
+            # Raised outside the except block: the client's exception (its request URL holds
+            # the access token) must not stay chained as the __context__.
+            raise failure
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        async with aclosing(self._chunks(None)) as chunks:
+            return b"".join([chunk async for chunk in chunks])
+
+    async def aclose(self) -> None:
+        """Close the iterators handed out and the answer itself."""
+        iterators, self._iterators = self._iterators, []
+        for iterator in iterators:
+            await iterator.aclose()
+        await self._response.aclose()
+
+
+async def _read_json_answer(response: httpx.Response, endpoint: Endpoint) -> bytes:
+    """A streamed answer that says it is JSON, read whole (bounded) and closed."""
+    chunks: list[bytes] = []
+    size = 0
+    failure: WeChatError | None = None
+    try:
+        async with aclosing(_body_of(response)) as body:
+            async for chunk in body:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > _JSON_ANSWER_MAX:
+                    failure = MalformedResponseError(
+                        f"a {response.headers.get('content-type', 'untyped')} answer of more "
+                        f"than {_JSON_ANSWER_MAX} bytes is neither JSON nor a file",
+                        body_excerpt=_excerpt(chunks[0]),
+                    )
+                    break
+    except Exception as exc:  # httpx's errors: raised below, not chained (see FileAnswer)
+        failure = _read_failure(exc, endpoint)
+    finally:
+        await response.aclose()
+    if failure is not None:
+        raise failure
+    return b"".join(chunks)
 
 
 class Pipeline:
@@ -262,10 +408,34 @@ class Pipeline:
         """
         if content is None and json is not None:
             content = encode_json(json)
-        payload = await self._send(endpoint, query, content, files)
+        payload = cast("dict[str, Any]", await self._send(endpoint, query, content, files))
         if into is None:
             return payload
         return structure(payload, into)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        endpoint: Endpoint,
+        *,
+        query: Mapping[str, str] | None = None,
+        url: str | None = None,
+    ) -> AsyncIterator[dict[str, Any] | FileAnswer]:
+        """Call ``endpoint``; its JSON payload, or the file it answered (streamed, then closed).
+
+        Every step of :meth:`call` applies until the answer is known to be a file: token
+        injection and recovery, retries, errcode mapping. ``url`` replaces the base URL and
+        path (an unauthenticated link WeChat handed out, such as a video's ``video_url``).
+        """
+        answer = await self._send(endpoint, query, None, None, stream=True, url=url)
+        if isinstance(answer, dict):
+            yield answer
+            return
+        file = FileAnswer(answer, endpoint)
+        try:
+            yield file
+        finally:
+            await file.aclose()
 
     async def _send(
         self,
@@ -273,11 +443,14 @@ class Pipeline:
         query: Mapping[str, str] | None,
         content: bytes | None,
         files: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
+        *,
+        stream: bool = False,
+        url: str | None = None,
+    ) -> dict[str, Any] | httpx.Response:
         if not self._guard.matches():
             await self._guard.refuse(endpoint.method, endpoint.path)
         headers = None if content is None else _JSON_HEADERS
-        url = self._base_url + endpoint.path
+        url = url or self._base_url + endpoint.path
         extra_query = encode_query(query) if query else ""
         tokens = self.tokens if endpoint.authenticated else None
         attempt = 0
@@ -298,14 +471,24 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 try:
-                    response = await self._http.request(
-                        endpoint.method,
-                        full_url,
-                        content=content,
-                        files=files,
-                        headers=headers,
-                        timeout=self._timeout,
-                    )
+                    if stream:
+                        request = self._http.build_request(
+                            endpoint.method, full_url, headers=headers, timeout=self._timeout
+                        )
+                        # A link WeChat handed out (no token in it) may redirect to its CDN; a
+                        # URL holding the token is never sent anywhere else.
+                        response = await self._http.send(
+                            request, stream=True, follow_redirects=tokens is None
+                        )
+                    else:
+                        response = await self._http.request(
+                            endpoint.method,
+                            full_url,
+                            content=content,
+                            files=files,
+                            headers=headers,
+                            timeout=self._timeout,
+                        )
                 except Exception as exc:  # httpx's errors, and anything else the client raises
                     failure: WeChatError | None = (
                         _closed_error(endpoint)
@@ -320,13 +503,21 @@ class Pipeline:
                     raise failure
                 status = response.status_code
                 if status >= 400:
+                    if stream:
+                        await response.aclose()
                     raise HTTPStatusError(
                         status,
                         method=endpoint.method,
                         path=endpoint.path,
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
                     )
-                payload = decode_body(response.content)
+                if stream:
+                    if is_file_answer(response):
+                        return response  # the caller streams the body, then closes it
+                    body = await _read_json_answer(response, endpoint)
+                else:
+                    body = response.content
+                payload = decode_body(body)
                 errcode = errcode_of(payload)
                 if errcode == 0:
                     if logger.isEnabledFor(logging.DEBUG):

@@ -35,12 +35,29 @@ if TYPE_CHECKING:
 
     RedisClient = redis_asyncio.Redis | redis_asyncio.RedisCluster
 
-__all__ = ["INSTALL_HINT", "RedisStore", "redis_client", "require_redis"]
+__all__ = ["INSTALL_HINT", "RELEASE_LOCK", "RedisStore", "redis_client", "require_redis", "text"]
 
 T = TypeVar("T")
 
 #: What to install for the Redis stores.
 INSTALL_HINT: Final = "Redis stores need redis-py: pip install 'wechat_kf[redis]'"
+
+#: Lua, KEYS: a lock, ARGV: a fence: delete the lock only if that fence holds it (1 if it did).
+RELEASE_LOCK: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def text(value: object) -> str | None:
+    """A Redis reply as ``str`` (``bytes`` decoded; clients with ``decode_responses`` give str)."""
+    if value is None:
+        return None
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
 
 # redis-py is imported when a store is first built, not with the SDK: ``import wechat_kf``
 # stays fast, and works (Redis stores included, as names) without the ``redis`` extra.
@@ -62,6 +79,11 @@ def require_redis() -> tuple[type[Exception], ...]:
 def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` with the SDK's defaults: short socket timeouts
     (``REDIS_SOCKET_TIMEOUT``) and few retries with jitter; ``redis_options`` override them.
+
+    Its connection pool is a ``BlockingConnectionPool``: with every connection busy (100 by
+    default, ``max_connections``), a command waits for a free one (each store bounds the wait
+    by its ``timeout``) instead of failing at once with ``MaxConnectionsError``, as redis-py's
+    default pool does under a burst of concurrent operations.
     """
     require_redis()
     import redis.asyncio as redis_asyncio
@@ -73,7 +95,11 @@ def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     redis_options.setdefault(
         "retry", Retry(EqualJitterBackoff(cap=0.5, base=0.05), _defaults.REDIS_RETRIES)
     )
-    return redis_asyncio.Redis.from_url(url, **redis_options)
+    redis_options.setdefault("max_connections", _defaults.REDIS_MAX_CONNECTIONS)
+    pool = redis_asyncio.BlockingConnectionPool.from_url(url, **redis_options)
+    client = redis_asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool it was given too
+    return client
 
 
 class RedisStore:

@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf import _defaults
-from wechat_kf._redis import RedisStore
+from wechat_kf._redis import RELEASE_LOCK, RedisStore, text
 from wechat_kf._tokens import AccessToken, ForceRefreshClaim, TokenStoreError, new_fence
 
 if TYPE_CHECKING:
@@ -88,14 +88,6 @@ return 1
 #: Fences of unanswered lock attempts remembered per appid (the newest win).
 _MAX_ORPHANS: Final = 8
 
-_UNLOCK: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-
 # KEYS: lock. ARGV: fence, ttl_ms
 _EXTEND_LOCK: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -120,14 +112,6 @@ _CLAIMS: Final = {
     1: ForceRefreshClaim.DAILY_LIMIT,
     2: ForceRefreshClaim.TOO_SOON,
 }
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return str(value)
 
 
 def _ttl_ms(expires_at: float) -> int:
@@ -170,7 +154,7 @@ class RedisTokenStore(RedisStore):
         self._cas = self.script(_COMPARE_AND_SET)
         self._cad = self.script(_COMPARE_AND_DELETE)
         self._lock = self.script(_LOCK)
-        self._unlock = self.script(_UNLOCK)
+        self._unlock = self.script(RELEASE_LOCK)
         self._extend = self.script(_EXTEND_LOCK)
         self._claim = self.script(_CLAIM_FORCE_REFRESH)
         # appid -> {fence: monotonic time until which it may hold the lock}
@@ -200,7 +184,7 @@ class RedisTokenStore(RedisStore):
         fields = await self.run(
             "read", appid, lambda: self.redis.hmget(key, ["access_token", "expires_at"])
         )
-        value, expires_at = (_text(field) for field in fields)
+        value, expires_at = (text(field) for field in fields)
         if value is None and expires_at is None:
             return None
         try:

@@ -15,10 +15,11 @@ media, users' service windows) gets:
   operation bounded by ``timeout`` and failing with the store's typed error (a
   :class:`~wechat_kf.StoreError` subclass), asyncio only;
 * a contract test suite any implementation can run (``wechat_kf.testing.store_contract`` for
-  token stores).
+  token stores, ``wechat_kf.testing.duplicate_store_contract`` for duplicate stores,
+  ``wechat_kf.testing.media_store_contract`` for media-id stores).
 
-One Redis client can serve every store of an application: ``RedisTokenStore(client)`` and
-``RedisDuplicateStore(client)`` share it.
+One Redis client can serve every store of an application: ``RedisTokenStore(client)``,
+``RedisDuplicateStore(client)`` and ``RedisMediaIdStore(client)`` share it.
 """
 
 from __future__ import annotations
@@ -125,8 +126,12 @@ class ExpiringMap(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         """Remove ``key``; its live value, or ``None``."""
         with self._lock:
-            entry = self._entries.pop(key, None)
-            return entry[1] if entry is not None and entry[0] > self._clock() else None
+            return self.pop_locked(key, self._clock())
+
+    def pop_locked(self, key: K, now: float) -> V | None:
+        """:meth:`pop` for a caller already holding :attr:`lock`."""
+        entry = self._entries.pop(key, None)
+        return entry[1] if entry is not None and entry[0] > now else None
 
     def items(self) -> Iterator[tuple[K, V]]:
         """The live entries, oldest write first (a snapshot: safe to modify the map meanwhile)."""

@@ -10,6 +10,11 @@ yields each :class:`SendResult` as it happens, in constant memory. Both run on t
   send.) The SDK's own connection pool grows to ``max_concurrency``.
 * A fixed message is encoded once; each body splices the recipient's openid in. A callable
   message (``openid -> message``, sync or async) is called per recipient.
+* A message holding a local file (``Image(file=...)``) is uploaded once, before the first send
+  (through the media-id cache of ``wx.media``); if that upload fails, every recipient is
+  ``skipped`` with its error. A send WeChat refuses with 40007 (the media expired mid-run) makes
+  the file be uploaded again, once for the whole run, and that recipient's send made once more:
+  the refused send reached no one.
 * Every recipient gets exactly one result (see :class:`SendStatus`). Sends are never retried
   unless the request provably never left or WeChat answered busy (-1), as for ``send``: a
   recipient is never sent the notice twice because of the SDK. (Retrying after -1 assumes that
@@ -56,6 +61,7 @@ from wechat_kf._errors import (
     ClientUsageError,
     ConfigurationError,
     DailyQuotaError,
+    InvalidMediaIdError,
     MessageBuildError,
     SendCancelledError,
     SendInterruptedError,
@@ -72,6 +78,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from wechat_kf._pipeline import Pipeline
+    from wechat_kf.media import MediaAPI, ResolvedMessage
+
+    #: A message with local files and what they resolved to, for a re-upload after 40007.
+    MediaState = tuple[Message, ResolvedMessage]
 
 __all__ = [
     "STOP_ERRORS",
@@ -290,10 +300,29 @@ def _without_traceback(error: BaseException) -> None:
         seen += 1
 
 
-class _Body:
-    """Builds each recipient's request body: once-encoded for a fixed message."""
+def _message_of(value: object) -> Message:
+    if not isinstance(value, Message):
+        raise TypeError(f"message must be a wechat_kf message, got {type(value).__name__}")
+    return value
 
-    __slots__ = ("_ai_generated", "_factory", "_kf_account", "_suffix")
+
+class _Body:
+    """Builds each recipient's request body: once-encoded for a fixed message.
+
+    A message holding local files is resolved (its files uploaded, through ``media``) before
+    its body is built: a fixed one once, in :meth:`prepare`; a callable's per recipient.
+    """
+
+    __slots__ = (
+        "_ai_generated",
+        "_factory",
+        "_kf_account",
+        "_media",
+        "_message",
+        "_refreshing",
+        "_resolved",
+        "_suffix",
+    )
 
     def __init__(
         self,
@@ -301,17 +330,21 @@ class _Body:
         *,
         kf_account: str | None,
         ai_generated: bool,
+        media: MediaAPI | None = None,
     ) -> None:
         self._kf_account = kf_account
         self._ai_generated = ai_generated
+        self._media = media
         self._factory: MessageFactory | None = None
+        self._message: Message | None = None
+        self._resolved: ResolvedMessage | None = None
+        self._refreshing: anyio.Lock | None = None
         self._suffix = b""
         if isinstance(message, Message):
-            body = envelope("", message, kf_account=kf_account, ai_generated=ai_generated)
-            del body["touser"]
-            # '{"touser":' + openid + ',' + the rest of the object: byte for byte what
-            # encode_json(envelope(openid, ...)) produces, without re-encoding the message.
-            self._suffix = b"," + encode_json(body)[1:]
+            if media is not None and message.media_fields and message.has_local_files:
+                self._message = message  # uploaded by prepare(), before the first send
+            else:
+                self._suffix = self._encode(message)
         elif callable(message):
             self._factory = message
         else:
@@ -320,32 +353,81 @@ class _Body:
                 f"got {type(message).__name__}"
             )
 
+    def _encode(self, message: Message) -> bytes:
+        body = envelope("", message, kf_account=self._kf_account, ai_generated=self._ai_generated)
+        del body["touser"]
+        # '{"touser":' + openid + ',' + the rest of the object: byte for byte what
+        # encode_json(envelope(openid, ...)) produces, without re-encoding the message.
+        return b"," + encode_json(body)[1:]
+
+    async def prepare(self) -> None:
+        """Upload a fixed message's local files (once) and encode it."""
+        if self._message is not None and self._resolved is None:
+            assert self._media is not None
+            self._resolved = await self._media.resolve(self._message)
+            self._suffix = self._encode(self._resolved.message)
+
     @property
     def personalised(self) -> bool:
         """Whether a callable builds each recipient's message."""
         return self._factory is not None
 
+    @property
+    def state(self) -> MediaState | None:
+        """A fixed message's local files and what they resolved to (``None``: it has none)."""
+        if self._message is None or self._resolved is None:
+            return None
+        return (self._message, self._resolved)
+
     def fixed(self, openid: str) -> bytes:
         """The body for a fixed message."""
         return b'{"touser":' + encode_json(openid) + self._suffix
 
-    async def personal(self, openid: str) -> bytes:
+    async def personal(self, openid: str) -> tuple[bytes, MediaState | None]:
         """The body for a message the callable builds; its failures become typed errors."""
         assert self._factory is not None
         try:
-            message = self._factory(openid)
-            if inspect.isawaitable(message):
-                message = await message
-            body = envelope(
-                openid, message, kf_account=self._kf_account, ai_generated=self._ai_generated
-            )
+            built = self._factory(openid)
+            if inspect.isawaitable(built):
+                built = await built
+            message = _message_of(built)
         except WeChatError:
             raise
         except Exception as exc:
             raise MessageBuildError(
                 f"the message callable failed for this recipient: {type(exc).__name__}: {exc}"
             ) from exc
-        return encode_json(body)
+        state: MediaState | None = None
+        if self._media is not None and message.media_fields and message.has_local_files:
+            resolved = await self._media.resolve(message)  # its errors: typed, never sent
+            state = (message, resolved)
+            message = resolved.message
+        body = envelope(
+            openid, message, kf_account=self._kf_account, ai_generated=self._ai_generated
+        )
+        return encode_json(body), state
+
+    async def rebuilt(self, openid: str, state: MediaState) -> bytes:
+        """The body again after WeChat refused ``state``'s media (40007): files re-uploaded.
+
+        For a fixed message the first worker to get here re-uploads; the others, refused with
+        the same media, reuse its upload.
+        """
+        message, resolved = state
+        assert self._media is not None
+        if self._factory is not None:
+            again = await self._media.resolve(message, stale=resolved)
+            body = envelope(
+                openid, again.message, kf_account=self._kf_account, ai_generated=self._ai_generated
+            )
+            return encode_json(body)
+        if self._refreshing is None:
+            self._refreshing = anyio.Lock()
+        async with self._refreshing:
+            if self._resolved is resolved:  # nobody re-uploaded since this body was built
+                self._resolved = await self._media.resolve(message, stale=resolved)
+                self._suffix = self._encode(self._resolved.message)
+        return self.fixed(openid)
 
 
 class _Run:
@@ -363,6 +445,7 @@ class _Run:
         max_concurrency: int,
         rate: float | RateLimiter | None,
         collect: bool,
+        media: MediaAPI | None = None,
     ) -> None:
         if isinstance(recipients, str | bytes):
             raise TypeError("recipients must be an iterable of openids, not one string")
@@ -374,7 +457,7 @@ class _Run:
             raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
         if kf_account is not None:
             check.kf_account(kf_account)
-        self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated)
+        self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated, media=media)
         self._pipeline = pipeline
         self._endpoint = endpoint
         self._iterator: Iterator[str] | None = None
@@ -482,6 +565,11 @@ class _Run:
             self._pull_lock = anyio.Lock()
         self._workers_done = anyio.Event()
         self._active = self._workers
+        try:
+            await self._body.prepare()
+        except WeChatError as exc:  # the upload of the message's file: nobody can be sent it
+            _without_traceback(exc)
+            self.halt(exc)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch)
@@ -594,9 +682,9 @@ class _Run:
         try:
             check.openid(openid)
             if self._body.personalised:
-                body = await self._body.personal(openid)
+                body, state = await self._body.personal(openid)
             else:
-                body = self._body.fixed(openid)
+                body, state = self._body.fixed(openid), self._body.state
         except WeChatError as exc:
             self._log_factory_failure(exc)
             _without_traceback(exc)
@@ -619,7 +707,7 @@ class _Run:
         with anyio.CancelScope(shield=True, deadline=self._grace_deadline) as scope:
             self._inflight.add(scope)
             try:
-                await self._pipeline.call(self._endpoint, content=body)
+                await self._send(openid, body, state)
             except WeChatError as exc:
                 # unknown: it left and no answer says what happened (a read timeout, a lost
                 # connection, a garbled answer, -1 with busy_is_unknown); failed: WeChat refused
@@ -640,6 +728,19 @@ class _Run:
         if error is not None:
             _without_traceback(error)
         return SendResult(index=index, openid=openid, status=status, error=error)
+
+    async def _send(self, openid: str, body: bytes, state: MediaState | None) -> None:
+        """Send one body; a refused uploaded media (40007) is uploaded again, sent once more."""
+        try:
+            await self._pipeline.call(self._endpoint, content=body)
+        except InvalidMediaIdError as refused:
+            if state is None:
+                raise
+            try:
+                body = await self._body.rebuilt(openid, state)
+            except WeChatError as failed:  # the re-upload failed: still refused, never sent
+                raise refused from failed
+            await self._pipeline.call(self._endpoint, content=body)
 
     def _log_factory_failure(self, exc: WeChatError) -> None:
         if isinstance(exc, MessageBuildError) and not self._factory_logged:
@@ -682,6 +783,7 @@ async def send_many(
     max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
     rate: float | RateLimiter | None = None,
     control: SendControl | None = None,
+    media: MediaAPI | None = None,
 ) -> SendReport:
     """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`)."""
     run = _Run(
@@ -694,6 +796,7 @@ async def send_many(
         max_concurrency=max_concurrency,
         rate=rate,
         collect=True,
+        media=media,
     )
     if control is not None:
         control._attach(run)
@@ -854,6 +957,7 @@ def stream_many(
     ai_generated: bool = False,
     max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
     rate: float | RateLimiter | None = None,
+    media: MediaAPI | None = None,
 ) -> SendStream:
     """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`)."""
     run = _Run(
@@ -866,5 +970,6 @@ def stream_many(
         max_concurrency=max_concurrency,
         rate=rate,
         collect=False,
+        media=media,
     )
     return SendStream(run, buffer=max_concurrency * _defaults.BULK_STREAM_BUFFER_PER_WORKER)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import builtins
-import os
 from datetime import datetime
-from typing import IO, Final
+from typing import Final
 
-import anyio
 import attrs
 
 from wechat_kf import _validation as check
 from wechat_kf._enums import OpenIntEnum, OpenStrEnum
 from wechat_kf._errors import ValidationError
+from wechat_kf._files import JPEG, PNG, FileSource, read_source, sniff, upload_form
 from wechat_kf._pipeline import Endpoint
 from wechat_kf._resource import APIResource
 from wechat_kf._retry import RetryMode
@@ -94,12 +93,9 @@ class _KfOnlineList:
 
 
 #: An avatar: its bytes, a path to the file, or a binary file object.
-AvatarSource = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
+AvatarSource = FileSource
 
-_IMAGE_TYPES: Final = (
-    (b"\xff\xd8\xff", "image/jpeg", "jpg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
-)
+_AVATAR_FORMATS: Final = (JPEG, PNG)
 
 
 class KfAPI(APIResource):
@@ -147,39 +143,9 @@ class KfAPI(APIResource):
         ``image`` is the file's bytes, a path, or a binary file object. 640×640 is recommended.
         """
         check.kf_account(kf_account)
-        data = await _read_image(image)
-        content_type, extension = _image_type(data)
-        files = {"media": (f"avatar.{extension}", data, content_type)}
+        data = await read_source(image, field="image", max_bytes=AVATAR_MAX_BYTES)
+        fmt = sniff(data)
+        if fmt not in _AVATAR_FORMATS:
+            raise ValidationError("image", "must be a JPEG or PNG image (by its content)", None)
+        files = upload_form("avatar", data, fmt)
         await self._pipeline.call(_AVATAR, query={"kf_account": kf_account}, files=files)
-
-
-async def _read_image(image: AvatarSource) -> bytes:
-    if isinstance(image, bytes | bytearray | memoryview):
-        data = bytes(image)
-    elif isinstance(image, str | os.PathLike):
-        path = anyio.Path(os.fspath(image))
-        try:
-            size = (await path.stat()).st_size
-        except OSError as exc:
-            raise ValidationError("image", f"cannot read the file: {exc.strerror}", image) from exc
-        if size > AVATAR_MAX_BYTES:
-            raise ValidationError("image", f"must be at most 5 MB (got {size} bytes)", image)
-        data = await path.read_bytes()
-    elif hasattr(image, "read"):
-        data = image.read(AVATAR_MAX_BYTES + 1)
-        if not isinstance(data, bytes):
-            raise ValidationError("image", "the file object must be opened in binary mode", image)
-    else:
-        raise ValidationError("image", "must be bytes, a path or a binary file object", image)
-    if not data:
-        raise ValidationError("image", "must not be empty", image)
-    if len(data) > AVATAR_MAX_BYTES:
-        raise ValidationError("image", f"must be at most 5 MB (got {len(data)} bytes)", image)
-    return data
-
-
-def _image_type(data: bytes) -> tuple[str, str]:
-    for magic, content_type, extension in _IMAGE_TYPES:
-        if data.startswith(magic):
-            return content_type, extension
-    raise ValidationError("image", "must be a JPEG or PNG image (by its content)", None)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from wechat_kf import _defaults, bulk
 from wechat_kf import _validation as check
-from wechat_kf._pipeline import Endpoint
+from wechat_kf._errors import InvalidMediaIdError
+from wechat_kf._pipeline import Endpoint, Pipeline
 from wechat_kf._resource import APIResource
 from wechat_kf._retry import RetryMode
 from wechat_kf.bulk import (
@@ -19,6 +20,9 @@ from wechat_kf.bulk import (
 )
 from wechat_kf.messages import Message, envelope
 
+if TYPE_CHECKING:
+    from wechat_kf.media import MediaAPI
+
 __all__ = ["MessageAPI"]
 
 SEND: Final = Endpoint("POST", "/cgi-bin/message/custom/send", RetryMode.WRITE)
@@ -28,9 +32,19 @@ _TYPING: Final = Endpoint("POST", "/cgi-bin/message/custom/typing", RetryMode.WR
 
 
 class MessageAPI(APIResource):
-    """Messages to users who wrote within the last 48 hours (5 messages per user message)."""
+    """Messages to users who wrote within the last 48 hours (5 messages per user message).
 
-    __slots__ = ()
+    A message holding a local file (``Image(file="shop.jpg")``) is sent by its ``media_id``:
+    the file is uploaded once (the media-id cache of ``wx.media``, by content) and the id reused
+    while it stays valid. When WeChat refuses that id (40007: the temporary media expired), the
+    file is uploaded again, once, and the refused send made once more (it reached no one).
+    """
+
+    __slots__ = ("_media",)
+
+    def __init__(self, pipeline: Pipeline, *, media: MediaAPI) -> None:
+        super().__init__(pipeline)
+        self._media = media
 
     async def send(
         self,
@@ -57,8 +71,23 @@ class MessageAPI(APIResource):
         check.openid(openid)
         if kf_account is not None:
             check.kf_account(kf_account)
-        body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
-        await self._pipeline.call(SEND_BUSY_UNKNOWN if busy_is_unknown else SEND, json=body)
+        endpoint = SEND_BUSY_UNKNOWN if busy_is_unknown else SEND
+        if not isinstance(message, Message) or not message.has_local_files:
+            body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
+            await self._pipeline.call(endpoint, json=body)
+            return
+        resolved = await self._media.resolve(message)
+        body = envelope(openid, resolved.message, kf_account=kf_account, ai_generated=ai_generated)
+        try:
+            await self._pipeline.call(endpoint, json=body)
+        except InvalidMediaIdError:
+            # The uploaded media expired (or was dropped): refused, so nobody got it. Upload
+            # the files again (once, whoever asks) and send once more.
+            resolved = await self._media.resolve(message, stale=resolved)
+            body = envelope(
+                openid, resolved.message, kf_account=kf_account, ai_generated=ai_generated
+            )
+            await self._pipeline.call(endpoint, json=body)
 
     async def send_many(
         self,
@@ -97,6 +126,11 @@ class MessageAPI(APIResource):
         same way.
         If the caller is cancelled, no new send starts, requests in flight get a few seconds to
         answer (else they are ``unknown``), and ``control.report`` holds the partial report.
+
+        A message holding a local file (``Image(file="notice.jpg")``) is uploaded once, before
+        the first send; if that upload fails, every recipient is ``skipped`` with its error
+        (``report.stopped_by``). A send WeChat refuses with 40007 (the upload expired mid-run)
+        re-uploads the file once for the whole run and is made once more.
         """
         return await bulk.send_many(
             self._pipeline,
@@ -108,6 +142,7 @@ class MessageAPI(APIResource):
             max_concurrency=max_concurrency,
             rate=rate,
             control=control,
+            media=self._media,
         )
 
     def stream_many(
@@ -143,6 +178,7 @@ class MessageAPI(APIResource):
             ai_generated=ai_generated,
             max_concurrency=max_concurrency,
             rate=rate,
+            media=self._media,
         )
 
     async def typing(self, openid: str) -> None:

@@ -4,6 +4,14 @@ Each class holds the fields of its ``msgtype`` payload under WeChat's own names 
 documented limits when built. The wire envelope
 ``{"touser": ..., "msgtype": "text", "text": {...}, "customservice": {...}}`` is produced in one
 place (:func:`envelope`); unset optional fields are left out, never sent as ``null``.
+
+A message whose payload names media by ``media_id`` can name a local file instead:
+``Image(file="shop.jpg")``, ``Voice(file=...)``, ``Video(file=..., thumb_file=...)``,
+``Music(thumb_file=...)``, ``MiniProgramPage(thumb_file=...)``. The file (its bytes, a path or a
+binary file object) is checked against WeChat's limits for its media type when the message is
+built (:class:`~wechat_kf.MediaFile`); ``wx.message.send`` and the bulk sends upload it once
+(cached by content, see ``wx.media``) and send the ``media_id``. The classes list those fields in
+:attr:`Message.media_fields`.
 """
 
 from __future__ import annotations
@@ -17,10 +25,13 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from wechat_kf import _validation as check
 from wechat_kf._converter import converter
 from wechat_kf._errors import ValidationError
+from wechat_kf._files import FileSource, MediaFile, MediaType
 
 __all__ = [
     "Article",
     "Image",
+    "LocalSource",
+    "MediaField",
     "MenuItem",
     "Message",
     "MiniProgramPage",
@@ -41,15 +52,69 @@ __all__ = [
 T = TypeVar("T")
 
 
+#: What a message's local-file field takes: the file's bytes, a path, a binary file object, or a
+#: :class:`~wechat_kf.MediaFile` (``None``: no file).
+LocalSource = FileSource | MediaFile | None
+
+
+@attrs.frozen
+class MediaField:
+    """A message field holding a local file (``file``) to upload, and the ``media_id`` field its
+    upload fills (``target``), as a media of ``type``; ``required``: one of the two must be set.
+    """
+
+    file: str
+    target: str
+    type: MediaType
+    required: bool = True
+
+
 class Message:
     """Base of every outbound customer-service message. ``msgtype`` is WeChat's type name."""
 
     __slots__ = ()
     msgtype: ClassVar[str]
+    #: The fields that may hold a local file to upload when the message is sent.
+    media_fields: ClassVar[tuple[MediaField, ...]] = ()
+
+    @property
+    def has_local_files(self) -> bool:
+        """Whether the message holds a local file still to upload (its media_id is unset)."""
+        return any(getattr(self, field.file) is not None for field in self.media_fields)
 
 
 def _optional() -> Any:
     return attrs.field(default=None, validator=check.optional_text)
+
+
+def _media_id(*, required: bool, file: str) -> Any:
+    """A ``media_id`` field that a local file in field ``file`` may stand in for.
+
+    ``required``: one of the two must be given (never both).
+    """
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        label = f"{type(instance).__name__}.{attribute.name}"
+        local = getattr(instance, file)
+        if value is not None:
+            check.non_empty(value, label)
+            if local is not None:
+                raise ValidationError(label, f"give {attribute.name} or {file}, not both", value)
+        elif required and local is None:
+            raise ValidationError(
+                label, f"give {attribute.name} or {file} (a local file to upload)", value
+            )
+
+    return attrs.field(default=None, validator=validate)
+
+
+def _local(value: LocalSource, kind: MediaType, label: str) -> MediaFile | None:
+    """A local-file field's value: the file checked at once (see :meth:`MediaFile.open`)."""
+    return None if value is None else MediaFile.open(value, kind, label)
+
+
+# The classes with local-file fields have explicit __init__s rather than field converters (as
+# News and MsgMenu): type checkers see what the fields take, without converter descriptors.
 
 
 @attrs.frozen(kw_only=True)
@@ -60,49 +125,112 @@ class Text(Message):
     content: str = attrs.field(validator=check.required)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Image(Message):
-    """An image, by the ``media_id`` of an uploaded temporary or permanent material."""
+    """An image: the ``media_id`` of an uploaded temporary or permanent material, or a local
+    ``file`` (JPEG, PNG or GIF, at most 10 MB) uploaded when sent."""
 
     msgtype: ClassVar[str] = "image"
-    media_id: str = attrs.field(validator=check.required)
+    media_fields: ClassVar[tuple[MediaField, ...]] = (
+        MediaField("file", "media_id", MediaType.IMAGE),
+    )
+    media_id: str | None = _media_id(required=True, file="file")
+    file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(self, *, media_id: str | None = None, file: LocalSource = None) -> None:
+        self.__attrs_init__(media_id=media_id, file=_local(file, MediaType.IMAGE, "Image.file"))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Voice(Message):
-    """A voice message, by ``media_id``."""
+    """A voice message: ``media_id``, or a local ``file`` (AMR or MP3, 2 MB, 60 s)."""
 
     msgtype: ClassVar[str] = "voice"
-    media_id: str = attrs.field(validator=check.required)
+    media_fields: ClassVar[tuple[MediaField, ...]] = (
+        MediaField("file", "media_id", MediaType.VOICE),
+    )
+    media_id: str | None = _media_id(required=True, file="file")
+    file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(self, *, media_id: str | None = None, file: LocalSource = None) -> None:
+        self.__attrs_init__(media_id=media_id, file=_local(file, MediaType.VOICE, "Voice.file"))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Video(Message):
-    """A video by ``media_id``; ``thumb_media_id``, title and description optional.
+    """A video: ``media_id`` or a local ``file`` (MP4, 10 MB); its thumbnail, title and
+    description optional (the thumbnail: ``thumb_media_id`` or ``thumb_file``, JPEG, 64 KB).
 
     WeChat's documented payload is ``{media_id, title, description}``; a ``thumb_media_id``
     (the thumbnail's material) is sent only when given.
     """
 
     msgtype: ClassVar[str] = "video"
-    media_id: str = attrs.field(validator=check.required)
-    thumb_media_id: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(check.required)
+    media_fields: ClassVar[tuple[MediaField, ...]] = (
+        MediaField("file", "media_id", MediaType.VIDEO),
+        MediaField("thumb_file", "thumb_media_id", MediaType.THUMB, required=False),
     )
+    media_id: str | None = _media_id(required=True, file="file")
+    thumb_media_id: str | None = _media_id(required=False, file="thumb_file")
     title: str | None = _optional()
     description: str | None = _optional()
+    file: MediaFile | None = attrs.field(default=None)
+    thumb_file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(
+        self,
+        *,
+        media_id: str | None = None,
+        thumb_media_id: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        file: LocalSource = None,
+        thumb_file: LocalSource = None,
+    ) -> None:
+        self.__attrs_init__(
+            media_id=media_id,
+            thumb_media_id=thumb_media_id,
+            title=title,
+            description=description,
+            file=_local(file, MediaType.VIDEO, "Video.file"),
+            thumb_file=_local(thumb_file, MediaType.THUMB, "Video.thumb_file"),
+        )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class Music(Message):
-    """Music: ``musicurl``, ``hqmusicurl`` (played on Wi-Fi) and ``thumb_media_id`` required."""
+    """Music: ``musicurl``, ``hqmusicurl`` (played on Wi-Fi) and a thumbnail, ``thumb_media_id``
+    or a local ``thumb_file`` (JPEG, 64 KB), required."""
 
     msgtype: ClassVar[str] = "music"
+    media_fields: ClassVar[tuple[MediaField, ...]] = (
+        MediaField("thumb_file", "thumb_media_id", MediaType.THUMB),
+    )
     musicurl: str = attrs.field(validator=check.required)
     hqmusicurl: str = attrs.field(validator=check.required)
-    thumb_media_id: str = attrs.field(validator=check.required)
+    thumb_media_id: str | None = _media_id(required=True, file="thumb_file")
     title: str | None = _optional()
     description: str | None = _optional()
+    thumb_file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(
+        self,
+        *,
+        musicurl: str,
+        hqmusicurl: str,
+        thumb_media_id: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        thumb_file: LocalSource = None,
+    ) -> None:
+        self.__attrs_init__(
+            musicurl=musicurl,
+            hqmusicurl=hqmusicurl,
+            thumb_media_id=thumb_media_id,
+            title=title,
+            description=description,
+            thumb_file=_local(thumb_file, MediaType.THUMB, "Music.thumb_file"),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -199,15 +327,37 @@ class WxCard(Message):
     card_id: str = attrs.field(validator=check.required)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, init=False)
 class MiniProgramPage(Message):
-    """A mini-program card (linked mini program; 520×416 thumbnail recommended)."""
+    """A mini-program card (linked mini program). Its picture: ``thumb_media_id``, or a local
+    ``thumb_file`` uploaded as an image (JPEG, PNG or GIF; 520×416 recommended)."""
 
     msgtype: ClassVar[str] = "miniprogrampage"
+    media_fields: ClassVar[tuple[MediaField, ...]] = (
+        MediaField("thumb_file", "thumb_media_id", MediaType.IMAGE),
+    )
     title: str = attrs.field(validator=check.required)
     appid: str = attrs.field(validator=check.required)
     pagepath: str = attrs.field(validator=check.required)
-    thumb_media_id: str = attrs.field(validator=check.required)
+    thumb_media_id: str | None = _media_id(required=True, file="thumb_file")
+    thumb_file: MediaFile | None = attrs.field(default=None)
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        appid: str,
+        pagepath: str,
+        thumb_media_id: str | None = None,
+        thumb_file: LocalSource = None,
+    ) -> None:
+        self.__attrs_init__(
+            title=title,
+            appid=appid,
+            pagepath=pagepath,
+            thumb_media_id=thumb_media_id,
+            thumb_file=_local(thumb_file, MediaType.IMAGE, "MiniProgramPage.thumb_file"),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -241,6 +391,12 @@ def envelope(
     """The JSON object ``POST /cgi-bin/message/custom/send`` expects for ``message``."""
     if not isinstance(message, Message):
         raise TypeError(f"message must be a wechat_kf message, got {type(message).__name__}")
+    if message.media_fields and message.has_local_files:
+        raise ValidationError(
+            type(message).__name__,
+            "holds a local file: wx.message.send (or wx.media.resolve) uploads it first",
+            message,
+        )
     msgtype = message.msgtype
     payload = (
         dict(message.payload) if isinstance(message, RawMessage) else converter.unstructure(message)

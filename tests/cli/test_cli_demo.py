@@ -37,6 +37,8 @@ def test_demo_day_for_people(tmp_path: Path) -> None:
     assert "failed: errcode 45047" in stdout
     assert "3 connections are dropped on purpose after WeChat took the message" in stdout
     assert "unknown: (injected by the demo) connection lost" in stdout
+    assert "downloaded the user's photo" in stdout
+    assert "pictures: 1 upload for the label" in stdout
     assert "6 sessions closed; 0 left open" in stdout
     exported = list(tmp_path.glob("chat-records-*.jsonl"))
     assert len(exported) == 1
@@ -63,6 +65,7 @@ def test_demo_full_size_json_summary(tmp_path: Path) -> None:
         (45047, 60),
     ]
     assert report["token_fetches"] == 1
+    assert report["media"]["uploads"] == 1  # the label, sent as a picture and a card's picture
     assert report["records"]["count"] == len(
         Path(report["records"]["file"]).read_text(encoding="utf-8").splitlines()
     )

@@ -51,6 +51,8 @@ def test_each_message_type(
     wechat_kf: Invoker, fake: FakeWeChat, options: list[str], msgtype: str, payload: Any
 ) -> None:
     fake.user_says("o_1")
+    for media_id in ("MEDIA", "THUMB"):  # materials the fake holds (else 40007)
+        fake.add_media(media_id=media_id, permanent=True)
     result = wechat_kf("send", "o_1", *options)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"✓ {msgtype} sent to o_1\n"

@@ -96,6 +96,7 @@ def test_text_file_partial_failure_and_results_file(
 
 def test_human_summary_table(wechat_kf: Invoker, fake: FakeWeChat, tmp_path: Path) -> None:
     openids = users(fake, 5, silent=frozenset({0}))
+    fake.add_media(media_id="M", permanent=True)
     result = wechat_kf("send-many", str(write_lines(tmp_path / "u.txt", openids)), "--image", "M")
     assert result.exit_code == 4
     assert "5 recipients, 5 to send" in result.stderr
@@ -141,6 +142,7 @@ def test_csv_without_openid_header_uses_the_first_column_and_stdin(
     summary = wechat_kf.json("send-many", "-", "--text", "hi", input=stdin)
     assert summary["sent"] == 3
     text = "\n".join(openids)
+    fake.add_media("voice", media_id="V", permanent=True)
     assert wechat_kf.json("send-many", "-", "--voice", "V", input=text)["sent"] == 3
 
 

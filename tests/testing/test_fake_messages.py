@@ -65,6 +65,8 @@ async def test_valid_sends_are_recorded_and_kept(
     body, record_text = VALID[case]
     wechat.add_agent("a@gh")
     wechat.user_says(USER)
+    for media_id in ("M", "T"):  # materials the fake holds (else 40007)
+        wechat.add_media(media_id=media_id, permanent=True)
     assert await api.post(SEND, body) == OK
     assert wechat.sent_to(USER) == [body]
     last = wechat.records[-1]
@@ -138,6 +140,7 @@ async def test_send_rules(
 ) -> None:
     wechat.add_agent("a@gh")
     wechat.user_says(USER)
+    wechat.add_media("video", media_id="M", permanent=True)
     before = len(wechat.records)
     assert errcode(await api.post(SEND, body)) == expected
     assert wechat.sent_to(USER) == ([body] if expected == 0 else [])

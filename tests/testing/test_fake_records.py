@@ -100,7 +100,7 @@ async def test_records_of_a_conversation(api: RawAPI, wechat: FakeWeChat) -> Non
     wechat.user_says("o_1", "hello", queue=True)
     wechat.agent_accepts("a@gh")
     wechat.user_says("o_1", "are you there?")
-    body = {"touser": "o_1", "msgtype": "image", "image": {"media_id": "M"}}
+    body = {"touser": "o_1", "msgtype": "image", "image": {"media_id": wechat.add_media().media_id}}
     assert (await api.post("/cgi-bin/message/custom/send", body))["errcode"] == 0
     answer = await api.post(RECORDS, query())
     assert [(r["opercode"], r["text"], r["worker"]) for r in answer["recordlist"]] == [

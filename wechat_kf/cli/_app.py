@@ -8,6 +8,8 @@ from wechat_kf import __version__, _defaults
 from wechat_kf.cli._context import APPID_ENV, SECRET_ENV, Settings
 from wechat_kf.cli.agents import agents
 from wechat_kf.cli.demo import demo
+from wechat_kf.cli.fake_server import fake_server
+from wechat_kf.cli.media import media
 from wechat_kf.cli.records import records
 from wechat_kf.cli.send import send, send_many
 from wechat_kf.cli.sessions import sessions
@@ -97,5 +99,5 @@ def cli(
         settings.set_debug()
 
 
-for _command in (agents, send, send_many, sessions, records, demo):
+for _command in (agents, send, send_many, sessions, records, media, demo, fake_server):
     cli.add_command(_command)

@@ -3,13 +3,19 @@
 One option per message type (``--text``, ``--image``, ``--menu-item`` ..., or ``--json-file``
 with WeChat's own JSON shape), a few detail options that belong to some types (``--title``,
 ``--thumb-media-id`` ...), and how to send it (``--kf-account``, ``--ai-generated``).
+
+``--image``, ``--voice``, ``--video`` and ``--thumb-media-id`` take a media_id or a local file:
+a value naming a file (or looking like a path) is the file, uploaded when sent (once for a
+whole ``send-many``); anything else is a media_id, used as is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -32,6 +38,7 @@ from wechat_kf import (
     Voice,
     WxCard,
 )
+from wechat_kf._files import MediaFile, digest
 from wechat_kf.messages import envelope
 
 __all__ = ["Outbound", "build_message", "message_from_json", "message_options"]
@@ -92,9 +99,16 @@ class Outbound:
     ai_generated: bool = False
 
     def wire(self) -> dict[str, Any]:
-        """What every recipient's request carries besides ``touser``."""
+        """What every recipient's request carries besides ``touser``.
+
+        A local file, whose media_id is only known once uploaded, shows as
+        ``"file:sha256:<its content's hash>"``: the same file is the same message.
+        """
         body = envelope(
-            "", self.message, kf_account=self.kf_account, ai_generated=self.ai_generated
+            "",
+            _by_content(self.message),
+            kf_account=self.kf_account,
+            ai_generated=self.ai_generated,
         )
         del body["touser"]
         return body
@@ -119,6 +133,42 @@ class Outbound:
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _by_content(message: Message) -> Message:
+    """``message`` with each local file named by its content hash instead of a media_id."""
+    if not message.media_fields or not message.has_local_files:
+        return message
+    changes: dict[str, Any] = {}
+    for field in message.media_fields:
+        file: MediaFile | None = getattr(message, field.file)
+        if file is not None:
+            data = file.data if file.data is not None else _read(file)
+            changes[field.file] = None
+            changes[field.target] = f"file:sha256:{digest(data)}"
+    named: Message = attrs.evolve(message, **changes)  # type: ignore[misc]
+    return named
+
+
+def _read(file: MediaFile) -> bytes:
+    assert file.path is not None
+    try:
+        return file.path.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {file.path}: {exc.strerror}") from None
+
+
+def media_or_file(value: str, id_field: str, file_field: str) -> dict[str, Any]:
+    """``{id_field: value}`` for a media_id, ``{file_field: Path(value)}`` for a local file.
+
+    A value is a file when it names one, or looks like a path (a media_id never holds ``/``,
+    ``\\`` or ``.``): then it must exist.
+    """
+    if os.path.isfile(value):
+        return {file_field: Path(value)}
+    if any(mark in value for mark in ("/", "\\", ".")):
+        raise click.UsageError(f"{value}: no such file (a media_id holds no '/', '\\' or '.')")
+    return {id_field: value}
+
+
 def _flag(name: str) -> str:
     return "--menu-item" if name == "menu_items" else "--" + name.replace("_", "-")
 
@@ -127,12 +177,21 @@ def message_options(command: F) -> F:
     """Add the message options; the command receives them as keyword arguments."""
     options = [
         click.option("--text", metavar="TEXT", help="A text message (may hold <a href> links)."),
-        click.option("--image", metavar="MEDIA_ID", help="An image, by its media_id."),
-        click.option("--voice", metavar="MEDIA_ID", help="A voice message, by its media_id."),
+        click.option(
+            "--image",
+            metavar="PATH|MEDIA_ID",
+            help="An image: a JPEG/PNG/GIF file (uploaded) or a media_id.",
+        ),
+        click.option(
+            "--voice",
+            metavar="PATH|MEDIA_ID",
+            help="A voice message: an AMR/MP3 file (uploaded) or a media_id.",
+        ),
         click.option(
             "--video",
-            metavar="MEDIA_ID",
-            help="A video (--title, --description, --thumb-media-id optional).",
+            metavar="PATH|MEDIA_ID",
+            help="A video: an MP4 file (uploaded) or a media_id (--title, --description, "
+            "--thumb-media-id optional).",
         ),
         click.option(
             "--music",
@@ -157,7 +216,7 @@ def message_options(command: F) -> F:
         click.option(
             "--miniprogram",
             metavar="TITLE,APPID,PAGEPATH,THUMB_MEDIA_ID",
-            help="A mini-program card.",
+            help="A mini-program card (its picture: a media_id, or an image file to upload).",
         ),
         click.option(
             "--json-file",
@@ -165,7 +224,11 @@ def message_options(command: F) -> F:
             help='The message as WeChat JSON, e.g. {"msgtype": "text", "text": {"content": '
             '"hi"}} ("-": stdin). Types the SDK does not know are sent verbatim.',
         ),
-        click.option("--thumb-media-id", metavar="MEDIA_ID", help="Thumbnail of a video/music."),
+        click.option(
+            "--thumb-media-id",
+            metavar="PATH|MEDIA_ID",
+            help="Thumbnail of a video/music: a JPEG file of at most 64 KB, or a media_id.",
+        ),
         click.option("--title", help="Title of a video, music or news card."),
         click.option("--description", help="Description of a video, music or news card."),
         click.option("--picurl", metavar="URL", help="Picture of a news card."),
@@ -229,13 +292,14 @@ def _message_from_options(kind: str, options: Mapping[str, Any]) -> Message:
     if kind == "text":
         return Text(content=value)
     if kind == "image":
-        return Image(media_id=value)
+        return Image(**media_or_file(value, "media_id", "file"))
     if kind == "voice":
-        return Voice(media_id=value)
+        return Voice(**media_or_file(value, "media_id", "file"))
+    thumb = options.get("thumb_media_id")
     if kind == "video":
         return Video(
-            media_id=value,
-            thumb_media_id=options.get("thumb_media_id"),
+            **media_or_file(value, "media_id", "file"),
+            **({} if thumb is None else media_or_file(thumb, "thumb_media_id", "thumb_file")),
             title=title,
             description=description,
         )
@@ -243,7 +307,9 @@ def _message_from_options(kind: str, options: Mapping[str, Any]) -> Message:
         return Music(
             musicurl=value,
             hqmusicurl=options.get("hq_music_url") or value,
-            thumb_media_id=_needs(options, kind, "thumb_media_id"),
+            **media_or_file(
+                _needs(options, kind, "thumb_media_id"), "thumb_media_id", "thumb_file"
+            ),
             title=title,
             description=description,
         )
@@ -271,8 +337,13 @@ def _message_from_options(kind: str, options: Mapping[str, Any]) -> Message:
     parts = str(value).rsplit(",", 3)
     if len(parts) != 4:
         raise click.UsageError("--miniprogram takes TITLE,APPID,PAGEPATH,THUMB_MEDIA_ID")
-    title_part, appid, pagepath, thumb = (part.strip() for part in parts)
-    return MiniProgramPage(title=title_part, appid=appid, pagepath=pagepath, thumb_media_id=thumb)
+    title_part, appid, pagepath, picture = (part.strip() for part in parts)
+    return MiniProgramPage(
+        title=title_part,
+        appid=appid,
+        pagepath=pagepath,
+        **media_or_file(picture, "thumb_media_id", "thumb_file"),
+    )
 
 
 def _menu_item(text: str) -> MenuItem:
@@ -349,7 +420,9 @@ def _items(fields: dict[str, Any]) -> list[Any]:
 def _nested(cls: type[Any], where: str, value: Any) -> Any:
     if not isinstance(value, dict):
         raise click.UsageError(f'--json-file: "{where}" must be an object')
-    known = {field.name for field in attrs.fields(cls)}
+    media_fields = getattr(cls, "media_fields", ())
+    local = {field.file for field in media_fields}  # JSON names media by id, not local files
+    known = {field.name for field in attrs.fields(cls)} - local
     unknown = sorted(set(value) - known)
     if unknown:
         raise click.UsageError(
@@ -357,6 +430,7 @@ def _nested(cls: type[Any], where: str, value: Any) -> Any:
             f"(fields: {', '.join(sorted(known))})"
         )
     required = {field.name for field in attrs.fields(cls) if field.default is attrs.NOTHING}
+    required |= {field.target for field in media_fields if field.required}
     missing = sorted(required - set(value))
     if missing:
         raise click.UsageError(f'--json-file: "{where}" needs {", ".join(missing)}')

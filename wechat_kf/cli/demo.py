@@ -2,8 +2,9 @@
 
 No credentials and no network: :class:`~wechat_kf.testing.FakeWeChat` serves the API on a
 loopback port in this process and the SDK talks real HTTP to it. Agents join, users write in
-and wait, agents take the sessions and answer with text, a menu and a mini-program card, a
-notice goes to a few thousand users in bulk (progress bar, then sent / failed by reason /
+and wait, agents take the sessions and answer with text, a menu, a picture sent from a file
+(uploaded once, and reused as a mini-program card's picture) after downloading the photo a user
+sent, a notice goes to a few thousand users in bulk (progress bar, then sent / failed by reason /
 unknown), the sessions close, and the day's chat records are exported to a file.
 """
 
@@ -21,6 +22,7 @@ from rich.text import Text
 
 from wechat_kf import (
     AsyncWeChat,
+    Image,
     MenuItem,
     MiniProgramPage,
     MsgMenu,
@@ -33,27 +35,13 @@ from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._messages import Outbound
 from wechat_kf.cli._output import Output, describe_error, plural
 from wechat_kf.cli._results import UNKNOWN, Outcome
+from wechat_kf.cli._seeds import AGENTS, CUSTOMERS
 from wechat_kf.cli._summary import OutcomeSummary
 from wechat_kf.cli.records import export_records
 from wechat_kf.testing import FakeWeChat
 
 __all__ = ["DemoDay", "demo"]
 
-#: The agents of the day: account, nickname, personal WeChat ID.
-AGENTS: Final = (
-    ("alice@gh_demo", "Alice 小爱", "alice_wx_2024"),
-    ("bob@gh_demo", "Bob 小波", "bob_wx_2024"),
-    ("carol@gh_demo", "Carol 小卡", "carol_wx_2024"),
-)
-#: The users who write in first and wait for an agent.
-CUSTOMERS: Final = (
-    ("o_customer_001", "你好，我的订单还没到"),
-    ("o_customer_002", "能开发票吗？"),
-    ("o_customer_003", "我想退货"),
-    ("o_customer_004", "优惠券怎么用？"),
-    ("o_customer_005", "人工客服"),
-    ("o_customer_006", "地址写错了"),
-)
 SEND_PATH: Final = "/cgi-bin/message/custom/send"
 #: How many users get the bulk notice by default: a few thousand, a few seconds.
 DEFAULT_USERS: Final = 3000
@@ -66,6 +54,9 @@ AVATAR: Final = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360606060000000050001a5f645400000000049454e44ae426082"
 )
+#: The photo a user sends of a parcel (a JPEG) and the return label an agent sends back (a PNG).
+PARCEL_PHOTO: Final = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + bytes(2048)
+RETURN_LABEL: Final = AVATAR + "return label 退货标签".encode()
 
 
 class DemoDay:
@@ -179,7 +170,7 @@ class DemoDay:
             await wx.message.send(
                 openid, TextMessage(content="您好，我来帮您查一下 🙂"), kf_account=agent
             )
-        first, second = CUSTOMERS[0][0], CUSTOMERS[1][0]
+        first, second, third = CUSTOMERS[0][0], CUSTOMERS[1][0], CUSTOMERS[2][0]
         menu = MsgMenu(
             head_content="这次服务您满意吗？",
             items=[MenuItem(id="101", content="满意"), MenuItem(id="102", content="不满意")],
@@ -187,17 +178,30 @@ class DemoDay:
         )
         await wx.message.send(first, menu, kf_account=alice)
         self.fake.user_says(first, "满意")  # the click comes back as a message (bizmsgmenuid 101)
+        # The third user sends a photo of the parcel: the push names it by MediaId; the agent
+        # downloads it, and sends back a picture from a file (uploaded once, by content).
+        photo = self.fake.add_media("image", PARCEL_PHOTO)
+        self.fake.user_says(third, "[image]")
+        downloaded = await wx.media.download(photo.media_id)
+        label = self.picture_file()
+        await wx.message.send(third, Image(file=label), kf_account=alice)
         card = MiniProgramPage(
             title="发票申请",
             appid="wxdemo_mini",
             pagepath="pages/invoice?order=42",
-            thumb_media_id="THUMB_MEDIA_ID",
+            thumb_file=label,  # the same picture: its upload is reused, not repeated
         )
         await wx.message.send(second, card, kf_account=bob, ai_generated=True)
         sent = [
             (first, alice, "text, then a menu: 满意 / 不满意 (the user clicked 满意)"),
-            (second, bob, "text, then a mini-program card (marked AI-generated)"),
-            ("4 more users", "alice, bob", "text, after a typing indicator"),
+            (second, bob, "text, then a mini-program card with the label as its picture (AI)"),
+            (
+                third,
+                alice,
+                f"text; downloaded the user's photo ({len(downloaded):,} bytes), sent the "
+                f"return label from {label.name}",
+            ),
+            ("3 more users", "alice, bob", "text, after a typing indicator"),
         ]
         try:
             await wx.message.send("o_never_wrote", TextMessage(content="hello?"))
@@ -208,6 +212,10 @@ class DemoDay:
             self.out.table(["to", "from", "messages"], sent)
             self.out.line(f"sessions: {alice} serves {served[alice]}, {bob} serves {served[bob]}")
             self.out.line(
+                f"pictures: {plural(len(self.fake.uploads), 'upload')} for the label "
+                "(sent as a picture and as the card's picture: the media_id is cached)"
+            )
+            self.out.line(
                 Text.assemble(
                     "a message to a user who never wrote is refused: ",
                     ("error: ", "red bold"),
@@ -215,6 +223,18 @@ class DemoDay:
                 )
             )
         self.report["sessions"] = served
+        self.report["media"] = {
+            "uploads": len(self.fake.uploads),
+            "downloaded_bytes": len(downloaded),
+        }
+
+    def picture_file(self) -> Path:
+        """The return label as a file on disk (what ``Image(file=...)`` reads)."""
+        directory = self.export_dir or Path(tempfile.mkdtemp(prefix="wechat-kf-demo-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "return-label.png"
+        path.write_bytes(RETURN_LABEL)
+        return path
 
     async def bulk_notice(self, wx: AsyncWeChat) -> None:
         """A notice to every user in one bulk send, with a progress bar and a summary."""

@@ -17,7 +17,9 @@ On a real loopback port::
 
 Seed the customer-service world with ``fake.add_agent("alice@gh_test", online=True)``, play a
 follower with ``fake.user_says(openid)`` (opens the 48 h response window), and assert on
-``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``.
+``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``. Media: a
+send naming a media_id the fake does not hold (or one past its 3 days) answers 40007; seed one
+with ``fake.add_media("image")`` (or upload it) and count uploads on ``fake.uploads``.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
 ``reset=True``, ``malformed=b"<html>"``, ``raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc..."``,
@@ -32,6 +34,7 @@ from typing import Any
 from wechat_kf.records import OperCode
 from wechat_kf.testing import (  # noqa: F401  (importing them registers the routes)
     _kf_routes,
+    _media_routes,
     _message_routes,
     _records_routes,
     _session_routes,
@@ -40,6 +43,7 @@ from wechat_kf.testing import (  # noqa: F401  (importing them registers the rou
 from wechat_kf.testing._core import FakeClock, FakeReply, Fault, RecordedRequest
 from wechat_kf.testing._customer_service import CustomerService
 from wechat_kf.testing._fake import FakeWeChat, IssuedToken
+from wechat_kf.testing._media import FakeMedia, MediaLibrary, sample_media
 from wechat_kf.testing._server import FakeServer
 from wechat_kf.testing._state import (
     FakeAgent,
@@ -56,6 +60,7 @@ __all__ = [
     "CustomerService",
     "FakeAgent",
     "FakeClock",
+    "FakeMedia",
     "FakeRecord",
     "FakeReply",
     "FakeServer",
@@ -67,8 +72,10 @@ __all__ = [
     "FakeWeChat",
     "Fault",
     "IssuedToken",
+    "MediaLibrary",
     "RecordedRequest",
     "ServiceWindow",
+    "sample_media",
 ]
 
 #: Old names, kept for a while: ``Opercode`` is :class:`wechat_kf.OperCode` (one vocabulary for

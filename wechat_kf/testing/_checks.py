@@ -6,18 +6,38 @@ from typing import TYPE_CHECKING, Any
 
 from wechat_kf.testing._core import RecordedRequest, WeChatFail
 from wechat_kf.testing._customer_service import OPENID
+from wechat_kf.testing._multipart import FormPart, MultipartError, parse_form_data
 
 if TYPE_CHECKING:
     from wechat_kf.testing._fake import FakeWeChat
     from wechat_kf.testing._state import FakeAgent
 
-__all__ = ["body_of", "known_agent", "openid_of", "optional_text", "required_string"]
+__all__ = [
+    "body_of",
+    "known_agent",
+    "media_part",
+    "openid_of",
+    "optional_text",
+    "required_string",
+]
 
 
 def body_of(request: RecordedRequest) -> dict[str, Any]:
     """The JSON object of a POST (``FakeWeChat.handle`` has already checked it is one)."""
     body: dict[str, Any] = request.json()
     return body
+
+
+def media_part(request: RecordedRequest) -> FormPart:
+    """The multipart field ``media`` (with a filename) of an upload; 41005 when there is none."""
+    try:
+        parts = parse_form_data(request.headers.get("content-type", ""), request.body)
+    except MultipartError:
+        parts = []
+    media = next((p for p in parts if p.name == "media" and p.filename is not None), None)
+    if media is None:
+        raise WeChatFail(41005, "media data missing")
+    return media
 
 
 def known_agent(fake: FakeWeChat, kf_account: object) -> FakeAgent:

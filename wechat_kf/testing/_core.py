@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -89,6 +89,8 @@ class FakeReply:
     #: Bytes written to the connection as they are, instead of a rendered answer (status line,
     #: headers and body: any framing, malformed included); the connection is closed after them.
     raw: bytes | None = None
+    #: Send the head and half the body, then drop the connection (a download cut short).
+    truncate: bool = False
 
 
 #: Builds an injected answer from the request it answers (e.g. one that echoes the request).
@@ -110,6 +112,7 @@ class Fault:
     connect_error: bool = False
     raw: bytes | AnswerBuilder | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    truncate: bool = False
     processed: bool = False
 
 
@@ -122,7 +125,8 @@ class WeChatFail(Exception):
         self.errmsg = errmsg
 
 
-Handler = Callable[["FakeWeChat", RecordedRequest], dict[str, Any]]
+#: A route's handler: the JSON payload to answer, or a whole :class:`FakeReply` (a file).
+Handler = Callable[["FakeWeChat", RecordedRequest], "dict[str, Any] | FakeReply"]
 
 
 @attrs.frozen
@@ -140,12 +144,15 @@ class Route:
 ROUTES: Final[dict[str, Route]] = {}
 
 
+H = TypeVar("H", bound=Handler)
+
+
 def route(
     method: str, path: str, *, authenticated: bool = True, json_body: bool = True
-) -> Callable[[Handler], Handler]:
+) -> Callable[[H], H]:
     """Register a handler for ``method path``."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: H) -> H:
         ROUTES[path] = Route(method, path, handler, authenticated, json_body)
         return handler
 

@@ -26,6 +26,7 @@ from wechat_kf.testing._core import (
     has_unicode_escapes,
 )
 from wechat_kf.testing._customer_service import CustomerService
+from wechat_kf.testing._media import MediaLibrary
 
 if TYPE_CHECKING:
     import httpx
@@ -53,7 +54,7 @@ class IssuedToken:
     expires_at: float
 
 
-class FakeWeChat(CustomerService):
+class FakeWeChat(CustomerService, MediaLibrary):
     """A stateful, in-memory WeChat API for tests.
 
     Real semantics where the SDK depends on them: tokens expire, a classic fetch invalidates the
@@ -62,7 +63,9 @@ class FakeWeChat(CustomerService):
 
     Every customer-service endpoint applies WeChat's rules to in-memory state: agent accounts
     and invitations, sessions and the waiting queue, chat records, and each user's response
-    window. Play the other side with the helpers (see :class:`CustomerService`)::
+    window; temporary media expire after 3 days and a send naming an unknown or expired
+    media_id answers 40007 (:class:`MediaLibrary`: ``fake.add_media(...)``, ``fake.uploads``).
+    Play the other side with the helpers (see :class:`CustomerService`)::
 
         fake.add_agent("alice@gh_test", online=True)
         fake.user_says("o_user1", "hello")      # opens the 48 h window: 5 sends
@@ -98,8 +101,9 @@ class FakeWeChat(CustomerService):
         self._init_state()
 
     def _init_state(self) -> None:
-        """The API areas' state: agents, sessions, the queue, users, records."""
+        """The API areas' state: agents, sessions, the queue, users, records, media."""
         self._init_customer_service()
+        self._init_media()
 
     def __repr__(self) -> str:
         return f"FakeWeChat(appid={self.appid!r}, requests={len(self.requests)})"
@@ -134,13 +138,14 @@ class FakeWeChat(CustomerService):
         connect_error: bool = False,
         raw: bytes | str | AnswerBuilder | None = None,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        truncate: bool = False,
         processed: bool | None = None,
     ) -> None:
         """Script the next ``times`` answers for ``path``.
 
         Faults that change the answer (pick one): ``errcode``, ``status``, ``reset``,
-        ``malformed``, ``connect_error``, ``raw``. ``delay`` and ``headers`` combine with any of
-        them, or alone alter the real answer. For example::
+        ``malformed``, ``connect_error``, ``raw``. ``delay``, ``headers`` and ``truncate``
+        combine with any of them, or alone alter the real answer. For example::
 
             fake.inject(SEND, raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc\\r\\n\\r\\n{}")
             fake.inject(TOKEN, headers={"Set-Cookie": "sid=caf\\xe9"})  # the real answer + a header
@@ -163,6 +168,8 @@ class FakeWeChat(CustomerService):
                 own transport does.
             headers: extra answer headers, in order (names may repeat, e.g. ``Set-Cookie``).
                 Values travel as Latin-1, so ``"caf\\xe9"`` arrives as the byte ``0xE9``.
+            truncate: send the answer's head and only half its body, then drop the connection
+                (a download cut short: in-process too, the body fails mid-read).
             processed: whether the request takes effect before the fault applies. By default
                 the worst case for a client: a delayed, reset, raw or HTTP-error answer comes
                 after the request took effect (a timed-out send still reaches the user), while
@@ -199,6 +206,7 @@ class FakeWeChat(CustomerService):
             connect_error=connect_error,
             raw=raw.encode("latin-1") if isinstance(raw, str) else raw,
             headers=extra_headers,
+            truncate=truncate,
             processed=processed,
         )
         with self.lock:
@@ -302,7 +310,9 @@ class FakeWeChat(CustomerService):
             raw = fault.raw(request) if callable(fault.raw) else fault.raw
             return FakeReply(raw=raw, delay=fault.delay)
         made = self._answer_for(fault, reply, request)
-        return attrs.evolve(made, headers=made.headers + fault.headers, delay=fault.delay)
+        return attrs.evolve(
+            made, headers=made.headers + fault.headers, delay=fault.delay, truncate=fault.truncate
+        )
 
     def _answer_for(
         self, fault: Fault, reply: FakeReply | None, request: RecordedRequest
@@ -325,11 +335,12 @@ class FakeWeChat(CustomerService):
 
     def _dispatch(self, request: RecordedRequest) -> FakeReply:
         try:
-            return FakeReply(body=answer(self._route(request)))
+            result = self._route(request)
         except WeChatFail as fail:
             return FakeReply(body=error_body(fail.errcode, fail.errmsg))
+        return result if isinstance(result, FakeReply) else FakeReply(body=answer(result))
 
-    def _route(self, request: RecordedRequest) -> dict[str, Any]:
+    def _route(self, request: RecordedRequest) -> dict[str, Any] | FakeReply:
         route = ROUTES.get(request.path)
         if route is None:
             raise WeChatFail(40066, "invalid url")

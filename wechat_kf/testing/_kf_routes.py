@@ -6,9 +6,8 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from wechat_kf.testing._checks import body_of, known_agent
+from wechat_kf.testing._checks import body_of, known_agent, media_part
 from wechat_kf.testing._core import RecordedRequest, WeChatFail, route
-from wechat_kf.testing._multipart import MultipartError, parse_form_data
 from wechat_kf.testing._state import INVITE_LIFETIME, FakeAgent
 
 if TYPE_CHECKING:
@@ -127,13 +126,7 @@ def invite_worker(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
 @route("POST", "/customservice/kfaccount/uploadheadimg", json_body=False)
 def upload_head_image(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
     agent = known_agent(fake, request.query.get("kf_account"))
-    try:
-        parts = parse_form_data(request.headers.get("content-type", ""), request.body)
-    except MultipartError:
-        parts = []
-    media = next((p for p in parts if p.name == "media" and p.filename is not None), None)
-    if media is None:
-        raise WeChatFail(41005, "media data missing")
+    media = media_part(request)
     if not media.data or len(media.data) > MAX_AVATAR_BYTES:
         raise WeChatFail(40009, "invalid image size")
     kind = next((k for magic, k in _IMAGE_MAGIC.items() if media.data.startswith(magic)), None)

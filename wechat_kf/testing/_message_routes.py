@@ -34,6 +34,24 @@ def _media(*keys: str) -> PayloadCheck:
     return check
 
 
+#: The media a send names, by msgtype (``mpnews`` names a permanent news material, which the
+#: fake does not model).
+_MEDIA_KEYS: Final = {
+    "image": ("media_id",),
+    "voice": ("media_id",),
+    "video": ("media_id", "thumb_media_id"),
+    "music": ("thumb_media_id",),
+    "miniprogrampage": ("thumb_media_id",),
+}
+
+
+def _check_media_held(fake: FakeWeChat, msgtype: str, payload: dict[str, Any]) -> None:
+    """Every media the payload names is one the fake holds and still live (else 40007)."""
+    for key in _MEDIA_KEYS.get(msgtype, ()):
+        if key in payload:
+            fake.live_media(payload[key])
+
+
 def _optional_media(*keys: str) -> PayloadCheck:
     """These media may be left out, but when present must be named (40007 when empty)."""
 
@@ -151,6 +169,7 @@ def send(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
     body = body_of(request)
     openid = openid_of(body.get("touser"))
     msgtype, payload = _payload(body)
+    _check_media_held(fake, msgtype, payload)
     worker = _sender(fake, body)
     _check_ai_context(body)
     now = fake.clock.now()

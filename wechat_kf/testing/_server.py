@@ -155,6 +155,14 @@ class _Connection(asyncio.Protocol):
             transport.write(reply.raw)
             transport.close()
             return
+        if reply.truncate:  # the head and half the body, then RST
+            rendered = _render(reply, keep_alive)
+            transport.write(rendered[: len(rendered) - (len(reply.body) + 1) // 2])
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            return
         transport.write(_render(reply, keep_alive))
         if not keep_alive:
             transport.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -90,6 +91,28 @@ class FakeTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadError("[Errno 104] Connection reset (injected)", request=request)
         if reply.raw is not None:
             return parse_raw_answer(reply.raw, request)
+        if reply.truncate:
+            length = (b"Content-Length", str(len(reply.body)).encode())
+            return httpx.Response(
+                reply.status,
+                headers=[*_latin1(reply.headers), length],
+                stream=_Truncated(reply.body[: len(reply.body) // 2], request),
+                request=request,
+            )
         return httpx.Response(
             reply.status, headers=_latin1(reply.headers), content=reply.body, request=request
+        )
+
+
+class _Truncated(httpx.AsyncByteStream):
+    """Half a body, then the connection drops."""
+
+    def __init__(self, head: bytes, request: httpx.Request) -> None:
+        self._head = head
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._head
+        raise httpx.ReadError(
+            "[Errno 104] Connection reset mid-body (injected)", request=self._request
         )
