@@ -170,7 +170,7 @@ def dedupe_key(incoming: Incoming) -> str:
         msg_id = incoming.raw.get("MsgId", "").strip()
     if msg_id:
         return f"{incoming.to_user}:msg:{msg_id}"
-    create_time = incoming.raw.get("CreateTime", "").strip()
+    create_time = incoming.raw["CreateTime"].strip()  # every push model requires it
     kind = incoming.event if isinstance(incoming, Event) else incoming.msg_type
     return f"{incoming.to_user}:{incoming.from_user}:{create_time}:{kind}"
 
@@ -194,6 +194,8 @@ class Deduplicator:
     A retry of a push being handled waits for its outcome (:meth:`claim` with ``wait``): woken
     at once when this deduplicator's own try finishes, re-reading the store every
     ``DEDUPE_POLL_INITIAL`` to ``DEDUPE_POLL_MAX`` seconds when another worker handles it.
+    Those waits are measured on ``clock`` (seconds, ``time.monotonic``) and made with ``sleep``
+    (``anyio.sleep``): tests pass a :class:`wechat_kf.testing.FakeTime` for both.
     """
 
     def __init__(
@@ -203,6 +205,8 @@ class Deduplicator:
         ttl: float = DEDUPE_TTL,
         in_progress_ttl: float = DEDUPE_IN_PROGRESS_TTL,
         namespace: str = DEDUPE_NAMESPACE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         #: Seconds a handled push and its reply are remembered.
         self.ttl: float = _seconds("ttl", ttl)
@@ -212,6 +216,8 @@ class Deduplicator:
         self.store: DuplicateStore = store if store is not None else MemoryDuplicateStore()
         #: Prefix of every key in the store.
         self.namespace: str = namespace
+        self._clock = clock
+        self._sleep = sleep
         # The pushes this deduplicator claimed: [the claiming thread, the event that wakes the
         # retries waiting for it in that thread (made by the first one)].
         self._handling: dict[str, list[Any]] = {}
@@ -238,7 +244,7 @@ class Deduplicator:
         must be followed by :meth:`mark_done` or :meth:`forget`, as the endpoint does.
         """
         key = self.key(incoming)
-        deadline = time.monotonic() + wait
+        deadline = self._clock() + wait
         delay = DEDUPE_POLL_INITIAL
         while True:
             entry = await self.store.claim(key, self.in_progress_ttl)
@@ -247,18 +253,29 @@ class Deduplicator:
                 return None
             if entry.done:
                 return entry
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 return entry
-            with anyio.move_on_after(remaining):
-                handling = self._handling.get(key)
-                if handling is not None and handling[0] == threading.get_ident():
-                    if handling[1] is None:
-                        handling[1] = anyio.Event()
-                    await handling[1].wait()
-                else:
-                    await anyio.sleep(min(delay, remaining))
-                    delay = min(delay * 2, DEDUPE_POLL_MAX)
+            handling = self._handling.get(key)
+            if handling is not None and handling[0] == threading.get_ident():
+                if handling[1] is None:
+                    handling[1] = anyio.Event()
+                await self._wait_for(handling[1], remaining)
+            else:
+                await self._sleep(min(delay, remaining))
+                delay = min(delay * 2, DEDUPE_POLL_MAX)
+
+    async def _wait_for(self, finished: anyio.Event, seconds: float) -> None:
+        """Wait until this deduplicator's own try finishes, or ``seconds`` on the clock."""
+        async with anyio.create_task_group() as group:
+
+            async def timer() -> None:
+                await self._sleep(seconds)
+                group.cancel_scope.cancel()
+
+            group.start_soon(timer)
+            await finished.wait()
+            group.cancel_scope.cancel()
 
     async def mark_done(self, incoming: Incoming, reply: bytes) -> None:
         """Record that ``incoming`` was answered with ``reply``: its retries get the same bytes.
