@@ -16,56 +16,72 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 BUILD: Final = ROOT / "build" / "mutation"
+
+
+class Target(NamedTuple):
+    """The tests of one module: files, and a ``-k`` expression narrowing them (or ``""``)."""
+
+    tests: tuple[str, ...]
+    select: str = ""
+
+
+#: Redis stores: the standalone server. The Cluster and Sentinel runs test the same code through
+#: other clients, and start three servers per mutant.
+_ONE_REDIS: Final = "not Cluster and not Sentinel"
 
 #: Each core module and the test files that exercise it. mutmut runs these files once to learn
 #: which test calls which function, then runs only those tests against each mutant: keep the
 #: list to the tests written for the module (an end-to-end file that calls everything makes
 #: every mutant slow). A new core module is one more entry.
-TARGETS: Final[dict[str, tuple[str, ...]]] = {
-    "wechat_kf/_retry.py": ("tests/test_retry.py", "tests/test_pipeline.py"),
-    "wechat_kf/_validation.py": (
-        "tests/test_validation.py",
-        "tests/test_models.py",
-        "tests/test_kf.py",
-        "tests/test_records.py",
+TARGETS: Final[dict[str, Target]] = {
+    "wechat_kf/_retry.py": Target(("tests/test_retry.py", "tests/test_pipeline.py")),
+    "wechat_kf/_validation.py": Target(
+        ("tests/test_validation.py", "tests/test_models.py", "tests/test_kf.py")
     ),
-    "wechat_kf/_tokens.py": (
-        "tests/test_tokens.py",
-        "tests/test_token_manager.py",
-        "tests/test_token_store_contract.py",
+    "wechat_kf/_tokens.py": Target(
+        (
+            "tests/test_tokens.py",
+            "tests/test_token_manager.py",
+            "tests/test_token_store_contract.py",
+        ),
+        "not Redis",
     ),
-    "wechat_kf/_redis_tokens.py": (
-        "tests/test_redis_tokens.py",
-        "tests/test_token_store_contract.py",
+    "wechat_kf/_redis_tokens.py": Target(
+        ("tests/test_redis_tokens.py", "tests/test_token_store_contract.py"), _ONE_REDIS
     ),
-    "wechat_kf/_redis.py": (
-        "tests/test_redis_tokens.py",
-        "tests/callback/test_callback_redis_dedupe.py",
+    "wechat_kf/_redis.py": Target(
+        ("tests/test_redis_tokens.py", "tests/callback/test_callback_redis_dedupe.py"), _ONE_REDIS
     ),
-    "wechat_kf/_stores.py": ("tests/test_stores.py", "tests/callback/test_callback_dedupe.py"),
-    "wechat_kf/callback/_crypto.py": ("tests/callback/test_callback_crypto.py",),
-    "wechat_kf/callback/_handler.py": (
-        "tests/callback/test_callback_handler.py",
-        "tests/callback/test_callback_crypto.py",
-        "tests/callback/test_callback_replies.py",
+    "wechat_kf/_stores.py": Target(
+        ("tests/test_stores.py", "tests/callback/test_callback_dedupe.py")
     ),
-    "wechat_kf/callback/_dedupe.py": ("tests/callback/test_callback_dedupe.py",),
-    "wechat_kf/callback/_xml.py": ("tests/callback/test_callback_xml.py",),
-    "wechat_kf/_pipeline.py": (
-        "tests/test_pipeline.py",
-        "tests/test_decoding.py",
-        "tests/test_faults.py",
+    "wechat_kf/callback/_crypto.py": Target(("tests/callback/test_callback_crypto.py",)),
+    "wechat_kf/callback/_handler.py": Target(
+        (
+            "tests/callback/test_callback_handler.py",
+            "tests/callback/test_callback_crypto.py",
+            "tests/callback/test_callback_replies.py",
+            "tests/callback/test_callback_xml.py",
+        )
     ),
-    "wechat_kf/bulk.py": ("tests/test_bulk.py",),
-    "wechat_kf/records.py": ("tests/test_records.py",),
+    "wechat_kf/callback/_dedupe.py": Target(
+        ("tests/callback/test_callback_dedupe.py", "tests/callback/test_callback_endpoint.py")
+    ),
+    "wechat_kf/callback/_xml.py": Target(("tests/callback/test_callback_xml.py",)),
+    "wechat_kf/_pipeline.py": Target(
+        ("tests/test_pipeline.py", "tests/test_decoding.py", "tests/test_faults.py")
+    ),
+    "wechat_kf/bulk.py": Target(("tests/test_bulk.py",)),
+    "wechat_kf/records.py": Target(("tests/test_records.py",)),
 }
 
 #: pytest options of every run: asyncio only (trio runs the same lines of the core twice).
-PYTEST_ARGS: Final = ("-p", "no:cacheprovider", "-k", "not trio")
+PYTEST_ARGS: Final = ("-p", "no:cacheprovider")
+SELECT: Final = "not trio"
 
 #: The project files each module's copy needs.
 COPIED: Final = ("wechat_kf", "tests", "pyproject.toml")
@@ -99,12 +115,14 @@ def _prepare(module: str) -> Path:
             shutil.copytree(source, workdir / name, ignore=ignore)
         else:
             shutil.copy2(source, workdir / name)
-    tests = [t for t in TARGETS[module] if (ROOT / t).exists()]
+    target = TARGETS[module]
+    tests = [t for t in target.tests if (ROOT / t).exists()]
+    select = f"{SELECT} and ({target.select})" if target.select else SELECT
     section = {
         "source_paths": ["wechat_kf"],
         "only_mutate": [module],
         "pytest_add_cli_args_test_selection": tests,
-        "pytest_add_cli_args": list(PYTEST_ARGS),
+        "pytest_add_cli_args": [*PYTEST_ARGS, "-k", select],
     }
     lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(val)}" for key, val in section.items()]
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as file:
@@ -186,7 +204,11 @@ def main() -> None:
     modules = _select(args.modules)
     if args.list:
         for module in modules:
-            print(f"{module}: {' '.join(TARGETS[module])}")
+            target = TARGETS[module]
+            print(
+                f"{module}: {' '.join(target.tests)}"
+                + (f" -k {target.select!r}" * bool(target.select))
+            )
         return
     rows = [run(module, args.max_children) for module in modules]
     report = table(rows)

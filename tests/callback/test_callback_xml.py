@@ -36,6 +36,7 @@ from wechat_kf.callback._xml import (
     _flat_fields,
     _parse_with_expat,
     build_xml,
+    encrypt_candidates,
     is_xml_text,
     parse_fields,
 )
@@ -638,6 +639,84 @@ def test_the_flat_fast_path_is_taken_for_real_pushes() -> None:
         b"<xml><A>\x01</A></xml>",
     ):
         assert _flat_fields(stepped_aside) is None
+
+
+# --------------------------------------------------------------------------- limits and texts
+
+
+def test_a_flat_document_at_the_element_limit() -> None:
+    # The root counts: MAX_XML_ELEMENTS - 1 leaves fit, one more does not, on either path.
+    leaves = [f"<T{n}>v</T{n}>" for n in range(MAX_XML_ELEMENTS)]
+    fits = ("<xml>" + "".join(leaves[:-1]) + "</xml>").encode()
+    assert len(parse_fields(fits)) == MAX_XML_ELEMENTS - 1
+    assert _flat_fields(fits) is not None  # the fast path took it
+    with pytest.raises(XMLLimitError) as info:
+        parse_fields(("<xml>" + "".join(leaves) + "</xml>").encode())
+    assert (info.value.kind, info.value.limit) == ("elements", MAX_XML_ELEMENTS)
+    assert str(info.value) == "XML with more than 1024 elements (WeChat's pushes hold far fewer)"
+
+
+def test_limit_and_parse_errors_say_which() -> None:
+    deep = ("<xml>" + "<A>" * MAX_XML_DEPTH + "</A>" * MAX_XML_DEPTH + "</xml>").encode()
+    with pytest.raises(XMLLimitError) as info:
+        parse_fields(deep)
+    assert (info.value.kind, info.value.limit) == ("depth", MAX_XML_DEPTH)
+    assert str(info.value) == "XML nested deeper than 16 elements"
+    fits = "<xml>" + "<A>" * (MAX_XML_DEPTH - 1) + "x" + "</A>" * (MAX_XML_DEPTH - 1) + "</xml>"
+    assert parse_fields(fits.encode()) == {"A/" * (MAX_XML_DEPTH - 2) + "A": "x"}
+    root = "R" * 50
+    with pytest.raises(XMLParseError) as info:
+        parse_fields(f"<{root}/>".encode())
+    assert str(info.value) == f"root element is <{root[:40]}>, not <xml>"
+    with pytest.raises(HostileXMLError) as info:
+        parse_fields(b"<!DOCTYPE xml><xml/>")
+    assert str(info.value) == "XML with a DOCTYPE is refused (WeChat never sends one)"
+    with pytest.raises(XMLParseError) as info:
+        parse_fields(b"<xml><A></xml>")
+    assert str(info.value) == "mismatched tag (line 1, column 10)"
+
+
+def test_long_text_arrives_whole() -> None:
+    # expat hands text over in pieces past its buffer: every piece is kept.
+    text = "a" * 20_000 + "&" + "b" * 20_000
+    body = f"<xml><A x='1'>{text.replace('&', '&amp;')}</A></xml>".encode()
+    assert parse_fields(body, max_size=100_000) == {"A": text}
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (b"<xml><Encrypt><![CDATA[QUJD]]></Encrypt></xml>", ["QUJD"]),
+        (b"<xml><Encrypt>\n QUJD= \n</Encrypt></xml>", ["QUJD="]),
+        (b"<xml><Encrypt>QUJD</Encrypt><Encrypt>REVG</Encrypt></xml>", ["QUJD", "REVG"]),
+        (b"<Encrypt><![CDATA[QUJD]]></Encrypt><Encrypt>REVG</Encrypt>", ["QUJD", "REVG"]),
+        (b"<Encrypt>QUJD</Encrypt><Encrypt><![CDATA[REVG]]></Encrypt>", ["QUJD", "REVG"]),
+        (b"<Encrypt>a+/=</Encrypt><Encrypt>not base64!</Encrypt>", ["a+/="]),
+        (b"<Encrypt>A</Encrypt>" * 4, ["A"] * 4),
+    ],
+)
+def test_encrypt_candidates_in_order(body: bytes, found: list[str]) -> None:
+    assert encrypt_candidates(body) == found
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"<xml><Content>hi</Content></xml>",
+            "the encrypted push has no <Encrypt> element holding base64",
+        ),
+        (
+            b"<Encrypt>not base64!</Encrypt>",
+            "the encrypted push has no <Encrypt> element holding base64",
+        ),
+        (b"<Encrypt>A</Encrypt>" * 5, "the encrypted push has more than 4 <Encrypt> elements"),
+    ],
+)
+def test_encrypt_candidates_refusals(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedCallbackError) as info:
+        encrypt_candidates(body)
+    assert str(info.value) == message
 
 
 # --------------------------------------------------------------------------- building
