@@ -764,7 +764,7 @@ class TokenManager:
         if stored.remaining(now) <= 0:
             raise TokenUnavailableError(
                 f"the stored access token for {self.appid} expired "
-                f"{-stored.remaining(now):.0f} s ago ({where})"
+                f"{now - stored.expires_at:.0f} s ago ({where})"
             )
         return stored
 
