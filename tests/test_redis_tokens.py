@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -23,6 +24,7 @@ from tests.redis_server import RedisServer, running_redis
 from wechat_kf import (
     AccessToken,
     AsyncWeChat,
+    ForceRefreshClaim,
     ForceRefreshLimitedError,
     TokenError,
     TokenRefreshTimeoutError,
@@ -116,6 +118,52 @@ async def test_key_layout_and_ttls(store: RedisTokenStore, prefix: str) -> None:
     assert 7200 < await raw.ttl(store.token_key(appid)) <= 7260  # expiry plus a minute of grace
     assert 0 < await raw.pttl(store.lock_key(appid)) <= 15000
     assert await raw.get(store.lock_key(appid)) == fence.encode()
+
+
+async def test_ledger_and_expired_token_keys(store: RedisTokenStore, prefix: str) -> None:
+    appid = "wxledger"
+    raw = store.redis
+    claim = await store.claim_force_refresh(appid, now=time.time(), per_day=20, min_interval=30)
+    assert claim is ForceRefreshClaim.GRANTED
+    assert store.force_refresh_key(appid) == f"{prefix}{{wxledger}}:force_refresh"
+    assert await raw.zcard(store.force_refresh_key(appid)) == 1
+    assert 86400 < await raw.ttl(store.force_refresh_key(appid)) <= 86460  # a day and a minute
+    # A token stored after its expiry lives out the minute of grace only.
+    await store.set(appid, AccessToken("late", time.time() - 30))
+    assert 0 < await raw.pttl(store.token_key(appid)) <= 30_000
+    await store.set(appid, AccessToken("later", time.time() - 120))
+    assert await raw.pttl(store.token_key(appid)) in (-2, 0, 1)  # 1 ms at most: gone at once
+
+
+@pytest.mark.parametrize(
+    ("operation", "what"),
+    [
+        (lambda s: s.get("wxop"), "read"),
+        (lambda s: s.set("wxop", AccessToken("t", time.time() + 60)), "write"),
+        (lambda s: s.delete("wxop"), "delete"),
+        (lambda s: s.try_lock("wxop", 5), "lock"),
+        (lambda s: s.unlock("wxop", "f"), "unlock"),
+        (lambda s: s.extend_lock("wxop", "f", 5), "lock renewal"),
+        (
+            lambda s: s.compare_and_set("wxop", AccessToken("t", 1.0), expected=None),
+            "compare-and-set",
+        ),
+        (lambda s: s.compare_and_delete("wxop", "t"), "compare-and-delete"),
+        (
+            lambda s: s.claim_force_refresh("wxop", now=1.0, per_day=20, min_interval=30),
+            "force-refresh claim",
+        ),
+    ],
+)
+async def test_each_failure_names_its_operation_and_appid(
+    own_redis: RedisServer, operation: Any, what: str
+) -> None:
+    async with RedisTokenStore.from_url(own_redis.url, retry=None) as store:
+        own_redis.stop()
+        with pytest.raises(TokenStoreError) as info:
+            await operation(store)
+    assert str(info.value).startswith(f"Redis {what} for wxop failed: ConnectionError: ")
+    assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
 
 
 def test_prefix_must_not_hold_a_hash_tag() -> None:

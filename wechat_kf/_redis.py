@@ -92,9 +92,8 @@ def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
 
     redis_options.setdefault("socket_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
     redis_options.setdefault("socket_connect_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
-    redis_options.setdefault(
-        "retry", Retry(EqualJitterBackoff(cap=0.5, base=0.05), _defaults.REDIS_RETRIES)
-    )
+    backoff = EqualJitterBackoff(cap=_defaults.REDIS_RETRY_CAP, base=_defaults.REDIS_RETRY_BASE)
+    redis_options.setdefault("retry", Retry(backoff, _defaults.REDIS_RETRIES))
     redis_options.setdefault("max_connections", _defaults.REDIS_MAX_CONNECTIONS)
     pool = redis_asyncio.BlockingConnectionPool.from_url(url, **redis_options)
     client = redis_asyncio.Redis(connection_pool=pool)

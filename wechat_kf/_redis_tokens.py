@@ -44,21 +44,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# KEYS: token, lock. ARGV: has_fence, fence, has_expected, expected, value, expires_at, ttl_ms
+# KEYS: token, lock. ARGV: fence ('' for none), expected ('': nothing stored; a token is never
+# empty), value, expires_at, ttl_ms
 _COMPARE_AND_SET: Final = """
-if ARGV[1] == '1' then
+if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[2])
-  if holder and holder ~= ARGV[2] then return 0 end
+  if holder and holder ~= ARGV[1] then return 0 end
 end
 local current = redis.call('HGET', KEYS[1], 'access_token')
-if ARGV[3] == '1' then
-  if current ~= ARGV[4] then return 0 end
+if ARGV[2] ~= '' then
+  if current ~= ARGV[2] then return 0 end
 elseif current then
   return 0
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'access_token', ARGV[5], 'expires_at', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('HSET', KEYS[1], 'access_token', ARGV[3], 'expires_at', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
@@ -116,6 +117,12 @@ _CLAIMS: Final = {
 
 def _ttl_ms(expires_at: float) -> int:
     return max(1, int((expires_at - time.time()) * 1000) + _KEY_GRACE_MS)
+
+
+def _px(seconds: float) -> int:
+    """A TTL in milliseconds, as ``SET PX`` and ``PEXPIRE`` take it (1 ms at least)."""
+    milliseconds = int(seconds * 1000)
+    return max(1, milliseconds)  # pragma: no mutate (1 or 2 ms: no lock is that short)
 
 
 class RedisTokenStore(RedisStore):
@@ -218,8 +225,7 @@ class RedisTokenStore(RedisStore):
         """
         fence = new_fence()
         key = self.lock_key(appid)
-        ttl_ms = max(1, int(ttl * 1000))
-        args: list[str | int] = [fence, ttl_ms, *self._live_orphans(appid)]
+        args: list[str | int] = [fence, _px(ttl), *self._live_orphans(appid)]
         try:
             taken = await self.run("lock", appid, lambda: self._lock([key], args))
         except TokenStoreError:
@@ -247,7 +253,7 @@ class RedisTokenStore(RedisStore):
     async def extend_lock(self, appid: str, fence: str, ttl: float) -> bool:
         """``PEXPIRE lock ttl`` if ``fence`` still holds the lock (one Lua script)."""
         key = self.lock_key(appid)
-        args: list[str | int] = [fence, max(1, int(ttl * 1000))]
+        args: list[str | int] = [fence, _px(ttl)]
         extended = await self.run("lock renewal", appid, lambda: self._extend([key], args))
         if extended:
             self._held(fence, ttl)
@@ -281,9 +287,7 @@ class RedisTokenStore(RedisStore):
         """Store ``token`` if the stored value is ``expected`` and no other fence holds the lock."""
         keys = [self.token_key(appid), self.lock_key(appid)]
         args: list[str | int] = [
-            "0" if fence is None else "1",
             fence or "",
-            "0" if expected is None else "1",
             expected or "",
             token.value,
             repr(token.expires_at),

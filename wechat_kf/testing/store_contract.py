@@ -384,6 +384,20 @@ class TokenStoreContract:
         assert await locking.compare_and_set(appid, later, expected=token.value, fence=holder)
 
     @pytest.mark.anyio
+    async def test_compare_and_set_without_a_fence_ignores_the_lock(
+        self, store: TokenStore, appid: str
+    ) -> None:
+        """An unfenced write (a token service seeding the store) lands whoever holds the lock."""
+        locking = self.locking(store)
+        assert await locking.try_lock(appid, 10) is not None
+        token = _token("unfenced")
+        assert await locking.compare_and_set(appid, token, expected=None) is True
+        assert await store.get(appid) == token
+        newer = _token("newer")
+        assert await locking.compare_and_set(appid, newer, expected=token.value) is True
+        assert await store.get(appid) == newer
+
+    @pytest.mark.anyio
     async def test_a_refresh_that_outlived_its_lock_cannot_overwrite(
         self, store: TokenStore, appid: str, advance: Advance
     ) -> None:
@@ -553,13 +567,18 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_force_refresh_daily_limit(self, store: TokenStore, appid: str) -> None:
-        """At most ``per_day`` claims in any 24 hours; per appid."""
+        """At most ``per_day`` claims in any 24 hours (a claim exactly 24 h old still counts)."""
         ledger = self.ledger(store)
-        now = time.time()
+        now = float(int(time.time()))
         kw: dict[str, Any] = {"per_day": 3, "min_interval": 0.0}
         claims = [await ledger.claim_force_refresh(appid, now=now + i, **kw) for i in range(4)]
         assert claims == [ForceRefreshClaim.GRANTED] * 3 + [ForceRefreshClaim.DAILY_LIMIT]
         other = await ledger.claim_force_refresh(appid + "b", now=now, **kw)
         assert other == ForceRefreshClaim.GRANTED
-        next_day = await ledger.claim_force_refresh(appid, now=now + 86401, **kw)
+        day_later = await ledger.claim_force_refresh(appid, now=now + 86400, **kw)
+        assert day_later == ForceRefreshClaim.DAILY_LIMIT, "a claim 24 h old no longer counted"
+        next_day = await ledger.claim_force_refresh(appid, now=now + 86400.5, **kw)
         assert next_day == ForceRefreshClaim.GRANTED
+        # The first claim left the window; the two others, and this one, are inside it.
+        full = await ledger.claim_force_refresh(appid, now=now + 86400.75, **kw)
+        assert full == ForceRefreshClaim.DAILY_LIMIT
