@@ -29,6 +29,7 @@ def test_every_name_in_all_resolves(name: str) -> None:
 
 def test_optional_redis_stores_are_public_names() -> None:
     assert "RedisTokenStore" in wechat_kf.__all__
+    assert "RedisWindowStore" in wechat_kf.__all__
     assert "RedisDuplicateStore" in wechat_kf.callback.__all__
     assert "new_fence" in wechat_kf.__all__
     assert "RetryPolicy" in wechat_kf.__all__

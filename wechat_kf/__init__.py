@@ -1,8 +1,9 @@
 """wechat_kf: an async, typed SDK for the WeChat Official Account customer-service API.
 
 Start with :class:`AsyncWeChat`; its ``kf``, ``message``, ``session`` and ``records`` areas
-cover the whole customer-service API, and ``media`` the temporary media messages send and users
-send in. Every exception derives from :class:`WeChatError`.
+cover the whole customer-service API, ``media`` the temporary media messages send and users
+send in, and ``windows`` tells who can be messaged now. Every exception derives from
+:class:`WeChatError`.
 """
 
 import logging
@@ -48,13 +49,16 @@ from wechat_kf._errors import (
     TransportError,
     TypingError,
     UnauthorizedError,
+    UnreachableError,
     ValidationError,
     WeChatError,
+    WindowStoreError,
 )
 from wechat_kf._files import MediaFile, MediaType
 from wechat_kf._media_ids import MediaIdCache, MediaIdStore, MemoryMediaIdStore, UploadedMedia
 from wechat_kf._redis_media import RedisMediaIdStore
 from wechat_kf._redis_tokens import RedisTokenStore
+from wechat_kf._redis_windows import RedisWindowStore
 from wechat_kf._retry import RetryPolicy
 from wechat_kf._tokens import (
     AccessToken,
@@ -69,6 +73,9 @@ from wechat_kf._tokens import (
     new_fence,
 )
 from wechat_kf._version import __version__
+from wechat_kf._window_ledger import OpenWindow, WindowStatus
+from wechat_kf._window_rules import WINDOW_RULES, Interaction, WindowRule
+from wechat_kf._window_store import MemoryWindowStore, WindowStore
 from wechat_kf.bulk import (
     RateLimiter,
     SendControl,
@@ -103,6 +110,7 @@ from wechat_kf.session import AgentSession, KfSession, WaitCase, WaitingSessions
 
 __all__ = [
     "ERRCODE_CLASSES",
+    "WINDOW_RULES",
     "APIError",
     "AccessToken",
     "AccessTokenError",
@@ -123,6 +131,7 @@ __all__ = [
     "ForceRefreshLimitedError",
     "HTTPStatusError",
     "Image",
+    "Interaction",
     "InvalidMediaIdError",
     "InvalidRequestError",
     "InviteStatus",
@@ -144,6 +153,7 @@ __all__ = [
     "MediaTypeError",
     "MemoryMediaIdStore",
     "MemoryTokenStore",
+    "MemoryWindowStore",
     "MenuItem",
     "Message",
     "MessageBuildError",
@@ -155,6 +165,7 @@ __all__ = [
     "Music",
     "News",
     "OnlineStatus",
+    "OpenWindow",
     "OperCode",
     "RateLimitError",
     "RateLimiter",
@@ -163,6 +174,7 @@ __all__ = [
     "RecordPage",
     "RedisMediaIdStore",
     "RedisTokenStore",
+    "RedisWindowStore",
     "RequestBuildError",
     "ResolvedMessage",
     "ResponseQuotaError",
@@ -191,6 +203,7 @@ __all__ = [
     "TransportError",
     "TypingError",
     "UnauthorizedError",
+    "UnreachableError",
     "UploadedMedia",
     "ValidationError",
     "Video",
@@ -198,6 +211,10 @@ __all__ = [
     "WaitCase",
     "WaitingSessions",
     "WeChatError",
+    "WindowRule",
+    "WindowStatus",
+    "WindowStore",
+    "WindowStoreError",
     "WxCard",
     "__version__",
     "new_fence",

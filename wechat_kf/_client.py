@@ -33,6 +33,8 @@ from wechat_kf._transport import (
     TransportName,
     make_transport,
 )
+from wechat_kf._window_ledger import WallClock, WindowLedger
+from wechat_kf._window_store import MemoryWindowStore, WindowStore
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from wechat_kf.message import MessageAPI
     from wechat_kf.records import RecordsAPI
     from wechat_kf.session import SessionAPI
+    from wechat_kf.windows import WindowsAPI
 
 __all__ = ["AsyncWeChat"]
 
@@ -133,10 +136,10 @@ def _retry_policy(
 class AsyncWeChat:
     """The client: one per appid, shared by your whole application.
 
-    ``kf``, ``message``, ``session``, ``records`` and ``media`` are the API areas. They share
-    one ``httpx.AsyncClient``, one token manager and one media-id cache. Use ``async with`` (or
-    ``await aclose()``) to close the HTTP client the SDK created; a client you pass in is used as
-    is and never closed.
+    ``kf``, ``message``, ``session``, ``records`` and ``media`` are the API areas; ``windows`` is
+    the service-window ledger. They share one ``httpx.AsyncClient``, one token manager, one
+    media-id cache and one ledger. Use ``async with`` (or ``await aclose()``) to close the HTTP
+    client the SDK created; a client you pass in is used as is and never closed.
 
     A client belongs to the event loop of its first call (its connections and locks live there):
     used from another loop it raises :class:`EventLoopChangedError`, used after ``aclose()``
@@ -177,6 +180,11 @@ class AsyncWeChat:
         media_store: Where the media_ids of uploaded local files are kept (default: a
             :class:`MemoryMediaIdStore`). Share a ``RedisMediaIdStore`` between processes so
             that a file sent by all of them (``Image(file=...)``) is uploaded once.
+        window_store: Where the service-window ledger (``wx.windows``) keeps users' windows
+            (default: a :class:`MemoryWindowStore`, this process only). Share a
+            :class:`RedisWindowStore` between processes so that they all know every window.
+        window_clock: The Unix time the ledger reads (default ``time.time``; tests pass the
+            fake WeChat's clock).
 
     Raises:
         ValueError: contradictory or invalid configuration (e.g. ``transport`` or
@@ -205,6 +213,8 @@ class AsyncWeChat:
         transport: TransportName | None = None,
         max_connections: int | None = None,
         media_store: MediaIdStore | None = None,
+        window_store: WindowStore | None = None,
+        window_clock: WallClock | None = None,
     ) -> None:
         if not isinstance(appid, str) or not appid:
             raise ValueError("appid must be a non-empty string")
@@ -296,6 +306,11 @@ class AsyncWeChat:
             guard=guard,
         )
         self._media_cache = MediaIdCache(media_store)
+        self._windows = WindowLedger(
+            appid=appid,
+            store=window_store if window_store is not None else MemoryWindowStore(),
+            clock=window_clock or time.time,
+        )
 
     # ------------------------------------------------------------------ areas
 
@@ -311,7 +326,7 @@ class AsyncWeChat:
         """Customer-service messages: send one, send many, typing state."""
         from wechat_kf.message import MessageAPI
 
-        return MessageAPI(self._pipeline, media=self.media)
+        return MessageAPI(self._pipeline, self._windows, media=self.media)
 
     @functools.cached_property
     def media(self) -> MediaAPI:
@@ -333,6 +348,13 @@ class AsyncWeChat:
         from wechat_kf.records import RecordsAPI
 
         return RecordsAPI(self._pipeline)
+
+    @functools.cached_property
+    def windows(self) -> WindowsAPI:
+        """Service windows: who can be messaged now, how many times, until when."""
+        from wechat_kf.windows import WindowsAPI
+
+        return WindowsAPI(self._windows)
 
     # ------------------------------------------------------------------ options, tokens, life
 
@@ -356,7 +378,8 @@ class AsyncWeChat:
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
     ) -> Self:
-        """A facade with other timeout/retry settings sharing this HTTP client and tokens.
+        """A facade with other timeout/retry settings sharing this HTTP client, tokens and
+        service-window ledger.
 
         ``retry`` replaces the whole :class:`RetryPolicy`, ``max_retries`` only its count
         (both: they must agree). Closing the copy does nothing: the original owns the HTTP
@@ -370,7 +393,7 @@ class AsyncWeChat:
             {
                 key: value
                 for key, value in self.__dict__.items()
-                if key not in ("kf", "message", "session", "records", "media")
+                if key not in ("kf", "message", "session", "records", "media", "windows")
             }
         )
         clone._owns_http = False

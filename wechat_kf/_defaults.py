@@ -78,6 +78,17 @@ BULK_CANCEL_GRACE: Final = 5.0
 #: ``stream_many``: results buffered for a slow reader, per worker, before the workers wait.
 BULK_STREAM_BUFFER_PER_WORKER: Final = 2
 
+#: Service-window ledger: how long a user stays known after their last window ended (or WeChat
+#: said 45015/45047), so that a campaign skips them; after that they are unknown (sent as usual).
+WINDOW_MEMORY: Final = 7 * 86400.0
+#: Service-window ledger: users :class:`~wechat_kf.MemoryWindowStore` keeps at most.
+WINDOW_MAX_ENTRIES: Final = 100_000
+#: Redis window store: the longest any one Redis operation may take. Sends wait for it.
+WINDOW_STORE_TIMEOUT: Final = 2.0
+#: Redis window store: openids read per page by ``reachable()``.
+WINDOW_PAGE_SIZE: Final = 500
+#: Service-window ledger: a failing store is logged at most once per this many seconds.
+WINDOW_STORE_LOG_INTERVAL: Final = 60.0
 #: Temporary media (``/cgi-bin/media/upload``): a media_id stops working 3 days after the upload.
 MEDIA_LIFETIME: Final = 3 * 86400.0
 #: The media-id cache hands out a cached media_id until this many seconds before it expires

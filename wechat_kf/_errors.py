@@ -34,6 +34,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     ├── MalformedResponseError        the body is not the JSON shape WeChat documents
     ├── SendCancelledError            bulk send: why a recipient was skipped (stopped, cancelled)
     ├── MessageBuildError             bulk send: the message callable failed for a recipient
+    ├── UnreachableError              skip_unreachable: the window ledger knows the user is
+    │                                 outside their service window or out of messages
     ├── TokenError                    the SDK could not get an access token: nothing was sent
     │   ├── TokenFetchError           the token endpoint failed (HTTP error, timeout, bad answer)
     │   ├── TokenRefreshTimeoutError  waiting for another caller's refresh took too long
@@ -42,7 +44,8 @@ class that says what it means. Everything derives from :class:`WeChatError`::
     │   └── TokenStoreError           the token store (Redis) failed or timed out (a StoreError)
     ├── StoreError                    a pluggable store (Redis) failed or timed out; every
     │   │                             store's own error derives from it as well
-    │   └── MediaStoreError           the media-id store failed (logged: the SDK uploads anyway)
+    │   ├── MediaStoreError           the media-id store failed (logged: the SDK uploads anyway)
+    │   └── WindowStoreError          the service-window store (Redis) failed
     ├── CallbackError                 a push to your server was refused (wechat_kf.callback)
     │   ├── SignatureError            signature / msg_signature missing or wrong
     │   │   └── PlaintextPushError    safe mode: a push without encrypt_type=aes (allow_plaintext)
@@ -71,6 +74,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Final
 
 __all__ = [
@@ -113,8 +117,10 @@ __all__ = [
     "TransportError",
     "TypingError",
     "UnauthorizedError",
+    "UnreachableError",
     "ValidationError",
     "WeChatError",
+    "WindowStoreError",
     "api_error",
 ]
 
@@ -452,6 +458,32 @@ class MessageBuildError(WeChatError):
     """
 
 
+class UnreachableError(WeChatError):
+    """Not sent: the window ledger knows this user cannot be messaged now (``skip_unreachable``).
+
+    ``reason`` is ``"outside_window"`` (no service window open: WeChat would answer 45015) or
+    ``"no_messages_left"`` (the open windows' messages are used up: 45047). ``until`` is when the
+    last window ended, or ends, if the ledger knows (aware UTC ``datetime``). No request was made.
+    """
+
+    def __init__(self, openid: str, reason: str, until: datetime | None = None) -> None:
+        self.openid = openid
+        self.reason = reason
+        self.until = until
+        if reason == "no_messages_left":
+            text = "the messages allowed in the user's service window are used up"
+            if until is not None:
+                text += f" (the window ends {until.isoformat()})"
+        else:
+            text = "the user is outside their service window"
+            if until is not None:
+                text += f" (it ended {until.isoformat()})"
+        super().__init__(f"{text}: not sent (skip_unreachable)")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.openid, self.reason, self.until))
+
+
 # --------------------------------------------------------------------------- token errors
 
 
@@ -504,6 +536,14 @@ class StoreError(WeChatError):
     ``__cause__`` is the backend's exception. Every store the SDK ships raises a subclass that
     also says what the store is for (:class:`TokenStoreError`, the callback side's
     ``DuplicateStoreError``), so ``except StoreError`` catches any store outage.
+    """
+
+
+class WindowStoreError(StoreError):
+    """The service-window store (Redis) failed, timed out or holds a malformed entry.
+
+    ``__cause__`` is the backend's exception. A send never fails because of it: the ledger logs
+    the failure and the send goes ahead as for a user it knows nothing about.
     """
 
 

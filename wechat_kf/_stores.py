@@ -5,7 +5,7 @@ media, users' service windows) gets:
 
 * a small ``Protocol`` of async methods naming what the concern needs, each atomic in the
   backend, documented where the concern lives (``TokenStore`` in ``_tokens.py``,
-  ``DuplicateStore`` in ``callback/_dedupe.py``, ...);
+  ``DuplicateStore`` in ``callback/_dedupe.py``, ``WindowStore`` in ``_window_store.py``);
 * a memory implementation, the default: in this process, bounded, thread-safe, with an
   injectable ``clock`` for tests; :class:`ExpiringMap` is the building block of those whose
   entries expire;
@@ -16,7 +16,8 @@ media, users' service windows) gets:
   :class:`~wechat_kf.StoreError` subclass), asyncio only;
 * a contract test suite any implementation can run (``wechat_kf.testing.store_contract`` for
   token stores, ``wechat_kf.testing.duplicate_store_contract`` for duplicate stores,
-  ``wechat_kf.testing.media_store_contract`` for media-id stores).
+  ``wechat_kf.testing.media_store_contract`` for media-id stores,
+  ``wechat_kf.testing.window_store_contract`` for window stores).
 
 One Redis client can serve every store of an application: ``RedisTokenStore(client)``,
 ``RedisDuplicateStore(client)`` and ``RedisMediaIdStore(client)`` share it.
@@ -96,6 +97,12 @@ class ExpiringMap(Generic[K, V]):
         with self._lock:
             entry = self._entries.get(key)
             return entry[0] if entry is not None and entry[0] > self._clock() else None
+
+    def expiry_locked(self, key: K) -> float:
+        """When ``key``'s entry expires on the map's clock (it must exist), for a caller
+        holding :attr:`lock`: rewrite an entry with ``set_locked(key, value, expiry)`` to keep
+        its lifetime."""
+        return self._entries[key][0]
 
     def set(self, key: K, value: V, ttl: float) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds from now."""

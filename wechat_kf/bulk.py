@@ -30,6 +30,11 @@ yields each :class:`SendResult` as it happens, in constant memory. Both run on t
   ``BULK_CANCEL_GRACE`` seconds to answer and are reported ``unknown`` if they do not. The
   partial report is on the :class:`SendControl` passed in.
 * ``rate`` (messages per second, or a shared :class:`RateLimiter`) paces the requests.
+* Every send goes through the client's service-window ledger (``wx.windows``), which learns from
+  its answer. With ``skip_unreachable`` a worker first reserves the recipient's message there
+  (before the rate limiter: a skipped recipient costs no slot); a recipient the ledger knows
+  cannot be reached is ``skipped`` with an :class:`UnreachableError`, and a reservation whose
+  request never left (stopped, cancelled, refused before sending) is given back.
 * A stream's reader that leaves early finds every result it did not read (buffered, or ended
   in flight afterwards) on :attr:`SendStream.unread`: no send goes unreported.
 
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import inspect
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -67,6 +73,7 @@ from wechat_kf._errors import (
     SendInterruptedError,
     TokenError,
     UnauthorizedError,
+    UnreachableError,
     WeChatError,
 )
 from wechat_kf._pipeline import Endpoint, encode_json
@@ -78,6 +85,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from wechat_kf._pipeline import Pipeline
+    from wechat_kf._window_ledger import Reservation, WindowLedger
     from wechat_kf.media import MediaAPI, ResolvedMessage
 
     #: A message with local files and what they resolved to, for a re-upload after 40007.
@@ -138,7 +146,8 @@ class SendStatus(str, enum.Enum):
     #: lost after sending, HTTP 5xx, a garbled answer, cancelled in flight, ``-1`` with
     #: ``busy_is_unknown=True``). Do not resend blindly.
     UNKNOWN = "unknown"
-    #: Not attempted; ``error`` says why (the error that stopped the run, or the cancellation).
+    #: Not attempted; ``error`` says why (the error that stopped the run, the cancellation, or
+    #: with ``skip_unreachable`` an :class:`UnreachableError` from the window ledger).
     SKIPPED = "skipped"
 
 
@@ -446,6 +455,8 @@ class _Run:
         rate: float | RateLimiter | None,
         collect: bool,
         media: MediaAPI | None = None,
+        ledger: WindowLedger | None = None,
+        skip_unreachable: bool = False,
     ) -> None:
         if isinstance(recipients, str | bytes):
             raise TypeError("recipients must be an iterable of openids, not one string")
@@ -459,6 +470,8 @@ class _Run:
             check.kf_account(kf_account)
         self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated, media=media)
         self._pipeline = pipeline
+        self._ledger = ledger
+        self._reserve = skip_unreachable and ledger is not None
         self._endpoint = endpoint
         self._iterator: Iterator[str] | None = None
         self._aiterator: AsyncIterator[str] | None = None
@@ -689,16 +702,28 @@ class _Run:
             self._log_factory_failure(exc)
             _without_traceback(exc)
             return SendResult(index=index, openid=openid, status=SendStatus.FAILED, error=exc)
-        if self._limiter is not None and self._halted is None:
-            # halt() cancels this scope: a stop does not wait out the rate (the slot is given
-            # back, the recipient reported skipped below).
-            with anyio.CancelScope() as waiting:
-                self._rate_waits.add(waiting)
-                try:
-                    await self._limiter.acquire()
-                finally:
-                    self._rate_waits.discard(waiting)
+        reservation: Reservation | None = None
+        if self._reserve and self._halted is None:
+            assert self._ledger is not None
+            try:  # before the rate limiter: a skipped recipient costs no request and no slot
+                reservation = await self._ledger.reserve(openid)
+            except UnreachableError as exc:
+                return SendResult(index=index, openid=openid, status=SendStatus.SKIPPED, error=exc)
+        try:
+            if self._limiter is not None and self._halted is None:
+                # halt() cancels this scope: a stop does not wait out the rate (the slot is
+                # given back, the recipient reported skipped below).
+                with anyio.CancelScope() as waiting:
+                    self._rate_waits.add(waiting)
+                    try:
+                        await self._limiter.acquire()
+                    finally:
+                        self._rate_waits.discard(waiting)
+        except BaseException:
+            await self._unreserve(reservation)  # cancelled before the request left
+            raise
         if self._halted is not None:
+            await self._unreserve(reservation)
             return SendResult(
                 index=index, openid=openid, status=SendStatus.SKIPPED, error=self._halted
             )
@@ -707,7 +732,7 @@ class _Run:
         with anyio.CancelScope(shield=True, deadline=self._grace_deadline) as scope:
             self._inflight.add(scope)
             try:
-                await self._send(openid, body, state)
+                await self._send(openid, body, state, reservation)
             except WeChatError as exc:
                 # unknown: it left and no answer says what happened (a read timeout, a lost
                 # connection, a garbled answer, -1 with busy_is_unknown); failed: WeChat refused
@@ -729,7 +754,17 @@ class _Run:
             _without_traceback(error)
         return SendResult(index=index, openid=openid, status=status, error=error)
 
-    async def _send(self, openid: str, body: bytes, state: MediaState | None) -> None:
+    async def _send(
+        self, openid: str, body: bytes, state: MediaState | None, reservation: Reservation | None
+    ) -> None:
+        """One recipient's send, through the window ledger (which learns from its answer)."""
+        if self._ledger is None:
+            await self._request(openid, body, state)
+            return
+        call = functools.partial(self._request, openid, body, state)
+        await self._ledger.send(openid, call, reservation)
+
+    async def _request(self, openid: str, body: bytes, state: MediaState | None) -> None:
         """Send one body; a refused uploaded media (40007) is uploaded again, sent once more."""
         try:
             await self._pipeline.call(self._endpoint, content=body)
@@ -741,6 +776,10 @@ class _Run:
             except WeChatError as failed:  # the re-upload failed: still refused, never sent
                 raise refused from failed
             await self._pipeline.call(self._endpoint, content=body)
+
+    async def _unreserve(self, reservation: Reservation | None) -> None:
+        if reservation is not None and self._ledger is not None:
+            await self._ledger.release(reservation)
 
     def _log_factory_failure(self, exc: WeChatError) -> None:
         if isinstance(exc, MessageBuildError) and not self._factory_logged:
@@ -784,6 +823,8 @@ async def send_many(
     rate: float | RateLimiter | None = None,
     control: SendControl | None = None,
     media: MediaAPI | None = None,
+    ledger: WindowLedger | None = None,
+    skip_unreachable: bool = False,
 ) -> SendReport:
     """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`)."""
     run = _Run(
@@ -797,6 +838,8 @@ async def send_many(
         rate=rate,
         collect=True,
         media=media,
+        ledger=ledger,
+        skip_unreachable=skip_unreachable,
     )
     if control is not None:
         control._attach(run)
@@ -958,6 +1001,8 @@ def stream_many(
     max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
     rate: float | RateLimiter | None = None,
     media: MediaAPI | None = None,
+    ledger: WindowLedger | None = None,
+    skip_unreachable: bool = False,
 ) -> SendStream:
     """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`)."""
     run = _Run(
@@ -971,5 +1016,7 @@ def stream_many(
         rate=rate,
         collect=False,
         media=media,
+        ledger=ledger,
+        skip_unreachable=skip_unreachable,
     )
     return SendStream(run, buffer=max_concurrency * _defaults.BULK_STREAM_BUFFER_PER_WORKER)

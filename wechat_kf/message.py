@@ -10,6 +10,7 @@ from wechat_kf._errors import InvalidMediaIdError
 from wechat_kf._pipeline import Endpoint, Pipeline
 from wechat_kf._resource import APIResource
 from wechat_kf._retry import RetryMode
+from wechat_kf._window_ledger import WindowLedger
 from wechat_kf.bulk import (
     MessageFactory,
     RateLimiter,
@@ -32,7 +33,9 @@ _TYPING: Final = Endpoint("POST", "/cgi-bin/message/custom/typing", RetryMode.WR
 
 
 class MessageAPI(APIResource):
-    """Messages to users who wrote within the last 48 hours (5 messages per user message).
+    """Messages to users inside their service window (5 in 48 h after a user message).
+
+    Every send's answer feeds the client's service-window ledger (``wx.windows``).
 
     A message holding a local file (``Image(file="shop.jpg")``) is sent by its ``media_id``:
     the file is uploaded once (the media-id cache of ``wx.media``, by content) and the id reused
@@ -40,10 +43,11 @@ class MessageAPI(APIResource):
     file is uploaded again, once, and the refused send made once more (it reached no one).
     """
 
-    __slots__ = ("_media",)
+    __slots__ = ("_ledger", "_media")
 
-    def __init__(self, pipeline: Pipeline, *, media: MediaAPI) -> None:
+    def __init__(self, pipeline: Pipeline, ledger: WindowLedger, *, media: MediaAPI) -> None:
         super().__init__(pipeline)
+        self._ledger = ledger
         self._media = media
 
     async def send(
@@ -54,40 +58,55 @@ class MessageAPI(APIResource):
         kf_account: str | None = None,
         ai_generated: bool = False,
         busy_is_unknown: bool = False,
+        skip_unreachable: bool = False,
     ) -> None:
         """Send ``message`` to the user ``openid``.
 
         ``kf_account`` sends as that agent (its avatar and nickname show). ``ai_generated``
         marks AI-generated content (``aimsgcontext.is_ai_msg = 1``). Outside the user's
         response window WeChat answers :class:`~wechat_kf.ResponseWindowError` (45015), past the
-        window's quota :class:`~wechat_kf.ResponseQuotaError` (45047).
+        window's quota :class:`~wechat_kf.ResponseQuotaError` (45047); either corrects the
+        service-window ledger (``wx.windows``), and an accepted send spends one message there.
 
         A send is retried only when it provably never left or WeChat said busy (-1). Retrying
         after -1 rests on an assumption WeChat does not document: that it did nothing with the
         request. ``busy_is_unknown=True`` drops it: a -1 is not retried and raises
         :class:`~wechat_kf.ServerBusyError` with ``may_have_reached_wechat = True``. If no
         access token can be had, a :class:`~wechat_kf.TokenError` says the message was not sent.
+
+        ``skip_unreachable=True`` consults the ledger first and takes one message of the user's
+        window in the same atomic step: a user the ledger knows is outside every window or out
+        of messages raises :class:`~wechat_kf.UnreachableError` with no request made (a user it
+        knows nothing of is sent to as usual), and concurrent sends to one user never spend
+        more than the window allows.
         """
         check.openid(openid)
         if kf_account is not None:
             check.kf_account(kf_account)
         endpoint = SEND_BUSY_UNKNOWN if busy_is_unknown else SEND
-        if not isinstance(message, Message) or not message.has_local_files:
-            body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
-            await self._pipeline.call(endpoint, json=body)
-            return
-        resolved = await self._media.resolve(message)
-        body = envelope(openid, resolved.message, kf_account=kf_account, ai_generated=ai_generated)
-        try:
-            await self._pipeline.call(endpoint, json=body)
-        except InvalidMediaIdError:
-            # The uploaded media expired (or was dropped): refused, so nobody got it. Upload
-            # the files again (once, whoever asks) and send once more.
-            resolved = await self._media.resolve(message, stale=resolved)
+
+        async def deliver() -> None:
+            if not isinstance(message, Message) or not message.has_local_files:
+                body = envelope(openid, message, kf_account=kf_account, ai_generated=ai_generated)
+                await self._pipeline.call(endpoint, json=body)
+                return
+            resolved = await self._media.resolve(message)
             body = envelope(
                 openid, resolved.message, kf_account=kf_account, ai_generated=ai_generated
             )
-            await self._pipeline.call(endpoint, json=body)
+            try:
+                await self._pipeline.call(endpoint, json=body)
+            except InvalidMediaIdError:
+                # The uploaded media expired (or was dropped): refused, so nobody got it.
+                # Upload the files again (once, whoever asks) and send once more.
+                resolved = await self._media.resolve(message, stale=resolved)
+                body = envelope(
+                    openid, resolved.message, kf_account=kf_account, ai_generated=ai_generated
+                )
+                await self._pipeline.call(endpoint, json=body)
+
+        reservation = await self._ledger.reserve(openid) if skip_unreachable else None
+        await self._ledger.send(openid, deliver, reservation)
 
     async def send_many(
         self,
@@ -100,6 +119,7 @@ class MessageAPI(APIResource):
         rate: float | RateLimiter | None = None,
         control: SendControl | None = None,
         busy_is_unknown: bool = False,
+        skip_unreachable: bool = False,
     ) -> SendReport:
         """Send ``message`` to every openid of ``recipients``; one result each, in input order.
 
@@ -118,6 +138,13 @@ class MessageAPI(APIResource):
         after -1 assumes WeChat did nothing with the request (WeChat does not document it):
         with ``busy_is_unknown=True`` a -1 is never retried and the recipient is ``unknown``,
         for sends that must never reach anyone twice.
+
+        ``skip_unreachable=True`` consults the service-window ledger (``wx.windows``) first: a
+        recipient it knows is outside their window or out of messages is ``skipped`` with an
+        :class:`~wechat_kf.UnreachableError`, without a request; one it knows nothing about is
+        sent to as usual. Each message is reserved in the ledger before it is sent, so
+        concurrent sends (other processes sharing a :class:`~wechat_kf.RedisWindowStore`
+        included) never spend more than a window allows.
 
         The daily quota (45009), no access token to be had (a :class:`~wechat_kf.TokenError`:
         the token endpoint is down, ...) and the other :data:`~wechat_kf.bulk.STOP_ERRORS` stop
@@ -143,6 +170,8 @@ class MessageAPI(APIResource):
             rate=rate,
             control=control,
             media=self._media,
+            ledger=self._ledger,
+            skip_unreachable=skip_unreachable,
         )
 
     def stream_many(
@@ -155,6 +184,7 @@ class MessageAPI(APIResource):
         max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
         rate: float | RateLimiter | None = None,
         busy_is_unknown: bool = False,
+        skip_unreachable: bool = False,
     ) -> SendStream:
         """:meth:`send_many`, streaming each result as it happens, in constant memory.
 
@@ -167,7 +197,8 @@ class MessageAPI(APIResource):
 
         Results arrive in completion order (``result.index`` is the input position). Leaving
         the block early stops new sends; the results you did not read (``sent`` ones included)
-        are on ``results.unread`` afterwards. See :class:`~wechat_kf.SendStream`.
+        are on ``results.unread`` afterwards. ``skip_unreachable`` as for :meth:`send_many`.
+        See :class:`~wechat_kf.SendStream`.
         """
         return bulk.stream_many(
             self._pipeline,
@@ -179,6 +210,8 @@ class MessageAPI(APIResource):
             max_concurrency=max_concurrency,
             rate=rate,
             media=self._media,
+            ledger=self._ledger,
+            skip_unreachable=skip_unreachable,
         )
 
     async def typing(self, openid: str) -> None:

@@ -7,8 +7,6 @@ are stopped by each test (asyncio only), with the integrations' defaults unless 
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -20,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.callback.callback_fakes import APPID, KEY, NOW, TOKEN, FakeWeChat, event_push, text_push
+from tests.callback.uvicorn_server import uvicorn_serving
 from wechat_kf.callback import (
     CallbackHandler,
     DuplicateEntry,
@@ -66,32 +65,6 @@ async def serve_aiohttp(
 
 
 @asynccontextmanager
-async def _uvicorn(app: Any) -> AsyncIterator[str]:
-    import uvicorn
-
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY only when the proto says TCP (else each answer
-    # waits ~40 ms for a delayed ACK)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level="error", lifespan="off", ws="none", http="h11", access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        with anyio.fail_after(5):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no startup event
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/wechat"
-    finally:
-        server.should_exit = True
-        with anyio.fail_after(5):
-            await task
-        sock.close()
-
-
-@asynccontextmanager
 async def serve_starlette(
     handler: CallbackHandler, on_message: Any, **options: Any
 ) -> AsyncIterator[str]:
@@ -102,7 +75,7 @@ async def serve_starlette(
 
     endpoint = callback_endpoint(handler, on_message, **options)
     app = Starlette(routes=[Route("/wechat", endpoint, methods=["GET", "POST"])])
-    async with _uvicorn(app) as url:
+    async with uvicorn_serving(app) as url:
         yield url
 
 
@@ -116,7 +89,7 @@ async def serve_fastapi(
     app = fastapi.FastAPI()
     endpoint = callback_endpoint(handler, on_message, **options)
     app.add_route("/wechat", endpoint, methods=["GET", "POST"])
-    async with _uvicorn(app) as url:
+    async with uvicorn_serving(app) as url:
         yield url
 
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import redis.asyncio
 
-from tests.callback.callback_fakes import APPID, KEY, TOKEN, FakeWeChat, text_push
+from tests.callback.callback_fakes import APPID, KEY, OPENID, TOKEN, FakeWeChat, text_push
 from tests.redis_server import RedisServer, running_redis
 from wechat_kf import StoreError
 from wechat_kf.callback import (
@@ -202,6 +202,65 @@ async def test_a_retry_at_another_worker_waits_for_the_first_and_gets_its_reply(
         assert answers["retry"] == answers["first"]
         assert b"from the first worker" in fake.open_reply(answers["retry"].body)
         assert len(calls) == 1
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_a_slow_bot_answer_runs_once_across_workers(redis_server: RedisServer) -> None:
+    # Two workers' bots (CallbackEndpoint with wechat=) on one Redis: the first try answers
+    # success at its deadline and goes on thinking; WeChat's retries land on the other worker,
+    # before and after that deadline, and get success without running the handler again.
+    from wechat_kf.testing import FakeWeChat as FakeAPI
+    from wechat_kf.testing import VirtualClock
+
+    api = FakeAPI()
+    api.user_says(OPENID)
+    clock = VirtualClock(follow=api.clock)
+    calls: list[Incoming] = []
+
+    async def slow(incoming: Incoming) -> str:
+        calls.append(incoming)
+        await clock.sleep(8)
+        return "answered by the first worker"
+
+    handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    one = redis.asyncio.Redis.from_url(redis_server.url)
+    two = redis.asyncio.Redis.from_url(redis_server.url)
+    request = FakeWeChat(encoding_aes_key=KEY).push(
+        text_push(msg_id=int(uuid.uuid4().int % 10**18))
+    )
+    try:
+        async with api.client() as wx, api.client() as wx2:
+            first = CallbackEndpoint(
+                handler, slow, deduplicator=RedisDuplicateStore(one), wechat=wx, clock=clock
+            )
+            watched = WatchedRedisStore(two)
+            second = CallbackEndpoint(handler, slow, deduplicator=watched, wechat=wx2, clock=clock)
+            answers: dict[str, HTTPAnswer] = {}
+
+            async def one_try(name: str, endpoint: CallbackEndpoint) -> None:
+                answers[name] = await endpoint.answer("POST", *request)
+
+            async with first.running(), second.running():
+                async with anyio.create_task_group() as group:
+                    group.start_soon(one_try, "first", first)
+                    await clock.sleeping(2)
+                    group.start_soon(one_try, "early retry", second)
+                    while watched.claims < 2:  # noqa: ASYNC110 - polling Redis, not this loop
+                        await anyio.sleep(0.01)
+                    clock.advance(4)  # the first worker's deadline: success, stored in Redis
+                for n in range(3):
+                    clock.advance(1)
+                    answers[f"retry {n}"] = await second.answer("POST", *request)
+                clock.advance(1)
+                await first.wait_idle()
+        assert {answer.body for answer in answers.values()} == {b"success"}
+        assert len(answers) == 5
+        assert len(calls) == 1
+        assert [body["text"]["content"] for body in api.sent_to(OPENID)] == [
+            "answered by the first worker"
+        ]
     finally:
         await one.aclose()
         await two.aclose()

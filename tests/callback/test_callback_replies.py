@@ -5,15 +5,30 @@ from __future__ import annotations
 import pytest
 
 from tests.callback.callback_fakes import APPID, KEY, TOKEN, FakeWeChat, event_push, text_push
-from wechat_kf import ValidationError, WeChatError
+from wechat_kf import (
+    Article,
+    Image,
+    Music,
+    News,
+    Text,
+    ValidationError,
+    Video,
+    Voice,
+    WeChatError,
+)
 from wechat_kf.callback import (
     SUCCESS,
     CallbackHandler,
+    ImageReply,
+    MusicReply,
+    NewsReply,
     Reply,
     Success,
     TextMessage,
     TextReply,
     TransferCustomerService,
+    VideoReply,
+    VoiceReply,
 )
 from wechat_kf.callback._xml import XMLValue, parse_fields
 
@@ -171,3 +186,134 @@ def test_a_hand_built_model_with_unwritable_text_is_a_validation_error() -> None
     message = attrs.evolve(incoming(), from_user="bad\x00openid")
     with pytest.raises(ValidationError, match="cannot carry"):
         plain_handler().reply(message, TextReply(content="x"))
+
+
+# --------------------------------------------------------------------------- media and news
+
+
+def _cdata(value: str) -> bytes:
+    return f"<![CDATA[{value}]]>".encode()
+
+
+@pytest.mark.parametrize(
+    ("reply", "tail", "message"),
+    [
+        (
+            ImageReply(media_id="IMG"),
+            b"<MsgType>"
+            + _cdata("image")
+            + b"</MsgType><Image><MediaId>"
+            + _cdata("IMG")
+            + b"</MediaId></Image></xml>",
+            Image(media_id="IMG"),
+        ),
+        (
+            VoiceReply(media_id="VOI"),
+            b"<MsgType>"
+            + _cdata("voice")
+            + b"</MsgType><Voice><MediaId>"
+            + _cdata("VOI")
+            + b"</MediaId></Voice></xml>",
+            Voice(media_id="VOI"),
+        ),
+        (
+            VideoReply(media_id="VID", title="片", description="d"),
+            b"<MsgType>"
+            + _cdata("video")
+            + b"</MsgType><Video><MediaId>"
+            + _cdata("VID")
+            + b"</MediaId><Title>"
+            + _cdata("片")
+            + b"</Title><Description>"
+            + _cdata("d")
+            + b"</Description></Video></xml>",
+            Video(media_id="VID", title="片", description="d"),
+        ),
+        (
+            VideoReply(media_id="VID"),
+            b"<MsgType>"
+            + _cdata("video")
+            + b"</MsgType><Video><MediaId>"
+            + _cdata("VID")
+            + b"</MediaId></Video></xml>",
+            Video(media_id="VID"),
+        ),
+        (
+            MusicReply(
+                musicurl="http://m/1.mp3",
+                hqmusicurl="http://m/1hq.mp3",
+                thumb_media_id="T",
+                title="歌",
+            ),
+            b"<MsgType>"
+            + _cdata("music")
+            + b"</MsgType><Music><Title>"
+            + _cdata("歌")
+            + b"</Title><MusicUrl>"
+            + _cdata("http://m/1.mp3")
+            + b"</MusicUrl><HQMusicUrl>"
+            + _cdata("http://m/1hq.mp3")
+            + b"</HQMusicUrl><ThumbMediaId>"
+            + _cdata("T")
+            + b"</ThumbMediaId></Music></xml>",
+            Music(
+                musicurl="http://m/1.mp3",
+                hqmusicurl="http://m/1hq.mp3",
+                thumb_media_id="T",
+                title="歌",
+            ),
+        ),
+        (
+            NewsReply(
+                article=Article(
+                    title="标题", description="描述", url="https://x/", picurl="https://x/p.jpg"
+                )
+            ),
+            b"<MsgType>" + _cdata("news") + b"</MsgType><ArticleCount>1</ArticleCount><Articles>"
+            b"<item><Title>"
+            + _cdata("标题")
+            + b"</Title><Description>"
+            + _cdata("描述")
+            + b"</Description><PicUrl>"
+            + _cdata("https://x/p.jpg")
+            + b"</PicUrl><Url>"
+            + _cdata("https://x/")
+            + b"</Url></item></Articles></xml>",
+            News(
+                articles=[
+                    Article(
+                        title="标题", description="描述", url="https://x/", picurl="https://x/p.jpg"
+                    )
+                ]
+            ),
+        ),
+    ],
+    ids=["image", "voice", "video", "video-bare", "music", "news"],
+)
+def test_media_and_news_replies_and_their_message_twins(
+    reply: Reply, tail: bytes, message: object
+) -> None:
+    assert plain_handler().reply(incoming(), reply) == HEAD + tail
+    assert reply.as_message() == message
+
+
+def test_replies_that_have_no_message_twin() -> None:
+    assert TransferCustomerService().as_message() is None
+    assert Success().as_message() is None
+    assert TextReply(content="hi").as_message() == Text(content="hi")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ImageReply(media_id=""),
+        lambda: VoiceReply(media_id=""),
+        lambda: VideoReply(media_id="", title="t"),
+        lambda: MusicReply(musicurl="", hqmusicurl="h", thumb_media_id="t"),
+        lambda: NewsReply(article="not an article"),  # type: ignore[arg-type]
+    ],
+    ids=["image", "voice", "video", "music", "news"],
+)
+def test_media_replies_check_their_fields(build: object) -> None:
+    with pytest.raises(ValidationError):
+        build()  # type: ignore[operator]

@@ -25,11 +25,16 @@ def test_demo_day_for_people(tmp_path: Path) -> None:
         "1. Agents join",
         "2. Users write in and wait",
         "3. Agents take the sessions and reply",
-        "4. A notice to 200 users",
-        "5. Sessions close",
-        "6. The day's chat records",
+        "4. A bot answers after WeChat's 5 seconds",
+        "5. A notice to 200 users",
+        "6. Sessions close",
+        "7. The day's chat records",
     ):
         assert heading in stdout
+    assert "│ 4.0 s │ WeChat gets     │ 'success' (the reply deadline)" in stdout
+    assert "│ 4.0 s │ typing...       │ Typing" in stdout
+    assert "│ 8.0 s │ message (AI)    │ 收到商品 7 天内可以无理由退货。" in stdout
+    assert "the model ran 1 time" in stdout
     assert "alice@gh_demo" in stdout
     assert "6 users waiting" in stdout
     assert "error: errcode 45015 (outside the 48-hour response window" in stdout
@@ -65,6 +70,17 @@ def test_demo_full_size_json_summary(tmp_path: Path) -> None:
         (45047, 60),
     ]
     assert report["token_fetches"] == 1
+    timeline = [(at, what) for at, what, _ in report["bot"]["timeline"]]
+    assert timeline == [
+        (0.0, "the user writes"),
+        (4.0, "WeChat gets"),  # success, at the deadline: WeChat stops waiting
+        (4.0, "typing..."),  # while the model thinks
+        (5.0, "WeChat retries"),  # answered success: the model does not run twice
+        (8.0, "message (AI)"),
+        (8.0, "message (AI)"),
+        (8.0, "message (AI)"),
+    ]
+    assert report["bot"]["model_runs"] == 1
     assert report["media"]["uploads"] == 1  # the label, sent as a picture and a card's picture
     assert report["records"]["count"] == len(
         Path(report["records"]["file"]).read_text(encoding="utf-8").splitlines()
@@ -83,6 +99,6 @@ def test_python_m_wechat_kf_demo_without_a_terminal(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "100"},
     )
     assert done.returncode == 0, done.stderr
-    assert "4. A notice to 50 users" in done.stdout
+    assert "5. A notice to 50 users" in done.stdout
     assert "\x1b[" not in done.stdout  # no colours or cursor moves when redirected
     assert list(tmp_path.glob("chat-records-*.jsonl"))

@@ -68,6 +68,8 @@ def test_example_prints_what_it_says(example: Path, request: pytest.FixtureReque
             WECHAT_SECRET=fake.secret,
             PYTHONIOENCODING="utf-8",
             COLUMNS="100",
+            BOT_THINKING_SECONDS="0.6",  # fastapi_bot.py's model thinks 8 s: under one here
+            BOT_REPLY_DEADLINE="0.2",
         )
         done = subprocess.run(
             [sys.executable, str(example.relative_to(ROOT))],

@@ -49,3 +49,29 @@ RETRY_WAIT: Final = 4.0
 
 #: Bytes read from a request body at a time by the framework integrations.
 READ_CHUNK_SIZE: Final = 64 * 1024
+
+# ------------------------------------------------------------------ answers after the deadline
+
+#: Seconds from a push's arrival after which :class:`~wechat_kf.callback.CallbackEndpoint`
+#: (given ``wechat=``) answers ``success`` and delivers the handler's answer later through the
+#: API. Below :data:`WECHAT_ANSWER_TIMEOUT`, leaving the answer time to travel.
+REPLY_DEADLINE: Final = 4.0
+#: Bytes of UTF-8 a text message holds at most: longer text is sent in parts (45002 beyond;
+#: see :mod:`wechat_kf.callback._split` for where the figure comes from).
+MAX_TEXT_BYTES: Final = 2048
+#: Messages the API may send after one user message (48 h), and after a follow, a QR-code
+#: scan or a menu click (1 minute): a late answer never sends more (45047 beyond).
+MESSAGE_REPLY_BUDGET: Final = 5
+EVENT_REPLY_BUDGET: Final = 3
+#: "typing..." needs an exchange with the user within this many seconds (45080 otherwise),
+#: and lasts this long (re-sent meanwhile: 45081).
+TYPING_EXCHANGE_WINDOW: Final = 30.0
+TYPING_DURATION: Final = 15.0
+#: After a message of a streamed answer went out, "typing..." shows again only when the next
+#: part takes longer than this (the end of a stream usually follows its last part at once).
+TYPING_AFTER_SEND: Final = 1.0
+#: Seconds answers still being delivered get to finish when the application shuts down;
+#: those still running then are cut off and reported.
+SHUTDOWN_GRACE: Final = 10.0
+#: Seconds the calls made for an answer cut off by shutdown (cancelling "typing...") may take.
+CUT_OFF_CLEANUP: Final = 3.0

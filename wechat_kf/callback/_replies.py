@@ -2,20 +2,36 @@
 
 :meth:`CallbackHandler.reply` turns one of these into the response body, adding the envelope
 (``ToUserName``/``FromUserName`` swapped from the push, ``CreateTime``) and encrypting it when the
-push was encrypted.
+push was encrypted. WeChat's passive replies are text, image, voice, video, music and news (one
+article since 2018-10), plus ``transfer_customer_service``; each but the last and
+:class:`Success` has a customer-service message twin (:meth:`Reply.as_message`), which is how a
+reply that comes after WeChat stopped waiting still reaches the user (``wx.message.send``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import attrs
 
+from wechat_kf import _validation as check
 from wechat_kf._errors import ValidationError
 from wechat_kf.callback._xml import XMLValue, is_xml_text
+from wechat_kf.messages import Article, Image, Message, Music, News, Text, Video, Voice
 
-__all__ = ["SUCCESS", "Reply", "Success", "TextReply", "TransferCustomerService"]
+__all__ = [
+    "SUCCESS",
+    "ImageReply",
+    "MusicReply",
+    "NewsReply",
+    "Reply",
+    "Success",
+    "TextReply",
+    "TransferCustomerService",
+    "VideoReply",
+    "VoiceReply",
+]
 
 #: The body that acknowledges a push without answering it; it also stops WeChat's retries.
 SUCCESS: Final = b"success"
@@ -33,6 +49,14 @@ class Reply:
     def xml_fields(self) -> dict[str, XMLValue]:
         """The reply's own elements after the envelope (``MsgType`` first)."""
         return {"MsgType": self.MSG_TYPE}
+
+    def as_message(self) -> Message | None:
+        """The customer-service message that says the same, to send it later through the API.
+
+        ``None`` for :class:`Success` (nothing to say) and :class:`TransferCustomerService`
+        (only a passive reply can hand a user to an agent).
+        """
+        return None
 
 
 def _check_kf_account(_instance: object, _attribute: object, value: str | None) -> None:
@@ -85,6 +109,132 @@ class TextReply(Reply):
     def xml_fields(self) -> dict[str, XMLValue]:
         """``MsgType`` and ``Content``."""
         return {**super().xml_fields(), "Content": self.content}
+
+    def as_message(self) -> Text:
+        """The same text as a :class:`~wechat_kf.Text` message."""
+        return Text(content=self.content)
+
+
+def _optional() -> Any:
+    return attrs.field(default=None, validator=check.optional_text)
+
+
+def _present(**fields: str | None) -> dict[str, XMLValue]:
+    """The optional elements that are set, in the order given."""
+    return {tag: value for tag, value in fields.items() if value is not None}
+
+
+@attrs.frozen(kw_only=True)
+class ImageReply(Reply):
+    """Answer with an image, by the ``media_id`` of an uploaded material (no GIF animation)."""
+
+    MSG_TYPE: ClassVar[str] = "image"
+
+    media_id: str = attrs.field(validator=check.required)
+
+    def xml_fields(self) -> dict[str, XMLValue]:
+        """``MsgType`` and ``Image/MediaId``."""
+        return {**super().xml_fields(), "Image": {"MediaId": self.media_id}}
+
+    def as_message(self) -> Image:
+        """The same image as an :class:`~wechat_kf.Image` message."""
+        return Image(media_id=self.media_id)
+
+
+@attrs.frozen(kw_only=True)
+class VoiceReply(Reply):
+    """Answer with a voice message, by ``media_id``."""
+
+    MSG_TYPE: ClassVar[str] = "voice"
+
+    media_id: str = attrs.field(validator=check.required)
+
+    def xml_fields(self) -> dict[str, XMLValue]:
+        """``MsgType`` and ``Voice/MediaId``."""
+        return {**super().xml_fields(), "Voice": {"MediaId": self.media_id}}
+
+    def as_message(self) -> Voice:
+        """The same voice as a :class:`~wechat_kf.Voice` message."""
+        return Voice(media_id=self.media_id)
+
+
+@attrs.frozen(kw_only=True)
+class VideoReply(Reply):
+    """Answer with a video, by ``media_id``; title and description optional."""
+
+    MSG_TYPE: ClassVar[str] = "video"
+
+    media_id: str = attrs.field(validator=check.required)
+    title: str | None = _optional()
+    description: str | None = _optional()
+
+    def xml_fields(self) -> dict[str, XMLValue]:
+        """``MsgType`` and ``Video`` (``MediaId``, ``Title``, ``Description``)."""
+        video: dict[str, XMLValue] = {"MediaId": self.media_id, **_present(Title=self.title)}
+        video.update(_present(Description=self.description))
+        return {**super().xml_fields(), "Video": video}
+
+    def as_message(self) -> Video:
+        """The same video as a :class:`~wechat_kf.Video` message."""
+        return Video(media_id=self.media_id, title=self.title, description=self.description)
+
+
+@attrs.frozen(kw_only=True)
+class MusicReply(Reply):
+    """Answer with music: ``musicurl``, ``hqmusicurl`` (on Wi-Fi) and the thumbnail's material."""
+
+    MSG_TYPE: ClassVar[str] = "music"
+
+    musicurl: str = attrs.field(validator=check.required)
+    hqmusicurl: str = attrs.field(validator=check.required)
+    thumb_media_id: str = attrs.field(validator=check.required)
+    title: str | None = _optional()
+    description: str | None = _optional()
+
+    def xml_fields(self) -> dict[str, XMLValue]:
+        """``MsgType`` and ``Music`` (title, description, URLs, ``ThumbMediaId``)."""
+        music = _present(Title=self.title, Description=self.description)
+        music.update(
+            MusicUrl=self.musicurl, HQMusicUrl=self.hqmusicurl, ThumbMediaId=self.thumb_media_id
+        )
+        return {**super().xml_fields(), "Music": music}
+
+    def as_message(self) -> Music:
+        """The same music as a :class:`~wechat_kf.Music` message."""
+        return Music(
+            musicurl=self.musicurl,
+            hqmusicurl=self.hqmusicurl,
+            thumb_media_id=self.thumb_media_id,
+            title=self.title,
+            description=self.description,
+        )
+
+
+def _check_article(_instance: object, _attribute: object, value: Article) -> None:
+    if not isinstance(value, Article):
+        raise ValidationError("article", "must be a wechat_kf.Article", value)
+
+
+@attrs.frozen(kw_only=True)
+class NewsReply(Reply):
+    """Answer with a link card: one :class:`~wechat_kf.Article` (WeChat's limit since 2018-10)."""
+
+    MSG_TYPE: ClassVar[str] = "news"
+
+    article: Article = attrs.field(validator=_check_article)
+
+    def xml_fields(self) -> dict[str, XMLValue]:
+        """``MsgType``, ``ArticleCount`` (1) and ``Articles/item``."""
+        article = self.article
+        item: dict[str, XMLValue] = {"Title": article.title}
+        item.update(
+            _present(Description=article.description, PicUrl=article.picurl, Url=article.url)
+        )
+        return {**super().xml_fields(), "ArticleCount": 1, "Articles": {"item": item}}
+
+    def as_message(self) -> News:
+        """The same card as a :class:`~wechat_kf.News` message."""
+        return News(articles=[self.article])
 
 
 @attrs.frozen(kw_only=True)

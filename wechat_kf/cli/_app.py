@@ -13,6 +13,7 @@ from wechat_kf.cli.media import media
 from wechat_kf.cli.records import records
 from wechat_kf.cli.send import send, send_many
 from wechat_kf.cli.sessions import sessions
+from wechat_kf.cli.windows import windows
 
 __all__ = ["cli"]
 
@@ -21,7 +22,7 @@ Exit status:
   0    success
   1    WeChat refused the request (errcode; the error line shows its rid)
   2    usage error: bad option or input, unreadable file
-  3    network, timeout, HTTP error or malformed answer: no usable answer
+  3    network, timeout, HTTP error, malformed answer, or Redis failed: no usable answer
   4    send-many: some recipients failed or their outcome is unknown
   130  interrupted (send-many resumes from its --results file)
   141  stdout closed by its reader (e.g. | head): stopped quietly
@@ -99,5 +100,5 @@ def cli(
         settings.set_debug()
 
 
-for _command in (agents, send, send_many, sessions, records, media, demo, fake_server):
+for _command in (agents, send, send_many, sessions, records, media, windows, demo, fake_server):
     cli.add_command(_command)

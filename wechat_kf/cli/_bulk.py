@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 import anyio
 import attrs
 
-from wechat_kf import AsyncWeChat, WeChatError, _defaults
+from wechat_kf import AsyncWeChat, UnreachableError, WeChatError, _defaults
 from wechat_kf.bulk import (
     SendCancelledError,
     SendInterruptedError,
@@ -42,6 +42,12 @@ __all__ = ["INTERRUPTED_ERROR", "BulkRun", "not_attempted", "outcome_of", "send_
 INTERRUPTED_ERROR = "interrupted before WeChat answered: the message may have reached the user"
 #: What stopped a run that an interruption (or a cancellation) stopped.
 CTRL_C = "Ctrl-C"
+#: The reason of a recipient ``--only-reachable`` skipped, by the ledger's reason (one label
+#: each, whatever the user's dates, so that the summary groups them).
+UNREACHABLE: dict[str, str] = {
+    "outside_window": "outside their service window (the window ledger knows it)",
+    "no_messages_left": "no messages left in their service window (the window ledger knows it)",
+}
 
 
 def not_attempted(stopped_by: BaseException | None) -> str:
@@ -76,8 +82,10 @@ def outcome_of(result: SendResult) -> Outcome:
     never handed to it, one abandoned in flight is :data:`INTERRUPTED_ERROR`.
     """
     error = result.error
-    if result.status is SendStatus.SKIPPED:
-        text: str | None = not_attempted(error)
+    if isinstance(error, UnreachableError):
+        text: str | None = UNREACHABLE.get(error.reason, UNREACHABLE["outside_window"])
+    elif result.status is SendStatus.SKIPPED:
+        text = not_attempted(error)
     elif isinstance(error, SendInterruptedError):
         text = INTERRUPTED_ERROR
     else:
@@ -97,12 +105,14 @@ async def send_all(
     rate: float | None = None,
     on_interrupt: Callable[[bool], None] | None = None,
     on_taken: Callable[[str], None] | None = None,
+    skip_unreachable: bool = False,
 ) -> BulkRun:
     """Send ``outbound`` to every openid (each once: no repeats) via ``stream_many``.
 
     ``on_taken(openid)`` is called just before a recipient's request may leave, ``on_outcome``
     once per recipient as its outcome becomes known, ``on_interrupt(first)`` on each Ctrl-C
-    (``first`` for the graceful one).
+    (``first`` for the graceful one). ``skip_unreachable`` skips the users the client's
+    window ledger knows cannot be reached.
     """
     taken: dict[str, None] = {}
     handed = 0
@@ -128,6 +138,7 @@ async def send_all(
         ai_generated=outbound.ai_generated,
         max_concurrency=max_concurrency,
         rate=rate,
+        skip_unreachable=skip_unreachable,
     )
     async with anyio.create_task_group() as tg:
         with anyio.CancelScope() as sending:

@@ -18,7 +18,7 @@ import anyio
 import attrs
 import click
 
-from wechat_kf import AsyncWeChat, _defaults
+from wechat_kf import AsyncWeChat, MemoryTokenStore, WindowStore, _defaults
 from wechat_kf.cli._exit import ExitCode, exit_code_for, leaf_exceptions
 from wechat_kf.cli._output import Output
 
@@ -64,31 +64,33 @@ class Settings:
         if self._output is not None:
             self._output.debug = True
 
-    def client(self) -> AsyncWeChat:
+    def client(
+        self, *, window_store: WindowStore | None = None, secret_needed: bool = True
+    ) -> AsyncWeChat:
         """An :class:`AsyncWeChat` for these credentials and this server.
+
+        ``window_store`` holds its service-window ledger; ``secret_needed=False`` (commands
+        that only read the ledger) needs the appid alone: the client never fetches a token.
 
         Raises:
             click.UsageError: credentials missing, or a setting the SDK refuses.
         """
-        missing = [
-            hint
-            for hint, value in (
-                (f"{APPID_ENV} (or --appid)", self.appid),
-                (f"{SECRET_ENV} (or --secret)", self.secret),
-            )
-            if not value
-        ]
+        wanted = [(f"{APPID_ENV} (or --appid)", self.appid)]
+        if secret_needed:
+            wanted.append((f"{SECRET_ENV} (or --secret)", self.secret))
+        missing = [hint for hint, value in wanted if not value]
         if missing:
             raise click.UsageError(f"credentials missing: set {' and '.join(missing)}")
         assert self.appid is not None
-        assert self.secret is not None
         try:
             return AsyncWeChat(
                 self.appid,
-                self.secret,
+                self.secret if secret_needed else None,
+                token_store=None if secret_needed else MemoryTokenStore(),
                 base_url=self.base_url,
                 timeout=self.timeout,
                 transport=self.transport,  # type: ignore[arg-type]
+                window_store=window_store,
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None

@@ -7,6 +7,7 @@ import enum
 from wechat_kf import (
     APIError,
     MalformedResponseError,
+    StoreError,
     TokenError,
     TransportError,
     ValidationError,
@@ -24,7 +25,8 @@ class ExitCode(enum.IntEnum):
     API_ERROR = 1
     #: Bad usage: a wrong option, invalid input (``ValidationError``), an unreadable file.
     USAGE = 2
-    #: No usable answer: network, timeout, HTTP 5xx, a malformed body, no access token.
+    #: No usable answer: network, timeout, HTTP 5xx, a malformed body, no access token, a store
+    #: (Redis) that failed.
     TRANSPORT = 3
     #: ``send-many`` finished but some recipients failed or their outcome is unknown.
     PARTIAL = 4
@@ -53,6 +55,6 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.API_ERROR
     if isinstance(exc, ValidationError | OSError):
         return ExitCode.USAGE
-    if isinstance(exc, TransportError | MalformedResponseError | TokenError):
+    if isinstance(exc, TransportError | MalformedResponseError | TokenError | StoreError):
         return ExitCode.TRANSPORT
     return ExitCode.INTERNAL

@@ -4,8 +4,10 @@ No credentials and no network: :class:`~wechat_kf.testing.FakeWeChat` serves the
 loopback port in this process and the SDK talks real HTTP to it. Agents join, users write in
 and wait, agents take the sessions and answer with text, a menu, a picture sent from a file
 (uploaded once, and reused as a mini-program card's picture) after downloading the photo a user
-sent, a notice goes to a few thousand users in bulk (progress bar, then sent / failed by reason /
-unknown), the sessions close, and the day's chat records are exported to a file.
+sent, a bot answers a question its model takes 8 seconds on (``success`` at WeChat's deadline,
+"typing...", the answer later), a notice goes to a few thousand users in bulk (progress bar,
+then sent / failed by reason / unknown), the sessions close, and the day's chat records are
+exported to a file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from wechat_kf import (
     _defaults,
 )
 from wechat_kf import Text as TextMessage
+from wechat_kf.cli._bot_demo import BOT_USER, slow_answer
 from wechat_kf.cli._bulk import send_all
 from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._messages import Outbound
@@ -96,6 +99,7 @@ class DemoDay:
                 await self.agents_join(wx)
                 await self.users_write_in(wx)
                 await self.agents_reply(wx)
+                await self.bot_answers(wx)
                 await self.bulk_notice(wx)
                 await self.sessions_close(wx)
                 await self.export(wx)
@@ -236,10 +240,26 @@ class DemoDay:
         path.write_bytes(RETURN_LABEL)
         return path
 
+    async def bot_answers(self, wx: AsyncWeChat) -> None:
+        """A bot's model thinks 8 s: WeChat gets success at 4 s, the answer comes later."""
+        self.heading(
+            "4. A bot answers after WeChat's 5 seconds  (CallbackEndpoint(wechat=wx): "
+            "deadline, typing, late delivery)"
+        )
+        bot = await slow_answer(self.fake, wx)
+        if not self.out.json_mode:
+            rows = [(f"{at:.1f} s", what, said) for at, what, said in bot["timeline"]]
+            self.out.table(["time", "what", ""], rows, title=f"{BOT_USER} asks the bot")
+            self.out.line(
+                f"the model ran {plural(bot['model_runs'], 'time')}; its 8 seconds ran on a "
+                "virtual clock (the fake's time moves with it)"
+            )
+        self.report["bot"] = bot
+
     async def bulk_notice(self, wx: AsyncWeChat) -> None:
         """A notice to every user in one bulk send, with a progress bar and a summary."""
         self.heading(
-            f"4. A notice to {self.users:,} users  (bulk send, at most "
+            f"5. A notice to {self.users:,} users  (bulk send, at most "
             f"{self.concurrency} in flight)"
         )
         openids = [f"o_member_{n:06d}" for n in range(self.users)]
@@ -282,7 +302,7 @@ class DemoDay:
 
     async def sessions_close(self, wx: AsyncWeChat) -> None:
         """The agents close their sessions at the end of the day."""
-        self.heading("5. Sessions close  (wx.session.close)")
+        self.heading("6. Sessions close  (wx.session.close)")
         closed = 0
         for agent, _, _ in AGENTS[:2]:
             for session in await wx.session.list(agent):
@@ -294,7 +314,7 @@ class DemoDay:
 
     async def export(self, wx: AsyncWeChat) -> None:
         """Export the day's chat records (every page, every 24 h window) to a JSONL file."""
-        self.heading("6. The day's chat records  (wx.records.iter → JSONL)")
+        self.heading("7. The day's chat records  (wx.records.iter → JSONL)")
         directory = self.export_dir or Path(tempfile.mkdtemp(prefix="wechat-kf-demo-"))
         directory.mkdir(parents=True, exist_ok=True)
         now = int(self.fake.clock.now())

@@ -27,6 +27,7 @@ from wechat_kf.cli._results import (
     RunHeader,
 )
 from wechat_kf.cli._summary import OutcomeSummary, reason
+from wechat_kf.cli.windows import ledger_options, open_ledger
 
 __all__ = ["send", "send_many"]
 
@@ -96,6 +97,13 @@ def send(settings: Settings, /, openid: str, **options: Any) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="At most this many sends per second (default: as fast as WeChat answers).",
 )
+@click.option(
+    "--only-reachable",
+    is_flag=True,
+    help="Skip, without a request, the users the service-window ledger (--redis-url) knows "
+    "are outside their window or out of messages; users it knows nothing about are sent to.",
+)
+@ledger_options
 @common_options
 @pass_settings
 def send_many(
@@ -107,6 +115,9 @@ def send_many(
     retry_unknown: bool,
     max_concurrency: int,
     rate: float | None,
+    only_reachable: bool,
+    redis_url: str | None,
+    redis_prefix: str,
     **options: Any,
 ) -> None:
     """Send one message to every user in RECIPIENTS ("-": stdin).
@@ -115,7 +126,9 @@ def send_many(
     else its first column (a first row that cannot be an openid is a header, never sent to).
     Each recipient gets the message at most once: with --results, a re-run after an
     interruption skips everyone already sent, and everyone whose outcome is unknown unless
-    --retry-unknown. Exit status 4 when some recipients failed or are unknown.
+    --retry-unknown. With --redis-url the sends keep your application's service-window ledger
+    up to date, and --only-reachable skips the users it knows cannot be reached (a re-run tries
+    them again). Exit status 4 when some recipients failed or are unknown.
 
     \b
     wechat-kf send-many users.txt --text "【通知】今晚 23:00 维护" --results notice.jsonl
@@ -127,6 +140,11 @@ def send_many(
             raise click.UsageError("RECIPIENTS and --json-file cannot both be read from stdin")
         if new_run and results_path is None:
             raise click.UsageError("--new-run starts a new run in a --results file: give one")
+        if only_reachable and not redis_url:
+            raise click.UsageError(
+                "--only-reachable reads the service-window ledger in your application's Redis: "
+                "give --redis-url (or WECHAT_REDIS_URL)"
+            )
         outbound = build_message(options)
         results = None if results_path is None else _results_file(results_path)
         with click.open_file(recipients, encoding="utf-8-sig") as stream:
@@ -148,9 +166,22 @@ def send_many(
             out.note(f"{len(listed.openids)} recipients, {len(todo)} to send{where}")
             bulk = BulkRun()
             if todo:
-                async with settings.client() as wx:
+                async with contextlib.AsyncExitStack() as stack:
+                    if redis_url:
+                        ledger = open_ledger(settings, redis_url, redis_prefix, secret_needed=True)
+                        wx = await stack.enter_async_context(ledger)
+                    else:
+                        wx = await stack.enter_async_context(settings.client())
                     bulk = await _send(
-                        settings, wx, todo, outbound, results, summary, rate, max_concurrency
+                        settings,
+                        wx,
+                        todo,
+                        outbound,
+                        results,
+                        summary,
+                        rate,
+                        max_concurrency,
+                        skip_unreachable=only_reachable,
                     )
             if bulk.stopped_by is not None:
                 out.error_line(f"stopped early: {describe_error(bulk.stopped_by)}")
@@ -266,6 +297,8 @@ async def _send(
     summary: OutcomeSummary,
     rate: float | None,
     max_concurrency: int,
+    *,
+    skip_unreachable: bool,
 ) -> BulkRun:
     out = settings.output
 
@@ -296,6 +329,7 @@ async def _send(
             rate=rate,
             on_interrupt=on_interrupt,
             on_taken=None if results is None else results.pending,
+            skip_unreachable=skip_unreachable,
         )
         summary.skip(reason(not_attempted(bulk.stopped_by)), bulk.not_attempted)
         return bulk

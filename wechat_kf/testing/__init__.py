@@ -16,10 +16,14 @@ On a real loopback port::
             ...
 
 Seed the customer-service world with ``fake.add_agent("alice@gh_test", online=True)``, play a
-follower with ``fake.user_says(openid)`` (opens the 48 h response window), and assert on
-``fake.sent_to(openid)``, ``fake.sessions``, ``fake.waiting`` and ``fake.records``. Media: a
-send naming a media_id the fake does not hold (or one past its 3 days) answers 40007; seed one
-with ``fake.add_media("image")`` (or upload it) and count uploads on ``fake.uploads``.
+follower with ``fake.user_says(openid)`` (opens the 48 h response window; ``user_clicks_menu``,
+``user_follows``, ``user_scans`` open the 1-minute one), and assert on ``fake.sent_to(openid)``,
+``fake.sessions``, ``fake.waiting`` and ``fake.records``. ``fake.pushes`` holds the pushes those
+interactions would send to your server, to feed your callback endpoint. Media: a send naming a
+media_id the fake does not hold (or one past its 3 days) answers 40007; seed one with
+``fake.add_media("image")`` (or upload it) and count uploads on ``fake.uploads``. A bot's slow
+answer runs in no time on a ``VirtualClock(follow=fake.clock)`` given to
+``CallbackEndpoint(clock=...)``: the test moves it.
 
 Script failures with ``fake.inject(path, errcode=45015)`` (or ``status=503``, ``delay=2``,
 ``reset=True``, ``malformed=b"<html>"``, ``raw=b"HTTP/1.1 200 OK\\r\\nContent-Length: abc..."``,
@@ -40,6 +44,7 @@ from wechat_kf.testing import (  # noqa: F401  (importing them registers the rou
     _session_routes,
     _token_routes,
 )
+from wechat_kf.testing._clock import VirtualClock
 from wechat_kf.testing._core import FakeClock, FakeReply, Fault, RecordedRequest
 from wechat_kf.testing._customer_service import CustomerService
 from wechat_kf.testing._fake import FakeWeChat, IssuedToken
@@ -47,6 +52,7 @@ from wechat_kf.testing._media import FakeMedia, MediaLibrary, sample_media
 from wechat_kf.testing._server import FakeServer
 from wechat_kf.testing._state import (
     FakeAgent,
+    FakePush,
     FakeRecord,
     FakeSession,
     FakeUser,
@@ -61,6 +67,7 @@ __all__ = [
     "FakeAgent",
     "FakeClock",
     "FakeMedia",
+    "FakePush",
     "FakeRecord",
     "FakeReply",
     "FakeServer",
@@ -75,6 +82,7 @@ __all__ = [
     "MediaLibrary",
     "RecordedRequest",
     "ServiceWindow",
+    "VirtualClock",
     "sample_media",
 ]
 

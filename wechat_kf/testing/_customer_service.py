@@ -2,23 +2,26 @@
 
 Tests play the other side of the conversation: ``fake.add_agent(...)`` seeds an agent,
 ``fake.user_says(openid)`` is a follower writing in (which opens the response window),
-``fake.agent_accepts(...)`` an agent picking a user from the queue. The HTTP routes in
+``fake.agent_accepts(...)`` an agent picking a user from the queue. Each user interaction also
+leaves the push WeChat would send to your server in ``fake.pushes``. The windows follow
+:data:`~wechat_kf.WINDOW_RULES`, the rules the SDK's ledger applies. The HTTP routes in
 ``_kf_routes``, ``_session_routes``, ``_message_routes`` and ``_records_routes`` apply
 WeChat's rules to the same state.
 """
 
 from __future__ import annotations
 
+import collections
 import re
 import threading
 from typing import Any, Final
 
+from wechat_kf._window_rules import EVENT_INTERACTIONS, WINDOW_RULES, Interaction, rule_for
 from wechat_kf.records import OperCode
 from wechat_kf.testing._core import FakeClock
 from wechat_kf.testing._state import (
-    EVENT_WINDOW,
-    MESSAGE_WINDOW,
     FakeAgent,
+    FakePush,
     FakeRecord,
     FakeSession,
     FakeUser,
@@ -32,6 +35,10 @@ __all__ = ["OPENID", "CustomerService"]
 OPENID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: The first ``kf_id`` WeChat hands out.
 FIRST_KF_ID: Final = 1001
+#: The first ``MsgId`` of a push the fake makes (WeChat's are 64-bit).
+FIRST_MSG_ID: Final = 24_000_000_000_000_001
+#: Pushes kept in ``fake.pushes`` (the oldest go first).
+PUSH_LOG_LIMIT: Final = 100_000
 _STATUSES: Final = (0, 1, 2, 3)
 
 
@@ -44,6 +51,9 @@ class CustomerService:
         waiting: ``openid -> FakeWaitCase``, oldest first: the queue ``getwaitcase`` shows.
         users: ``openid -> FakeUser``: response windows, typing state, messages sent.
         records: every chat record, in ``id`` order (``getmsglist`` pages on them).
+        pushes: the pushes WeChat would have sent to your server, oldest first
+            (:class:`FakePush`; at most ``PUSH_LOG_LIMIT``).
+        original_id: the account's original id (``gh_...``), the pushes' ``ToUserName``.
         legacy_waitcase_shape: answer ``getwaitcase`` entries in the older shape
             ``{openid, kf_account, createtime}`` instead of ``{latest_time, openid}``.
         records_msgid_inclusive: ``getmsglist`` answers ``msgid`` = the id of the last record
@@ -57,6 +67,8 @@ class CustomerService:
     waiting: dict[str, FakeWaitCase]
     users: dict[str, FakeUser]
     records: list[FakeRecord]
+    pushes: collections.deque[FakePush]
+    original_id: str
     legacy_waitcase_shape: bool
     records_msgid_inclusive: bool
 
@@ -66,10 +78,13 @@ class CustomerService:
         self.waiting = {}
         self.users = {}
         self.records = []
+        self.pushes = collections.deque(maxlen=PUSH_LOG_LIMIT)
+        self.original_id = "gh_0123456789ab"
         self.legacy_waitcase_shape = False
         self.records_msgid_inclusive = True
         self._next_kf_id = FIRST_KF_ID
         self._next_record_id = 1
+        self._next_msg_id = FIRST_MSG_ID
 
     # ------------------------------------------------------------------ agents
 
@@ -182,14 +197,33 @@ class CustomerService:
         ``queue=True`` a user nobody serves joins the waiting queue (record 1000) unless already
         in it; a waiting user's ``latest_time`` moves on each message. Returns the record.
         """
+        return self._user_message(openid, text, Interaction.MESSAGE, queue=queue)
+
+    def user_clicks_menu_item(
+        self, openid: str, item_id: str, text: str = "menu item", *, queue: bool = False
+    ) -> FakeRecord:
+        """A user clicks an item of a ``msgmenu`` message the account sent.
+
+        WeChat pushes it as a text message carrying ``bizmsgmenuid``, but it counts as a menu
+        click: 3 agent messages within 1 minute, not the 5 of a user message. Recorded like a
+        message (``text`` is the item's content). Returns the record.
+        """
+        return self._user_message(
+            openid, text, Interaction.MENU_CLICK, queue=queue, bizmsgmenuid=item_id
+        )
+
+    def _user_message(
+        self, openid: str, text: str, kind: Interaction, *, queue: bool, **extra: str
+    ) -> FakeRecord:
         _check_openid(openid)
         with self.lock:
             now = self.clock.now()
             user = self.user(openid)
-            user.message_window = ServiceWindow(
-                until=now + MESSAGE_WINDOW[0], sends_left=MESSAGE_WINDOW[1]
-            )
+            self._open_window(user, kind, now)
             user.last_exchange = now
+            msg_id = self._next_msg_id
+            self._next_msg_id += 1
+            self._push(openid, now, "text", Content=text, MsgId=msg_id, **extra)
             session = self.sessions.get(openid)
             if session is not None:
                 return self.add_record(
@@ -206,25 +240,58 @@ class CustomerService:
                 self.add_record(openid, OperCode.SESSION_CREATED_UNACCEPTED, "")
             return record
 
-    def user_follows(self, openid: str) -> None:
-        """A user follows (or scans a QR code): 3 agent messages allowed within 1 minute."""
-        self._event(openid)
+    def user_follows(self, openid: str, *, qr_scene: str | None = None) -> None:
+        """A user follows (``subscribe``; by a QR code with ``qr_scene``): 3 agent messages
+        allowed within 1 minute."""
+        fields = {} if qr_scene is None else {"EventKey": f"qrscene_{qr_scene}"}
+        self.user_event(openid, "subscribe", **fields)
 
-    def user_clicks_menu(self, openid: str, key: str = "MENU_CLICK") -> None:
-        """A user clicks the account's custom menu: 3 agent messages allowed within 1 minute.
+    def user_scans(self, openid: str, scene: str = "1") -> None:
+        """A follower scans one of the account's QR codes (``SCAN``): 3 messages in 1 minute."""
+        self.user_event(openid, "SCAN", EventKey=scene)
 
-        (A click in a ``msgmenu`` message arrives as a plain message: use :meth:`user_says`.)
-        ``key`` is the menu's EventKey; the fake does not store it.
+    def user_clicks_menu(
+        self, openid: str, key: str = "MENU_CLICK", *, event: str = "CLICK"
+    ) -> None:
+        """A user uses the account's custom menu: pushes ``event`` with ``EventKey`` ``key``.
+
+        Only ``CLICK``, ``scancode_push`` and ``scancode_waitmsg`` open a window (3 agent
+        messages within 1 minute); ``VIEW``, ``pic_sysphoto``, ``location_select``... open none.
+        (A click in a ``msgmenu`` message is :meth:`user_clicks_menu_item`.)
         """
-        self._event(openid)
+        self.user_event(openid, event, EventKey=key)
 
-    def _event(self, openid: str) -> None:
+    def user_event(self, openid: str, event: str, **fields: str) -> None:
+        """A user triggers ``event``: the push is recorded, and a window opens if the event is
+        one of those :data:`~wechat_kf.WINDOW_RULES` names (``fields`` go into the push)."""
         _check_openid(openid)
         with self.lock:
-            window = ServiceWindow(
-                until=self.clock.now() + EVENT_WINDOW[0], sends_left=EVENT_WINDOW[1]
+            now = self.clock.now()
+            kind = EVENT_INTERACTIONS.get(event.lower())
+            if kind is not None:
+                self._open_window(self.user(openid), kind, now)
+            self._push(openid, now, "event", Event=event, **fields)
+
+    def _open_window(self, user: FakeUser, kind: Interaction, now: float) -> None:
+        rule = rule_for(kind, WINDOW_RULES)
+        if rule is not None:
+            user.windows[rule.window] = ServiceWindow(
+                until=now + rule.seconds, sends_left=rule.messages
             )
-            self.user(openid).event_window = window
+
+    def _push(self, openid: str, now: float, msg_type: str, **fields: str | int) -> None:
+        self.pushes.append(
+            FakePush(
+                openid=openid,
+                fields={
+                    "ToUserName": self.original_id,
+                    "FromUserName": openid,
+                    "CreateTime": int(now),
+                    "MsgType": msg_type,
+                    **fields,
+                },
+            )
+        )
 
     def sent_to(self, openid: str) -> list[dict[str, Any]]:
         """The bodies (decoded JSON) of the messages successfully sent to ``openid``."""

@@ -245,11 +245,14 @@ class FakeWeChat(CustomerService, MediaLibrary):
     def client(self, **kwargs: Any) -> AsyncWeChat:
         """An :class:`AsyncWeChat` for this fake's appid, in-process. ``kwargs`` go to it.
 
-        The HTTP client is owned by the returned facade: ``async with`` closes it.
+        The HTTP client is owned by the returned facade: ``async with`` closes it. Its
+        service-window ledger reads the fake's clock (``window_clock``), so that moving
+        :attr:`clock` moves both sides.
         """
         from wechat_kf._client import AsyncWeChat
 
         kwargs.setdefault("base_url", "https://api.weixin.qq.com")
+        kwargs.setdefault("window_clock", self.clock.now)
         wx = AsyncWeChat(self.appid, self.secret, http_client=self.http_client(), **kwargs)
         wx._owns_http = True
         return wx

@@ -7,12 +7,16 @@ them live on :class:`~wechat_kf.testing.FakeWeChat` and in the route modules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
+from wechat_kf.callback._xml import build_xml
+
 __all__ = [
     "FakeAgent",
+    "FakePush",
     "FakeRecord",
     "FakeSession",
     "FakeUser",
@@ -20,10 +24,6 @@ __all__ = [
     "ServiceWindow",
 ]
 
-#: A user's message opens a window of this many seconds for this many agent messages.
-MESSAGE_WINDOW: Final = (48 * 3600.0, 5)
-#: A follow, QR scan or custom-menu click opens a window of this many seconds for this many.
-EVENT_WINDOW: Final = (60.0, 3)
 #: ``Typing`` needs an exchange with the user within this many seconds.
 TYPING_EXCHANGE_WINDOW: Final = 30.0
 #: A ``Typing`` state lasts this long and cannot be re-sent meanwhile.
@@ -118,22 +118,33 @@ class ServiceWindow:
 class FakeUser:
     """A follower as the message rules see them.
 
-    ``message_window`` opens on each user message (48 h, 5 sends); ``event_window`` on a follow
-    or menu click (1 minute, 3 sends). ``last_exchange`` is the last user message or successful
-    send; ``typing_since`` the last ``Typing`` not yet cancelled. ``sent`` holds the decoded
-    bodies of the messages successfully sent to the user, oldest first.
+    ``windows`` holds the user's response windows by the name of their rule in
+    :data:`~wechat_kf.WINDOW_RULES`: ``"message"`` opens on each user message (48 h, 5 sends),
+    ``"event"`` on a menu click, follow or QR scan (1 minute, 3 sends); a send spends from the
+    open window ending first (ties: by name). ``last_exchange`` is the last user message or
+    successful send; ``typing_since`` the last ``Typing`` not yet cancelled. ``sent`` holds the
+    decoded bodies of the messages successfully sent to the user, oldest first.
     """
 
     openid: str
-    message_window: ServiceWindow | None = None
-    event_window: ServiceWindow | None = None
+    windows: dict[str, ServiceWindow] = attrs.Factory(dict)
     last_exchange: float | None = None
     typing_since: float | None = None
     sent: list[dict[str, Any]] = attrs.Factory(list)
 
+    @property
+    def message_window(self) -> ServiceWindow | None:
+        """The window the user's last message opened (``windows["message"]``)."""
+        return self.windows.get("message")
+
+    @property
+    def event_window(self) -> ServiceWindow | None:
+        """The window the user's last menu click, follow or scan opened (``windows["event"]``)."""
+        return self.windows.get("event")
+
     def _windows(self, now: float) -> list[ServiceWindow]:
-        windows = (self.message_window, self.event_window)
-        return sorted((w for w in windows if w is not None and w.is_open(now)), key=_ends)
+        open_now = [(name, w) for name, w in self.windows.items() if w.is_open(now)]
+        return [w for _, w in sorted(open_now, key=_ends)]
 
     def in_window(self, now: float) -> bool:
         """Whether a response window is open (its quota may be used up)."""
@@ -161,8 +172,25 @@ class FakeUser:
         return since is not None and now - since < TYPING_DURATION
 
 
-def _ends(window: ServiceWindow) -> float:
-    return window.until
+def _ends(named: tuple[str, ServiceWindow]) -> tuple[float, str]:
+    return (named[1].until, named[0])
+
+
+@attrs.frozen(kw_only=True)
+class FakePush:
+    """A push the fake made as WeChat would send it to your server (plaintext XML fields).
+
+    ``FakeWeChat.pushes`` holds one per user interaction, oldest first: feed :attr:`xml` to
+    your callback endpoint, or leave some out to play a push that never arrived.
+    """
+
+    openid: str
+    fields: Mapping[str, str | int]
+
+    @property
+    def xml(self) -> bytes:
+        """The push body: ``<xml>`` with one element per field, text in CDATA."""
+        return build_xml(self.fields)
 
 
 @attrs.frozen(kw_only=True)

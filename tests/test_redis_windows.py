@@ -1,0 +1,244 @@
+"""RedisWindowStore against a real redis-server: layout, expiry, streaming, outages.
+
+The store contract itself runs in ``test_window_store_contract.py``; the many-process proof in
+``test_multiprocess_windows.py``. asyncio only (redis.asyncio), except the trio check.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis.asyncio
+
+from tests.redis_server import RedisServer, running_redis
+from tests.testing.fake_http import T0, FrozenClock
+from wechat_kf import AsyncWeChat, RedisWindowStore, SendStatus, Text, WindowStoreError
+from wechat_kf._window_store import StoredWindow
+from wechat_kf.testing import FakeWeChat
+
+pytestmark = pytest.mark.anyio
+
+MEMORY = 3600.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis.asyncio
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
+        yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"w{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisWindowStore]:
+    async with RedisWindowStore.from_url(redis_server.url, prefix=prefix) as store:
+        yield store
+
+
+def message(at: float, *, left: int = 5, ref: str = "") -> StoredWindow:
+    return StoredWindow(window="message", opened_at=at, until=at + 48 * 3600, left=left, ref=ref)
+
+
+def test_public_name_and_import_without_redis() -> None:
+    import wechat_kf
+
+    assert wechat_kf.RedisWindowStore is RedisWindowStore
+    assert "RedisWindowStore" in wechat_kf.__all__
+    # Without redis-py, `import wechat_kf` still works; building the store says what to install.
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None\n"
+        "import wechat_kf\n"
+        "for build in (lambda: wechat_kf.RedisWindowStore(object()),\n"
+        "              lambda: wechat_kf.RedisWindowStore.from_url('redis://x')):\n"
+        "    try:\n"
+        "        build()\n"
+        "    except ImportError as exc:\n"
+        "        print('ImportError:', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    assert all("pip install 'wechat_kf[redis]'" in line for line in lines)
+
+
+async def test_key_layout_and_expiry(store: RedisWindowStore, prefix: str) -> None:
+    now = float(T0)
+    await store.open("wxlayout", "o_abc", message(now, ref="m1"), memory=MEMORY)
+    raw = store.redis
+    key = store.record_key("wxlayout", "o_abc")
+    assert key == f"{prefix}{{wxlayout}}:window:o_abc"
+    assert store.ids_key("wxlayout") == f"{prefix}{{wxlayout}}:windows:ids"
+    keep = now + 48 * 3600 + MEMORY
+    fields = await raw.hgetall(key)
+    assert float(fields.pop(b"keep")) == keep
+    assert fields == {
+        b"w:message:at": repr(now).encode(),
+        b"w:message:till": repr(now + 48 * 3600).encode(),
+        b"w:message:left": b"5",
+        b"w:message:ref": b"m1",
+    }
+    # The key expires with the record: its TTL is the record's lifetime from the writer's now.
+    assert (keep - now) * 1000 - 5000 < await raw.pttl(key) <= (keep - now) * 1000
+    assert await raw.zrange(store.ids_key("wxlayout"), 0, -1, withscores=True) == [(b"o_abc", 0.0)]
+    assert await raw.zscore(store.expiry_key("wxlayout"), "o_abc") == keep
+
+
+async def test_writes_drop_the_index_entries_of_expired_records(store: RedisWindowStore) -> None:
+    now = float(T0)
+    short = StoredWindow(window="event", opened_at=now, until=now + 60, left=3)
+    await store.open("wx", "o_gone", short, memory=1)
+    await store.open("wx", "o_stays", message(now + 120), memory=MEMORY)
+    raw = store.redis
+    assert await raw.zrange(store.ids_key("wx"), 0, -1) == [b"o_stays"]
+    assert await raw.zrange(store.expiry_key("wx"), 0, -1) == [b"o_stays"]
+
+
+async def test_reachable_reads_a_page_per_round_trip(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    fake = FakeWeChat(clock=FrozenClock(T0))
+    async with (
+        RedisWindowStore.from_url(redis_server.url, prefix=prefix, page_size=10) as store,
+        fake.client(window_store=store) as wx,
+    ):
+        for i in range(95):
+            await wx.windows.opened(f"o_user{i:03d}")
+        await wx.windows.opened("o_old", at=T0 - 49 * 3600)
+        before = (await store.redis.info("commandstats")).get("cmdstat_zrangebylex", {})
+        seen = [openid async for openid in wx.windows.reachable()]
+        after = (await store.redis.info("commandstats"))["cmdstat_zrangebylex"]
+    assert seen == [f"o_user{i:03d}" for i in range(95)]  # openid order; o_old is not reachable
+    assert after["calls"] - before.get("calls", 0) == 10  # 96 users, 10 per page
+
+
+async def test_a_malformed_record_is_a_typed_error(store: RedisWindowStore) -> None:
+    key = store.record_key("wx", "o_bad")
+    await store.redis.hset(key, mapping={"w:message:at": "soon", "keep": "1e12"})
+    with pytest.raises(WindowStoreError, match="is malformed") as caught:
+        await store.get("wx", "o_bad", now=T0)
+    assert key in str(caught.value)
+
+
+async def test_a_decoding_client_works(redis_server: RedisServer, prefix: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        store = RedisWindowStore(client, prefix=prefix)
+        await store.open("wx", "o_a", message(T0), memory=MEMORY)
+        record = await store.get("wx", "o_a", now=T0)
+        assert record is not None
+        assert record.windows == (message(T0),)
+        spend = await store.spend("wx", "o_a", now=T0, reserve=True)
+        assert spend.window is not None
+        assert spend.window.left == 4
+        assert [openid async for openid, _ in store.records("wx", now=T0)] == ["o_a"]
+    finally:
+        await client.aclose()
+
+
+async def test_two_clients_on_one_store_share_every_window(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Two workers: one receives the push, the other sends; both see one ledger."""
+    fake = FakeWeChat(clock=FrozenClock(T0))
+    fake.user_says("o_a")
+    async with (
+        RedisWindowStore.from_url(redis_server.url, prefix=prefix) as one,
+        RedisWindowStore.from_url(redis_server.url, prefix=prefix) as two,
+        fake.client(window_store=one) as receiver,
+        fake.client(window_store=two) as sender,
+    ):
+        await receiver.windows.opened("o_a", at=T0)
+        for _ in range(5):
+            await sender.message.send("o_a", Text(content="hi"))
+        report = await sender.message.send_many(["o_a"], Text(content="hi"), skip_unreachable=True)
+        assert report.results[0].status is SendStatus.SKIPPED
+        assert (await receiver.windows.get("o_a")).reason == "no_messages_left"
+
+
+async def test_sends_go_ahead_while_redis_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeWeChat(clock=FrozenClock(T0))
+    fake.user_says("o_a")
+    with running_redis(tmp_path) as server:
+        store = RedisWindowStore.from_url(server.url, timeout=0.5)
+        await store.open("wx", "o_a", message(T0), memory=MEMORY)  # connect while it is up
+        server.stop()
+        async with (
+            store,
+            AsyncWeChat(
+                fake.appid,
+                fake.secret,
+                http_client=fake.http_client(),
+                window_store=store,
+                window_clock=fake.clock.now,
+            ) as wx,
+        ):
+            with caplog.at_level(logging.WARNING, logger="wechat_kf"):
+                report = await wx.message.send_many(
+                    ["o_a"], Text(content="hi"), skip_unreachable=True
+                )
+                await wx.message.send("o_a", Text(content="hi"))
+            with pytest.raises(WindowStoreError):
+                await wx.windows.get("o_a")
+    assert report.results[0].status is SendStatus.SENT
+    assert len(fake.sent_to("o_a")) == 2
+    assert "window ledger: could not check a window" in caplog.text
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_gets_a_clear_error(redis_server: RedisServer) -> None:
+    store = RedisWindowStore(redis.asyncio.Redis.from_url(redis_server.url))
+    with pytest.raises(WindowStoreError, match="asyncio only"):
+        await store.get("wx", "o_a", now=T0)
+
+
+def test_page_size_is_checked() -> None:
+    client = redis.asyncio.Redis()
+    with pytest.raises(ValueError, match="page_size"):
+        RedisWindowStore(client, page_size=0)
+
+
+async def test_more_operations_than_connections_wait_for_one(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A client made by from_url waits for a free connection (redis-py's default pool fails at
+    once with MaxConnectionsError): a bulk send with more workers than connections still works.
+    """
+    async with RedisWindowStore.from_url(
+        redis_server.url, prefix=prefix, max_connections=4
+    ) as store:
+        await store.open("wx", "o_a", message(T0), memory=MEMORY)
+        outcomes: list[object] = []
+
+        async def reserve() -> None:
+            outcomes.append((await store.spend("wx", "o_a", now=T0, reserve=True)).outcome.value)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(reserve)
+    assert sorted(set(outcomes)) == ["charged", "exhausted"]
+    assert outcomes.count("charged") == 5
