@@ -28,7 +28,7 @@ from wechat_kf import (
 )
 from wechat_kf._errors import ServerBusyError
 from wechat_kf._tokens import ForceRefreshClaim, TokenManager, claim_in, token_from_payload
-from wechat_kf.testing import FakeTime
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.store_contract import CountingFetcher
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +38,12 @@ FALLBACK = _defaults.TOKEN_FALLBACK_MIN_VALIDITY
 BACKOFF = _defaults.TOKEN_REFRESH_BACKOFF
 
 
-def manager_on(time: FakeTime, store: Any = None, fetch: Any = None, **kw: Any) -> TokenManager:
+def at(clock: VirtualClock, when: float) -> None:
+    """Move ``clock`` to ``when`` (forward only)."""
+    clock.advance(when - clock())
+
+
+def manager_on(time: VirtualClock, store: Any = None, fetch: Any = None, **kw: Any) -> TokenManager:
     return TokenManager(
         appid="wxapp",
         store=MemoryTokenStore(clock=time) if store is None else store,
@@ -73,14 +78,14 @@ def test_remaining_defaults_to_the_wall_clock() -> None:
 
 
 async def test_the_cached_token_is_used_until_exactly_the_margin() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     fetch = CountingFetcher(clock=time, ttl=7200)
     manager = manager_on(time, fetch=fetch)
     token = await manager.get()
-    time.now = 7200 - MARGIN - 0.001
+    at(time, 7200 - MARGIN - 0.001)
     assert await manager.get() == token
     assert fetch.calls == 1
-    time.now = 7200 - MARGIN  # exactly the margin left: refreshed
+    at(time, 7200 - MARGIN)  # exactly the margin left: refreshed
     assert await manager.get() != token
     assert fetch.calls == 2
 
@@ -97,45 +102,45 @@ async def test_a_failed_early_refresh_serves_the_token_only_above_the_fallback_v
                 raise ServerBusyError(-1, "system busy")
             return await super().__call__(force_refresh)
 
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     fetch = Down(clock=time)
     manager = manager_on(time, fetch=fetch)
     token = await manager.get()
     fetch.down = True
-    time.now = 7200 - 200  # inside the margin: refreshed ahead of expiry, which fails
+    at(time, 7200 - 200)  # inside the margin: refreshed ahead of expiry, which fails
     with caplog.at_level(logging.WARNING, logger="wechat_kf.tokens"):
         assert await manager.get() == token
     assert "using the current token (valid 200 s more), next attempt in 5 s" in caplog.text
     assert fetch.calls == 2
     # Backing off: no fetch until BACKOFF has passed.
-    time.now += BACKOFF - 0.001
+    time.advance(BACKOFF - 0.001)
     assert await manager.get() == token
     assert fetch.calls == 2
-    time.now = 7200 - FALLBACK - 0.001
+    at(time, 7200 - FALLBACK - 0.001)
     assert await manager.get() == token  # fails again; 30.001 s left: still handed out
     assert fetch.calls == 3
-    time.now = 7200 - FALLBACK  # exactly the fallback validity left: not handed out
+    at(time, 7200 - FALLBACK)  # exactly the fallback validity left: not handed out
     with pytest.raises(TokenFetchError):
         await manager.get()
 
 
 async def test_a_token_already_inside_the_margin_waits_a_quarter_of_its_validity() -> None:
     # expires_in 200 s with a 300 s margin: used for (200 - 30) / 4 = 42.5 s before the next try.
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     fetch = CountingFetcher(clock=time, ttl=200)
     manager = manager_on(time, fetch=fetch)
     token = await manager.get()
-    time.now = 42.499
+    at(time, 42.499)
     assert await manager.get() == token
     assert fetch.calls == 1
-    time.now = 42.5
+    at(time, 42.5)
     await manager.get()
     assert fetch.calls == 2
     # A token with less than BACKOFF * 4 of spare validity waits BACKOFF.
     short = manager_on(time, fetch=CountingFetcher(clock=time, ttl=40))
-    time.now = 1000.0
+    at(time, 1000.0)
     first = await short.get()
-    time.now = 1000.0 + BACKOFF - 0.001
+    at(time, 1000.0 + BACKOFF - 0.001)
     assert await short.get() == first
 
 
@@ -143,7 +148,7 @@ async def test_a_token_already_inside_the_margin_waits_a_quarter_of_its_validity
 
 
 async def test_read_only_hands_out_a_token_until_its_last_moment() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     store = MemoryTokenStore(clock=time)
     manager = TokenManager(appid="wxro", store=store, fetch=None, clock=time, sleep=time.sleep)
     where = (
@@ -154,13 +159,13 @@ async def test_read_only_hands_out_a_token_until_its_last_moment() -> None:
         await manager.get()
     assert str(info.value) == f"the token store holds no access token for wxro ({where})"
     await store.set("wxro", AccessToken("inside-the-margin", 100.0))
-    time.now = 99.999
+    at(time, 99.999)
     assert await manager.get() == "inside-the-margin"
-    time.now = 100.0
+    at(time, 100.0)
     with pytest.raises(TokenUnavailableError) as info:
         await manager.get()
     assert str(info.value) == f"the stored access token for wxro expired 0 s ago ({where})"
-    time.now = 130.4
+    at(time, 130.4)
     with pytest.raises(TokenUnavailableError, match="expired 30 s ago"):
         await manager.get()
     await store.set("wxro", AccessToken("rejected", 7200.0))
@@ -177,16 +182,16 @@ async def test_read_only_hands_out_a_token_until_its_last_moment() -> None:
 
 
 async def test_a_memory_lock_is_free_exactly_at_its_ttl() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     store = MemoryTokenStore(clock=time)
     fence = await store.try_lock("wx", 10)
     assert fence is not None
-    time.now = 9.75
+    at(time, 9.75)
     assert await store.try_lock("wx", 10) is None
     assert await store.extend_lock("wx", fence, 10) is True  # now until 19.75
-    time.now = 19.5
+    at(time, 19.5)
     assert await store.try_lock("wx", 10) is None
-    time.now = 19.75
+    at(time, 19.75)
     assert await store.extend_lock("wx", fence, 10) is False
     assert await store.unlock("wx", fence) is False
     assert await store.try_lock("wx", 10) is not None
@@ -212,7 +217,7 @@ async def test_force_refresh_limits_are_remembered_for_the_rejected_token() -> N
             await super().__call__(force_refresh)
             return AccessToken("stuck", self.clock() + 7200)  # type: ignore[misc]
 
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     fetch = SameToken(clock=time)
     manager = manager_on(time, fetch=fetch)
     assert await manager.get() == "stuck"
@@ -224,12 +229,12 @@ async def test_force_refresh_limits_are_remembered_for_the_rejected_token() -> N
     )
     assert info.value.next_attempt_at == 30.0
     assert (fetch.calls, fetch.forced) == (3, 1)
-    time.now = 29.999
+    at(time, 29.999)
     with pytest.raises(ForceRefreshLimitedError) as info:
         await manager.recover("stuck")  # remembered: no request
     assert "(remembered: next force_refresh in 0 s)" in str(info.value)
     assert fetch.calls == 3
-    time.now = 30.0
+    at(time, 30.0)
     with pytest.raises(ForceRefreshLimitedError):
         await manager.recover("stuck")  # tried again: one refetch, one forced
     assert (fetch.calls, fetch.forced) == (5, 2)
@@ -241,7 +246,7 @@ async def test_a_failed_fetch_is_remembered_for_the_backoff() -> None:
             self.calls += 1
             raise ServerBusyError(-1, "system busy")
 
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     fetch = Busy(clock=time)
     manager = manager_on(time, fetch=fetch)
     with pytest.raises(TokenFetchError) as info:
@@ -252,13 +257,13 @@ async def test_a_failed_fetch_is_remembered_for_the_backoff() -> None:
         "again in 5 s"
     )
     assert info.value.next_attempt_at == BACKOFF
-    time.now = BACKOFF - 0.001
+    at(time, BACKOFF - 0.001)
     with pytest.raises(TokenFetchError) as info:
         await manager.get()
     assert "(remembered: next attempt in 0.0 s)" in str(info.value)
     assert isinstance(info.value.__cause__, ServerBusyError)
     assert fetch.calls == 1
-    time.now = BACKOFF
+    at(time, BACKOFF)
     with pytest.raises(TokenFetchError):
         await manager.get()
     assert fetch.calls == 2
@@ -283,18 +288,18 @@ class PlainStore:
 
 @pytest.mark.parametrize("store", [PlainStore, MemoryTokenStore], ids=["plain", "locking"])
 async def test_ordinary_fetches_never_spend_a_force_refresh(store: type) -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     fetch = CountingFetcher(clock=time)
     manager = manager_on(time, store=store(), fetch=fetch)
     token = await manager.get()
     assert await manager.recover(token) != token
-    time.now = 7200
+    at(time, 7200)
     await manager.get()
     assert (fetch.calls, fetch.forced) == (3, 0)
 
 
 async def test_a_rejected_token_is_deleted_before_the_new_fetch() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     store = MemoryTokenStore(clock=time)
     seen_during_fetch: list[AccessToken | None] = []
 
@@ -310,7 +315,7 @@ async def test_a_rejected_token_is_deleted_before_the_new_fetch() -> None:
 
 
 async def test_a_token_another_process_stored_meanwhile_is_adopted_not_deleted() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
 
     class Racing(MemoryTokenStore):
         async def compare_and_delete(self, appid: str, value: str) -> bool:
@@ -330,7 +335,7 @@ async def test_a_token_another_process_stored_meanwhile_is_adopted_not_deleted()
 
 
 async def test_one_failed_renewal_does_not_end_the_renewals() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
 
     class Blip(MemoryTokenStore):
         failures = 1
@@ -353,17 +358,17 @@ async def test_one_failed_renewal_does_not_end_the_renewals() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(call, first)
-        await time.advance(1)
+        await time.elapse(1)
         tg.start_soon(call, second)
         while len(results) < 2:
-            await time.advance(1)
+            await time.elapse(1)
     assert fetch.calls == 1, "the lock expired after one failed renewal"
     assert len(set(results)) == 1
     assert store.renewals == 5  # every 5 s while the 30 s fetch runs, the first one failing
 
 
 async def test_the_lock_is_released_when_the_refresh_is_cancelled() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
 
     class Remote(MemoryTokenStore):
         """Its unlock is a round trip: a cancellation point."""
@@ -376,7 +381,7 @@ async def test_the_lock_is_released_when_the_refresh_is_cancelled() -> None:
     manager = manager_on(time, store=store, fetch=CountingFetcher(delay=60, clock=time))
     async with anyio.create_task_group() as tg:
         tg.start_soon(manager.get)
-        await time.advance(1)  # fetching, holding the lock
+        await time.elapse(1)  # fetching, holding the lock
         assert await store.try_lock("wxapp", 10) is None
         tg.cancel_scope.cancel()
     assert await store.try_lock("wxapp", 10) is not None, "a cancelled refresh kept its lock"

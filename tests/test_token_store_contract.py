@@ -19,7 +19,7 @@ import redis.asyncio.sentinel
 from tests.redis_server import RedisServer, running_cluster, running_redis, running_sentinel
 from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._tokens import AccessToken, LockingTokenStore, MemoryTokenStore, TokenStore
-from wechat_kf.testing import FakeTime
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.store_contract import TokenStoreContract
 
 
@@ -53,11 +53,11 @@ class TestMemoryTokenStore(TokenStoreContract):
     require_ledger = True
 
     @pytest.fixture
-    def clock(self) -> FakeTime:
-        return FakeTime()
+    def clock(self) -> VirtualClock:
+        return VirtualClock()
 
     @pytest.fixture
-    def store(self, clock: FakeTime) -> TokenStore:
+    def store(self, clock: VirtualClock) -> TokenStore:
         return MemoryTokenStore(clock=clock)
 
 

@@ -24,7 +24,7 @@ from wechat_kf import (
     _defaults,
 )
 from wechat_kf._tokens import TokenManager
-from wechat_kf.testing import FakeTime, FakeWeChat
+from wechat_kf.testing import FakeWeChat, VirtualClock
 from wechat_kf.testing.store_contract import CountingFetcher
 
 from .conftest import SleepRecorder
@@ -382,11 +382,11 @@ async def test_configuration_error_during_early_refresh_still_raises(
 
 
 async def test_callers_do_not_wait_for_an_early_refresh() -> None:
-    time = FakeTime()
+    time = VirtualClock()
     store, fetch = MemoryTokenStore(clock=time), CountingFetcher(clock=time)
     manager = TokenManager(appid="wxahead", store=store, fetch=fetch, clock=time, sleep=time.sleep)
     token = await manager.get()
-    time.now += 7200 - 200  # inside the refresh margin
+    time.advance(7200 - 200)  # inside the refresh margin
     fetch.delay = 5.0  # the refresh lasts until the test moves time on
     refreshed: list[str] = []
     served: list[str] = []
@@ -399,30 +399,30 @@ async def test_callers_do_not_wait_for_an_early_refresh() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(refresher)
-        await time.advance(0)  # the refresh is under way: its fetch waits on the fake clock
+        await time.elapse(0)  # the refresh is under way: its fetch waits on the fake clock
         assert fetch.calls == 2
         for _ in range(50):
             tg.start_soon(caller)
-        await time.advance(0)  # every caller ran until it returned or waited
+        await time.elapse(0)  # every caller ran until it returned or waited
         assert served == [token] * 50, "callers waited for the refresh though their token was valid"
         assert refreshed == []
-        await time.advance(fetch.delay)
+        await time.elapse(fetch.delay)
     assert refreshed != [token]
     assert fetch.calls == 2
     assert await manager.get() == refreshed[0]
 
 
 async def test_early_refresh_does_not_wait_for_another_process() -> None:
-    time = FakeTime()
+    time = VirtualClock()
     store, fetch = MemoryTokenStore(clock=time), CountingFetcher(clock=time)
     manager = TokenManager(appid="wxother", store=store, fetch=fetch, clock=time, sleep=time.sleep)
     token = await manager.get()
-    time.now += 7200 - 200
+    time.advance(7200 - 200)
     assert await store.try_lock("wxother", 60) is not None  # another process is refreshing
     served: list[str] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: _append(served, manager.get()))
-        await time.advance(0)  # no time passes: a caller that polled would still be waiting
+        await time.elapse(0)  # no time passes: a caller that polled would still be waiting
         assert served == [token]
     assert fetch.calls == 1
 
@@ -432,7 +432,7 @@ async def _append(to: list[str], value: Awaitable[str]) -> None:
 
 
 async def test_waiting_for_another_process_ends_at_the_lock_timeout() -> None:
-    time = FakeTime()
+    time = VirtualClock()
     store = MemoryTokenStore(clock=time)
     assert await store.try_lock("wxwait", 3600) is not None  # another process, stuck
     fetch = CountingFetcher(clock=time)
@@ -448,10 +448,10 @@ async def test_waiting_for_another_process_ends_at_the_lock_timeout() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(call)
-        await time.advance(29.99)
+        await time.elapse(29.99)
         assert errors == [], "gave up before lock_timeout"
-        assert time.sleepers == 1  # still polling the store
-        await time.advance(0.01)
+        assert len(time.sleepers) == 1  # still polling the store
+        await time.elapse(0.01)
         assert len(errors) == 1, "still waiting at lock_timeout"
     assert str(errors[0]) == (
         "waited 30 s for the access token refresh of wxwait (another process holds the "
@@ -461,7 +461,7 @@ async def test_waiting_for_another_process_ends_at_the_lock_timeout() -> None:
 
 
 async def test_a_waiter_takes_the_lock_once_the_stuck_holder_s_ttl_ends() -> None:
-    time = FakeTime()
+    time = VirtualClock()
     store = MemoryTokenStore(clock=time)
     assert await store.try_lock("wxttl", 10) is not None  # a holder that crashed
     fetch = CountingFetcher(clock=time)
@@ -473,9 +473,9 @@ async def test_a_waiter_takes_the_lock_once_the_stuck_holder_s_ttl_ends() -> Non
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(call)
-        await time.advance(9.9)
+        await time.elapse(9.9)
         assert (got, fetch.calls) == ([], 0)
-        await time.advance(_defaults.TOKEN_POLL_MAX + 0.1)  # the next poll after the TTL
+        await time.elapse(_defaults.TOKEN_POLL_MAX + 0.1)  # the next poll after the TTL
         assert fetch.calls == 1
     assert len(got) == 1
 

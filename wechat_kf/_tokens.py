@@ -409,7 +409,7 @@ class TokenManager:
     * ``clock`` (wall-clock seconds, ``time.time``) is what token expiry and the wait for
       another process are measured on, ``sleep`` (``anyio.sleep``) how it waits on that
       clock (polling the store, renewing its lock). Tests pass a
-      :class:`wechat_kf.testing.FakeTime` for both.
+      :class:`wechat_kf.testing.VirtualClock` for both.
     """
 
     def __init__(

@@ -16,7 +16,7 @@ from wechat_kf.callback import (
     Incoming,
     Reply,
 )
-from wechat_kf.testing import FakeTime
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.duplicate_store_contract import DuplicateStoreContract
 
 
@@ -43,11 +43,11 @@ class DictDuplicateStore:
 
 class TestDictDuplicateStore(DuplicateStoreContract):  # put this in your tests/
     @pytest.fixture
-    def clock(self) -> FakeTime:  # the expiry tests move this fake clock: nothing sleeps
-        return FakeTime()
+    def clock(self) -> VirtualClock:  # the expiry tests move this fake clock: nothing sleeps
+        return VirtualClock()
 
     @pytest.fixture
-    def store(self, clock: FakeTime) -> DictDuplicateStore:
+    def store(self, clock: VirtualClock) -> DictDuplicateStore:
         return DictDuplicateStore(clock=clock)
 
 

@@ -19,7 +19,7 @@ from wechat_kf.callback import (
     MemoryDuplicateStore,
     dedupe_key,
 )
-from wechat_kf.testing import FakeTime
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.duplicate_store_contract import DuplicateStoreContract
 
 pytestmark = pytest.mark.anyio
@@ -91,11 +91,11 @@ class TestMemoryDuplicateStore(DuplicateStoreContract):
     """The contract on the memory store, on a fake clock: nothing sleeps."""
 
     @pytest.fixture
-    def clock(self) -> FakeTime:
-        return FakeTime()
+    def clock(self) -> VirtualClock:
+        return VirtualClock()
 
     @pytest.fixture
-    def store(self, clock: FakeTime) -> MemoryDuplicateStore:
+    def store(self, clock: VirtualClock) -> MemoryDuplicateStore:
         return MemoryDuplicateStore(clock=clock)
 
 
@@ -301,10 +301,10 @@ class CountingStore(RedisLikeStore):
 
 
 async def test_polling_another_workers_push_backs_off_until_the_wait_ends() -> None:
-    time = FakeTime(start=0.0)
+    time = VirtualClock(start=0.0)
     store = CountingStore()
     first = Deduplicator(store)
-    retry = Deduplicator(store, clock=time, sleep=time.sleep)
+    retry = Deduplicator(store, clock=time)
     message = parse(text_push(msg_id=6))
     assert await first.claim(message) is None
     results: list[DuplicateEntry | None] = []
@@ -316,10 +316,10 @@ async def test_polling_another_workers_push_backs_off_until_the_wait_ends() -> N
     async with anyio.create_task_group() as group:
         group.start_soon(wait_one_second)
         for moment in (0.0, 0.051, 0.151, 0.351, 0.751, 0.99):
-            await time.advance(moment - time())
+            await time.elapse(moment - time())
             reads.append((moment, store.claims() - 1))
         assert results == []
-        await time.advance(0.01)
+        await time.elapse(0.01)
     # Reads at 0, 0.05, 0.15, 0.35, 0.75 (doubling from 50 ms, at most 400 ms apart), then at
     # the end of the wait (1.0 s): still in progress.
     assert reads == [(0.0, 1), (0.051, 2), (0.151, 3), (0.351, 4), (0.751, 5), (0.99, 5)]
@@ -338,8 +338,8 @@ async def test_no_wait_reads_the_store_once() -> None:
 
 
 async def test_waiting_for_this_deduplicators_own_try_ends_with_the_wait() -> None:
-    time = FakeTime(start=0.0)
-    dedupe = Deduplicator(clock=time, sleep=time.sleep)
+    time = VirtualClock(start=0.0)
+    dedupe = Deduplicator(clock=time)
     message = parse(text_push(msg_id=8))
     assert await dedupe.claim(message) is None  # the first try never finishes
     results: list[DuplicateEntry | None] = []
@@ -349,9 +349,9 @@ async def test_waiting_for_this_deduplicators_own_try_ends_with_the_wait() -> No
 
     async with anyio.create_task_group() as group:
         group.start_soon(retry)
-        await time.advance(1.99)
+        await time.elapse(1.99)
         assert results == []
-        await time.advance(0.01)
+        await time.elapse(0.01)
         assert results == [IN_PROGRESS]
     await dedupe.forget(message)
     assert await dedupe.claim(message) is None

@@ -42,6 +42,7 @@ import attrs
 
 from wechat_kf._errors import ValidationError
 from wechat_kf._stores import ExpiringMap
+from wechat_kf.callback._clock import Clock, SystemClock, within
 from wechat_kf.callback._defaults import (
     DEDUPE_IN_PROGRESS_TTL,
     DEDUPE_MAX_ENTRIES,
@@ -194,8 +195,9 @@ class Deduplicator:
     A retry of a push being handled waits for its outcome (:meth:`claim` with ``wait``): woken
     at once when this deduplicator's own try finishes, re-reading the store every
     ``DEDUPE_POLL_INITIAL`` to ``DEDUPE_POLL_MAX`` seconds when another worker handles it.
-    Those waits are measured on ``clock`` (seconds, ``time.monotonic``) and made with ``sleep``
-    (``anyio.sleep``): tests pass a :class:`wechat_kf.testing.FakeTime` for both.
+    Those waits are measured and made on ``clock`` (a :class:`~wechat_kf.callback.Clock`, the
+    real one by default; the endpoint gives its own): tests pass a
+    :class:`wechat_kf.testing.VirtualClock`.
     """
 
     def __init__(
@@ -205,8 +207,7 @@ class Deduplicator:
         ttl: float = DEDUPE_TTL,
         in_progress_ttl: float = DEDUPE_IN_PROGRESS_TTL,
         namespace: str = DEDUPE_NAMESPACE,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         #: Seconds a handled push and its reply are remembered.
         self.ttl: float = _seconds("ttl", ttl)
@@ -216,8 +217,8 @@ class Deduplicator:
         self.store: DuplicateStore = store if store is not None else MemoryDuplicateStore()
         #: Prefix of every key in the store.
         self.namespace: str = namespace
-        self._clock = clock
-        self._sleep = sleep
+        #: The clock the waits of a retry are measured and made on.
+        self.clock: Clock = clock if clock is not None else SystemClock()
         # The pushes this deduplicator claimed: [the claiming thread, the event that wakes the
         # retries waiting for it in that thread (made by the first one)].
         self._handling: dict[str, list[Any]] = {}
@@ -244,7 +245,7 @@ class Deduplicator:
         must be followed by :meth:`mark_done` or :meth:`forget`, as the endpoint does.
         """
         key = self.key(incoming)
-        deadline = self._clock() + wait
+        deadline = self.clock.now() + wait
         delay = DEDUPE_POLL_INITIAL
         while True:
             entry = await self.store.claim(key, self.in_progress_ttl)
@@ -253,29 +254,17 @@ class Deduplicator:
                 return None
             if entry.done:
                 return entry
-            remaining = deadline - self._clock()
+            remaining = deadline - self.clock.now()
             if remaining <= 0:
                 return entry
             handling = self._handling.get(key)
             if handling is not None and handling[0] == threading.get_ident():
                 if handling[1] is None:
                     handling[1] = anyio.Event()
-                await self._wait_for(handling[1], remaining)
+                await within(self.clock, remaining, handling[1].wait)
             else:
-                await self._sleep(min(delay, remaining))
+                await self.clock.sleep(min(delay, remaining))
                 delay = min(delay * 2, DEDUPE_POLL_MAX)
-
-    async def _wait_for(self, finished: anyio.Event, seconds: float) -> None:
-        """Wait until this deduplicator's own try finishes, or ``seconds`` on the clock."""
-        async with anyio.create_task_group() as group:
-
-            async def timer() -> None:
-                await self._sleep(seconds)
-                group.cancel_scope.cancel()
-
-            group.start_soon(timer)
-            await finished.wait()
-            group.cancel_scope.cancel()
 
     async def mark_done(self, incoming: Incoming, reply: bytes) -> None:
         """Record that ``incoming`` was answered with ``reply``: its retries get the same bytes.

@@ -59,7 +59,6 @@ from wechat_kf.testing._state import (
     FakeWaitCase,
     ServiceWindow,
 )
-from wechat_kf.testing._time import FakeTime
 from wechat_kf.testing._transport import FakeTransport
 
 __all__ = [
@@ -72,7 +71,6 @@ __all__ = [
     "FakeReply",
     "FakeServer",
     "FakeSession",
-    "FakeTime",
     "FakeTransport",
     "FakeUser",
     "FakeWaitCase",

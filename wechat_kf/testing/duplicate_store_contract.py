@@ -22,13 +22,13 @@ one, for example ``"asyncio"`` for a store built on an asyncio-only client).
 Time: the expiry tests move time with the ``advance`` fixture. By default it really sleeps
 (about 2.5 s in all, with TTLs of a second or more and margins of a fifth of a second and up,
 which hold on a loaded machine); a store whose clock you can replace overrides the ``clock``
-fixture with a :class:`~wechat_kf.testing.FakeTime` and builds the store on it, and then nothing
-sleeps (as in the token store contract)::
+fixture with a :class:`~wechat_kf.testing.VirtualClock` and builds the store on it, and then
+nothing sleeps (as in the token store contract)::
 
     class TestMyMemoryStore(DuplicateStoreContract):
         @pytest.fixture
         def clock(self):
-            return FakeTime()
+            return VirtualClock()
 
         @pytest.fixture
         def store(self, clock):
@@ -46,7 +46,7 @@ import anyio.lowlevel
 import pytest
 
 from wechat_kf.callback import DuplicateEntry, DuplicateStore
-from wechat_kf.testing._time import Advance, FakeTime
+from wechat_kf.testing._clock import Advance, VirtualClock
 
 __all__ = ["REPLIES", "Advance", "DuplicateStoreContract"]
 
@@ -76,14 +76,14 @@ class DuplicateStoreContract:
         )
 
     @pytest.fixture
-    def clock(self) -> FakeTime | None:
-        """The store's clock: ``None`` (real time). Override it with a ``FakeTime`` if you can."""
+    def clock(self) -> VirtualClock | None:
+        """The store's clock: ``None``, real time (override it with a ``VirtualClock``)."""
         return None
 
     @pytest.fixture
-    def advance(self, clock: FakeTime | None) -> Advance:
-        """Moves time forward: ``clock.advance``, or a real sleep when ``clock`` is ``None``."""
-        return anyio.sleep if clock is None else clock.advance
+    def advance(self, clock: VirtualClock | None) -> Advance:
+        """Moves time forward: ``clock.elapse``, or a real sleep when ``clock`` is ``None``."""
+        return anyio.sleep if clock is None else clock.elapse
 
     # ------------------------------------------------------------------ states
 

@@ -30,13 +30,13 @@ Time: by default the lock tests run on real time, as a store on a server (Redis)
 of sleeping in all, with margins that hold on a loaded machine (a lock that must expire is waited
 out twice over; one that must stay held is renewed with 0.8 s or more to spare before it would
 expire). A store whose clock you can replace overrides the ``clock`` fixture with a
-:class:`~wechat_kf.testing.FakeTime` and builds the store on it; then nothing sleeps, and the
-token managers of the tests wait on the same fake clock::
+:class:`~wechat_kf.testing.VirtualClock` and builds the store on it; then nothing sleeps, and
+the token managers of the tests wait on the same virtual clock::
 
     class TestMyMemoryStore(TokenStoreContract):
         @pytest.fixture
         def clock(self):
-            return FakeTime()
+            return VirtualClock()
 
         @pytest.fixture
         def store(self, clock):
@@ -64,7 +64,7 @@ from wechat_kf._tokens import (
     TokenManager,
     TokenStore,
 )
-from wechat_kf.testing._time import Advance, FakeTime
+from wechat_kf.testing._clock import Advance, VirtualClock
 
 __all__ = ["Advance", "CountingFetcher", "TokenStoreContract"]
 
@@ -89,12 +89,12 @@ def _token(tag: str, ttl: float = 7200.0, clock: Callable[[], float] = time.time
 class CountingFetcher:
     """A stand-in for WeChat's token endpoint: new token per call, counted, optionally slow.
 
-    ``delay`` is waited on ``clock`` (a :class:`~wechat_kf.testing.FakeTime`; real time when
+    ``delay`` is waited on ``clock`` (a :class:`~wechat_kf.testing.VirtualClock`; real time when
     ``None``), and the tokens expire ``ttl`` seconds after the fetch on that clock.
     """
 
     def __init__(
-        self, delay: float = 0.0, ttl: float = 7200.0, *, clock: FakeTime | None = None
+        self, delay: float = 0.0, ttl: float = 7200.0, *, clock: VirtualClock | None = None
     ) -> None:
         self.delay = delay
         self.ttl = ttl
@@ -130,14 +130,14 @@ class TokenStoreContract:
         raise NotImplementedError("define a `store` fixture in your TokenStoreContract subclass")
 
     @pytest.fixture
-    def clock(self) -> FakeTime | None:
-        """The store's clock: ``None`` (real time). Override it with a ``FakeTime`` if you can."""
+    def clock(self) -> VirtualClock | None:
+        """The store's clock: ``None``, real time (override it with a ``VirtualClock``)."""
         return None
 
     @pytest.fixture
-    def advance(self, clock: FakeTime | None) -> Advance:
-        """Moves time forward: ``clock.advance``, or a real sleep when ``clock`` is ``None``."""
-        return anyio.sleep if clock is None else clock.advance
+    def advance(self, clock: VirtualClock | None) -> Advance:
+        """Moves time forward: ``clock.elapse``, or a real sleep when ``clock`` is ``None``."""
+        return anyio.sleep if clock is None else clock.elapse
 
     @pytest.fixture
     def appid(self) -> str:
@@ -252,7 +252,7 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_manager_single_flight(
-        self, store: TokenStore, appid: str, clock: FakeTime | None, advance: Advance
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
     ) -> None:
         """200 concurrent cold calls through one manager: one fetch, one token."""
         fetch = CountingFetcher(delay=0.05, clock=clock)
@@ -272,7 +272,7 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_manager_recovers_once(
-        self, store: TokenStore, appid: str, clock: FakeTime | None, advance: Advance
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
     ) -> None:
         """100 concurrent rejections of the same token: one more fetch, one new token."""
         fetch = CountingFetcher(delay=0.02, clock=clock)
@@ -448,7 +448,7 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_many_managers_fetch_once(
-        self, store: TokenStore, appid: str, clock: FakeTime | None, advance: Advance
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
     ) -> None:
         """Four managers (think: four processes) × 50 concurrent cold calls: one fetch."""
         self.locking(store)
@@ -460,7 +460,7 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_many_managers_recover_once(
-        self, store: TokenStore, appid: str, clock: FakeTime | None, advance: Advance
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
     ) -> None:
         """Four managers all holding a rejected token, 25 rejections each: one more fetch."""
         self.locking(store)
@@ -532,7 +532,7 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_a_fetch_slower_than_the_lock_ttl_keeps_the_lock(
-        self, store: TokenStore, appid: str, clock: FakeTime | None, advance: Advance
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
     ) -> None:
         """Lock TTL 1.2 s, fetch 1.6 s: the holder renews its lock, the other manager waits.
 
