@@ -72,6 +72,29 @@ TARGETS: Final[dict[str, Target]] = {
         ("tests/callback/test_callback_dedupe.py", "tests/callback/test_callback_endpoint.py")
     ),
     "wechat_kf/callback/_xml.py": Target(("tests/callback/test_callback_xml.py",)),
+    "wechat_kf/_media_ids.py": Target(
+        ("tests/test_media.py", "tests/test_media_store_contract.py"), "not Redis"
+    ),
+    "wechat_kf/media.py": Target(("tests/test_media.py", "tests/test_media_send.py")),
+    "wechat_kf/_files.py": Target(("tests/test_files.py",)),
+    "wechat_kf/_redis_media.py": Target(("tests/test_media_store_contract.py",), _ONE_REDIS),
+    "wechat_kf/_window_rules.py": Target(
+        ("tests/test_windows.py", "tests/test_windows_property.py")
+    ),
+    "wechat_kf/_window_ledger.py": Target(
+        ("tests/test_windows.py", "tests/test_windows_property.py")
+    ),
+    "wechat_kf/_window_store.py": Target(
+        ("tests/test_windows.py", "tests/test_window_store_contract.py"), "not Redis"
+    ),
+    "wechat_kf/_redis_windows.py": Target(
+        ("tests/test_redis_windows.py", "tests/test_window_store_contract.py"), _ONE_REDIS
+    ),
+    "wechat_kf/callback/_endpoint.py": Target(
+        ("tests/callback/test_callback_endpoint.py", "tests/callback/test_callback_bots.py")
+    ),
+    "wechat_kf/callback/_delivery.py": Target(("tests/callback/test_callback_bots.py",)),
+    "wechat_kf/callback/_split.py": Target(("tests/callback/test_callback_split.py",)),
     "wechat_kf/_pipeline.py": Target(
         ("tests/test_pipeline.py", "tests/test_decoding.py", "tests/test_faults.py")
     ),
