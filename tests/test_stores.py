@@ -83,6 +83,28 @@ def test_a_long_lived_entry_never_shelters_an_expired_one_from_lookups() -> None
     assert dict(entries.items()) == {"long": 1}
 
 
+def test_an_entry_behind_a_live_one_is_gone_at_its_exact_expiry() -> None:
+    # The sweep stops at the first live entry in write order: items() still leaves out the
+    # expired one written after it.
+    clock = Clock()
+    entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=clock)
+    entries.set("long", 1, 100)
+    entries.set("short", 2, 1)
+    clock.now = 1001
+    assert dict(entries.items()) == {"long": 1}
+
+
+def test_expiry_locked_keeps_an_entrys_lifetime_through_a_rewrite() -> None:
+    clock = Clock()
+    entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=clock)
+    entries.set("k", 1, 10)
+    clock.now += 4
+    with entries.lock:
+        entries.set_locked("k", 2, entries.expiry_locked("k"))
+    assert entries.expiry("k") == 1010
+    assert entries.get("k") == 2
+
+
 def test_pop_and_clear() -> None:
     entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=Clock())
     entries.set("a", 1, 10)

@@ -177,10 +177,17 @@ def test_model_validators_name_class_and_field() -> None:
 
 
 def test_length_says_the_range_or_the_exact_count() -> None:
+    # The validators are built here, not at import: each call of check.length() is tested.
+    @attrs.frozen
+    class Sized:
+        items: list[int] = attrs.field(factory=lambda: [1], validator=check.length(1, 3))
+        pair: tuple[int, ...] = attrs.field(default=(1, 2), validator=check.length(2, 2))
+
+    Sized(items=[1]), Sized(items=[1, 2, 3])
     for items in ([], [1, 2, 3, 4]):
-        error = refused(lambda: Model("t", items=items))  # noqa: B023 - called at once
-        assert (error.field, error.value) == ("Model.items", items)
+        error = refused(lambda: Sized(items=items))  # noqa: B023 - called at once
+        assert (error.field, error.value) == ("Sized.items", items)
         assert error.limit == f"must hold 1 to 3 item(s) (got {len(items)})"
-    error = refused(lambda: Model("t", pair=(1,)))
+    error = refused(lambda: Sized(pair=(1,)))
     assert error.limit == "must hold exactly 2 item(s) (got 1)"
-    assert error.field == "Model.pair"
+    assert (error.field, error.value) == ("Sized.pair", (1,))
