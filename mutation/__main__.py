@@ -1,6 +1,6 @@
 """``python -m mutation [module ...]``: mutmut over the core modules, each against its tests.
 
-See mutation/README.md. Each module runs in its own copy of the project under
+See "Mutation testing" in CONTRIBUTING.md. Each module runs in its own copy of the project under
 ``build/mutation/<module>/`` (mutmut's ``mutants/`` directory lives there: ``mutmut results``,
 ``mutmut show NAME`` and ``mutmut browse`` work in it afterwards), asyncio only, and the run ends
 with a table of mutants, survivors and scores.
