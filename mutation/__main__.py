@@ -54,7 +54,12 @@ TARGETS: Final[dict[str, Target]] = {
         ("tests/test_redis_tokens.py", "tests/test_token_store_contract.py"), _ONE_REDIS
     ),
     "wechat_kf/_redis.py": Target(
-        ("tests/test_redis_tokens.py", "tests/callback/test_callback_redis_dedupe.py"), _ONE_REDIS
+        (
+            "tests/test_redis_store.py",
+            "tests/test_redis_tokens.py",
+            "tests/callback/test_callback_redis_dedupe.py",
+        ),
+        _ONE_REDIS,
     ),
     "wechat_kf/_stores.py": Target(
         ("tests/test_stores.py", "tests/callback/test_callback_dedupe.py")
