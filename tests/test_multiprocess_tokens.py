@@ -131,6 +131,7 @@ class Fleet:
         self.server = server
         self.redis = redis
         self.workers: list[Worker] = []
+        self.spawned = 0
 
     def spawn(self, count: int, logs: Path) -> None:
         config = {
@@ -139,11 +140,14 @@ class Fleet:
             "appid": self.fake.appid,
             "secret": self.fake.secret,
         }
-        self.workers += [
-            Worker("tests.test_multiprocess_tokens", config, logs / f"worker{i}.log")
+        first = self.spawned
+        self.spawned += count
+        new = [
+            Worker("tests.test_multiprocess_tokens", config, logs / f"worker{first + i}.log")
             for i in range(count)
         ]
-        for worker in self.workers:
+        self.workers += new
+        for worker in new:
             assert worker.recv()["ready"]
 
     def new_clients(self, *, lock_ttl: float = 15.0, lock_timeout: float = 30.0) -> str:
@@ -256,6 +260,8 @@ def test_a_holder_killed_mid_refresh_blocks_the_others_only_until_the_lock_ttl(
     )
     fleet.workers.remove(holder)
     holder.close()
+    # The fleet keeps its eight processes for whichever test runs next (any order).
+    fleet.spawn(1, holder.log.parent)
 
 
 if __name__ == "__main__":
