@@ -113,6 +113,7 @@ async def test_key_layout_and_ttls(store: RedisTokenStore, prefix: str) -> None:
     assert fence is not None
     raw = store.redis
     assert store.token_key(appid) == f"{prefix}{{wxlayout}}:token"
+    assert store.lock_key(appid) == f"{prefix}{{wxlayout}}:lock"
     fields = await raw.hgetall(store.token_key(appid))
     assert fields == {b"access_token": b"v" * 512, b"expires_at": repr(token.expires_at).encode()}
     assert 7200 < await raw.ttl(store.token_key(appid)) <= 7260  # expiry plus a minute of grace
@@ -133,6 +134,17 @@ async def test_ledger_and_expired_token_keys(store: RedisTokenStore, prefix: str
     assert 0 < await raw.pttl(store.token_key(appid)) <= 30_000
     await store.set(appid, AccessToken("later", time.time() - 120))
     assert await raw.pttl(store.token_key(appid)) in (-2, 0, 1)  # 1 ms at most: gone at once
+
+
+async def test_many_unanswered_lock_attempts_stay_typed_errors(own_redis: RedisServer) -> None:
+    # Each failed attempt is remembered (its SET may still run); the memory is bounded.
+    async with RedisTokenStore.from_url(own_redis.url, retry=None) as store:
+        fences = [await store.try_lock(f"wx{n}", 5) for n in range(10)]  # more than 8 held
+        assert all(fences)
+        own_redis.stop()
+        for _ in range(10):
+            with pytest.raises(TokenStoreError, match="Redis lock for wxlost failed"):
+                await store.try_lock("wxlost", 5)
 
 
 @pytest.mark.parametrize(
@@ -201,6 +213,16 @@ async def test_malformed_entry_is_a_typed_error(store: RedisTokenStore) -> None:
     await store.redis.hset(store.token_key("wxbad"), mapping={"access_token": "x"})
     with pytest.raises(TokenStoreError, match="malformed"):
         await store.get("wxbad")
+    for expires_at in ("soon", ""):
+        await store.redis.hset(
+            store.token_key("wxbad"), mapping={"access_token": "x", "expires_at": expires_at}
+        )
+        with pytest.raises(TokenStoreError) as info:
+            await store.get("wxbad")
+        assert str(info.value) == (
+            f"Redis key {store.token_key('wxbad')} is malformed: a hash with fields access_token "
+            "and expires_at (unix seconds) was expected"
+        )
     await store.redis.delete(store.token_key("wxbad"))
     await store.redis.set(store.token_key("wxbad"), "a plain string")
     with pytest.raises(TokenStoreError, match="WRONGTYPE"):
