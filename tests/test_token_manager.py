@@ -22,6 +22,7 @@ from wechat_kf import (
     MalformedResponseError,
     MemoryTokenStore,
     TokenFetchError,
+    TokenRefreshTimeoutError,
     TokenStoreError,
     TokenUnavailableError,
     _defaults,
@@ -110,7 +111,12 @@ async def test_a_failed_early_refresh_serves_the_token_only_above_the_fallback_v
     at(time, 7200 - 200)  # inside the margin: refreshed ahead of expiry, which fails
     with caplog.at_level(logging.WARNING, logger="wechat_kf.tokens"):
         assert await manager.get() == token
-    assert "using the current token (valid 200 s more), next attempt in 5 s" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "access token refresh for wxapp failed (TokenFetchError: could not get an access token "
+        "for wxapp (ServerBusyError: errcode -1: system busy (WeChat is busy; retry later)); "
+        "nothing was sent; the SDK asks the token endpoint again in 5 s); using the current "
+        "token (valid 200 s more), next attempt in 5 s"
+    ]
     assert fetch.calls == 2
     # Backing off: no fetch until BACKOFF has passed.
     time.advance(BACKOFF - 0.001)
@@ -211,7 +217,8 @@ def test_force_refresh_claims_over_exactly_24_hours_and_30_seconds() -> None:
     assert claim_in(history, now=86_430.5, per_day=5, min_interval=30) is ForceRefreshClaim.GRANTED
 
 
-async def test_force_refresh_limits_are_remembered_for_the_rejected_token() -> None:
+@pytest.mark.parametrize("store", ["plain", "locking"])
+async def test_force_refresh_limits_are_remembered_for_the_rejected_token(store: str) -> None:
     class SameToken(CountingFetcher):
         async def __call__(self, force_refresh: bool) -> AccessToken:
             await super().__call__(force_refresh)
@@ -219,7 +226,8 @@ async def test_force_refresh_limits_are_remembered_for_the_rejected_token() -> N
 
     time = VirtualClock(start=0.0)
     fetch = SameToken(clock=time)
-    manager = manager_on(time, fetch=fetch)
+    chosen = PlainStore() if store == "plain" else MemoryTokenStore(clock=time)
+    manager = manager_on(time, store=chosen, fetch=fetch)
     assert await manager.get() == "stuck"
     with pytest.raises(ForceRefreshLimitedError) as info:
         await manager.recover("stuck")  # refetched "stuck", forced: "stuck" again
@@ -233,6 +241,7 @@ async def test_force_refresh_limits_are_remembered_for_the_rejected_token() -> N
     with pytest.raises(ForceRefreshLimitedError) as info:
         await manager.recover("stuck")  # remembered: no request
     assert "(remembered: next force_refresh in 0 s)" in str(info.value)
+    assert info.value.next_attempt_at == 30.0
     assert fetch.calls == 3
     at(time, 30.0)
     with pytest.raises(ForceRefreshLimitedError):
@@ -261,6 +270,7 @@ async def test_a_failed_fetch_is_remembered_for_the_backoff() -> None:
     with pytest.raises(TokenFetchError) as info:
         await manager.get()
     assert "(remembered: next attempt in 0.0 s)" in str(info.value)
+    assert info.value.next_attempt_at == BACKOFF
     assert isinstance(info.value.__cause__, ServerBusyError)
     assert fetch.calls == 1
     at(time, BACKOFF)
@@ -334,7 +344,10 @@ async def test_a_token_another_process_stored_meanwhile_is_adopted_not_deleted()
     assert stored.value == "theirs"
 
 
-async def test_one_failed_renewal_does_not_end_the_renewals() -> None:
+async def test_one_failed_renewal_does_not_end_the_renewals(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wechat_kf.tokens")
     time = VirtualClock(start=0.0)
 
     class Blip(MemoryTokenStore):
@@ -363,6 +376,9 @@ async def test_one_failed_renewal_does_not_end_the_renewals() -> None:
         while len(results) < 2:
             await time.elapse(1)
     assert fetch.calls == 1, "the lock expired after one failed renewal"
+    assert "refresh lock for wxapp not renewed: Redis lock renewal for wxapp failed: blip" in [
+        r.getMessage() for r in caplog.records
+    ]
     assert len(set(results)) == 1
     assert store.renewals == 5  # every 5 s while the 30 s fetch runs, the first one failing
 
@@ -437,3 +453,119 @@ def test_a_usable_token_answer(expires_in: object, lifetime: int) -> None:
     value = "A-z_0.9~!" + "x" * 2039  # 2048 characters of what travels in a URL
     token = token_from_payload({"access_token": value, "expires_in": expires_in}, 1000.5)
     assert token == AccessToken(value, 1000.5 + lifetime)
+
+
+# ---------------------------------------------------------------------- waiting for another process
+
+
+async def test_a_zero_lock_timeout_gives_up_at_once_without_sleeping() -> None:
+    time = VirtualClock()
+    store = MemoryTokenStore(clock=time)
+    assert await store.try_lock("wxapp", 3600) is not None  # another process, stuck
+    manager = manager_on(time, store=store, lock_timeout=0)
+    with anyio.fail_after(10), pytest.raises(TokenRefreshTimeoutError):
+        await manager.get()
+    assert time.requested == []
+
+
+async def test_polling_another_process_backs_off_with_jitter_up_to_the_cap() -> None:
+    time = VirtualClock()
+    store = MemoryTokenStore(clock=time)
+    assert await store.try_lock("wxapp", 3600) is not None
+    manager = manager_on(time, store=store, lock_timeout=60)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.get)
+        await time.elapse(2)
+        tg.cancel_scope.cancel()
+    delays = time.requested[:7]
+    first = _defaults.TOKEN_POLL_INITIAL
+    for n, delay in enumerate(delays):
+        base = min(first * 2**n, _defaults.TOKEN_POLL_MAX)
+        assert 0.75 * base <= delay <= base, (n, delays)
+
+
+async def test_an_early_refresh_blocked_by_another_process_looks_again_later() -> None:
+    time = VirtualClock()
+
+    class Counting(MemoryTokenStore):
+        attempts = 0
+
+        async def try_lock(self, appid: str, ttl: float) -> str | None:
+            self.attempts += 1
+            return await super().try_lock(appid, ttl)
+
+    store = Counting(clock=time)
+    manager = manager_on(time, store=store)
+    token = await manager.get()
+    time.advance(7200 - 200)
+    assert await store.try_lock("wxapp", 3600) is not None  # another process refreshes
+    store.attempts = 0
+    assert await manager.get() == token  # the spare, at once
+    assert store.attempts == 1
+    # It looks again after a quarter of the spare's validity left over the fallback minimum:
+    # (200 - 30) / 4 = 42.5 s.
+    time.advance(42.25)
+    assert await manager.get() == token
+    assert store.attempts == 1
+    time.advance(0.25)
+    assert await manager.get() == token
+    assert store.attempts == 2
+
+
+async def test_a_token_with_exactly_the_margin_left_is_not_refetched_per_call() -> None:
+    time = VirtualClock()
+    fetch = CountingFetcher(clock=time, ttl=MARGIN)
+    manager = manager_on(time, fetch=fetch)
+    token = await manager.get()
+    assert await manager.get() == token
+    assert fetch.calls == 1
+
+
+async def test_the_in_process_lock_wait_serves_a_valid_token_but_not_a_rejected_one() -> None:
+    time = VirtualClock()
+    fetch = CountingFetcher(clock=time)
+    manager = manager_on(time, fetch=fetch, lock_timeout=0.05)  # the in-process wait: real time
+    token = await manager.get()
+    time.advance(7200 - 200)  # inside the margin: a refresh is due
+    fetch.delay = 3600  # the refresh hangs on the virtual clock
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.recover, "someone-elses")  # holds the in-process lock
+        await time.elapse(0)
+        with pytest.raises(TokenRefreshTimeoutError):
+            await manager.recover(token)  # the rejected token is never handed out
+        tg.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------- forgetting
+
+
+async def test_invalidate_forgets_the_token_and_what_was_remembered() -> None:
+    time = VirtualClock()
+    store = MemoryTokenStore(clock=time)
+    fetch = CountingFetcher(clock=time)
+    manager = manager_on(time, store=store, fetch=fetch)
+    first = await manager.get()
+    await manager.invalidate()
+    assert await store.get("wxapp") is None
+    assert await manager.get() != first
+    assert fetch.calls == 2
+    # Read-only: only the in-memory copy goes; the store belongs to the token service.
+    reader = TokenManager(appid="wxapp", store=store, fetch=None, clock=time, sleep=time.sleep)
+    stored = await reader.get()
+    await reader.invalidate()
+    assert (await store.get("wxapp")) is not None
+    assert await reader.get() == stored
+
+
+def test_a_fence_names_its_host_and_process() -> None:
+    import os
+    import re
+    import socket
+
+    from wechat_kf import new_fence
+
+    fence = new_fence()
+    host, pid, token = fence.rsplit(":", 2)
+    assert (host, pid) == (socket.gethostname(), str(os.getpid()))
+    assert re.fullmatch(r"[0-9a-f]{16}", token)
+    assert new_fence() != fence

@@ -637,8 +637,8 @@ class TokenManager:
             self._offer_spare(stored, rejected)
             if rejected is None and self._spare is not None:
                 # Refreshing ahead of expiry and the token we have still works: no need to
-                # wait for the other process; look again after a short while.
-                self._retry_at = self._clock() + _defaults.TOKEN_REFRESH_BACKOFF
+                # wait for the other process. When to look again is _refresh's to say (a
+                # quarter of the spare's remaining validity, at least the back-off).
                 spare = self._fall_back(None)
                 if spare is not None:
                     return spare
