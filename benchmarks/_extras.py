@@ -1,5 +1,6 @@
-"""The measurements beside throughput: token single-flight, import time, streaming memory, and
-``send_many`` of a picture from a file against the same picture by a known media_id."""
+"""The measurements beside throughput: token single-flight, import time, streaming memory,
+``records.iter``, and ``send_many`` of a picture from a file against the same picture by a
+known media_id."""
 
 from __future__ import annotations
 
@@ -142,10 +143,14 @@ def import_time(repeat: int) -> dict[str, Any]:
     return {"unit": "ms", "repeat": repeat, **results}
 
 
-def streaming_memory(recipients: int, concurrency: int) -> dict[str, Any]:
-    """Peak RSS of a streaming send to ``recipients``, in its own process."""
+def records_iter(records: int, backend: str) -> dict[str, Any]:
+    """``records.iter`` over ``records`` records on the fake over loopback, in its own process."""
+    return _subprocess_json("benchmarks._records", str(records), backend)
+
+
+def _subprocess_json(module: str, *args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks._memory", str(recipients), str(concurrency)],
+        [sys.executable, "-m", module, *args],
         check=True,
         capture_output=True,
         text=True,
@@ -153,3 +158,8 @@ def streaming_memory(recipients: int, concurrency: int) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def streaming_memory(recipients: int, concurrency: int) -> dict[str, Any]:
+    """Peak RSS of a streaming send to ``recipients``, in its own process."""
+    return _subprocess_json("benchmarks._memory", str(recipients), str(concurrency))

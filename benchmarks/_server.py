@@ -12,6 +12,9 @@ listens. Answers:
 
 Everything else answers the send reply. Keep-alive always; pipelined requests are answered in
 order. No parsing beyond the request line and ``Content-Length``.
+
+``--latency MS`` answers every send MS milliseconds after it arrived (as WeChat's round trip
+would), token and stats requests at once; answers on one connection keep their order.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import time
+from collections import deque
 
 
 def _response(body: bytes) -> bytes:
@@ -53,15 +58,38 @@ class Stats:
     tokens = 0
     uploads = 0
     connections = 0
+    #: Seconds every send is delayed by (``--latency``).
+    latency = 0.0
 
 
 class BenchProtocol(asyncio.Protocol):
-    __slots__ = ("buf", "transport")
+    __slots__ = ("buf", "pending", "transport")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.buf = b""
+        #: Delayed answers, due time first, in request order.
+        self.pending: deque[tuple[float, bytes]] = deque()
         Stats.connections += 1
+
+    def _delay(self, answer: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + Stats.latency
+        if not self.pending:
+            loop.call_at(due, self._flush)
+        self.pending.append((due, answer))
+
+    def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = self.pending
+        out = []
+        while pending and pending[0][0] <= now:
+            out.append(pending.popleft()[1])
+        if out and not self.transport.is_closing():
+            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+        if pending:
+            loop.call_at(pending[0][0], self._flush)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
@@ -80,14 +108,15 @@ class BenchProtocol(asyncio.Protocol):
             if len(buf) < total:
                 break
             line = head[: head.find(b"\r\n")] if b"\r\n" in head else head
+            path = line.split(b" ", 2)[1].partition(b"?")[0] if b" " in line else b""
             Stats.requests += 1
-            if b"token" in line and b"media/upload" not in line:
+            if path.endswith(b"token"):  # not the access_token in a send's query
                 Stats.tokens += 1
                 out.append(TOKEN_REPLY)
-            elif b"media/upload" in line:
+            elif path.endswith(b"media/upload"):
                 Stats.uploads += 1
                 out.append(_upload_reply())
-            elif b"/_stats" in line:
+            elif path == b"/_stats":
                 body = json.dumps(
                     {
                         "requests": Stats.requests,
@@ -98,12 +127,29 @@ class BenchProtocol(asyncio.Protocol):
                     }
                 ).encode()
                 out.append(_response(body))
+            elif Stats.latency or self.pending:
+                if out:  # answers keep their order on one connection
+                    if self.pending:
+                        self._delay(b"".join(out))
+                    else:
+                        self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+                    out = []
+                self._delay(SEND_REPLY)
             else:
                 out.append(SEND_REPLY)
             buf = buf[total:]
         self.buf = buf
-        if out:
+        if out and self.pending:
+            self._delay(b"".join(out))
+        elif out:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])  # type: ignore[attr-defined]
+
+
+def raise_file_limit() -> None:
+    """Raise the open-files limit to its hard maximum (C = 1024 needs more than 1024 sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def serve(host: str, port: int) -> None:
@@ -119,7 +165,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument("--latency", type=float, default=0.0, help="delay every send (ms)")
     args = parser.parse_args()
+    Stats.latency = args.latency / 1000
+    raise_file_limit()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     with contextlib.suppress(KeyboardInterrupt):

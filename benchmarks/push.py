@@ -32,7 +32,6 @@ import json
 import os
 import statistics
 import struct
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -43,6 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks._processes import server_process
 from benchmarks._push_app import APPID, KEY, TOKEN
 
 RESULTS = Path(__file__).parent / "results"
@@ -164,21 +164,9 @@ def measure(port: int, requests: list[bytes], c: int) -> dict[str, float]:
 
 @contextmanager
 def push_server(cpu: int | None) -> Iterator[int]:
-    command = [sys.executable, "-m", "benchmarks._push_app"]
-    if cpu is not None:
-        command += ["--cpu", str(cpu)]
-    server = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"push benchmark server did not start: {line!r}")
-        yield int(line.split()[1])
-    finally:
-        server.terminate()
-        server.wait(10)
+    """The Starlette push app under uvicorn, in its own process; its port."""
+    with server_process("benchmarks._push_app", cpu=cpu) as port:
+        yield port
 
 
 def throughput(n: int, reps: int, c: int, server_cpu: int | None, log: Any) -> dict[str, Any]:

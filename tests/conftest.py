@@ -27,8 +27,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 #: Every HTTP transport the SDK can create (``AsyncWeChat(transport=...)``) and the async
 #: libraries it runs on. A new transport is one more entry here.
 SDK_TRANSPORTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "anyio": ("asyncio", "trio"),
+    "aiohttp": ("asyncio",),  # on trio the SDK falls back to anyio: nothing more to test
     "httpx": ("asyncio", "trio"),
-    "aiohttp": ("asyncio",),  # on trio the SDK falls back to httpx: nothing more to test
 }
 
 

@@ -30,6 +30,7 @@ from wechat_kf import (
     _defaults,
 )
 from wechat_kf._pipeline import encode_json
+from wechat_kf._pool import AnyioTransport
 from wechat_kf._transport import SDKHTTPClient
 from wechat_kf.bulk import (
     MessageBuildError,
@@ -906,32 +907,67 @@ async def test_bad_arguments_fail_before_any_request(fake: FakeWeChat, wx: Async
 # ---------------------------------------------------------------- pool sizing, transports
 
 
-def _httpx_pool(wx: AsyncWeChat) -> tuple[int, int]:
+def _pool_limits(wx: AsyncWeChat) -> tuple[int, int]:
+    """(connections, keep-alive connections) the SDK's pool allows now, on any transport."""
     transport = wx._http._transport  # type: ignore[attr-defined]
     inner = getattr(transport, "_inner", transport)
+    if isinstance(inner, AnyioTransport):
+        return inner.pool.max_connections, inner.pool.max_connections  # every one kept alive
+    if hasattr(inner, "client"):  # aiohttp
+        limit = inner.client.connector.limit
+        return limit, limit
     pool = inner._pool
     return pool._max_connections, pool._max_keepalive_connections
 
 
+@pytest.mark.parametrize("transport", ["anyio", "httpx"])
 async def test_pool_is_sized_from_max_connections_and_grows_for_send_many(
-    fake: FakeWeChat,
+    fake: FakeWeChat, transport: str
 ) -> None:
     open_windows(fake, users(3))
     with fake.serve() as server:
         async with AsyncWeChat(
-            fake.appid, fake.secret, base_url=server.base_url, max_connections=8
+            fake.appid,
+            fake.secret,
+            base_url=server.base_url,
+            max_connections=8,
+            transport=transport,  # type: ignore[arg-type]
         ) as wx:
-            assert _httpx_pool(wx) == (8, 8)  # keep-alive = connections: never the 20 collapse
+            assert _pool_limits(wx) == (8, 8)  # keep-alive = connections: never the 20 collapse
             await wx.message.send_many(users(3), NOTICE, max_concurrency=32)
-            assert _httpx_pool(wx) == (32, 32)
+            assert _pool_limits(wx) == (32, 32)
             assert wx._pipeline.max_connections == 32
             await wx.message.send_many(users(1), NOTICE, max_concurrency=4)
-            assert _httpx_pool(wx) == (32, 32)  # it never shrinks
+            assert _pool_limits(wx) == (32, 32)  # it never shrinks
 
 
-async def test_default_pool_keeps_every_connection_alive() -> None:
-    async with AsyncWeChat("wxapp", "secret") as wx:
-        assert _httpx_pool(wx) == (100, 100)
+@pytest.mark.parametrize("transport", ["anyio", "httpx"])
+async def test_default_pool_keeps_every_connection_alive(transport: str) -> None:
+    async with AsyncWeChat("wxapp", "secret", transport=transport) as wx:  # type: ignore[arg-type]
+        assert _pool_limits(wx) == (100, 100)
+
+
+async def test_default_transport_is_aiohttp_on_asyncio_and_anyio_elsewhere(
+    fake: FakeWeChat, anyio_backend: str
+) -> None:
+    open_windows(fake, ["a"])
+    with fake.serve() as server:
+        async with AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url) as wx:
+            selector = wx._http._transport  # type: ignore[attr-defined]
+            assert selector.requested == "auto"
+            await wx.message.send("a", NOTICE)
+            assert selector.active == ("aiohttp" if anyio_backend == "asyncio" else "anyio")
+
+
+async def test_default_transport_without_the_extra_is_anyio(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("wechat_kf._transport.aiohttp_installed", lambda: False)
+    open_windows(fake, ["a"])
+    with fake.serve() as server:
+        async with AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url) as wx:
+            await wx.message.send("a", NOTICE)
+            assert wx._http._transport.active == "anyio"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "auto"])
@@ -951,13 +987,8 @@ async def test_fast_transport_on_asyncio_and_fallback_on_trio(
             assert selector.active is None  # chosen at the first request
             report = await wx.message.send_many(users(3), NOTICE, max_concurrency=12)
             assert report.sent == 3
-            if anyio_backend == "asyncio":
-                assert selector.active == "aiohttp"
-                connector = selector._inner.client.connector
-                assert connector.limit == 12
-            else:
-                assert selector.active == "httpx"
-                assert _httpx_pool(wx) == (12, 12)
+            assert selector.active == ("aiohttp" if anyio_backend == "asyncio" else "anyio")
+            assert _pool_limits(wx) == (12, 12)
             assert isinstance(wx._http, httpx.AsyncClient)
 
 
@@ -977,7 +1008,7 @@ def test_transport_configuration_is_checked(
         AsyncWeChat("wxapp", "s", transport="aiohttp")
 
 
-async def test_reset_after_sending_is_never_retried_on_either_transport(
+async def test_reset_after_sending_is_never_retried_on_every_transport(
     fake: FakeWeChat, transport: str
 ) -> None:
     # A dropped connection after the request left must not look like "never sent" (which the
@@ -1002,7 +1033,7 @@ async def test_reset_after_sending_is_never_retried_on_either_transport(
     assert len(fake.sent_to("a")) == len(fake.sent_to("b")) == 1
 
 
-async def test_read_timeout_and_refused_connection_on_either_transport(
+async def test_read_timeout_and_refused_connection_on_every_transport(
     fake: FakeWeChat, transport: str
 ) -> None:
     open_windows(fake, ["a"])
@@ -1032,7 +1063,7 @@ async def test_read_timeout_and_refused_connection_on_either_transport(
     assert isinstance(info.value.__cause__, ConnectFailedError)
 
 
-async def test_avatar_upload_on_either_transport(fake: FakeWeChat, transport: str) -> None:
+async def test_avatar_upload_on_every_transport(fake: FakeWeChat, transport: str) -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
     fake.add_agent("kf_1@service", "Ann")
     with fake.serve() as server:

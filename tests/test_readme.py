@@ -1,82 +1,69 @@
-"""Every ```python block of the README runs, in order, against the fake WeChat.
+"""The README is the front door: short, its program one of the documentation's examples, its
+links alive.
 
-Blocks marked ```py are signatures, not examples, and are skipped. ``wx`` (an AsyncWeChat on the
-fake) and ``fake`` are predefined; ``AsyncWeChat("wx...", "secret")`` with real-looking
-credentials is pointed at the fake too. The blocks run in an empty directory holding
-``shop.jpg``, a picture. A line ``print(...)  # text`` promises what it prints:
-the test checks it prints exactly ``text``.
+Its ```python blocks are example files of ``docs/examples/`` (their code after the module
+docstring), so ``tests/docs/test_examples.py`` runs each one against the fake WeChat and checks
+what it prints; its first block is the first program. Its two set-up commands are checked by
+``tests/docs/test_site.py`` against ``.ci/run`` and the getting-started page.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import wechat_kf
-from wechat_kf.testing import FakeWeChat, sample_media
-
-pytestmark = pytest.mark.anyio
-
-README = Path(__file__).parent.parent / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
-#: ``print(args)  # what it prints``
-PRINT_WITH_OUTPUT = re.compile(r"^(?P<indent>\s*)print\((?P<args>.*)\)  # (?P<expected>.+)$", re.M)
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+TEXT = README.read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^```python\n(.*?)^```", TEXT, re.M | re.S)
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
+#: Markdown links and images whose target is a file of the repository: ``[text](path#anchor)``.
+LINK = re.compile(r"\]\((?!https?://|#)(?P<path>[^)#\s]+)(?:#(?P<anchor>[^)\s]+))?\)")
 
 
-def checked_prints(block: str, number: int) -> str:
-    """``block`` with each ``print(...)  # output`` turned into a check of that output."""
-
-    def check(match: re.Match[str]) -> str:
-        where = f"README block {number}: {match.group(0).strip()}"
-        expected = match.group("expected")
-        return f"{match['indent']}__printed__({where!r}, {expected!r}, {match['args']})"
-
-    return PRINT_WITH_OUTPUT.sub(check, block)
-
-
-def printed(where: str, expected: str, *values: object) -> None:
-    shown = " ".join(str(value) for value in values)
-    assert shown == expected, f"{where} prints {shown!r}"
+def code_of(example: Path) -> str:
+    """An example's program as a page shows it without its module docstring."""
+    source = example.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(source), clean=False)
+    if docstring is not None:
+        quoted = source.index(docstring) + len(docstring)
+        source = source[source.index('"""', quoted) + 3 :]
+    return source.lstrip("\n")
 
 
-def test_readme_promises_what_it_prints() -> None:
-    promised = [m for block in BLOCKS for m in PRINT_WITH_OUTPUT.finditer(block)]
-    assert len(promised) >= 5  # and each one is checked when the blocks run
-    assert "print(repr(online[0].status))  # <OnlineStatus.WEB: 1>" in [m[0] for m in promised]
+def slug(heading: str) -> str:
+    """The anchor MkDocs (and GitHub) gives a heading: lower case, punctuation gone, dashes."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[\s]+", "-", text)
 
 
-def test_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 8
+def test_the_readme_is_short() -> None:
+    assert len(TEXT.splitlines()) < 250
 
 
-async def test_readme_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "shop.jpg").write_bytes(sample_media("image"))
-    fake = FakeWeChat()
-    fake.user_says("o_user_openid")
-    real = wechat_kf.AsyncWeChat
+def test_the_first_block_is_the_first_program_of_the_docs() -> None:
+    assert BLOCKS, "the README shows no program"
+    assert BLOCKS[0] == code_of(ROOT / "docs" / "examples" / "first_program.py")
 
-    def to_fake(appid: str, secret: str, **kwargs: Any) -> wechat_kf.AsyncWeChat:
-        if kwargs.get("base_url"):  # the example already targets a fake server
-            return real(appid, secret, **kwargs)
-        return fake.client(**kwargs)
 
-    monkeypatch.setattr(wechat_kf, "AsyncWeChat", to_fake)
-    async with fake.client() as wx:
-        namespace: dict[str, Any] = {"fake": fake, "__name__": "readme", "__printed__": printed}
-        for number, block in enumerate(BLOCKS, 1):
-            namespace["wx"] = wx
-            code = compile(
-                checked_prints(block, number),
-                f"README block {number}",
-                "exec",
-                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
-            )
-            result = eval(code, namespace)
-            if isinstance(result, types.CoroutineType):
-                await result
+@pytest.mark.parametrize("number", range(len(BLOCKS)))
+def test_every_python_block_is_a_complete_example(number: int) -> None:
+    block = BLOCKS[number]
+    matches = [example.name for example in EXAMPLES if code_of(example) == block]
+    assert matches, f"README block {number + 1} is no file of docs/examples/ (so nothing runs it)"
+    compile(block, f"README block {number + 1}", "exec")  # no top-level await, no hidden names
+    assert "\n# Output:\n" in block
+
+
+def test_links_point_at_files_and_headings_that_exist() -> None:
+    links = list(LINK.finditer(TEXT))
+    assert len(links) >= 20
+    for link in links:
+        target = ROOT / link["path"]
+        assert target.exists(), f"the README links to a missing {link['path']}"
+        if link["anchor"]:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.M)
+            assert link["anchor"] in {slug(h) for h in headings}, link.group(0)

@@ -587,7 +587,7 @@ async def test_stream_many_skips_unreachable_too(wx: AsyncWeChat, fake: FakeWeCh
 
 
 async def test_the_campaign_example(wx: AsyncWeChat, fake: FakeWeChat) -> None:
-    """The README's three lines: everyone reachable now, and nobody else."""
+    """The campaign of the service-windows page: everyone reachable now, and nobody else."""
     for i in range(10):
         fake.user_says(f"o_user{i}")
     await feed(wx, fake)

@@ -11,6 +11,7 @@ asyncio), so that ``import wechat_kf`` never pays for importing aiohttp.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -18,15 +19,21 @@ import httpx
 import yarl
 from httpx_aiohttp import AiohttpTransport
 
+from wechat_kf._defaults import USER_AGENT
+from wechat_kf._http11 import Answer
 from wechat_kf._redaction import redact
 
 __all__ = ["AiohttpSDKTransport", "map_error"]
+
+#: The direct path's header fields (with and without a JSON body).
+_JSON_HEADERS: Final = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+_PLAIN_HEADERS: Final = {"User-Agent": USER_AGENT}
 
 #: Distinct timeout settings whose ``aiohttp.ClientTimeout`` is kept (one per facade, usually).
 _TIMEOUT_CACHE: Final = 64
 
 
-def map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+def map_error(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError:
     """The httpx error for an aiohttp one: "never sent" only when provably so.
 
     ``ConnectError``/``ConnectTimeout`` (which the pipeline may retry, even for a message send)
@@ -125,8 +132,7 @@ class AiohttpSDKTransport(AiohttpTransport):
                 connector._limit = connections
         return self._limit
 
-    def _client_timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        timeout = request.extensions.get("timeout") or {}
+    def _client_timeout(self, timeout: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
         key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
         cached = self._timeouts.get(key)
         if cached is None:
@@ -155,7 +161,7 @@ class AiohttpSDKTransport(AiohttpTransport):
                 data=content or None,
                 allow_redirects=False,
                 auto_decompress=False,
-                timeout=self._client_timeout(request),
+                timeout=self._client_timeout(request.extensions.get("timeout") or {}),
                 server_hostname=request.extensions.get("sni_hostname"),
             ) as response:
                 body = await response.read()
@@ -174,3 +180,43 @@ class AiohttpSDKTransport(AiohttpTransport):
         return httpx.Response(
             status, headers=raw_headers, content=body, request=request, extensions=extensions
         )
+
+    # ---------------------------------------------------------------- the pipeline's direct path
+
+    def prepare(self, method: str, url: str) -> tuple[str, yarl.URL]:
+        """``method url`` parsed once (the pipeline keeps it per endpoint and token)."""
+        return method, yarl.URL(url, encoded=True)
+
+    async def send(
+        self, target: tuple[str, yarl.URL], body: bytes | None, timeouts: Mapping[str, float | None]
+    ) -> Answer:
+        """Send a prepared request through aiohttp, building no httpx objects; the answer."""
+        session = self.client
+        if not isinstance(session, aiohttp.ClientSession):
+            session = self.client = self.get_client()
+        elif session.closed:
+            raise httpx.ConnectError("the HTTP transport is closed")
+        method, url = target
+        error: httpx.TransportError | None = None
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=_PLAIN_HEADERS if body is None else _JSON_HEADERS,
+                allow_redirects=False,
+                timeout=self._client_timeout(timeouts),
+            ) as response:
+                content = await response.read()
+                reason = response.reason
+                return Answer(
+                    response.status,
+                    reason.encode("latin-1", "replace") if reason else b"",
+                    response.raw_headers,
+                    content,
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = map_error(exc, None)
+        # Raised outside the except block: aiohttp's exception (its request_info holds the URL,
+        # access token and all) must not stay chained as the __context__.
+        raise error

@@ -169,12 +169,13 @@ class AsyncWeChat:
             so a process that died mid-refresh blocks the others at most this long.
         token_fetch_timeout: Timeout of the token endpoint call itself.
         sleep: The async sleep used between retries (tests inject a recorder).
-        transport: How the HTTP client the SDK creates sends: ``"httpx"`` (default, httpx's
-            own connection pool), ``"aiohttp"`` (the fast transport of the ``aiohttp`` extra,
-            ``pip install "wechat_kf[aiohttp]"``; several times faster with many requests in
-            flight; on trio the SDK falls back to httpx's transport) or ``"auto"`` (aiohttp when
-            the extra is installed and the code runs on asyncio, else httpx). The client is still
-            an ``httpx.AsyncClient`` either way.
+        transport: How the HTTP client the SDK creates sends (it is an ``httpx.AsyncClient``
+            whichever): ``"auto"`` (default: ``"aiohttp"`` when the ``aiohttp`` extra is
+            installed and the code runs on asyncio, else ``"anyio"``), ``"anyio"`` (the SDK's
+            own connection pool, asyncio and trio), ``"aiohttp"`` (aiohttp's connector, ``pip
+            install "wechat_kf[aiohttp]"``; on trio the SDK sends with ``"anyio"``) or
+            ``"httpx"`` (httpx's own pool, as ``httpx.AsyncClient()`` sends; slow with more than
+            ~16 requests in flight).
         max_connections: Connections the SDK's pool may open (default 100); every one is kept
             alive. :meth:`MessageAPI.send_many` grows the pool to its ``max_concurrency``.
         media_store: Where the media_ids of uploaded local files are kept (default: a
@@ -239,7 +240,9 @@ class AsyncWeChat:
                 "configure your own http_client's transport and limits yourself"
             )
         if transport is not None and transport not in TRANSPORTS:
-            raise ValueError(f"transport must be 'httpx', 'aiohttp' or 'auto', got {transport!r}")
+            raise ValueError(
+                f"transport must be 'auto', 'anyio', 'aiohttp' or 'httpx', got {transport!r}"
+            )
         if max_connections is not None and (
             not isinstance(max_connections, int)
             or isinstance(max_connections, bool)
@@ -259,7 +262,7 @@ class AsyncWeChat:
         pool: PoolSizer | None = None
         if http_client is None:
             sdk_transport, pool = make_transport(
-                transport or "httpx",
+                transport or "auto",
                 max_connections=max_connections or _defaults.MAX_CONNECTIONS,
                 keepalive_expiry=_defaults.KEEPALIVE_EXPIRY,
             )
@@ -282,6 +285,7 @@ class AsyncWeChat:
             retry=policy,
             timeout=_timeout(token_fetch_timeout),
             sleep=sleep,
+            pool=pool,
             guard=guard,
         )
         self._tokens = TokenManager(

@@ -19,7 +19,7 @@ from cattrs.gen import make_dict_unstructure_fn
 from wechat_kf._enums import OpenIntEnum, OpenStrEnum
 from wechat_kf._errors import MalformedResponseError
 
-__all__ = ["converter", "structure", "to_datetime", "unstructure"]
+__all__ = ["converter", "lenient_str", "strict_int", "structure", "to_datetime", "unstructure"]
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ converter: Final = cattrs.Converter(forbid_extra_keys=False)
 INTEGER: Final = re.compile(r"-?[0-9]{1,30}")
 
 
-def _strict_int(value: object) -> int:
+def strict_int(value: object) -> int:
+    """An int, or a string of digits WeChat sent for one (never a bool)."""
     if isinstance(value, bool):
         raise TypeError(f"expected an integer, got {value!r}")
     if isinstance(value, int):
@@ -41,7 +42,7 @@ def _strict_int(value: object) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__}")
 
 
-def _lenient_str(value: object) -> str:
+def lenient_str(value: object) -> str:
     """Accept str, or an int where WeChat switches the type of an id (``kf_id``)."""
     if isinstance(value, str):
         return value
@@ -52,17 +53,17 @@ def _lenient_str(value: object) -> str:
 
 def to_datetime(value: object) -> datetime:
     """Unix seconds (int or numeric string) to an aware UTC ``datetime``."""
-    return datetime.fromtimestamp(_strict_int(value), tz=timezone.utc)
+    return datetime.fromtimestamp(strict_int(value), tz=timezone.utc)
 
 
 def _structure_enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
     if issubclass(cls, int):
-        value = _strict_int(value)
+        value = strict_int(value)
     return cls(value)
 
 
-converter.register_structure_hook(int, lambda value, _: _strict_int(value))
-converter.register_structure_hook(str, lambda value, _: _lenient_str(value))
+converter.register_structure_hook(int, lambda value, _: strict_int(value))
+converter.register_structure_hook(str, lambda value, _: lenient_str(value))
 converter.register_structure_hook(datetime, lambda value, _: to_datetime(value))
 converter.register_unstructure_hook(datetime, lambda value: int(value.timestamp()))
 # WeChat sends 0 (or "") for "no time": an optional timestamp of 0 is None.

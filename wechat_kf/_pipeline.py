@@ -43,11 +43,12 @@ from wechat_kf._errors import (
     WeChatError,
     api_error,
 )
+from wechat_kf._http11 import Answer
 from wechat_kf._loops import LoopGuard
 from wechat_kf._redaction import ScrubbedCause, get_logger, redact, scrubbed
 from wechat_kf._retry import RetryMode, RetryPolicy, Sleep, parse_retry_after
 from wechat_kf._tokens import TokenManager
-from wechat_kf._transport import PoolSizer
+from wechat_kf._transport import DirectSender, PoolSizer
 
 __all__ = ["Endpoint", "FileAnswer", "Pipeline", "encode_json", "is_file_answer"]
 
@@ -296,11 +297,13 @@ class Pipeline:
 
     __slots__ = (
         "_base_url",
+        "_direct",
         "_guard",
         "_http",
         "_pool",
         "_sleep",
         "_timeout",
+        "_timeouts",
         "_urls",
         "retry",
         "tokens",
@@ -326,7 +329,12 @@ class Pipeline:
         self._timeout: Any = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         self._sleep = sleep
         self._pool = pool
-        self._urls: dict[tuple[str, str], httpx.URL] = {}
+        # The SDK's own client: its transport is called directly, without httpx's request and
+        # response objects (the client has no hooks, auth or cookies to honour). A caller's
+        # client is always used through httpx.AsyncClient.request.
+        self._direct = pool if isinstance(pool, DirectSender) and timeout is not None else None
+        self._timeouts = None if timeout is None else timeout.as_dict()
+        self._urls: dict[tuple[str, str, str], object] = {}
 
     @property
     def max_connections(self) -> int | None:
@@ -350,19 +358,49 @@ class Pipeline:
             guard=self._guard,
         )
 
-    def _token_url(self, url: str, token: str) -> httpx.URL:
+    def _token_url(
+        self, method: str, url: str, token: str, direct: DirectSender | None
+    ) -> httpx.URL | object:
         """``url?access_token=token``, parsed once per endpoint and token.
 
         httpx parses a URL string character by character (the token alone is ~130 of them); a
-        parsed ``httpx.URL`` is used as is.
+        parsed ``httpx.URL`` is used as is. For the direct path, the request is rendered once.
         """
-        key = (url, token)
+        key = (method, url, token)
         parsed = self._urls.get(key)
         if parsed is None:
             if len(self._urls) >= _URL_CACHE:
                 self._urls.clear()  # old tokens; the few live entries come back at once
-            parsed = self._urls[key] = httpx.URL(f"{url}?access_token={token}")
+            full = f"{url}?access_token={token}"
+            parsed = direct.prepare(method, full) if direct is not None else httpx.URL(full)
+            self._urls[key] = parsed
         return parsed
+
+    async def _exchange(
+        self,
+        method: str,
+        url: Any,
+        content: bytes | None,
+        files: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        direct: DirectSender | None,
+        bare: str,
+    ) -> httpx.Response | Answer:
+        """One HTTP exchange: directly through the SDK's transport, or through the client."""
+        if direct is None:
+            return await self._http.request(
+                method, url, content=content, files=files, headers=headers, timeout=self._timeout
+            )
+        if self._http.is_closed:  # the client refuses, as on its own path
+            return await self._http.request(method, self._base_url, timeout=self._timeout)
+        assert self._timeouts is not None
+        target = direct.prepare(method, url) if isinstance(url, str) else url
+        try:
+            return await direct.send(target, content, self._timeouts)
+        except httpx.TransportError as exc:
+            # As on the client's path, the error names its request: the URL without its query.
+            exc.request = httpx.Request(method, bare)
+            raise
 
     def _timeout_or_none(self) -> httpx.Timeout | None:
         return self._timeout if isinstance(self._timeout, httpx.Timeout) else None
@@ -450,6 +488,7 @@ class Pipeline:
         if not self._guard.matches():
             await self._guard.refuse(endpoint.method, endpoint.path)
         headers = None if content is None else _JSON_HEADERS
+        direct = self._direct if files is None and not stream else None
         url = url or self._base_url + endpoint.path
         extra_query = encode_query(query) if query else ""
         tokens = self.tokens if endpoint.authenticated else None
@@ -458,20 +497,22 @@ class Pipeline:
         token: str | None = None
         recovered: str | None = None
         while True:
-            full_url: str | httpx.URL
+            full_url: str | httpx.URL | object
             if tokens is not None:
                 token = recovered or await tokens.get()
                 recovered = None
                 if extra_query:
                     full_url = f"{url}?access_token={token}&{extra_query}"
                 else:
-                    full_url = self._token_url(url, token)
+                    full_url = self._token_url(endpoint.method, url, token, direct)
             else:
                 full_url = f"{url}?{extra_query}" if extra_query else url
             started = time.perf_counter()
+            response: httpx.Response | Answer
             try:
                 try:
                     if stream:
+                        assert isinstance(full_url, str | httpx.URL)  # direct is None
                         request = self._http.build_request(
                             endpoint.method, full_url, headers=headers, timeout=self._timeout
                         )
@@ -481,13 +522,8 @@ class Pipeline:
                             request, stream=True, follow_redirects=tokens is None
                         )
                     else:
-                        response = await self._http.request(
-                            endpoint.method,
-                            full_url,
-                            content=content,
-                            files=files,
-                            headers=headers,
-                            timeout=self._timeout,
+                        response = await self._exchange(
+                            endpoint.method, full_url, content, files, headers, direct, url
                         )
                 except Exception as exc:  # httpx's errors, and anything else the client raises
                     failure: WeChatError | None = (
@@ -502,8 +538,16 @@ class Pipeline:
                     # URL holds the access token) must not stay chained as the __context__.
                     raise failure
                 status = response.status_code
+                if logger.isEnabledFor(logging.DEBUG):  # every exchange, whichever transport
+                    logger.debug(
+                        "%s %s: HTTP %d in %.1f ms",
+                        endpoint.method,
+                        endpoint.path,
+                        status,
+                        (time.perf_counter() - started) * 1000,
+                    )
                 if status >= 400:
-                    if stream:
+                    if isinstance(response, httpx.Response) and stream:
                         await response.aclose()
                     raise HTTPStatusError(
                         status,
@@ -511,7 +555,7 @@ class Pipeline:
                         path=endpoint.path,
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
                     )
-                if stream:
+                if isinstance(response, httpx.Response) and stream:
                     if is_file_answer(response):
                         return response  # the caller streams the body, then closes it
                     body = await _read_json_answer(response, endpoint)
@@ -520,13 +564,6 @@ class Pipeline:
                 payload = decode_body(body)
                 errcode = errcode_of(payload)
                 if errcode == 0:
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug(
-                            "%s %s ok in %.1f ms",
-                            endpoint.method,
-                            endpoint.path,
-                            (time.perf_counter() - started) * 1000,
-                        )
                     return payload
                 errmsg = payload.get("errmsg")
                 error = api_error(

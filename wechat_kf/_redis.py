@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, overload
 
 import anyio
 import sniffio
@@ -101,12 +101,45 @@ def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     return client
 
 
+class Script:
+    """A Lua script of a Redis store class, declared once: ``_claim = Script(SOURCE)``.
+
+    Read on a store, it is that store's client's registered script (redis-py's
+    ``register_script``: loaded into Redis on first use, then run by its SHA), registered the
+    first time it is read; so a store class declares its scripts and needs no ``__init__``.
+    """
+
+    __slots__ = ("_attribute", "source")
+
+    def __init__(self, source: str) -> None:
+        #: The Lua source.
+        self.source: str = source
+        self._attribute = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_registered{name}"
+
+    @overload
+    def __get__(self, store: None, owner: type | None = None) -> Script: ...
+
+    @overload
+    def __get__(self, store: RedisStore, owner: type | None = None) -> AsyncScript: ...
+
+    def __get__(self, store: RedisStore | None, owner: type | None = None) -> Script | AsyncScript:
+        if store is None:
+            return self
+        registered: AsyncScript | None = store.__dict__.get(self._attribute)
+        if registered is None:
+            registered = store.__dict__[self._attribute] = store.redis.register_script(self.source)
+        return registered
+
+
 class RedisStore:
     """Base of the SDK's Redis stores: one client, a key prefix, bounded typed operations.
 
     Subclasses set :attr:`error` (their :class:`~wechat_kf.StoreError` subclass) and
-    :attr:`default_timeout`, build keys with :meth:`key`, register Lua scripts with
-    :meth:`script`, and run every Redis call through :meth:`run`.
+    :attr:`default_timeout`, declare their Lua scripts as class attributes (:class:`Script`),
+    build keys with :meth:`key`, and run every Redis call through :meth:`run`.
 
     Args:
         redis: A ``redis.asyncio.Redis`` (also what ``Sentinel.master_for()`` returns) or
@@ -168,10 +201,6 @@ class RedisStore:
         if "{" in scope or "}" in scope:
             raise ValueError(f"{scope!r} must not contain '{{' or '}}'")
         return f"{self.prefix}{{{scope}}}:{kind}"
-
-    def script(self, source: str) -> AsyncScript:
-        """Register a Lua script on the client (loaded on first use, cached by SHA)."""
-        return self.redis.register_script(source)
 
     # ------------------------------------------------------------------ running
 

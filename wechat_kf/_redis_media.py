@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from wechat_kf import _defaults
 from wechat_kf._errors import MediaStoreError, StoreError
 from wechat_kf._media_ids import UploadedMedia, media_from_fields
-from wechat_kf._redis import RELEASE_LOCK, RedisStore, text
+from wechat_kf._redis import RELEASE_LOCK, RedisStore, Script, text
 from wechat_kf._tokens import new_fence
 
 if TYPE_CHECKING:
-    from wechat_kf._redis import RedisClient
+    pass
 
 __all__ = ["RedisMediaIdStore"]
 
@@ -71,18 +71,9 @@ class RedisMediaIdStore(RedisStore):
 
     error: ClassVar[type[StoreError]] = MediaStoreError
     default_timeout: ClassVar[float] = _defaults.MEDIA_STORE_TIMEOUT
-
-    def __init__(
-        self,
-        redis: RedisClient,
-        *,
-        prefix: str = _defaults.REDIS_KEY_PREFIX,
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(redis, prefix=prefix, timeout=timeout)
-        self._set = self.script(_SET)
-        self._cad = self.script(_COMPARE_AND_DELETE)
-        self._unlock = self.script(RELEASE_LOCK)
+    _set = Script(_SET)
+    _cad = Script(_COMPARE_AND_DELETE)
+    _unlock = Script(RELEASE_LOCK)
 
     def media_key(self, appid: str, key: str) -> str:
         """The Redis key of a file's media hash."""

@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf import _defaults
-from wechat_kf._redis import RELEASE_LOCK, RedisStore, text
+from wechat_kf._redis import RELEASE_LOCK, RedisStore, Script, text
 from wechat_kf._tokens import AccessToken, ForceRefreshClaim, TokenStoreError, new_fence
 
 if TYPE_CHECKING:
@@ -148,6 +148,13 @@ class RedisTokenStore(RedisStore):
 
     error: ClassVar[type[StoreError]] = TokenStoreError
     default_timeout: ClassVar[float] = _defaults.TOKEN_STORE_TIMEOUT
+    _set = Script(_SET)
+    _cas = Script(_COMPARE_AND_SET)
+    _cad = Script(_COMPARE_AND_DELETE)
+    _lock = Script(_LOCK)
+    _unlock = Script(RELEASE_LOCK)
+    _extend = Script(_EXTEND_LOCK)
+    _claim = Script(_CLAIM_FORCE_REFRESH)
 
     def __init__(
         self,
@@ -157,13 +164,6 @@ class RedisTokenStore(RedisStore):
         timeout: float | None = None,
     ) -> None:
         super().__init__(redis, prefix=prefix, timeout=timeout)
-        self._set = self.script(_SET)
-        self._cas = self.script(_COMPARE_AND_SET)
-        self._cad = self.script(_COMPARE_AND_DELETE)
-        self._lock = self.script(_LOCK)
-        self._unlock = self.script(RELEASE_LOCK)
-        self._extend = self.script(_EXTEND_LOCK)
-        self._claim = self.script(_CLAIM_FORCE_REFRESH)
         # appid -> {fence: monotonic time until which it may hold the lock}
         self._orphans: dict[str, dict[str, float]] = {}
         # fence -> the ttl it last set (try_lock, extend_lock), for the orphan of a failed unlock

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from wechat_kf import _defaults
 from wechat_kf._errors import StoreError
-from wechat_kf._redis import RedisStore
+from wechat_kf._redis import RedisStore, Script
 from wechat_kf._window_store import (
     Spend,
     SpendOutcome,
@@ -279,6 +279,11 @@ class RedisWindowStore(RedisStore):
 
     error: ClassVar[type[StoreError]] = WindowStoreError
     default_timeout: ClassVar[float] = _defaults.WINDOW_STORE_TIMEOUT
+    _open = Script(_OPEN)
+    _spend = Script(_SPEND)
+    _refund = Script(_REFUND)
+    _correct = Script(_CORRECT)
+    _forget = Script(_FORGET)
 
     def __init__(
         self,
@@ -291,11 +296,6 @@ class RedisWindowStore(RedisStore):
         super().__init__(redis, prefix=prefix, timeout=timeout)
         #: Users read per round trip by :meth:`records`.
         self.page_size: int = _page_size(page_size)
-        self._open = self.script(_OPEN)
-        self._spend = self.script(_SPEND)
-        self._refund = self.script(_REFUND)
-        self._correct = self.script(_CORRECT)
-        self._forget = self.script(_FORGET)
 
     @classmethod
     def from_url(

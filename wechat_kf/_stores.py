@@ -5,7 +5,8 @@ media, users' service windows) gets:
 
 * a small ``Protocol`` of async methods naming what the concern needs, each atomic in the
   backend, documented where the concern lives (``TokenStore`` in ``_tokens.py``,
-  ``DuplicateStore`` in ``callback/_dedupe.py``, ``WindowStore`` in ``_window_store.py``);
+  ``DuplicateStore`` in ``callback/_dedupe.py``, ``MediaIdStore`` in ``_media_ids.py``,
+  ``WindowStore`` in ``_window_store.py``);
 * a memory implementation, the default: in this process, bounded, thread-safe, with an
   injectable ``clock`` for tests; :class:`ExpiringMap` is the building block of those whose
   entries expire;
@@ -20,7 +21,8 @@ media, users' service windows) gets:
   ``wechat_kf.testing.window_store_contract`` for window stores).
 
 One Redis client can serve every store of an application: ``RedisTokenStore(client)``,
-``RedisDuplicateStore(client)`` and ``RedisMediaIdStore(client)`` share it.
+``RedisDuplicateStore(client)``, ``RedisMediaIdStore(client)`` and ``RedisWindowStore(client)``
+share it.
 """
 
 from __future__ import annotations

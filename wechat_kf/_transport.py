@@ -1,32 +1,42 @@
-"""The HTTP transport of the client the SDK creates: httpx's own pool, or aiohttp (the fast extra).
+"""The HTTP transport of the client the SDK creates, chosen by ``AsyncWeChat(transport=...)``.
 
-Measured on loopback (benchmarks/), httpx's own connection pool is the bottleneck from about 16
-concurrent requests up: its bookkeeping costs more than the request itself. The ``aiohttp``
-extra (``pip install "wechat_kf[aiohttp]"``) keeps the ``httpx.AsyncClient`` API and sends
-through aiohttp's connector instead, several times faster under concurrency. aiohttp runs on
-asyncio only, so the choice is made at the first request: on trio the SDK falls back to httpx's
-own transport.
+The client is an ``httpx.AsyncClient`` whichever transport sends its requests:
 
-Both pools keep every connection alive (keep-alive limit = connection limit): httpx's default of
-20 keep-alive connections reconnects on nearly every request above ~100 in flight. The pools can
-grow (:meth:`ensure_capacity`) so that a bulk send's workers each get a connection.
+* ``"auto"`` (the default): ``"aiohttp"`` when the ``aiohttp`` extra is installed and the code
+  runs on asyncio, else ``"anyio"``. Chosen at the first request (only then is the async library
+  known: the client may be built outside any event loop).
+* ``"anyio"``: the SDK's own HTTP/1.1 connection pool on anyio streams (asyncio and trio;
+  :mod:`wechat_kf._pool`), built to hold up with hundreds of requests in flight.
+* ``"aiohttp"``: aiohttp's connector through httpx-aiohttp (``pip install
+  "wechat_kf[aiohttp]"``), the fastest on asyncio; on trio the SDK sends with ``"anyio"``.
+* ``"httpx"``: httpx's own transport and pool (httpcore), as ``httpx.AsyncClient()`` sends.
+  Kept for those who want exactly httpx's behaviour; it slows down from ~16 requests in flight
+  (see benchmarks/). A client passed as ``http_client=`` is used as it is, whatever its
+  transport.
 
-aiohttp's exceptions are mapped here with one rule that matters for non-idempotent sends: only
-errors raised before anything was written (no connection could be made, or none became free in
-time) become ``httpx.ConnectError`` / ``httpx.ConnectTimeout``, which the pipeline may retry.
-Everything after that (a dropped connection, a read timeout) is an error that may have reached
-WeChat. (The mapping httpx-aiohttp ships turns a dropped keep-alive connection into
-``ConnectTimeout``, which would make a message send retry and arrive twice.)
+Every pool keeps each connection alive (keep-alive limit = connection limit: httpx's default of
+20 keep-alive connections reconnects on nearly every request above ~100 in flight) and can grow
+(:meth:`PoolSizer.ensure_capacity`) so that a bulk send's workers each get a connection.
+
+Errors keep one rule that matters for non-idempotent sends: only errors raised before anything
+was written (no connection could be made, or none became free in time) are
+``httpx.ConnectError`` / ``httpx.ConnectTimeout`` / ``httpx.PoolTimeout``, which the pipeline may
+retry. Everything after that (a dropped connection, a read timeout, a malformed answer) is an
+error after which the request may have reached WeChat. (The mapping httpx-aiohttp ships turns a
+dropped keep-alive connection into ``ConnectTimeout``, which would make a message send retry and
+arrive twice; ``_aiohttp.py`` maps aiohttp's errors itself.)
 """
 
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import httpx
 import sniffio
 
+from wechat_kf._http11 import Answer
+from wechat_kf._pool import AnyioTransport, Timeouts
 from wechat_kf._redaction import get_logger
 
 if TYPE_CHECKING:
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRANSPORTS",
+    "DirectSender",
     "PoolSizer",
     "SDKHTTPClient",
     "TransportName",
@@ -43,8 +54,8 @@ __all__ = [
 
 logger = get_logger("wechat_kf")
 
-TransportName = Literal["httpx", "aiohttp", "auto"]
-TRANSPORTS: Final = ("httpx", "aiohttp", "auto")
+TransportName = Literal["auto", "anyio", "aiohttp", "httpx"]
+TRANSPORTS: Final = ("auto", "anyio", "aiohttp", "httpx")
 
 _EXTRA_HINT: Final = 'transport="aiohttp" needs the aiohttp extra: pip install "wechat_kf[aiohttp]"'
 
@@ -67,6 +78,26 @@ class PoolSizer(Protocol):
         ...
 
 
+@runtime_checkable
+class DirectSender(PoolSizer, Protocol):
+    """A transport of the SDK's own client that the pipeline may call without httpx's layers.
+
+    The SDK owns that client (no hooks, auth, cookies or proxies to honour), so a call needs no
+    ``httpx.Request``/``httpx.Response``: :meth:`prepare` renders ``method url`` once (the
+    pipeline keeps it per endpoint and access token), :meth:`send` sends it with a JSON body
+    (or none) and returns the whole :class:`~wechat_kf._http11.Answer`. Errors are httpx's,
+    with the same "never sent" split as the transport's ``handle_async_request``.
+    """
+
+    def prepare(self, method: str, url: str) -> object:
+        """``method url`` rendered for :meth:`send`."""
+        ...
+
+    async def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Answer:
+        """Send a prepared request; the whole answer."""
+        ...
+
+
 def make_transport(
     kind: TransportName, *, max_connections: int, keepalive_expiry: float
 ) -> tuple[httpx.AsyncBaseTransport, PoolSizer]:
@@ -78,6 +109,9 @@ def make_transport(
     if kind == "httpx":
         transport = _HttpxTransport(max_connections, keepalive_expiry)
         return transport, transport
+    if kind == "anyio":
+        own = AnyioTransport(max_connections, keepalive_expiry)
+        return own, own
     if kind == "aiohttp":
         if not aiohttp_installed():
             raise ImportError(_EXTRA_HINT)
@@ -151,7 +185,7 @@ class _HttpxTransport(httpx.AsyncHTTPTransport):
 
 
 class _SelectingTransport(httpx.AsyncBaseTransport):
-    """aiohttp on asyncio (when installed), httpx's own transport elsewhere: chosen once.
+    """aiohttp on asyncio (when installed), the SDK's anyio transport elsewhere: chosen once.
 
     The choice waits for the first request because only then is the async library known: the
     client may be built outside any event loop.
@@ -161,14 +195,14 @@ class _SelectingTransport(httpx.AsyncBaseTransport):
         self.requested = kind
         self._limit = max_connections
         self._expiry = keepalive_expiry
-        self._inner: _HttpxTransport | AiohttpSDKTransport | None = None
+        self._inner: AnyioTransport | AiohttpSDKTransport | None = None
 
     @property
     def active(self) -> str | None:
-        """``"aiohttp"`` or ``"httpx"`` once the first request chose; ``None`` before."""
+        """``"aiohttp"`` or ``"anyio"`` once the first request chose; ``None`` before."""
         if self._inner is None:
             return None
-        return "httpx" if isinstance(self._inner, _HttpxTransport) else "aiohttp"
+        return "anyio" if isinstance(self._inner, AnyioTransport) else "aiohttp"
 
     @property
     def max_connections(self) -> int:
@@ -182,17 +216,17 @@ class _SelectingTransport(httpx.AsyncBaseTransport):
             self._inner.ensure_capacity(self._limit)
         return self._limit
 
-    def _choose(self) -> _HttpxTransport | AiohttpSDKTransport:
+    def _choose(self) -> AnyioTransport | AiohttpSDKTransport:
         library = sniffio.current_async_library()
-        inner: _HttpxTransport | AiohttpSDKTransport
+        inner: AnyioTransport | AiohttpSDKTransport
         if library == "asyncio" and (self.requested == "aiohttp" or aiohttp_installed()):
             from wechat_kf._aiohttp import AiohttpSDKTransport
 
             inner = AiohttpSDKTransport(self._limit, self._expiry)
         else:
             if self.requested == "aiohttp":
-                logger.info("transport='aiohttp' runs on asyncio only; using httpx on %s", library)
-            inner = _HttpxTransport(self._limit, self._expiry)
+                logger.info("transport='aiohttp' runs on asyncio only; using anyio on %s", library)
+            inner = AnyioTransport(self._limit, self._expiry)
         self._inner = inner
         return inner
 
@@ -203,11 +237,24 @@ class _SelectingTransport(httpx.AsyncBaseTransport):
             inner = self._choose()
         return await inner.handle_async_request(request)
 
-    async def release_closed_loop(self) -> None:
-        """Close an aiohttp session whose event loop is closed (nothing to do for httpx's)."""
+    def prepare(self, method: str, url: str) -> object:
+        """Render for the chosen transport (choosing it now: this runs in the event loop)."""
         inner = self._inner
-        if inner is not None and not isinstance(inner, _HttpxTransport):
-            await inner.release_closed_loop()
+        if inner is None:
+            inner = self._choose()
+        return inner.prepare(method, url)
+
+    async def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Answer:
+        """Send a prepared request through the chosen transport."""
+        inner = self._inner
+        assert inner is not None  # prepare() chose it
+        return await inner.send(target, body, timeouts)
+
+    async def release_closed_loop(self) -> None:
+        """Release what a closed event loop left behind (aiohttp's session; nothing for ours)."""
+        release = getattr(self._inner, "release_closed_loop", None)
+        if release is not None:
+            await release()
 
     async def aclose(self) -> None:
         """Close the chosen transport's connections."""

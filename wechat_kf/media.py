@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -305,7 +306,10 @@ class MediaAPI(APIResource):
         """Stream a media into ``destination``: a path, or a binary file object.
 
         A path is written through a temporary file next to it and renamed into place once the
-        whole media arrived: a failed download leaves no partial file behind.
+        whole media arrived: a failed download leaves no partial file behind. A symbolic link
+        is followed (the file it names is replaced, the link kept), and a path that is not a
+        regular file (``os.devnull``, ``/dev/stdout``, a FIFO) is written into as it is, never
+        replaced by a file.
         """
         async with self.stream(media_id) as media:
             if isinstance(destination, str | os.PathLike):
@@ -411,6 +415,15 @@ async def _write_to(media: MediaStream, stream: IO[bytes]) -> int:
 
 
 async def _write_atomically(media: MediaStream, path: Path) -> int:
+    try:
+        info = await anyio.Path(path).stat()  # follows symbolic links
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise ValidationError("destination", f"cannot write {path}: {exc.strerror}") from exc
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        return await _write_in_place(media, path)  # a device, a FIFO: never renamed over
+    path = Path(await anyio.Path(path).resolve())  # a link's target is replaced, not the link
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     size = 0
     try:
@@ -425,6 +438,18 @@ async def _write_atomically(media: MediaStream, path: Path) -> int:
     except BaseException:
         await _remove(partial)
         raise
+    return size
+
+
+async def _write_in_place(media: MediaStream, path: Path) -> int:
+    size = 0
+    try:
+        async with await anyio.open_file(path, "wb") as out:
+            async for chunk in media.iter_bytes(_defaults.MEDIA_DOWNLOAD_CHUNK):
+                await out.write(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise ValidationError("destination", f"cannot write {path}: {exc.strerror}") from exc
     return size
 
 

@@ -9,14 +9,14 @@ by ``msgid``, drops a boundary record repeated across pages, and streams: memory
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Final
+from datetime import datetime, timezone
+from typing import Any, Final
 
 import attrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from wechat_kf import _validation as check
-from wechat_kf._converter import converter
+from wechat_kf._converter import converter, lenient_str, strict_int
 from wechat_kf._enums import OpenIntEnum
 from wechat_kf._errors import ValidationError
 from wechat_kf._pipeline import Endpoint
@@ -74,10 +74,74 @@ class RecordPage:
         return self.records
 
 
-converter.register_structure_hook(
-    RecordPage,
-    make_dict_structure_fn(RecordPage, converter, records=override(rename="recordlist")),
-)
+#: Every known opercode, by value and by its string form (WeChat sends either).
+_OPERCODES: Final[dict[object, OperCode]] = {
+    **{code.value: code for code in OperCode},
+    **{str(code.value): code for code in OperCode},
+}
+_UTC: Final = timezone.utc
+
+
+def _structure_record(value: Any, _: object = None) -> Record:
+    """One wire record to a :class:`Record`, built directly (a page holds up to 10,000).
+
+    The same tolerance as the converter's generic hooks (ids and times as int or numeric
+    string, unknown opercodes kept, ``text``/``worker`` optional, extra keys ignored), at a
+    fraction of the cost: ``records.iter`` spends most of its time here.
+    """
+    if not isinstance(value, dict):
+        raise TypeError(f"a record must be an object, got {type(value).__name__}")
+    try:
+        openid, opercode, when = value["openid"], value["opercode"], value["time"]
+    except KeyError as exc:
+        raise KeyError(f"record without {exc.args[0]!r}") from None
+    field = "opercode"
+    try:
+        code = _OPERCODES.get(opercode) if type(opercode) in (int, str) else None
+        if code is None:
+            code = OperCode(strict_int(opercode))
+        field = "time"
+        moment = datetime.fromtimestamp(when if type(when) is int else strict_int(when), tz=_UTC)
+        field = "openid"
+        if type(openid) is not str:
+            openid = lenient_str(openid)
+        field = "text"
+        text = value.get("text", "")
+        if type(text) is not str:
+            text = lenient_str(text)
+        field = "worker"
+        worker = value.get("worker", "")
+        if type(worker) is not str:
+            worker = lenient_str(worker)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:  # OSError: time range
+        raise ValueError(f"{field}: {exc}") from None
+    return Record(openid=openid, opercode=code, text=text, time=moment, worker=worker)
+
+
+def _structure_page(value: Any, _: object = None) -> RecordPage:
+    """A ``getmsglist`` answer to a :class:`RecordPage` (missing fields: their defaults)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"the answer must be an object, got {type(value).__name__}")
+    wire = value.get("recordlist", [])
+    if not isinstance(wire, list):
+        raise TypeError(f"recordlist must be a list, got {type(wire).__name__}")
+    records = []
+    index = 0
+    try:
+        for index, item in enumerate(wire):  # noqa: B007  (named in the error)
+            records.append(_structure_record(item))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"recordlist[{index}]: {exc}") from exc
+    number, msgid = value.get("number", 0), value.get("msgid", 0)
+    return RecordPage(
+        records=records,
+        number=number if type(number) is int else strict_int(number),
+        msgid=msgid if type(msgid) is int else strict_int(msgid),
+    )
+
+
+converter.register_structure_hook(Record, _structure_record)
+converter.register_structure_hook(RecordPage, _structure_page)
 converter.register_unstructure_hook(
     RecordPage,
     make_dict_unstructure_fn(RecordPage, converter, records=override(rename="recordlist")),

@@ -7,7 +7,7 @@ the `export ...` line it prints. Against WeChat: export your own WECHAT_APPID an
 import asyncio
 import os
 
-from wechat_kf import AsyncWeChat, Text
+from wechat_kf import AsyncWeChat, Image, Text
 
 
 async def main() -> None:
@@ -16,17 +16,16 @@ async def main() -> None:
         os.environ["WECHAT_SECRET"],
         base_url=os.environ.get("WECHAT_BASE_URL", "https://api.weixin.qq.com"),
     ) as wx:
-        for agent in await wx.kf.list():
-            print(agent.kf_account, agent.kf_nick)
+        agents = await wx.kf.list()
+        print("agents:", ", ".join(agent.kf_nick for agent in agents))
         waiting = await wx.session.waiting()
         first = waiting.cases[0].openid
         await wx.message.send(first, Text(content="您好，请问有什么可以帮您？"))
+        await wx.message.send(first, Image(file="docs/examples/shop.jpg"))  # uploaded once
         print(f"{waiting.count} users waiting; answered {first}")
 
 
 asyncio.run(main())
 # Output:
-# alice@gh_demo Alice 小爱
-# bob@gh_demo Bob 小波
-# carol@gh_demo Carol 小卡
+# agents: Alice 小爱, Bob 小波, Carol 小卡
 # 6 users waiting; answered o_customer_001

@@ -30,8 +30,8 @@ async def main() -> None:
         everyone = ["o_fan_1", "o_fan_3", "o_stranger"]
         report = await wx.message.send_many(everyone, notice, skip_unreachable=True)
         for result in report.results:  # why: WeChat's errcode, or the ledger's reason
-            why = result.errcode or getattr(result.error, "reason", "-")
-            print(result.openid, result.status.value, why)
+            reason = getattr(result.error, "reason", "-")  # an UnreachableError's
+            print(result.openid, result.status.value, result.errcode or reason)
         print((await wx.windows.get("o_stranger")).reason)  # learnt from WeChat's 45015
 
 

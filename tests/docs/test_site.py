@@ -54,9 +54,12 @@ def test_the_setup_commands_need_only_python3_and_a_virtualenv() -> None:
 def test_every_example_is_shown_on_a_page() -> None:
     included = set()
     for page in PAGES:
-        included.update(
-            re.findall(r'^--8<-- "(docs/examples/[\w.]+)"$', page.read_text("utf-8"), re.M)
-        )
+        text = page.read_text("utf-8")
+        included.update(re.findall(r'^--8<-- "(docs/examples/[\w.]+)"$', text, re.M))
+        # Outside a ```python fence the program would be rendered as Markdown (its comments
+        # as headings): every include is the one line of its fence.
+        fenced = re.findall(r'^```python\n--8<-- "docs/examples/[\w.]+"\n```$', text, re.M)
+        assert len(fenced) == text.count("--8<--"), f"{page.name}: an include outside a fence"
     examples = {str(path.relative_to(ROOT)) for path in (DOCS / "examples").glob("*.py")}
     assert examples - included == set(), "examples no page shows"
     assert included - examples == set(), "pages include missing examples"

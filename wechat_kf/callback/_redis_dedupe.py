@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from wechat_kf._redis import RedisStore
+from wechat_kf._redis import RedisStore, Script
 from wechat_kf.callback._dedupe import IN_PROGRESS, DuplicateEntry
 from wechat_kf.callback._defaults import DUPLICATE_STORE_TIMEOUT
 from wechat_kf.callback._errors import DuplicateStoreError
@@ -13,7 +13,6 @@ from wechat_kf.callback._replies import SUCCESS
 
 if TYPE_CHECKING:
     from wechat_kf._errors import StoreError
-    from wechat_kf._redis import RedisClient
 
 __all__ = ["RedisDuplicateStore"]
 
@@ -63,16 +62,7 @@ class RedisDuplicateStore(RedisStore):
 
     error: ClassVar[type[StoreError]] = DuplicateStoreError
     default_timeout: ClassVar[float] = DUPLICATE_STORE_TIMEOUT
-
-    def __init__(
-        self,
-        redis: RedisClient,
-        *,
-        prefix: str = "wechat_kf:",
-        timeout: float | None = None,
-    ) -> None:
-        super().__init__(redis, prefix=prefix, timeout=timeout)
-        self._claim = self.script(_CLAIM)
+    _claim = Script(_CLAIM)
 
     async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
         """Claim ``key`` for ``ttl`` seconds: ``None`` if claimed now (atomic), else its entry."""

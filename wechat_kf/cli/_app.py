@@ -66,10 +66,10 @@ Exit status:
 )
 @click.option(
     "--transport",
-    type=click.Choice(["auto", "httpx", "aiohttp"]),
+    type=click.Choice(["auto", "anyio", "aiohttp", "httpx"]),
     default="auto",
     show_default=True,
-    help="HTTP transport (aiohttp, when installed, is faster for send-many).",
+    help="HTTP transport: auto = aiohttp when installed, else the SDK's own (anyio).",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="wechat-kf")
 @click.pass_context

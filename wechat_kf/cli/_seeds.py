@@ -34,12 +34,22 @@ CUSTOMERS: Final = (
 )
 #: Followers ``o_member_000`` to ``o_member_099``; every tenth one (009, 019, ...) never wrote.
 MEMBERS: Final = 100
-#: Permanent materials in the library: a picture for mini-program cards and music.
-MEDIA: Final = (("thumb", "thumb_demo_card"),)
+#: The photo a user sends of a parcel (a JPEG; ``wechat-kf demo``'s too).
+PARCEL_PHOTO: Final = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + bytes(2048)
+#: Media in the library: kind, media_id, permanent (else temporary: 3 days from the start).
+#: A permanent picture for mini-program cards and music, and what three users sent in.
+MEDIA: Final = (
+    ("thumb", "thumb_demo_card", True),
+    ("image", "photo_o_customer_003", False),
+    ("voice", "voice_o_customer_004", False),
+    ("video", "video_o_customer_006", False),
+)
+#: The bytes of a seeded media, by media_id (others: the fake's sample of the kind).
+MEDIA_DATA: Final = {"photo_o_customer_003": PARCEL_PHOTO}
 
 
 def seed_demo(fake: FakeWeChat) -> None:
-    """Agents (two online), six users waiting, and a hundred members (90 wrote in)."""
+    """Agents (two online), six users waiting, a hundred members (90 wrote in), and media."""
     for account, nickname, wechat_id in AGENTS:
         fake.add_agent(account, nickname, bound_to=wechat_id, online=account in ONLINE)
     for openid, text in CUSTOMERS:
@@ -47,8 +57,9 @@ def seed_demo(fake: FakeWeChat) -> None:
     for n in range(MEMBERS):
         if n % 10 != 9:
             fake.user_says(f"o_member_{n:03d}", "订阅通知")
-    for kind, media_id in MEDIA:
-        fake.add_media(kind, media_id=media_id, permanent=True)
+    for kind, media_id, permanent in MEDIA:
+        data = MEDIA_DATA.get(media_id)
+        fake.add_media(kind, data, media_id=media_id, permanent=permanent)
 
 
 def seed_empty(fake: FakeWeChat) -> None:
@@ -78,5 +89,8 @@ def describe(name: str) -> list[str]:
         f"waiting: {CUSTOMERS[0][0]} ... {CUSTOMERS[-1][0]} ({len(CUSTOMERS)} users in the queue)",
         f"members: o_member_000 ... o_member_{MEMBERS - 1:03d}; all but every tenth "
         "(009, 019, ...) wrote in the last 48 hours",
-        "media:   " + ", ".join(f"{media_id} ({kind}, permanent)" for kind, media_id in MEDIA),
+        "media:   "
+        + ", ".join(f"{media_id} ({kind}, permanent)" for kind, media_id, kept in MEDIA if kept),
+        "sent:    "
+        + ", ".join(f"{media_id} ({kind})" for kind, media_id, kept in MEDIA if not kept),
     ]

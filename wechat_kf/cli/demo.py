@@ -38,7 +38,7 @@ from wechat_kf.cli._context import Settings, common_options, pass_settings, run
 from wechat_kf.cli._messages import Outbound
 from wechat_kf.cli._output import Output, describe_error, plural
 from wechat_kf.cli._results import UNKNOWN, Outcome
-from wechat_kf.cli._seeds import AGENTS, CUSTOMERS
+from wechat_kf.cli._seeds import AGENTS, CUSTOMERS, PARCEL_PHOTO
 from wechat_kf.cli._summary import OutcomeSummary
 from wechat_kf.cli.records import export_records
 from wechat_kf.testing import FakeWeChat
@@ -57,8 +57,7 @@ AVATAR: Final = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360606060000000050001a5f645400000000049454e44ae426082"
 )
-#: The photo a user sends of a parcel (a JPEG) and the return label an agent sends back (a PNG).
-PARCEL_PHOTO: Final = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + bytes(2048)
+#: The return label an agent sends back (a PNG) for the parcel of ``PARCEL_PHOTO``.
 RETURN_LABEL: Final = AVATAR + "return label 退货标签".encode()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from wechat_kf.testing._checks import body_of
@@ -39,7 +41,9 @@ def _query(body: dict[str, Any]) -> tuple[int, int, int, int]:
 @route("POST", "/customservice/msgrecord/getmsglist")
 def message_list(fake: FakeWeChat, request: RecordedRequest) -> dict[str, Any]:
     start, end, msgid, number = _query(body_of(request))
-    matching = (r for r in fake.records if r.id >= msgid and start <= r.time <= end)
+    records = fake.records  # ids only grow as records are added: start at msgid directly
+    first = bisect.bisect_left(records, msgid, key=attrgetter("id"))
+    matching = (r for r in itertools.islice(records, first, None) if start <= r.time <= end)
     page = list(itertools.islice(matching, number))
     if not page:
         next_msgid = msgid

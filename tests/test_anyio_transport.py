@@ -1,0 +1,400 @@
+"""The SDK's own transport (``transport="anyio"``) against real servers on loopback.
+
+Wire bytes both ways, keep-alive and its expiry, stale and lost connections, every kind of
+timeout, TLS with certificate verification, and the pool's promise: a request is handed a
+connection reserved for it, so C requests at once open C connections (or wait their turn).
+The errors keep the split the pipeline relies on: ``ConnectError``/``ConnectTimeout``/
+``PoolTimeout`` only when nothing was written; anything later may have reached the server.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from tests.raw_http import LocalCA, RawServer, Step, chunked, ok
+from wechat_kf._connection import default_ssl_context
+from wechat_kf._pool import AnyioTransport
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUTS = httpx.Timeout(5.0).as_dict()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client(transport: AnyioTransport) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport, timeout=5.0)
+
+
+async def wait_until(condition: object) -> None:
+    with anyio.fail_after(5):
+        while not condition():  # type: ignore[operator]  # noqa: ASYNC110 (another thread)
+            await anyio.sleep(0.005)
+
+
+# ---------------------------------------------------------------- wire bytes
+
+
+async def test_direct_send_writes_exactly_these_bytes() -> None:
+    with RawServer() as server:
+        transport = AnyioTransport(2)
+        target = transport.prepare("POST", f"{server.base_url}/cgi-bin/x?access_token=T@k")
+        answer = await transport.send(target, '{"a":"é"}'.encode(), TIMEOUTS)
+        get = transport.prepare("GET", f"{server.base_url}/cgi-bin/y?a=1")
+        await transport.send(get, None, TIMEOUTS)
+        await transport.aclose()
+    assert answer.status_code == 200
+    assert answer.content == b'{"errcode":0,"errmsg":"ok"}'
+    host = f"127.0.0.1:{server.port}".encode()
+    assert server.requests == [
+        b"POST /cgi-bin/x?access_token=T@k HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: wechat_kf\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n" + '{"a":"é"}'.encode(),
+        b"GET /cgi-bin/y?a=1 HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: wechat_kf\r\n\r\n",
+    ]
+    assert server.connections == 1
+
+
+async def test_httpx_requests_are_framed_by_length_even_when_streamed() -> None:
+    async def body() -> object:
+        yield b"part1-"
+        yield b"part2"
+
+    with RawServer() as server:
+        async with client(AnyioTransport(2)) as http:
+            response = await http.post(f"{server.base_url}/up", content=body())  # type: ignore[arg-type]
+            files = await http.post(f"{server.base_url}/media", files={"media": ("a.png", b"PNG")})
+    assert response.json() == {"errcode": 0, "errmsg": "ok"}
+    assert response.http_version == "HTTP/1.1"
+    assert response.reason_phrase == "OK"
+    streamed = server.requests[0]
+    assert b"transfer-encoding" not in streamed.lower()
+    assert b"\r\nContent-Length: 11\r\n" in streamed
+    assert streamed.endswith(b"\r\n\r\npart1-part2")
+    assert b'name="media"; filename="a.png"' in server.requests[1]
+    assert files.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ok(b'{"errcode":0}'),
+        chunked(b'{"errcode"', b":0}"),
+        b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"errcode":0}',
+        b'HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\n{"errcode":0}',
+    ],
+    ids=["length", "chunked", "close-delimited", "http/1.0"],
+)
+async def test_bodies_of_every_framing(answer: bytes) -> None:
+    close_delimited = b"Content-Length" not in answer and b"chunked" not in answer
+    with RawServer(Step(answer, close=close_delimited or b"HTTP/1.0" in answer)) as server:
+        async with client(AnyioTransport(2)) as http:
+            first = await http.get(f"{server.base_url}/a")
+            second = await http.get(f"{server.base_url}/b")
+    assert first.json() == {"errcode": 0}
+    assert second.status_code == 200
+    reused = b"chunked" in answer or answer.startswith(b"HTTP/1.1 200 OK\r\nContent-Type")
+    assert server.connections == (1 if reused else 2)
+
+
+async def test_gzip_answers_are_decoded_for_httpx() -> None:
+    import gzip
+
+    packed = gzip.compress(b'{"errcode":0}')
+    answer = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(
+        packed
+    )
+    with RawServer(Step(answer + packed)) as server:
+        async with client(AnyioTransport(2)) as http:
+            response = await http.get(server.base_url)
+    assert response.json() == {"errcode": 0}
+
+
+# ---------------------------------------------------------------- keep-alive
+
+
+async def test_keep_alive_reuses_one_connection_and_expires() -> None:
+    clock = Clock()
+    with RawServer() as server:
+        transport = AnyioTransport(4, keepalive_expiry=30.0, clock=clock)
+        async with client(transport) as http:
+            for _ in range(3):
+                await http.get(server.base_url)
+            assert server.connections == 1
+            clock.now += 29
+            await http.get(server.base_url)
+            assert server.connections == 1
+            clock.now += 31  # idle longer than the expiry: closed, never reused
+            await http.get(server.base_url)
+            assert server.connections == 2
+            assert (transport.pool.connections, transport.pool.idle) == (1, 1)
+
+
+async def test_server_closing_an_idle_connection_is_noticed_before_reuse() -> None:
+    # The server answers as keep-alive, then closes (as servers do after their idle timeout):
+    # the next request must not be written into the dead connection.
+    with RawServer(Step(ok(), close=True)) as server:
+        transport = AnyioTransport(4)
+        async with client(transport) as http:
+            await http.get(server.base_url)
+            await wait_until(lambda: _peer_closed(transport))
+            response = await http.get(server.base_url)
+    assert response.status_code == 200
+    assert server.connections == 2
+    assert len(server.requests) == 2
+
+
+def _peer_closed(transport: AnyioTransport) -> bool:
+    queue = next(iter(transport.pool._idle.values()))
+    return bool(queue) and queue[0].stale()
+
+
+async def test_connection_close_answer_is_not_reused() -> None:
+    with RawServer(Step(ok(b"{}", "Connection: close"))) as server:
+        transport = AnyioTransport(4)
+        async with client(transport) as http:
+            await http.get(server.base_url)
+            assert (transport.pool.connections, transport.pool.idle) == (0, 0)
+            await http.get(server.base_url)
+    assert server.connections == 2
+
+
+# ---------------------------------------------------------------- lost connections
+
+
+@pytest.mark.parametrize(
+    ("step", "error", "text"),
+    [
+        (Step(reset=True), httpx.ReadError, "Connection"),
+        (Step(close=True), httpx.RemoteProtocolError, "without answering"),
+        (
+            Step(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", close=True),
+            httpx.RemoteProtocolError,
+            "in the middle",
+        ),
+        (
+            Step(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}"),
+            httpx.RemoteProtocolError,
+            "bad Content-Length",
+        ),
+    ],
+    ids=["reset", "closed", "truncated", "malformed"],
+)
+async def test_connection_lost_after_sending_may_have_reached_the_server(
+    step: Step, error: type[httpx.TransportError], text: str
+) -> None:
+    with RawServer(Step(ok()), step) as server:
+        transport = AnyioTransport(4)
+        async with client(transport) as http:
+            await http.get(server.base_url)
+            with pytest.raises(error, match=text) as info:
+                await http.post(f"{server.base_url}/send?access_token=SECRET", content=b"{}")
+            assert (transport.pool.connections, transport.pool.idle) == (0, 0)
+            assert (await http.get(server.base_url)).status_code == 200  # a new connection
+    assert not isinstance(info.value, httpx.ConnectError | httpx.TimeoutException)
+    assert "SECRET" not in str(info.value)
+    assert len(server.requests) == 3  # the failed request did reach the server
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with client(AnyioTransport(2)) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_unsupported_scheme() -> None:
+    transport = AnyioTransport(2)
+    with pytest.raises(httpx.UnsupportedProtocol):
+        transport.prepare("GET", "ftp://example.com/x")
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+async def test_read_timeout() -> None:
+    with RawServer(Step(hang=True)) as server:
+        transport = AnyioTransport(2)
+        async with httpx.AsyncClient(transport=transport, timeout=0.1) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.get(server.base_url)
+        assert transport.pool.connections == 0
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """Accepts connections and never reads or writes a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            accepted.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+async def test_write_timeout_when_the_server_never_reads(silent_listener: int) -> None:
+    transport = AnyioTransport(2)
+    async with httpx.AsyncClient(
+        transport=transport, timeout=httpx.Timeout(5.0, write=0.2)
+    ) as http:
+        with pytest.raises(httpx.WriteTimeout):
+            await http.post(f"http://127.0.0.1:{silent_listener}/", content=b"x" * 64_000_000)
+    assert transport.pool.connections == 0
+
+
+async def test_connect_timeout_covers_the_tls_handshake(silent_listener: int) -> None:
+    transport = AnyioTransport(2)
+    async with httpx.AsyncClient(
+        transport=transport, timeout=httpx.Timeout(5.0, connect=0.1)
+    ) as http:
+        with pytest.raises(httpx.ConnectTimeout):
+            await http.get(f"https://127.0.0.1:{silent_listener}/")
+    assert transport.pool.connections == 0
+
+
+async def test_pool_timeout_when_every_connection_is_busy() -> None:
+    with RawServer(Step(ok(), delay=0.5)) as server:
+        transport = AnyioTransport(1)
+        async with (
+            httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, pool=0.05)) as http,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(http.get, server.base_url)
+            await wait_until(lambda: len(server.requests) == 1)
+            with pytest.raises(httpx.PoolTimeout, match="max_connections"):
+                await http.get(server.base_url)
+    assert len(server.requests) == 1  # the request that timed out never left
+
+
+# ---------------------------------------------------------------- the pool
+
+
+@pytest.mark.parametrize(("limit", "requests"), [(32, 32), (4, 50)])
+async def test_concurrent_requests_each_get_a_reserved_connection(
+    limit: int, requests: int
+) -> None:
+    with RawServer(default=Step(ok(), delay=0.02)) as server:
+        transport = AnyioTransport(limit)
+        async with client(transport) as http:
+            await http.get(server.base_url)  # one idle connection, as after a token fetch
+            statuses: list[int] = []
+
+            async def one() -> None:
+                statuses.append((await http.get(server.base_url)).status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(requests):
+                    tg.start_soon(one)
+            assert statuses == [200] * requests
+            assert server.connections == limit
+            assert (transport.pool.connections, transport.pool.idle) == (limit, limit)
+
+
+async def test_growing_the_pool_lets_waiters_open_connections() -> None:
+    with RawServer(default=Step(ok(), delay=0.05)) as server:
+        transport = AnyioTransport(1)
+        async with client(transport) as http:
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(http.get, server.base_url)
+                await wait_until(lambda: len(server.requests) == 1)
+                assert transport.ensure_capacity(3) == 3
+            assert server.connections == 3
+            assert transport.ensure_capacity(2) == 3  # never shrinks
+
+
+async def test_cancelled_request_gives_its_connection_back() -> None:
+    with RawServer(Step(hang=True)) as server:
+        transport = AnyioTransport(1)
+        async with client(transport) as http:
+            with anyio.move_on_after(0.1):
+                await http.get(server.base_url)
+            assert transport.pool.connections == 0  # the half-used connection was closed
+            assert (await http.get(server.base_url)).status_code == 200
+    assert server.connections == 2
+
+
+async def test_closed_transport_refuses() -> None:
+    transport = AnyioTransport(1)
+    await transport.aclose()
+    target = transport.prepare("GET", "http://127.0.0.1:1/")
+    with pytest.raises(httpx.ConnectError, match="closed"):
+        await transport.send(target, None, TIMEOUTS)
+
+
+# ---------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    return LocalCA(Path(tmp_path_factory.mktemp("ca")))
+
+
+async def test_tls_with_a_trusted_ca(ca: LocalCA) -> None:
+    with RawServer(tls=ca.server_context()) as server:
+        transport = AnyioTransport(2, ssl_context=ca.client_context())
+        async with client(transport) as http:
+            for _ in range(3):
+                response = await http.get(f"{server.base_url}/tls")
+    assert response.json() == {"errcode": 0, "errmsg": "ok"}
+    assert server.connections == 1
+    assert server.requests[0].startswith(b"GET /tls HTTP/1.1\r\n")
+
+
+async def test_tls_refuses_a_certificate_it_cannot_verify(ca: LocalCA) -> None:
+    with RawServer(tls=ca.server_context()) as server:
+        async with client(AnyioTransport(2)) as http:  # certifi's CAs: not ours
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(server.base_url)
+    with RawServer(tls=ca.server_context("api.example.com")) as other:
+        async with client(AnyioTransport(2, ssl_context=ca.client_context())) as http:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(other.base_url)  # trusted CA, but not 127.0.0.1's certificate
+    assert server.requests == other.requests == []
+
+
+async def test_default_context_trusts_ssl_cert_file(
+    ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_file))
+    context = default_ssl_context()
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+    with RawServer(tls=ca.server_context()) as server:
+        async with client(AnyioTransport(2)) as http:
+            assert (await http.get(server.base_url)).status_code == 200

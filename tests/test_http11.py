@@ -1,0 +1,241 @@
+"""The SDK transport's HTTP/1.1 framing: what it reads from servers, byte for byte.
+
+h11 (httpx's own parser) is the oracle: any valid response, split anywhere, frames to the same
+status, header fields and body in both. Then the drift real servers show (tolerated) and the
+framings that cannot be trusted (refused, the connection never reused).
+"""
+
+from __future__ import annotations
+
+import h11
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wechat_kf._http11 import MAX_HEAD, Answer, ProtocolError, ResponseReader, chunk, request_head
+
+
+def read(data: bytes, *, pieces: list[int] | None = None, head: bool = False, eof: bool = False):
+    reader = ResponseReader()
+    reader.start(head=head)
+    cuts = sorted(set(pieces or []))
+    start = 0
+    for cut in [*cuts, len(data)]:
+        reader.feed(data[start:cut])
+        start = cut
+    if eof:
+        reader.eof()
+    return reader
+
+
+def h11_read(
+    data: bytes, *, method: bytes = b"GET"
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target=b"/", headers=[(b"Host", b"x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(data)
+    conn.receive_data(b"")
+    status, headers, body = 0, [], b""
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Response):
+            status, headers = event.status_code, list(event.headers.raw_items())
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            return status, headers, body
+
+
+_names = st.sampled_from([b"X-Trace", b"Set-Thing", b"x-a", b"Server", b"Date", b"ETag"])
+_values = st.binary(min_size=0, max_size=30).map(
+    lambda b: bytes(c for c in b if 0x21 <= c <= 0x7E).strip()
+)
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> tuple[bytes, int, bytes, str]:
+    status = draw(st.sampled_from([200, 201, 400, 404, 500, 503]))
+    body = draw(st.binary(max_size=300))
+    framing = draw(st.sampled_from(["length", "chunked", "close"]))
+    fields = draw(st.lists(st.tuples(_names, _values), max_size=5))
+    head = [b"HTTP/1.1 %d Whatever Reason" % status]
+    head += [name + b": " + value for name, value in fields]
+    if framing == "length":
+        head.append(b"Content-Length: %d" % len(body))
+        payload = body
+    elif framing == "chunked":
+        head.append(b"Transfer-Encoding: chunked")
+        sizes = draw(st.lists(st.integers(1, 50), max_size=10))
+        parts, at = [], 0
+        for size in sizes:
+            if at < len(body):
+                parts.append(body[at : at + size])
+                at += size
+        if at < len(body):
+            parts.append(body[at:])
+        payload = b"".join(chunk(part) for part in parts) + chunk(b"")
+    else:
+        head.append(b"Connection: close")
+        payload = body
+    return b"\r\n".join(head) + b"\r\n\r\n" + payload, status, body, framing
+
+
+@settings(max_examples=300, deadline=None)
+@given(responses(), st.lists(st.integers(0, 700), max_size=8))
+def test_frames_like_h11_wherever_the_bytes_are_split(
+    response: tuple[bytes, int, bytes, str], cuts: list[int]
+) -> None:
+    data, status, body, framing = response
+    reader = read(data, pieces=[c for c in cuts if c < len(data)], eof=framing == "close")
+    answer = reader.answer
+    assert answer is not None
+    expected_status, expected_headers, expected_body = h11_read(data)
+    assert (
+        (answer.status_code, answer.content) == (expected_status, expected_body) == (status, body)
+    )
+    assert answer.raw_headers == expected_headers
+    assert reader.reusable is (framing != "close")
+
+
+def test_common_answer_in_one_segment() -> None:
+    data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    reader = read(data)
+    assert reader.answer is not None
+    assert (reader.answer.status_code, reader.answer.reason, reader.answer.content) == (
+        200,
+        b"OK",
+        b"{}",
+    )
+    assert reader.answer.headers.get("content-type") == "application/json"
+    assert reader.answer.headers.get("Retry-After") is None
+    assert reader.reusable
+
+
+def test_answer_waits_for_the_whole_body() -> None:
+    reader = ResponseReader()
+    reader.start()
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
+    assert reader.answer is None
+    reader.feed(b"cde")
+    assert reader.answer is not None
+    assert reader.answer.content == b"abcde"
+
+
+@pytest.mark.parametrize(
+    ("data", "body", "reusable"),
+    [
+        # bare LF line ends, obsolete line folding, a repeated identical Content-Length
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi", b"hi", True),
+        (b"HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\nContent-Length: 0\r\n\r\n", b"", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nhi", b"hi", True),
+        # no reason phrase; chunk extensions and trailers
+        (b"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\nx", b"x", True),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;ext=1\r\nhi\r\n0\r\nX-Trailer: t\r\n\r\n",
+            b"hi",
+            True,
+        ),
+        # interim answers are skipped
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", b"x", True),
+        # the server says it closes; HTTP/1.0 closes unless it says keep-alive
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", b"x", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", b"x", False),
+        (b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx", b"x", True),
+        # Transfer-Encoding wins over Content-Length, and such a connection is not reused
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1\r\nx\r\n0\r\n\r\n",
+            b"x",
+            False,
+        ),
+        # bytes after the answer: out of step, never reused
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxJUNK", b"x", False),
+    ],
+)
+def test_tolerated_drift(data: bytes, body: bytes, reusable: bool) -> None:
+    reader = read(data)
+    assert reader.answer is not None
+    assert reader.answer.content == body
+    assert reader.reusable is reusable
+
+
+def test_close_delimited_and_other_codings_read_to_the_end() -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", eof=True)
+    assert reader.answer is not None
+    assert reader.answer.content == b"abc"
+    assert not reader.reusable
+
+
+@pytest.mark.parametrize(
+    ("status", "head_request"), [(204, False), (304, False), (200, True)], ids=str
+)
+def test_answers_without_body(status: int, head_request: bool) -> None:
+    reader = read(b"HTTP/1.1 %d X\r\nContent-Length: 10\r\n\r\n" % status, head=head_request)
+    assert reader.answer is not None
+    assert reader.answer.content == b""
+    assert reader.reusable
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", "conflicting"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy", "not followed by"),
+        (b"HTTP/2 200 OK\r\n\r\n", "status line"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "status line"),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "status code"),
+        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "bad header field"),
+        (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "bad header field"),
+        (b"HTTP/1.1 200 OK\r\n folded: first\r\n\r\n", "continuation"),
+        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "switched protocols"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 300 + b"\r\n", "header fields"),
+    ],
+)
+def test_untrustworthy_framing_is_refused(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        read(data)
+
+
+def test_head_too_large_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="larger than"):
+        read(b"HTTP/1.1 200 OK\r\nX: " + b"y" * (MAX_HEAD + 10))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "without answering"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "in the middle"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "in the middle"),
+    ],
+)
+def test_closed_before_the_answer_ends(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        read(data, eof=True)
+
+
+def test_unrequested_bytes_before_a_request_are_refused() -> None:
+    reader = ResponseReader()
+    reader.start()
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxY")
+    with pytest.raises(ProtocolError, match="before the request"):
+        reader.start()
+
+
+def test_request_head_and_chunks() -> None:
+    head = request_head(b"POST", b"/p?q=1", [(b"Host", b"h"), (b"Content-Length", b"2")])
+    assert head == b"POST /p?q=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n"
+    assert chunk(b"hello") == b"5\r\nhello\r\n"
+    assert chunk(b"") == b"0\r\n\r\n"
+
+
+def test_answer_repr_and_headers() -> None:
+    answer = Answer(429, b"Too Many", [(b"Retry-After", b"3")], b"{}")
+    assert answer.headers.get("retry-after") == "3"
+    assert repr(answer) == "<Answer 429 (2 bytes)>"
