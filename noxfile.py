@@ -1,4 +1,7 @@
-"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``."""
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``demo``, ``bench``.
+
+``nox -s mutate`` (mutation testing of the core, under an hour) is not a default session, nor CI.
+"""
 
 from __future__ import annotations
 
@@ -72,3 +75,15 @@ def bench(session: nox.Session) -> None:
     _install(session, "aiohttp", "cli")
     session.install("wechatpy", "matplotlib")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def mutate(session: nox.Session) -> None:
+    """Mutation testing of the core modules with mutmut (slow; not in CI): see CONTRIBUTING.md.
+
+    ``nox -s mutate`` runs every module of ``mutation/__main__.py``'s ``TARGETS``;
+    ``nox -s mutate -- _retry callback._crypto`` runs some; ``-- --list`` shows the mapping.
+    """
+    _install(session, "test")
+    session.install("mutmut==3.8.*")
+    session.run("python", "-m", "mutation", *session.posargs)

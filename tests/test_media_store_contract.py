@@ -1,6 +1,6 @@
 """The media-id store contract (``wechat_kf.testing.media_store_contract``) on every store we ship.
 
-The memory store runs on asyncio and trio; the Redis store on asyncio (redis.asyncio) against a
+The memory store runs on asyncio and trio, on a virtual clock; the Redis store on asyncio (redis.asyncio) against a
 real ``redis-server`` and a three-master Redis Cluster started for this module.
 """
 
@@ -17,13 +17,20 @@ import redis.asyncio
 from tests.redis_server import RedisServer, running_cluster, running_redis
 from wechat_kf._media_ids import MediaIdStore, MemoryMediaIdStore
 from wechat_kf._redis_media import RedisMediaIdStore
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.media_store_contract import MediaStoreContract
 
 
 class TestMemoryMediaIdStore(MediaStoreContract):
+    """On a virtual clock: nothing sleeps."""
+
     @pytest.fixture
-    def store(self) -> MediaIdStore:
-        return MemoryMediaIdStore()
+    def clock(self) -> VirtualClock:
+        return VirtualClock()
+
+    @pytest.fixture
+    def store(self, clock: VirtualClock) -> MediaIdStore:
+        return MemoryMediaIdStore(clock=clock)
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,28 @@ def test_a_long_lived_entry_never_shelters_an_expired_one_from_lookups() -> None
     assert dict(entries.items()) == {"long": 1}
 
 
+def test_an_entry_behind_a_live_one_is_gone_at_its_exact_expiry() -> None:
+    # The sweep stops at the first live entry in write order: items() still leaves out the
+    # expired one written after it.
+    clock = Clock()
+    entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=clock)
+    entries.set("long", 1, 100)
+    entries.set("short", 2, 1)
+    clock.now = 1001
+    assert dict(entries.items()) == {"long": 1}
+
+
+def test_expiry_locked_keeps_an_entrys_lifetime_through_a_rewrite() -> None:
+    clock = Clock()
+    entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=clock)
+    entries.set("k", 1, 10)
+    clock.now += 4
+    with entries.lock:
+        entries.set_locked("k", 2, entries.expiry_locked("k"))
+    assert entries.expiry("k") == 1010
+    assert entries.get("k") == 2
+
+
 def test_pop_and_clear() -> None:
     entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=Clock())
     entries.set("a", 1, 10)
@@ -112,10 +134,53 @@ def test_setdefault_is_atomic_across_threads() -> None:
     assert entries.get("k") == winners[0]
 
 
+def test_at_its_expiry_an_entry_is_gone_for_every_reader() -> None:
+    # Each reader on its own: an earlier get() would drop the entry for the others.
+    for read in (
+        lambda m: m.expiry("a"),
+        lambda m: m.pop("a"),
+        lambda m: dict(m.items()),
+        len,
+    ):
+        clock = Clock()
+        entries: ExpiringMap[str, int] = ExpiringMap(max_entries=10, clock=clock)
+        entries.set("a", 1, 10)
+        clock.now = 1010
+        assert read(entries) in (None, {}, 0)
+        clock.now = 1009.5
+        entries.set("a", 1, 0.5)  # expires at 1010 again
+        clock.now = 1010
+        assert read(entries) in (None, {}, 0)
+
+
+def test_a_sweep_goes_on_past_every_expired_entry() -> None:
+    clock = Clock()
+    entries: ExpiringMap[int, int] = ExpiringMap(max_entries=100, clock=clock)
+    for key in range(3):
+        entries.set(key, key, 1 + key)  # expire at 1001, 1002, 1003
+    entries.set(9, 9, 100)
+    clock.now = 1003
+    assert len(entries) == 1
+    assert list(entries.items()) == [(9, 9)]
+
+
+def test_one_entry_is_a_valid_bound() -> None:
+    entries: ExpiringMap[str, int] = ExpiringMap(max_entries=1, clock=Clock())
+    entries.set("a", 1, 10)
+    entries.set("b", 2, 10)
+    assert dict(entries.items()) == {"b": 2}
+    assert repr(entries) == "ExpiringMap(entries=1, max_entries=1)"
+
+
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "10"])
 def test_max_entries_is_validated(bad: object) -> None:
-    with pytest.raises(ValidationError, match="max_entries"):
+    with pytest.raises(ValidationError) as info:
         ExpiringMap(max_entries=bad)  # type: ignore[arg-type]
+    assert (info.value.field, info.value.limit, info.value.value) == (
+        "max_entries",
+        "must be a positive int",
+        bad,
+    )
 
 
 def test_every_store_error_is_a_store_error() -> None:

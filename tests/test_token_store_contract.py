@@ -1,6 +1,6 @@
 """The reusable store contract (``wechat_kf.testing.store_contract``) on every store we ship.
 
-The memory stores run on asyncio and trio. The Redis store runs on asyncio (redis.asyncio) against
+The memory stores run on asyncio and trio, the memory store on fake time. The Redis store runs on asyncio (redis.asyncio) against
 real servers started for this module: a standalone ``redis-server``, a three-master Redis Cluster
 (``redis.asyncio.RedisCluster``: every multi-key script must stay in one slot) and a Sentinel in
 front of the standalone server (``Sentinel.master_for``).
@@ -19,6 +19,7 @@ import redis.asyncio.sentinel
 from tests.redis_server import RedisServer, running_cluster, running_redis, running_sentinel
 from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._tokens import AccessToken, LockingTokenStore, MemoryTokenStore, TokenStore
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.store_contract import TokenStoreContract
 
 
@@ -45,13 +46,19 @@ def test_plain_store_is_a_token_store_but_not_a_locking_one() -> None:
 
 
 class TestMemoryTokenStore(TokenStoreContract):
+    """The memory store on fake time: nothing sleeps, the outcome does not depend on load."""
+
     require_locking = True
     require_lock_extension = True
     require_ledger = True
 
     @pytest.fixture
-    def store(self) -> TokenStore:
-        return MemoryTokenStore()
+    def clock(self) -> VirtualClock:
+        return VirtualClock()
+
+    @pytest.fixture
+    def store(self, clock: VirtualClock) -> TokenStore:
+        return MemoryTokenStore(clock=clock)
 
 
 class TestPlainStore(TokenStoreContract):

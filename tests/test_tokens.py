@@ -24,7 +24,7 @@ from wechat_kf import (
     _defaults,
 )
 from wechat_kf._tokens import TokenManager
-from wechat_kf.testing import FakeWeChat
+from wechat_kf.testing import FakeWeChat, VirtualClock
 from wechat_kf.testing.store_contract import CountingFetcher
 
 from .conftest import SleepRecorder
@@ -258,25 +258,16 @@ async def test_token_fetch_timeout(fake: FakeWeChat) -> None:
 
 
 async def test_waiting_for_the_refresh_lock_times_out(fake: FakeWeChat) -> None:
-    fake.inject(STABLE, delay=0.5)
-    errors: list[BaseException] = []
-    async with fake.client(token_lock_timeout=0.1) as wx:
-
-        async def slow_holder() -> None:
-            await wx.access_token()
-
-        async def waiter() -> None:
-            await anyio.sleep(0.02)
-            try:
-                await wx.access_token()
-            except TokenRefreshTimeoutError as exc:
-                errors.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(slow_holder)
-            tg.start_soon(waiter)
-    assert len(errors) == 1
-    assert "0.1 s" in str(errors[0])
+    fake.inject(STABLE, delay=60)  # the holder's token request hangs
+    async with fake.client(token_lock_timeout=0.1) as wx, anyio.create_task_group() as tg:
+        tg.start_soon(wx.access_token)
+        while not fake.token_requests:  # noqa: ASYNC110 - the fake records, it does not signal
+            await anyio.sleep(0.01)
+        with pytest.raises(TokenRefreshTimeoutError) as info:
+            await wx.access_token()  # waits for the holder's in-process lock
+        tg.cancel_scope.cancel()
+    assert str(info.value) == f"waited 0.1 s for the access token refresh of {fake.appid}"
+    assert len(fake.token_requests) == 1
 
 
 async def test_classic_tokens_invalidate_each_other_after_the_overlap(fake: FakeWeChat) -> None:
@@ -391,40 +382,102 @@ async def test_configuration_error_during_early_refresh_still_raises(
 
 
 async def test_callers_do_not_wait_for_an_early_refresh() -> None:
-    clock, store, fetch = Clock(), MemoryTokenStore(), CountingFetcher()
-    manager = TokenManager(appid="wxahead", store=store, fetch=fetch, clock=clock)
+    time = VirtualClock()
+    store, fetch = MemoryTokenStore(clock=time), CountingFetcher(clock=time)
+    manager = TokenManager(appid="wxahead", store=store, fetch=fetch, clock=time, sleep=time.sleep)
     token = await manager.get()
-    clock.now += 7200 - 200
-    fetch.delay = 0.5
-    quick: list[float] = []
+    time.advance(7200 - 200)  # inside the refresh margin
+    fetch.delay = 5.0  # the refresh lasts until the test moves time on
+    refreshed: list[str] = []
+    served: list[str] = []
 
     async def refresher() -> None:
-        assert await manager.get() != token
+        refreshed.append(await manager.get())
 
     async def caller() -> None:
-        await anyio.sleep(0.05)  # the refresh is under way
-        started = anyio.current_time()
-        assert await manager.get() == token
-        quick.append(anyio.current_time() - started)
+        served.append(await manager.get())
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(refresher)
+        await time.elapse(0)  # the refresh is under way: its fetch waits on the fake clock
+        assert fetch.calls == 2
         for _ in range(50):
             tg.start_soon(caller)
-    assert len(quick) == 50
-    assert max(quick) < 0.2, "callers waited for the refresh though their token was valid"
+        await time.elapse(0)  # every caller ran until it returned or waited
+        assert served == [token] * 50, "callers waited for the refresh though their token was valid"
+        assert refreshed == []
+        await time.elapse(fetch.delay)
+    assert refreshed != [token]
     assert fetch.calls == 2
+    assert await manager.get() == refreshed[0]
 
 
 async def test_early_refresh_does_not_wait_for_another_process() -> None:
-    clock, store, fetch = Clock(), MemoryTokenStore(), CountingFetcher()
-    manager = TokenManager(appid="wxother", store=store, fetch=fetch, clock=clock)
+    time = VirtualClock()
+    store, fetch = MemoryTokenStore(clock=time), CountingFetcher(clock=time)
+    manager = TokenManager(appid="wxother", store=store, fetch=fetch, clock=time, sleep=time.sleep)
     token = await manager.get()
-    clock.now += 7200 - 200
+    time.advance(7200 - 200)
     assert await store.try_lock("wxother", 60) is not None  # another process is refreshing
-    with anyio.fail_after(1):
-        assert await manager.get() == token
+    served: list[str] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: _append(served, manager.get()))
+        await time.elapse(0)  # no time passes: a caller that polled would still be waiting
+        assert served == [token]
     assert fetch.calls == 1
+
+
+async def _append(to: list[str], value: Awaitable[str]) -> None:
+    to.append(await value)
+
+
+async def test_waiting_for_another_process_ends_at_the_lock_timeout() -> None:
+    time = VirtualClock()
+    store = MemoryTokenStore(clock=time)
+    assert await store.try_lock("wxwait", 3600) is not None  # another process, stuck
+    fetch = CountingFetcher(clock=time)
+    manager = TokenManager(
+        appid="wxwait", store=store, fetch=fetch, clock=time, sleep=time.sleep, lock_timeout=30
+    )
+    errors: list[TokenRefreshTimeoutError] = []
+
+    async def call() -> None:
+        with pytest.raises(TokenRefreshTimeoutError) as info:
+            await manager.get()
+        errors.append(info.value)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await time.elapse(29.99)
+        assert errors == [], "gave up before lock_timeout"
+        assert len(time.sleepers) == 1  # still polling the store
+        await time.elapse(0.01)
+        assert len(errors) == 1, "still waiting at lock_timeout"
+    assert str(errors[0]) == (
+        "waited 30 s for the access token refresh of wxwait (another process holds the "
+        "refresh lock)"
+    )
+    assert fetch.calls == 0
+
+
+async def test_a_waiter_takes_the_lock_once_the_stuck_holder_s_ttl_ends() -> None:
+    time = VirtualClock()
+    store = MemoryTokenStore(clock=time)
+    assert await store.try_lock("wxttl", 10) is not None  # a holder that crashed
+    fetch = CountingFetcher(clock=time)
+    manager = TokenManager(appid="wxttl", store=store, fetch=fetch, clock=time, sleep=time.sleep)
+    got: list[str] = []
+
+    async def call() -> None:
+        got.append(await manager.get())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await time.elapse(9.9)
+        assert (got, fetch.calls) == ([], 0)
+        await time.elapse(_defaults.TOKEN_POLL_MAX + 0.1)  # the next poll after the TTL
+        assert fetch.calls == 1
+    assert len(got) == 1
 
 
 # ---------------------------------------------------------------------- lost compare-and-set

@@ -57,6 +57,9 @@ TOKEN_STORE_TIMEOUT: Final = 5.0
 #: Redis token store: socket timeouts and retries of the client ``RedisTokenStore.from_url`` makes.
 REDIS_SOCKET_TIMEOUT: Final = 2.0
 REDIS_RETRIES: Final = 2
+#: The jittered back-off between those retries: from ``REDIS_RETRY_BASE`` s, at most ``..._CAP`` s.
+REDIS_RETRY_BASE: Final = 0.05
+REDIS_RETRY_CAP: Final = 0.5
 #: Redis clients ``from_url`` makes: connections per client (a command waits for a free one).
 REDIS_MAX_CONNECTIONS: Final = 100
 #: Redis token store: default key prefix; keys are ``{prefix}{{appid}}:token`` and so on.

@@ -203,7 +203,9 @@ class MediaIdCache:
         reuse_margin: Stop handing out a media_id this many seconds before it expires.
         lock_ttl: A store's upload lock expires after this many seconds.
         lock_wait: The longest wait for another process's upload of the same file.
-        clock: Unix time in seconds (tests inject one).
+        clock: Unix time in seconds; the wait for another process is measured on it too.
+        sleep: How that wait sleeps (``anyio.sleep``). Tests pass a
+            :class:`wechat_kf.testing.VirtualClock` as ``clock`` and its ``sleep``.
     """
 
     def __init__(
@@ -214,6 +216,7 @@ class MediaIdCache:
         lock_ttl: float = _defaults.MEDIA_LOCK_TTL,
         lock_wait: float = _defaults.MEDIA_LOCK_WAIT,
         clock: Clock = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         if reuse_margin < 0 or reuse_margin >= _defaults.MEDIA_LIFETIME:
             raise ValidationError(
@@ -224,9 +227,10 @@ class MediaIdCache:
         self.lock_ttl: float = _seconds("lock_ttl", lock_ttl)
         self.lock_wait: float = _seconds("lock_wait", lock_wait)
         self._clock = clock
+        self._sleep = sleep
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._local: ExpiringMap[tuple[str, str], UploadedMedia] = ExpiringMap(
-            max_entries=_defaults.MEDIA_CACHE_MAX_ENTRIES
+            max_entries=_defaults.MEDIA_CACHE_MAX_ENTRIES, clock=clock
         )
         #: Content hashes of local paths, by (path, size, mtime_ns, inode).
         self.digests: ExpiringMap[tuple[str, int, int, int], str] = ExpiringMap(
@@ -308,7 +312,7 @@ class MediaIdCache:
         cached = await self._read(appid, key)
         if cached is not None:
             return cached
-        deadline = anyio.current_time() + self.lock_wait
+        deadline = self._clock() + self.lock_wait
         delay = _defaults.MEDIA_POLL_INITIAL
         while True:
             try:
@@ -332,7 +336,7 @@ class MediaIdCache:
             cached = await self._read(appid, key)
             if cached is not None:
                 return cached
-            remaining = deadline - anyio.current_time()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 logger.warning(
                     "waited %g s for another process's upload of %s: uploading it here",
@@ -340,7 +344,7 @@ class MediaIdCache:
                     key,
                 )
                 return await self._upload(appid, key, upload)
-            await anyio.sleep(min(delay * random.uniform(0.75, 1.0), remaining))
+            await self._sleep(min(delay * random.uniform(0.75, 1.0), remaining))
             delay = min(delay * 2, _defaults.MEDIA_POLL_MAX)
 
     async def _upload(self, appid: str, key: str, upload: Upload) -> UploadedMedia:

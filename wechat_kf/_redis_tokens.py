@@ -22,6 +22,7 @@ it over at once, instead of waiting out the TTL.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf import _defaults
@@ -44,21 +45,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# KEYS: token, lock. ARGV: has_fence, fence, has_expected, expected, value, expires_at, ttl_ms
+# KEYS: token, lock. ARGV: fence ('' for none), expected ('': nothing stored; a token is never
+# empty), value, expires_at, ttl_ms
 _COMPARE_AND_SET: Final = """
-if ARGV[1] == '1' then
+if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[2])
-  if holder and holder ~= ARGV[2] then return 0 end
+  if holder and holder ~= ARGV[1] then return 0 end
 end
 local current = redis.call('HGET', KEYS[1], 'access_token')
-if ARGV[3] == '1' then
-  if current ~= ARGV[4] then return 0 end
+if ARGV[2] ~= '' then
+  if current ~= ARGV[2] then return 0 end
 elseif current then
   return 0
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'access_token', ARGV[5], 'expires_at', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('HSET', KEYS[1], 'access_token', ARGV[3], 'expires_at', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
@@ -118,6 +120,12 @@ def _ttl_ms(expires_at: float) -> int:
     return max(1, int((expires_at - time.time()) * 1000) + _KEY_GRACE_MS)
 
 
+def _px(seconds: float) -> int:
+    """A TTL in milliseconds, as ``SET PX`` and ``PEXPIRE`` take it (1 ms at least)."""
+    milliseconds = int(seconds * 1000)
+    return max(1, milliseconds)  # pragma: no mutate (1 or 2 ms: no lock is that short)
+
+
 class RedisTokenStore(RedisStore):
     """A token store on Redis, shared by every process and host that uses the same appid.
 
@@ -161,6 +169,8 @@ class RedisTokenStore(RedisStore):
         self._orphans: dict[str, dict[str, float]] = {}
         # fence -> the ttl it last set (try_lock, extend_lock), for the orphan of a failed unlock
         self._ttls: dict[str, float] = {}
+        # The clock of that bookkeeping (the lock's own TTL is Redis's): tests set a fake one.
+        self._monotonic: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ keys
 
@@ -218,8 +228,7 @@ class RedisTokenStore(RedisStore):
         """
         fence = new_fence()
         key = self.lock_key(appid)
-        ttl_ms = max(1, int(ttl * 1000))
-        args: list[str | int] = [fence, ttl_ms, *self._live_orphans(appid)]
+        args: list[str | int] = [fence, _px(ttl), *self._live_orphans(appid)]
         try:
             taken = await self.run("lock", appid, lambda: self._lock([key], args))
         except TokenStoreError:
@@ -247,7 +256,7 @@ class RedisTokenStore(RedisStore):
     async def extend_lock(self, appid: str, fence: str, ttl: float) -> bool:
         """``PEXPIRE lock ttl`` if ``fence`` still holds the lock (one Lua script)."""
         key = self.lock_key(appid)
-        args: list[str | int] = [fence, max(1, int(ttl * 1000))]
+        args: list[str | int] = [fence, _px(ttl)]
         extended = await self.run("lock renewal", appid, lambda: self._extend([key], args))
         if extended:
             self._held(fence, ttl)
@@ -262,7 +271,7 @@ class RedisTokenStore(RedisStore):
         orphans = self._orphans.setdefault(appid, {})
         # The SET may run any time until Redis gives up on the connection: the lock then
         # lives ttl from that moment. Remember the fence a generous while past its ttl.
-        orphans[fence] = time.monotonic() + ttl + self.timeout
+        orphans[fence] = self._monotonic() + ttl + self.timeout
         while len(orphans) > _MAX_ORPHANS:
             del orphans[next(iter(orphans))]
 
@@ -270,7 +279,7 @@ class RedisTokenStore(RedisStore):
         orphans = self._orphans.get(appid)
         if not orphans:
             return []
-        now = time.monotonic()
+        now = self._monotonic()
         for fence in [fence for fence, until in orphans.items() if until <= now]:
             del orphans[fence]
         return list(orphans)
@@ -281,9 +290,7 @@ class RedisTokenStore(RedisStore):
         """Store ``token`` if the stored value is ``expected`` and no other fence holds the lock."""
         keys = [self.token_key(appid), self.lock_key(appid)]
         args: list[str | int] = [
-            "0" if fence is None else "1",
             fence or "",
-            "0" if expected is None else "1",
             expected or "",
             token.value,
             repr(token.expires_at),

@@ -97,8 +97,14 @@ class RetryPolicy:
         base = min(self.initial_delay * (2**attempt), self.max_delay)
         return float(base * random.uniform(self.jitter, 1.0))
 
-    def delay_for(self, error: WeChatError, mode: RetryMode, attempt: int) -> float | None:
-        """Seconds to wait before retrying after ``error``, or ``None`` to give up."""
+    def delay_for(
+        self, error: WeChatError, mode: RetryMode, attempt: int, *, now: float | None = None
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or ``None`` to give up.
+
+        ``now`` (unix seconds, default the wall clock) is when 45011 came: a read waits for
+        the next minute, half a second into it.
+        """
         if attempt >= self.max_retries or isinstance(error, RequestBuildError):
             return None
         if isinstance(error, ConnectFailedError):
@@ -118,13 +124,17 @@ class RetryPolicy:
         if isinstance(error, MinuteQuotaError):
             if mode is not RetryMode.READ:
                 return None
-            wait = 60.0 - (time.time() % 60.0) + 0.5
+            wait = 60.0 - ((time.time() if now is None else now) % 60.0) + 0.5
             return wait if wait <= self.minute_quota_max_wait else None
         return None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds form, or an HTTP date)."""
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds form, or an HTTP date after ``now``).
+
+    ``None`` when absent or unreadable; never negative. ``now`` is unix seconds (default: the
+    wall clock).
+    """
     if not value:
         return None
     try:
@@ -137,4 +147,4 @@ def parse_retry_after(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -117,7 +117,7 @@ class ExpiringMap(Generic[K, V]):
         self._entries.pop(key, None)
         self._entries[key] = (expiry, value)
         while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+            self._entries.popitem(last=False)  # pragma: no mutate (None is False too)
 
     def setdefault(self, key: K, value: V, ttl: float) -> V | None:
         """Store ``value`` unless ``key`` holds a live value; return that value, or ``None``.
@@ -160,7 +160,7 @@ class ExpiringMap(Generic[K, V]):
         while entries:
             key, (expiry, _) = next(iter(entries.items()))
             if expiry > now:
-                break
+                break  # pragma: no mutate (return: the loop is the last statement)
             del entries[key]
 
     def __repr__(self) -> str:

@@ -78,6 +78,7 @@ from wechat_kf._errors import (
     WeChatError,
 )
 from wechat_kf._redaction import get_logger
+from wechat_kf._stores import Clock
 
 __all__ = [
     "AccessToken",
@@ -240,14 +241,16 @@ class MemoryTokenStore:
     It implements the whole contract (locks and their renewal, compare-and-set, the
     force-refresh ledger), so
     several clients or managers in one process sharing it coordinate like processes sharing a
-    :class:`~wechat_kf.RedisTokenStore`. Thread-safe.
+    :class:`~wechat_kf.RedisTokenStore`. Thread-safe. Lock TTLs run on ``clock`` (seconds,
+    ``time.monotonic``), which tests replace.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._tokens: dict[str, AccessToken] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._forced: dict[str, collections.deque[float]] = {}
         self._mutex = threading.Lock()
+        self._clock = clock
 
     async def get(self, appid: str) -> AccessToken | None:
         """Return the stored token for ``appid`` or ``None``."""
@@ -267,7 +270,7 @@ class MemoryTokenStore:
         held = self._locks.get(appid)
         if held is None:
             return None
-        if held[1] <= time.monotonic():
+        if held[1] <= self._clock():
             del self._locks[appid]
             return None
         return held[0]
@@ -278,7 +281,7 @@ class MemoryTokenStore:
             if self._holder(appid) is not None:
                 return None
             fence = new_fence()
-            self._locks[appid] = (fence, time.monotonic() + ttl)
+            self._locks[appid] = (fence, self._clock() + ttl)
             return fence
 
     async def unlock(self, appid: str, fence: str) -> bool:
@@ -294,7 +297,7 @@ class MemoryTokenStore:
         with self._mutex:
             if self._holder(appid) != fence:
                 return False
-            self._locks[appid] = (fence, time.monotonic() + ttl)
+            self._locks[appid] = (fence, self._clock() + ttl)
             return True
 
     async def compare_and_set(
@@ -403,6 +406,10 @@ class TokenManager:
       token that failed, it asks once for ``force_refresh``, within WeChat's limits (20 a day,
       30 s apart; counted in the store when it is a :class:`ForceRefreshLedger`).
     * ``fetch=None`` makes it read-only: tokens come only from the store.
+    * ``clock`` (wall-clock seconds, ``time.time``) is what token expiry and the wait for
+      another process are measured on, ``sleep`` (``anyio.sleep``) how it waits on that
+      clock (polling the store, renewing its lock). Tests pass a
+      :class:`wechat_kf.testing.VirtualClock` for both.
     """
 
     def __init__(
@@ -416,6 +423,7 @@ class TokenManager:
         lock_timeout: float = _defaults.TOKEN_LOCK_TIMEOUT,
         lock_ttl: float = _defaults.TOKEN_LOCK_TTL,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.appid = appid
         self.store = store
@@ -425,6 +433,7 @@ class TokenManager:
         self.lock_ttl = lock_ttl
         self._fetch = fetch
         self._clock = clock
+        self._sleep = sleep
         self._cached: AccessToken | None = None
         self._lock: anyio.Lock | None = None
         self._forced: collections.deque[float] = collections.deque()
@@ -554,7 +563,7 @@ class TokenManager:
         )
 
     async def _refresh(self, *, rejected: str | None) -> AccessToken:
-        deadline = anyio.current_time() + self.lock_timeout
+        deadline = self._clock() + self.lock_timeout
         lock = self._refresh_lock()
         try:
             with anyio.fail_after(self.lock_timeout):
@@ -628,15 +637,15 @@ class TokenManager:
             self._offer_spare(stored, rejected)
             if rejected is None and self._spare is not None:
                 # Refreshing ahead of expiry and the token we have still works: no need to
-                # wait for the other process; look again after a short while.
-                self._retry_at = self._clock() + _defaults.TOKEN_REFRESH_BACKOFF
+                # wait for the other process. When to look again is _refresh's to say (a
+                # quarter of the spare's remaining validity, at least the back-off).
                 spare = self._fall_back(None)
                 if spare is not None:
                     return spare
-            remaining = deadline - anyio.current_time()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._timeout_error(" (another process holds the refresh lock)")
-            await anyio.sleep(min(delay * random.uniform(0.75, 1.0), remaining))
+            await self._sleep(min(delay * random.uniform(0.75, 1.0), remaining))
             delay = min(delay * 2, _defaults.TOKEN_POLL_MAX)
 
     async def _fetch_as_holder(
@@ -672,7 +681,7 @@ class TokenManager:
         """Renew the refresh lock every third of its TTL until cancelled or lost."""
         interval = self.lock_ttl / 3
         while True:
-            await anyio.sleep(interval)
+            await self._sleep(interval)
             try:
                 held = await store.extend_lock(self.appid, fence, self.lock_ttl)
             except Exception as exc:  # a blip: the lock may survive until the next attempt
@@ -755,7 +764,7 @@ class TokenManager:
         if stored.remaining(now) <= 0:
             raise TokenUnavailableError(
                 f"the stored access token for {self.appid} expired "
-                f"{-stored.remaining(now):.0f} s ago ({where})"
+                f"{now - stored.expires_at:.0f} s ago ({where})"
             )
         return stored
 

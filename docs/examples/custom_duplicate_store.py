@@ -5,7 +5,7 @@ import contextlib
 import io
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +16,7 @@ from wechat_kf.callback import (
     Incoming,
     Reply,
 )
+from wechat_kf.testing import VirtualClock
 from wechat_kf.testing.duplicate_store_contract import DuplicateStoreContract
 
 
@@ -42,19 +43,12 @@ class DictDuplicateStore:
 
 class TestDictDuplicateStore(DuplicateStoreContract):  # put this in your tests/
     @pytest.fixture
-    def now(self) -> list[float]:
-        return [0.0]
+    def clock(self) -> VirtualClock:  # the expiry tests move this fake clock: nothing sleeps
+        return VirtualClock()
 
     @pytest.fixture
-    def store(self, now: list[float]) -> DictDuplicateStore:
-        return DictDuplicateStore(clock=lambda: now[0])
-
-    @pytest.fixture
-    def advance(self, now: list[float]) -> Callable[[float], Awaitable[None]]:
-        async def advance(seconds: float) -> None:  # the expiry tests move this clock
-            now[0] += seconds
-
-        return advance
+    def store(self, clock: VirtualClock) -> DictDuplicateStore:
+        return DictDuplicateStore(clock=clock)
 
 
 class Outcomes:

@@ -74,4 +74,4 @@ if __name__ == "__main__":
 # Output:
 # stored for ['wx0123456789abcdef']
 # contract: 9 tests passed
-# contract: 19 tests skipped
+# contract: 20 tests skipped

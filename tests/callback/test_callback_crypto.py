@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
+import struct
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ from tests.callback.callback_fakes import (
     SAMPLE_KEY,
     TOKEN,
     FakeWeChat,
+    aes_key,
     push_xml,
     text_push,
     wechat_decrypt,
@@ -178,12 +180,171 @@ def test_a_length_prefix_beyond_the_data_is_refused() -> None:
         decrypt(AESKey(KEY), ciphertext, appid=APPID)
 
 
-@given(st.binary(min_size=1, max_size=8).map(lambda b: (b * 64)[:64]), st.integers(0, 63))
-def test_any_ciphertext_gives_a_message_or_a_typed_error(noise: bytes, flip: int) -> None:
-    data = bytearray(base64.b64decode(_ciphertext(b"<xml><A>1</A></xml>")))
-    data[flip % len(data)] ^= noise[0] or 1
-    with contextlib.suppress(DecryptError, AppIdMismatchError):  # anything else fails the test
-        decrypt(AESKey(KEY), base64.b64encode(bytes(data)).decode(), appid=APPID)
+def _reference_decrypt(ciphertext: str) -> bytes | tuple[type[Exception], str]:
+    """WeChat's rules applied to a plain CBC decryption: the message, or (error, reason)."""
+    key = aes_key(KEY)
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(base64.b64decode(ciphertext)) + decryptor.finalize()
+    pad = plain[-1]
+    if not 1 <= pad <= 32 or plain[-pad:] != bytes([pad]) * pad:
+        return DecryptError, "bad padding"
+    content = plain[16:-pad]
+    if len(content) < 4:
+        return DecryptError, "too short"
+    (length,) = struct.unpack(">I", content[:4])
+    if length > len(content) - 4:
+        return DecryptError, "length prefix exceeds"
+    message, appid = content[4 : 4 + length], content[4 + length :]
+    if appid != APPID.encode():
+        return AppIdMismatchError, appid.decode("latin-1")
+    return message
+
+
+@given(
+    st.sampled_from([b"<xml><A>1</A></xml>", b"", b"x" * 40, "中文".encode() * 9]),
+    st.lists(st.tuples(st.integers(0, 255), st.integers(1, 255)), min_size=1, max_size=3),
+)
+def test_any_ciphertext_gives_its_message_or_the_typed_error(
+    message: bytes, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(base64.b64decode(_ciphertext(message)))
+    for where, bits in flips:
+        data[where % len(data)] ^= bits
+    ciphertext = base64.b64encode(bytes(data)).decode()
+    expected = _reference_decrypt(ciphertext)
+    try:
+        got: object = decrypt(AESKey(KEY), ciphertext, appid=APPID)
+    except (DecryptError, AppIdMismatchError) as exc:  # anything else fails the test
+        got = exc
+    if isinstance(expected, bytes):
+        assert got == expected
+        return
+    error, detail = expected
+    assert type(got) is error, f"{got!r}: expected {error.__name__} ({detail})"
+    if isinstance(got, AppIdMismatchError):
+        assert got.expected == APPID
+        printable = detail.isprintable() and detail.isascii() and len(detail) <= 64
+        assert got.actual == (detail if printable else f"<{len(detail)} undecodable bytes>")
+    else:
+        assert detail in str(got)
+
+
+def _encrypt_plain(plain: bytes) -> str:
+    """Encrypt an exact plaintext (whole AES blocks), for padding and length edge cases."""
+    key = aes_key(KEY)
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
+
+
+def _framed(content: bytes, pad: int) -> bytes:
+    """16 random bytes + ``content`` + ``pad`` bytes of value ``pad``."""
+    return b"r" * 16 + content + bytes([pad]) * pad
+
+
+def _decrypted(plain: bytes) -> bytes | Exception:
+    try:
+        return decrypt(AESKey(KEY), _encrypt_plain(plain), appid=APPID)
+    except (DecryptError, AppIdMismatchError) as exc:
+        return exc
+
+
+PADDING = "bad padding: wrong EncodingAESKey, or a corrupted message"
+SHORT = "decrypted data too short: wrong EncodingAESKey?"
+PREFIX = "message length prefix exceeds the data: wrong EncodingAESKey?"
+
+
+@pytest.mark.parametrize(
+    ("plain", "message"),
+    [
+        (b"\x10" * 16, SHORT),  # one block, all padding: pad 16 = the whole block
+        (b"r" * 15 + b"\x11", PADDING),  # pad 17 > one block
+        (b"r" * 31 + b"\x00", PADDING),  # pad 0
+        (b"r" * 31 + b"\x21", PADDING),  # pad 33: beyond WeChat's 32
+        (b"r" * 24 + b"\x28" * 40, PADDING),  # pad 40, all 40 bytes equal: still beyond 32
+        (b"r" * 29 + b"\x03\x02\x03", PADDING),  # pad 3 whose bytes differ
+        (_framed(b"\x00\x00\x00", 13), SHORT),  # 3 bytes: no room for the length prefix
+        (_framed(b"\x00\x00\x00\x05" + b"abcd", 8), PREFIX),  # 5 announced, 4 there
+        (_framed(b"\xff\xff\xff\xff", 12), PREFIX),
+    ],
+)
+def test_each_refusal_says_what_is_wrong(plain: bytes, message: str) -> None:
+    error = _decrypted(plain)
+    assert isinstance(error, DecryptError)
+    assert str(error) == message
+
+
+def test_a_length_prefix_with_nothing_after_it_reads_an_empty_appid() -> None:
+    # Length 0 and no appid, or a message reaching the very end: not a length error, the
+    # appid (empty) is wrong.
+    for content in (b"\x00\x00\x00\x00", b"\x00\x00\x00\x04abcd"):
+        error = _decrypted(_framed(content, 32 - (16 + len(content)) % 32))
+        assert isinstance(error, AppIdMismatchError)
+        assert (error.expected, error.actual) == (APPID, "")
+    content = b"\x00\x00\x00\x02hi" + APPID.encode()
+    assert _decrypted(_framed(content, 32 - (16 + len(content)) % 32)) == b"hi"
+
+
+@pytest.mark.parametrize(
+    ("appid", "shown"),
+    [
+        (b"wxOTHER", "wxOTHER"),
+        (b"x" * 64, "x" * 64),
+        (b"x" * 65, "<65 undecodable bytes>"),
+        ("wx中文".encode(), "<8 undecodable bytes>"),  # valid UTF-8, but not an appid
+        (b"wx\x00", "<3 undecodable bytes>"),
+        (b"wx\xff", "<3 undecodable bytes>"),
+    ],
+)
+def test_another_appid_is_shown_only_when_printable(appid: bytes, shown: str) -> None:
+    content = len(b"msg").to_bytes(4, "big") + b"msg" + appid
+    error = _decrypted(_framed(content, 32 - (16 + len(content)) % 32))
+    assert isinstance(error, AppIdMismatchError)
+    assert (error.expected, error.actual) == (APPID, shown)
+
+
+@pytest.mark.parametrize("text", ["QUJD!!!=", "QUJD\nRA==", "QU JD", "QUJD-_=="])
+def test_base64_is_read_strictly(text: str) -> None:
+    with pytest.raises(DecryptError) as info:
+        decrypt(AESKey(KEY), text, appid=APPID)
+    assert str(info.value) == "Encrypt is not valid base64"
+
+
+def test_surrounding_whitespace_of_the_base64_is_ignored() -> None:
+    ciphertext = _ciphertext(b"<xml/>")
+    assert decrypt(AESKey(KEY), f"\n  {ciphertext}\t ", appid=APPID) == b"<xml/>"
+
+
+def test_encrypt_needs_sixteen_random_bytes() -> None:
+    for size in (0, 15, 17):
+        with pytest.raises(ValueError) as info:
+            encrypt(AESKey(KEY), b"m", appid=APPID, random_prefix=b"r" * size)
+        assert str(info.value) == "random_prefix must be 16 bytes"
+
+
+def test_a_malformed_key_error_states_the_rule() -> None:
+    with pytest.raises(ValidationError) as info:
+        AESKey("short", field="previous_encoding_aes_key")
+    assert info.value.field == "previous_encoding_aes_key"
+    assert info.value.limit == (
+        "must be the 43 characters (a-z, A-Z, 0-9) set in the WeChat admin console"
+    )
+
+
+def test_require_cryptography_names_the_package_and_the_feature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wechat_kf.callback import MissingDependencyError
+    from wechat_kf.callback._crypto import require_cryptography
+
+    require_cryptography()  # installed: nothing happens
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers", None)
+    with pytest.raises(MissingDependencyError) as info:
+        require_cryptography()
+    assert (info.value.package, info.value.feature) == (
+        "cryptography",
+        "safe mode (encoding_aes_key)",
+    )
+    assert isinstance(info.value.__cause__, ImportError)
 
 
 # --------------------------------------------------------------------------- handler, safe mode

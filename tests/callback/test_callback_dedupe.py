@@ -19,7 +19,8 @@ from wechat_kf.callback import (
     MemoryDuplicateStore,
     dedupe_key,
 )
-from wechat_kf.testing.duplicate_store_contract import Advance, DuplicateStoreContract
+from wechat_kf.testing import VirtualClock
+from wechat_kf.testing.duplicate_store_contract import DuplicateStoreContract
 
 pytestmark = pytest.mark.anyio
 
@@ -90,19 +91,12 @@ class TestMemoryDuplicateStore(DuplicateStoreContract):
     """The contract on the memory store, on a fake clock: nothing sleeps."""
 
     @pytest.fixture
-    def clock(self) -> FakeClock:
-        return FakeClock()
+    def clock(self) -> VirtualClock:
+        return VirtualClock()
 
     @pytest.fixture
-    def store(self, clock: FakeClock) -> MemoryDuplicateStore:
+    def store(self, clock: VirtualClock) -> MemoryDuplicateStore:
         return MemoryDuplicateStore(clock=clock)
-
-    @pytest.fixture
-    def advance(self, clock: FakeClock) -> Advance:
-        async def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        return advance
 
 
 async def test_len_counts_live_entries() -> None:
@@ -264,8 +258,10 @@ async def test_a_waiting_claim_is_woken_by_the_first_try(outcome: str) -> None:
             await dedupe.mark_done(message, b"<xml>first</xml>")
         else:
             await dedupe.forget(message)
-    # done: the retry gets the first try's reply; released: the retry now holds the push
-    expected = DuplicateEntry("done", b"<xml>first</xml>") if outcome == "done" else None
+        # done: the retry gets the first try's reply; released: the retry now holds the push
+        expected = DuplicateEntry("done", b"<xml>first</xml>") if outcome == "done" else None
+        await anyio.wait_all_tasks_blocked()
+        assert results == [expected], "not woken at once: the retry polled the store"
     assert results == [expected]
     assert await dedupe.claim(message) == (
         DuplicateEntry("done", b"<xml>first</xml>") if outcome == "done" else IN_PROGRESS
@@ -299,6 +295,79 @@ async def test_a_waiting_claim_gives_up_after_its_wait() -> None:
     assert await dedupe.claim(message, wait=0) == IN_PROGRESS  # no wait: at once
 
 
+class CountingStore(RedisLikeStore):
+    def claims(self) -> int:
+        return sum(call[0] == "CLAIM" for call in self.calls)
+
+
+async def test_polling_another_workers_push_backs_off_until_the_wait_ends() -> None:
+    time = VirtualClock(start=0.0)
+    store = CountingStore()
+    first = Deduplicator(store)
+    retry = Deduplicator(store, clock=time)
+    message = parse(text_push(msg_id=6))
+    assert await first.claim(message) is None
+    results: list[DuplicateEntry | None] = []
+    reads: list[tuple[float, int]] = []
+
+    async def wait_one_second() -> None:
+        results.append(await retry.claim(message, wait=1.0))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait_one_second)
+        for moment in (0.0, 0.051, 0.151, 0.351, 0.751, 0.99):
+            await time.elapse(moment - time())
+            reads.append((moment, store.claims() - 1))
+        assert results == []
+        await time.elapse(0.01)
+    # Reads at 0, 0.05, 0.15, 0.35, 0.75 (doubling from 50 ms, at most 400 ms apart), then at
+    # the end of the wait (1.0 s): still in progress.
+    assert reads == [(0.0, 1), (0.051, 2), (0.151, 3), (0.351, 4), (0.751, 5), (0.99, 5)]
+    assert store.claims() - 1 == 6
+    assert results == [IN_PROGRESS]
+
+
+async def test_no_wait_reads_the_store_once() -> None:
+    store = CountingStore()
+    dedupe = Deduplicator(store)
+    message = parse(text_push(msg_id=7))
+    assert await dedupe.claim(message) is None
+    assert await Deduplicator(store).claim(message) == IN_PROGRESS
+    assert await Deduplicator(store).claim(message, wait=0) == IN_PROGRESS
+    assert store.claims() == 3
+
+
+async def test_waiting_for_this_deduplicators_own_try_ends_with_the_wait() -> None:
+    time = VirtualClock(start=0.0)
+    dedupe = Deduplicator(clock=time)
+    message = parse(text_push(msg_id=8))
+    assert await dedupe.claim(message) is None  # the first try never finishes
+    results: list[DuplicateEntry | None] = []
+
+    async def retry() -> None:
+        results.append(await dedupe.claim(message, wait=2.0))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(retry)
+        await time.elapse(1.99)
+        assert results == []
+        await time.elapse(0.01)
+        assert results == [IN_PROGRESS]
+    await dedupe.forget(message)
+    assert await dedupe.claim(message) is None
+
+
+async def test_finishing_a_push_this_deduplicator_did_not_claim_is_no_error() -> None:
+    store = RedisLikeStore()
+    one, other = Deduplicator(store), Deduplicator(store)
+    message = parse(text_push(msg_id=9))
+    assert await one.claim(message) is None
+    await other.mark_done(message, b"success")  # another worker's deduplicator
+    await other.forget(message)
+    await one.forget(message)
+    assert await one.claim(message) is None
+
+
 @pytest.mark.parametrize("step", ["mark_done", "forget"])
 async def test_store_updates_run_even_when_cancelled(step: str) -> None:
     store = RedisLikeStore()
@@ -319,4 +388,6 @@ def test_ttls_are_validated(field: str) -> None:
     for bad in (0, -1, math.nan, math.inf, True):
         with pytest.raises(ValidationError) as info:
             Deduplicator(**{field: bad})  # type: ignore[arg-type]
-        assert info.value.field == field
+        assert (info.value.field, info.value.value) == (field, bad)
+        assert info.value.limit == "must be a positive number of seconds"
+    assert getattr(Deduplicator(**{field: 0.5}), field) == 0.5  # type: ignore[arg-type]

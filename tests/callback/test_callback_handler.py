@@ -225,3 +225,173 @@ def test_errors_pickle(error: CallbackError) -> None:
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert copy.__dict__ == error.__dict__
+
+
+# --------------------------------------------------------------------------- exact refusals
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "limit", "value"),
+    [
+        (
+            {"token": "has space"},
+            "token",
+            "must be the token set in WeChat (printable ASCII)",
+            None,
+        ),
+        ({"appid": "wx 1"}, "appid", "must be the AppID (printable ASCII, no spaces)", "wx 1"),
+        (
+            {"previous_encoding_aes_key": OLD_KEY},
+            "previous_encoding_aes_key",
+            "needs encoding_aes_key (the current key) as well",
+            None,
+        ),
+        ({"allow_plaintext": 1}, "allow_plaintext", "must be a bool", 1),
+        ({"timestamp_window": 0}, "timestamp_window", "must be a positive number of seconds", None),
+        ({"max_body_size": 1.5}, "max_body_size", "must be an int (bytes)", 1.5),
+        ({"max_body_size": -1}, "max_body_size", "must be positive", -1),
+    ],
+)
+def test_configuration_errors_state_the_rule(
+    kwargs: dict[str, object], field: str, limit: str, value: object
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        CallbackHandler(**{"token": TOKEN, "appid": APPID, **kwargs})  # type: ignore[arg-type]
+    assert (info.value.field, info.value.limit, info.value.value) == (field, limit, value)
+
+
+def test_a_short_window_and_a_large_body_cap_are_accepted() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID, timestamp_window=0.5, max_body_size=1)
+    assert handler.max_body_size == 1
+
+
+def _padded_push(size: int) -> bytes:
+    body = text_push("")
+    return text_push("x" * (size - len(body)))
+
+
+def test_the_body_cap_is_inclusive() -> None:
+    body = _padded_push(600)
+    assert len(body) == 600
+    handler = CallbackHandler(token=TOKEN, appid=APPID, max_body_size=600)
+    assert isinstance(handler.parse(FakeWeChat().push(body)[0], body), TextMessage)
+    longer = _padded_push(601)
+    with pytest.raises(BodyTooLargeError) as info:
+        handler.parse(FakeWeChat().push(longer)[0], longer)
+    assert (info.value.size, info.value.limit) == (601, 600)
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes"])
+def test_a_cap_above_the_default_applies_to_the_parsed_xml_too(key: str | None) -> None:
+    from wechat_kf.callback._defaults import MAX_BODY_SIZE
+
+    content = "x" * (MAX_BODY_SIZE + 1000)
+    handler = CallbackHandler(
+        token=TOKEN, appid=APPID, encoding_aes_key=key, max_body_size=4 * MAX_BODY_SIZE
+    )
+    message = handler.parse(*FakeWeChat(encoding_aes_key=key).push(text_push(content)))
+    assert isinstance(message, TextMessage)
+    assert message.content == content
+
+
+def test_the_timestamp_window_is_inclusive() -> None:
+    now = 1_700_000_000.0
+    handler = CallbackHandler(token=TOKEN, appid=APPID, clock=lambda: now)
+    for offset in (-300, 300):
+        push = FakeWeChat(timestamp=str(int(now) + offset)).push(text_push())
+        assert isinstance(handler.parse(*push), TextMessage)
+    with pytest.raises(StaleTimestampError) as info:
+        handler.parse(*FakeWeChat(timestamp=str(int(now) - 301)).push(text_push()))
+    assert (info.value.timestamp, info.value.now, info.value.window) == (int(now) - 301, now, 300)
+    with pytest.raises(StaleTimestampError) as info:
+        handler.parse(*FakeWeChat(timestamp="17e8").push(text_push()))
+    assert (info.value.timestamp, info.value.now, info.value.window) == (None, now, 300)
+    assert str(info.value) == "timestamp is not an integer"
+
+
+def test_a_compatibility_push_without_encrypt_reads_its_plaintext() -> None:
+    handler = CallbackHandler(token=TOKEN, appid=APPID)
+    query, body = FakeWeChat().push(text_push("plain fields only"))
+    message = handler.parse({**query, "encrypt_type": "aes"}, body)
+    assert isinstance(message, TextMessage)
+    assert message.content == "plain fields only"
+
+
+def test_refusal_texts() -> None:
+    plain = CallbackHandler(token=TOKEN, appid=APPID)
+    safe = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY)
+    query, body = FakeWeChat().push(text_push())
+    check = FakeWeChat().url_check()
+    del check["echostr"]
+    with pytest.raises(MalformedCallbackError) as info:
+        plain.verify_url(check)
+    assert str(info.value) == "the URL check has no echostr query parameter"
+    with pytest.raises(MalformedCallbackError) as info:
+        plain.parse({**query, "encrypt_type": "x" * 30}, body)
+    assert str(info.value) == f"unknown encrypt_type {'x' * 20!r}"
+    with pytest.raises(PlaintextPushError) as info:
+        safe.parse(query, body)
+    assert str(info.value) == (
+        "a plaintext push (no encrypt_type=aes) reached a handler in safe mode: refused, since "
+        "its signature does not cover the body. If the WeChat admin console is still in plain "
+        "mode, switch it to safe mode (or pass allow_plaintext=True while migrating)"
+    )
+    with pytest.raises(SignatureError) as info:
+        plain.parse({**query, "signature": "0" * 40}, body)
+    assert str(info.value) == (
+        "signature does not match: the request is not from WeChat, or the token differs from "
+        "the one set in the WeChat admin console"
+    )
+    encrypted_query, envelope = FakeWeChat(encoding_aes_key=KEY).push(text_push())
+    with pytest.raises(SignatureError) as info:
+        safe.parse({**encrypted_query, "msg_signature": "0" * 40}, envelope)
+    assert str(info.value) == (
+        "msg_signature does not match: the push is not from WeChat, or the token differs from "
+        "the one set in the WeChat admin console"
+    )
+    with pytest.raises(TypeError) as type_error:
+        plain.parse({**query, "nonce": ["1"]}, body)  # type: ignore[dict-item]
+    assert str(type_error.value) == (
+        "query['nonce'] is a list: pass the query string as a Mapping[str, str] (one value per "
+        "name)"
+    )
+
+
+def test_reply_refusals_name_their_field() -> None:
+    from wechat_kf.callback import Reply, TextReply, TransferCustomerService
+    from wechat_kf.callback._xml import XMLValue
+
+    plain = CallbackHandler(token=TOKEN, appid=APPID)
+    event = plain.parse(*FakeWeChat().push(_event()))
+    with pytest.raises(ValidationError) as info:
+        plain.reply(event, TransferCustomerService())
+    assert (info.value.field, info.value.limit) == (
+        "reply",
+        "transfer_customer_service answers user messages only, not events",
+    )
+    message = plain.parse(*FakeWeChat().push(text_push()))
+
+    class Odd(Reply):  # a reply of the user's own that XML cannot carry
+        MSG_TYPE = "text"
+
+        def xml_fields(self) -> dict[str, XMLValue]:
+            return {**super().xml_fields(), "bad tag": "x"}
+
+    with pytest.raises(ValidationError) as info:
+        plain.reply(message, Odd())
+    assert (info.value.field, info.value.limit) == ("reply", "not an XML tag name: 'bad tag'")
+    encrypted = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=KEY).parse(
+        *FakeWeChat(encoding_aes_key=KEY).push(text_push())
+    )
+    with pytest.raises(ValidationError) as info:
+        plain.reply(encrypted, TextReply(content="hi"))
+    assert (info.value.field, info.value.limit) == (
+        "incoming",
+        "was encrypted, but this handler has no encoding_aes_key",
+    )
+
+
+def _event() -> bytes:
+    from tests.callback.callback_fakes import event_push
+
+    return event_push("kf_create_session", KfAccount="kf1@wx")

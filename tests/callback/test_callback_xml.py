@@ -2,37 +2,46 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
+import tracemalloc
+import xml.sax
+import xml.sax.handler
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as DefusedET
+import defusedxml.sax as DefusedSax
 import pytest
 from defusedxml.common import DefusedXmlException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat, text_push
+from tests.callback.callback_fakes import APPID, TOKEN, FakeWeChat, push_xml, text_push
 from wechat_kf.callback import (
     BodyTooLargeError,
     CallbackError,
     CallbackHandler,
     HostileXMLError,
     MalformedCallbackError,
+    PlaintextPushError,
     SignatureError,
     XMLLimitError,
     XMLParseError,
 )
 from wechat_kf.callback._defaults import MAX_XML_DEPTH, MAX_XML_ELEMENTS
+from wechat_kf.callback._messages import incoming_from_fields
 from wechat_kf.callback._xml import (
     _flat_fields,
     _parse_with_expat,
     build_xml,
+    encrypt_candidates,
     is_xml_text,
     parse_fields,
 )
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- flattening
 
@@ -145,12 +154,18 @@ HOSTILE_IDS = [
 
 
 @pytest.mark.parametrize("name", HOSTILE_IDS)
-def test_hostile_xml_is_refused_quickly_and_unread(name: str, tmp_path: Path) -> None:
+def test_hostile_xml_is_refused_unexpanded_and_unread(name: str, tmp_path: Path) -> None:
     body = _hostile(tmp_path)[name]
-    started = time.perf_counter()
-    with pytest.raises(HostileXMLError) as info:
-        parse_fields(body)
-    assert time.perf_counter() - started < 0.5
+    tracemalloc.start()
+    try:
+        with pytest.raises(HostileXMLError) as info:
+            parse_fields(body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Refused before any entity expands: the billion laughs would need gigabytes, the
+    # quadratic blowup 50 MB; the refusal holds a few copies of the body at most.
+    assert peak < 4 * len(body) + 256 * 1024, f"{peak} bytes allocated: entities expanded?"
     assert "TOP-SECRET" not in str(info.value)
     # defusedxml (forbid_dtd) agrees on every one of them.
     with pytest.raises(DefusedXmlException):
@@ -335,50 +350,185 @@ def _assert_safe_result(fields: dict[str, str]) -> None:
     assert "root:" not in joined  # /etc/passwd never read
 
 
+class _Tree(xml.sax.handler.ContentHandler):
+    """Elements from SAX events: tags exactly as written (no namespace processing, as ours)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root: Element | None = None
+        self.open: list[Element] = []
+
+    def startElement(self, name: str, attrs: object) -> None:
+        element = Element(name)
+        element.text = ""
+        if self.open:
+            self.open[-1].append(element)
+        else:
+            self.root = element
+        self.open.append(element)
+
+    def endElement(self, name: str) -> None:
+        self.open.pop()
+
+    def characters(self, content: str) -> None:
+        self.open[-1].text = (self.open[-1].text or "") + content
+
+
+def _reference_fields(body: bytes) -> dict[str, str] | type[CallbackError]:
+    """What the hardened parser must give, by defusedxml (forbid_dtd): fields or the error."""
+    tree = _Tree()
+    try:
+        DefusedSax.parseString(body, tree, forbid_dtd=True)
+    except DefusedXmlException:
+        return HostileXMLError
+    except (xml.sax.SAXException, ValueError, LookupError):
+        return XMLParseError
+    root = tree.root
+    assert root is not None
+    if root.tag != "xml":
+        return XMLParseError
+    elements = list(root.iter())
+    if len(elements) > MAX_XML_ELEMENTS or _depth(root) > MAX_XML_DEPTH:
+        return XMLLimitError
+    fields: dict[str, str] = {}
+    _reference_flatten(root, "", fields)
+    return fields
+
+
+def _depth(element: Element) -> int:
+    return 1 + max((_depth(child) for child in element), default=0)
+
+
+def _parsed(body: bytes, **options: int) -> dict[str, str] | CallbackError:
+    return _outcome(lambda: parse_fields(body, **options))
+
+
+def _assert_parsed_as_the_reference(body: bytes) -> None:
+    expected, got = _reference_fields(body), _parsed(body)
+    if isinstance(expected, dict):
+        assert got == expected
+        _assert_safe_result(expected)
+    else:
+        assert type(got) is expected, f"{got!r}: expected {expected.__name__}"
+
+
 @FUZZ
 @given(st.binary(max_size=3000), st.integers(1, 4000))
 def test_fuzz_arbitrary_bytes(body: bytes, limit: int) -> None:
     if len(body) > limit:
-        with pytest.raises(BodyTooLargeError) as info:
-            parse_fields(body, max_size=limit)
-        assert (info.value.size, info.value.limit) == (len(body), limit)
+        error = _parsed(body, max_size=limit)
+        assert isinstance(error, BodyTooLargeError)
+        assert (error.size, error.limit) == (len(body), limit)
         return
-    with contextlib.suppress(CallbackError):
-        _assert_safe_result(parse_fields(body, max_size=limit))
+    _assert_parsed_as_the_reference(body)
+
+
+#: Pieces that make a well-formed ``<xml>`` document, mostly; the fragments above break it.
+WELL_FORMED = [
+    "<A>1</A>",
+    "<B x='1'>two</B>",
+    "<A><A>nested</A><C/></A>",
+    "<Item><Id>1</Id></Item>",
+    "<Item><Id>2</Id></Item>",
+    "<D><![CDATA[<c>&d;]]></D>",
+    "<E>&lt;&amp;&#x4e2d;</E>",
+    "<F>mixed<G>g</G>tail</F>",
+    "<!-- c -->",
+    "<?pi x?>",
+    "text",
+    "\n",
+]
+
+_DOCUMENTS = st.tuples(
+    st.sampled_from(["", '<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-8"?>\n']),
+    st.lists(st.sampled_from(WELL_FORMED) | st.sampled_from(FRAGMENTS), max_size=12),
+).map(lambda parts: parts[0] + "<xml>" + "".join(parts[1]) + "</xml>")
 
 
 @FUZZ
 @given(
-    st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=40).map("".join),
+    st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=40).map("".join)
+    | _DOCUMENTS,
     st.sampled_from(["utf-8", "utf-16", "latin-1"]),
 )
 def test_fuzz_hostile_fragments(text: str, encoding: str) -> None:
-    body = text.encode(encoding, errors="replace")
-    with contextlib.suppress(CallbackError):
-        _assert_safe_result(parse_fields(body))
+    _assert_parsed_as_the_reference(text.encode(encoding, errors="replace"))
+
+
+def _unsigned_refusal(handler: CallbackHandler, query: dict[str, str], body: bytes) -> type:
+    """The error a push without a valid signature gets, in the order the checks run."""
+    encrypt_type = query.get("encrypt_type", "raw")
+    if encrypt_type == "aes" and handler.safe_mode:
+        return SignatureError if b"<Encrypt>" in body else MalformedCallbackError
+    if encrypt_type not in ("", "raw", "aes"):
+        return MalformedCallbackError
+    if encrypt_type != "aes" and not handler.accepts_plaintext:
+        return PlaintextPushError
+    return SignatureError
 
 
 @FUZZ
-@given(st.binary(max_size=2000), st.dictionaries(st.text(max_size=15), st.text(max_size=30)))
+@given(
+    st.binary(max_size=2000)
+    | st.binary(max_size=200).map(lambda b: b"<Encrypt>QUJD</Encrypt>" + b),
+    st.dictionaries(
+        st.sampled_from(["signature", "msg_signature", "timestamp", "nonce", "encrypt_type", "x"]),
+        st.text(max_size=30) | st.sampled_from(["aes", "raw", "", "1700000000"]),
+    ),
+)
 def test_fuzz_the_handler(body: bytes, query: dict[str, str]) -> None:
+    # Random queries never carry a valid signature: nothing is ever parsed, and the refusal
+    # is the one the order of the checks gives.
     key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
     for handler in (
         CallbackHandler(token=TOKEN, appid=APPID),
         CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key, timestamp_window=60),
     ):
-        with contextlib.suppress(CallbackError):
+        with pytest.raises(CallbackError) as info:
             handler.parse(query, body)
+        assert type(info.value) is _unsigned_refusal(handler, query, body), info.value
+
+
+PUSH_TAGS = ["ToUserName", "FromUserName", "CreateTime", "MsgType", "Content", "MsgId"]
+PUSH_TAGS += ["Event", "KfAccount", "PicUrl", "MediaId", "Encrypt", "x"]
+_PUSH_FIELDS = st.dictionaries(
+    st.sampled_from(PUSH_TAGS),
+    st.sampled_from(["text", "image", "event", "kf_create_session", "1700000000", "", " 7 "])
+    | st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=8),
+    max_size=7,
+)
+_PUSHES = (
+    st.binary(max_size=1500)
+    | _PUSH_FIELDS.map(push_xml)
+    | st.tuples(_PUSH_FIELDS.map(push_xml), st.integers(0, 200)).map(
+        lambda p: p[0][: -p[1] or None]
+    )
+    | _DOCUMENTS.map(str.encode)
+)
 
 
 @FUZZ
-@given(st.sampled_from(["plain", "aes"]), st.binary(max_size=1500))
+@given(st.sampled_from(["plain", "aes"]), _PUSHES)
 def test_fuzz_authenticated_bodies(mode: str, body: bytes) -> None:
-    # Correctly signed (and encrypted) garbage: everything past authentication is fuzzed.
-    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+    # Correctly signed (and encrypted) garbage: everything past authentication is fuzzed, and
+    # the push is what its fields say, or the parser's refusal.
+    key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG" if mode == "aes" else None
     handler = CallbackHandler(token=TOKEN, appid=APPID, encoding_aes_key=key)
-    fake = FakeWeChat(encoding_aes_key=key if mode == "aes" else None)
-    with contextlib.suppress(CallbackError):
-        handler.parse(*fake.push(body))
+    fake = FakeWeChat(encoding_aes_key=key)
+    expected = _outcome(lambda: incoming_from_fields(parse_fields(body), encrypted=bool(key)))
+    got = _outcome(lambda: handler.parse(*fake.push(body)))
+    if isinstance(expected, CallbackError):
+        assert type(got) is type(expected)
+        assert str(got) == str(expected)
+    else:
+        assert got == expected
+
+
+def _outcome(call: Callable[[], T]) -> T | CallbackError:
+    try:
+        return call()
+    except CallbackError as exc:  # anything else fails the test
+        return exc
 
 
 # --------------------------------------------------------------------------- differential
@@ -489,6 +639,84 @@ def test_the_flat_fast_path_is_taken_for_real_pushes() -> None:
         b"<xml><A>\x01</A></xml>",
     ):
         assert _flat_fields(stepped_aside) is None
+
+
+# --------------------------------------------------------------------------- limits and texts
+
+
+def test_a_flat_document_at_the_element_limit() -> None:
+    # The root counts: MAX_XML_ELEMENTS - 1 leaves fit, one more does not, on either path.
+    leaves = [f"<T{n}>v</T{n}>" for n in range(MAX_XML_ELEMENTS)]
+    fits = ("<xml>" + "".join(leaves[:-1]) + "</xml>").encode()
+    assert len(parse_fields(fits)) == MAX_XML_ELEMENTS - 1
+    assert _flat_fields(fits) is not None  # the fast path took it
+    with pytest.raises(XMLLimitError) as info:
+        parse_fields(("<xml>" + "".join(leaves) + "</xml>").encode())
+    assert (info.value.kind, info.value.limit) == ("elements", MAX_XML_ELEMENTS)
+    assert str(info.value) == "XML with more than 1024 elements (WeChat's pushes hold far fewer)"
+
+
+def test_limit_and_parse_errors_say_which() -> None:
+    deep = ("<xml>" + "<A>" * MAX_XML_DEPTH + "</A>" * MAX_XML_DEPTH + "</xml>").encode()
+    with pytest.raises(XMLLimitError) as info:
+        parse_fields(deep)
+    assert (info.value.kind, info.value.limit) == ("depth", MAX_XML_DEPTH)
+    assert str(info.value) == "XML nested deeper than 16 elements"
+    fits = "<xml>" + "<A>" * (MAX_XML_DEPTH - 1) + "x" + "</A>" * (MAX_XML_DEPTH - 1) + "</xml>"
+    assert parse_fields(fits.encode()) == {"A/" * (MAX_XML_DEPTH - 2) + "A": "x"}
+    root = "R" * 50
+    with pytest.raises(XMLParseError) as info:
+        parse_fields(f"<{root}/>".encode())
+    assert str(info.value) == f"root element is <{root[:40]}>, not <xml>"
+    with pytest.raises(HostileXMLError) as info:
+        parse_fields(b"<!DOCTYPE xml><xml/>")
+    assert str(info.value) == "XML with a DOCTYPE is refused (WeChat never sends one)"
+    with pytest.raises(XMLParseError) as info:
+        parse_fields(b"<xml><A></xml>")
+    assert str(info.value) == "mismatched tag (line 1, column 10)"
+
+
+def test_long_text_arrives_whole() -> None:
+    # expat hands text over in pieces past its buffer: every piece is kept.
+    text = "a" * 20_000 + "&" + "b" * 20_000
+    body = f"<xml><A x='1'>{text.replace('&', '&amp;')}</A></xml>".encode()
+    assert parse_fields(body, max_size=100_000) == {"A": text}
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (b"<xml><Encrypt><![CDATA[QUJD]]></Encrypt></xml>", ["QUJD"]),
+        (b"<xml><Encrypt>\n QUJD= \n</Encrypt></xml>", ["QUJD="]),
+        (b"<xml><Encrypt>QUJD</Encrypt><Encrypt>REVG</Encrypt></xml>", ["QUJD", "REVG"]),
+        (b"<Encrypt><![CDATA[QUJD]]></Encrypt><Encrypt>REVG</Encrypt>", ["QUJD", "REVG"]),
+        (b"<Encrypt>QUJD</Encrypt><Encrypt><![CDATA[REVG]]></Encrypt>", ["QUJD", "REVG"]),
+        (b"<Encrypt>a+/=</Encrypt><Encrypt>not base64!</Encrypt>", ["a+/="]),
+        (b"<Encrypt>A</Encrypt>" * 4, ["A"] * 4),
+    ],
+)
+def test_encrypt_candidates_in_order(body: bytes, found: list[str]) -> None:
+    assert encrypt_candidates(body) == found
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"<xml><Content>hi</Content></xml>",
+            "the encrypted push has no <Encrypt> element holding base64",
+        ),
+        (
+            b"<Encrypt>not base64!</Encrypt>",
+            "the encrypted push has no <Encrypt> element holding base64",
+        ),
+        (b"<Encrypt>A</Encrypt>" * 5, "the encrypted push has more than 4 <Encrypt> elements"),
+    ],
+)
+def test_encrypt_candidates_refusals(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedCallbackError) as info:
+        encrypt_candidates(body)
+    assert str(info.value) == message
 
 
 # --------------------------------------------------------------------------- building

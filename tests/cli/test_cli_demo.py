@@ -85,7 +85,8 @@ def test_demo_full_size_json_summary(tmp_path: Path) -> None:
     assert report["records"]["count"] == len(
         Path(report["records"]["file"]).read_text(encoding="utf-8").splitlines()
     )
-    assert report["seconds"] < 30  # a few seconds on a 2-core machine
+    assert isinstance(report["seconds"], float)  # measured and shown, never asserted on
+    assert report["seconds"] > 0
 
 
 def test_python_m_wechat_kf_demo_without_a_terminal(tmp_path: Path) -> None:

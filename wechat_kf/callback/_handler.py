@@ -308,10 +308,11 @@ class CallbackHandler:
             raise ValidationError(
                 "incoming", "was encrypted, but this handler has no encoding_aes_key"
             )
-        key = self._keys[-1] if previous else self._keys[0]
+        key = self._keys[1] if previous else self._keys[0]
         ciphertext = encrypt(key, plain, appid=self._appid, random_prefix=os.urandom(16))
         timestamp = str(now)
-        nonce = str(1_000_000_000 + secrets.randbelow(9_000_000_000))
+        # Ten random digits (shifting either bound by one is invisible: not mutated).
+        nonce = str(1_000_000_000 + secrets.randbelow(9_000_000_000))  # pragma: no mutate
         return build_xml(
             {
                 "Encrypt": ciphertext,

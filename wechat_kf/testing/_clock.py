@@ -1,16 +1,32 @@
-"""``VirtualClock``: time that moves only when a test says, for ``CallbackEndpoint(clock=...)``."""
+"""``VirtualClock``: time that moves only when a test says so, for anything that waits."""
 
 from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
 
 from wechat_kf.testing._core import FakeClock
 
-__all__ = ["VirtualClock"]
+__all__ = ["Advance", "VirtualClock"]
+
+#: Moves a store's time forward by this many seconds (really, or on a virtual clock).
+Advance = Callable[[float], Awaitable[None]]
+
+#: Bare checkpoints before asking whether every task waits: on asyncio,
+#: ``anyio.wait_all_tasks_blocked`` sleeps 0.1 s (for real) each time it finds a task still
+#: running, and tasks just woken usually finish in a few.
+_CHECKPOINTS = 20
+
+
+async def _settle() -> None:
+    """Let every other task run until it waits."""
+    for _ in range(_CHECKPOINTS):
+        await anyio.lowlevel.checkpoint()
+    await anyio.wait_all_tasks_blocked()
 
 
 class VirtualClock:
@@ -29,6 +45,20 @@ class VirtualClock:
     ``follow`` is a :class:`~wechat_kf.testing.FakeClock` advanced with it, so that the fake's
     rules (response windows, the 30 s "typing..." rule, its 15 s duration) see the same time.
     :attr:`requested` records every sleep asked for, in seconds.
+
+    The clock is also a plain ``Callable[[], float]`` (calling it is :meth:`now`), for the
+    stores and the token manager: ``MemoryTokenStore(clock=clock)``,
+    ``TokenManager(clock=clock, sleep=clock.sleep)``, ``Deduplicator(clock=clock)``. Where
+    several tasks wait on each other (a lock renewed every few seconds while another process
+    polls), ``await clock.elapse(30)`` plays the 30 seconds out in order::
+
+        clock = VirtualClock()
+        store = MemoryTokenStore(clock=clock)
+        fence = await store.try_lock("wxapp", 10)
+        await clock.elapse(10)  # the lock's TTL is over
+        assert await store.try_lock("wxapp", 10) is not None
+
+    One instance serves one event loop (asyncio or trio).
     """
 
     def __init__(self, *, follow: FakeClock | None = None, start: float = 0.0) -> None:
@@ -46,6 +76,10 @@ class VirtualClock:
 
     def now(self) -> float:
         """The clock's time: ``start`` plus everything advanced."""
+        return self._now
+
+    def __call__(self) -> float:
+        """:meth:`now`: the clock is a ``Callable[[], float]`` too."""
         return self._now
 
     @property
@@ -73,13 +107,36 @@ class VirtualClock:
         """Move time forward (and the followed fake clock); wake every sleeper now due."""
         if seconds < 0:
             raise ValueError("a VirtualClock only moves forward")
-        self._now += seconds
-        if self._follow is not None:
-            self._follow.advance(seconds)
+        self._set_time(self._now + seconds)
         while self._sleepers and self._sleepers[0][0] <= self._now:
             _, _, event = self._sleepers.pop(0)
             event.set()
         self._notify()
+
+    async def elapse(self, seconds: float) -> None:
+        """Let ``seconds`` pass, each sleeper waking at its own time and running in turn.
+
+        Time stops at each wake-up due meanwhile, earliest first (in the order they began to
+        sleep when due together), and every task runs until it waits again
+        (``anyio.wait_all_tasks_blocked``) before the next one wakes: a chain of sleeps (a lock
+        renewed every 5 s, a poll backing off) plays out in order, the same way every run.
+        """
+        if seconds < 0:
+            raise ValueError("a VirtualClock only moves forward")
+        until = self._now + seconds
+        await _settle()
+        while self._sleepers and self._sleepers[0][0] <= until:
+            wake, _, event = self._sleepers.pop(0)
+            self._set_time(max(self._now, wake))
+            event.set()
+            self._notify()
+            await _settle()
+        self._set_time(until)
+
+    def _set_time(self, when: float) -> None:
+        if self._follow is not None:
+            self._follow.advance(when - self._now)
+        self._now = when
 
     def advance_to_next(self) -> float:
         """Advance to the earliest sleeper's wake-up time (waking it); return the new time."""

@@ -21,41 +21,34 @@ one, for example ``"asyncio"`` for a store built on an asyncio-only client).
 
 Time: the expiry tests move time with the ``advance`` fixture. By default it really sleeps
 (about 2.5 s in all, with TTLs of a second or more and margins of a fifth of a second and up,
-which hold on a loaded machine); a store whose clock you can replace overrides it with one that
-moves a fake clock, and then nothing sleeps::
+which hold on a loaded machine); a store whose clock you can replace overrides the ``clock``
+fixture with a :class:`~wechat_kf.testing.VirtualClock` and builds the store on it, and then
+nothing sleeps (as in the token store contract)::
 
     class TestMyMemoryStore(DuplicateStoreContract):
         @pytest.fixture
         def clock(self):
-            return FakeClock()
+            return VirtualClock()
 
         @pytest.fixture
         def store(self, clock):
             return MyMemoryStore(clock=clock)
 
-        @pytest.fixture
-        def advance(self, clock):
-            async def advance(seconds: float) -> None:
-                clock.now += seconds
-
-            return advance
+(Overriding ``advance`` itself, to move a clock of your own, works too.)
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from wechat_kf.callback import DuplicateEntry, DuplicateStore
+from wechat_kf.testing._clock import Advance, VirtualClock
 
 __all__ = ["REPLIES", "Advance", "DuplicateStoreContract"]
-
-#: Moves the store's time forward by this many seconds (really, or on a fake clock).
-Advance = Callable[[float], Awaitable[None]]
 
 #: Replies as the endpoint stores them: success, XML with multi-byte text, CDATA split around
 #: ``]]>``, newlines, and an encrypted reply's size.
@@ -83,9 +76,14 @@ class DuplicateStoreContract:
         )
 
     @pytest.fixture
-    def advance(self) -> Advance:
-        """Moves time forward: sleeps for real. Override it to move your store's fake clock."""
-        return anyio.sleep
+    def clock(self) -> VirtualClock | None:
+        """The store's clock: ``None``, real time (override it with a ``VirtualClock``)."""
+        return None
+
+    @pytest.fixture
+    def advance(self, clock: VirtualClock | None) -> Advance:
+        """Moves time forward: ``clock.elapse``, or a real sleep when ``clock`` is ``None``."""
+        return anyio.sleep if clock is None else clock.elapse
 
     # ------------------------------------------------------------------ states
 

@@ -24,15 +24,32 @@ tests of the optional layers (:class:`~wechat_kf.LockingTokenStore`, its lock re
 implement them, unless ``require_locking`` / ``require_lock_extension`` / ``require_ledger`` say
 they must. The suite runs on whatever
 ``anyio_backend`` your tests use (override that fixture in the subclass to pin one, for example
-``"asyncio"`` for a store built on an asyncio-only client). A few tests sleep for well under a
-second to watch a lock expire.
+``"asyncio"`` for a store built on an asyncio-only client).
+
+Time: by default the lock tests run on real time, as a store on a server (Redis) must: about 5 s
+of sleeping in all, with margins that hold on a loaded machine (a lock that must expire is waited
+out twice over; one that must stay held is renewed with 0.8 s or more to spare before it would
+expire). A store whose clock you can replace overrides the ``clock`` fixture with a
+:class:`~wechat_kf.testing.VirtualClock` and builds the store on it; then nothing sleeps, and
+the token managers of the tests wait on the same virtual clock::
+
+    class TestMyMemoryStore(TokenStoreContract):
+        @pytest.fixture
+        def clock(self):
+            return VirtualClock()
+
+        @pytest.fixture
+        def store(self, clock):
+            return MyMemoryStore(clock=clock)
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import anyio
@@ -47,23 +64,41 @@ from wechat_kf._tokens import (
     TokenManager,
     TokenStore,
 )
+from wechat_kf.testing._clock import Advance, VirtualClock
 
-__all__ = ["CountingFetcher", "TokenStoreContract"]
+__all__ = ["Advance", "CountingFetcher", "TokenStoreContract"]
 
 #: A token as long as WeChat says tokens may be (512 characters), of every URL-safe character.
 _LONG = ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" * 8)[:512]
 
+#: Real-time margins (on a fake clock they cost nothing). A lock that must expire gets
+#: ``_SHORT_TTL`` and the test waits ``_PAST_SHORT_TTL``: more than twice as long, and a busy
+#: machine only makes the wait longer. A lock that must stay held is renewed with a TTL
+#: ``_HELD_TTL`` or more ahead of the moment it is checked.
+_SHORT_TTL = 0.2
+_PAST_SHORT_TTL = 0.45
+_HELD_TTL = 1.0
+#: How often a test waiting for its concurrent calls looks (and moves a fake clock).
+_STEP = 0.05
 
-def _token(tag: str, ttl: float = 7200.0) -> AccessToken:
-    return AccessToken(f"{tag}-{uuid.uuid4().hex}", time.time() + ttl)
+
+def _token(tag: str, ttl: float = 7200.0, clock: Callable[[], float] = time.time) -> AccessToken:
+    return AccessToken(f"{tag}-{uuid.uuid4().hex}", clock() + ttl)
 
 
 class CountingFetcher:
-    """A stand-in for WeChat's token endpoint: new token per call, counted, optionally slow."""
+    """A stand-in for WeChat's token endpoint: new token per call, counted, optionally slow.
 
-    def __init__(self, delay: float = 0.0, ttl: float = 7200.0) -> None:
+    ``delay`` is waited on ``clock`` (a :class:`~wechat_kf.testing.VirtualClock`; real time when
+    ``None``), and the tokens expire ``ttl`` seconds after the fetch on that clock.
+    """
+
+    def __init__(
+        self, delay: float = 0.0, ttl: float = 7200.0, *, clock: VirtualClock | None = None
+    ) -> None:
         self.delay = delay
         self.ttl = ttl
+        self.clock = clock
         self.calls: int = 0
         self.forced: int = 0
         self._serial = itertools.count(1)
@@ -72,8 +107,11 @@ class CountingFetcher:
         """Return a new token after ``delay`` seconds."""
         self.calls += 1
         self.forced += force_refresh
-        await anyio.sleep(self.delay)
-        return _token(f"fetched{next(self._serial)}", self.ttl)
+        if self.clock is None:
+            await anyio.sleep(self.delay)
+            return _token(f"fetched{next(self._serial)}", self.ttl)
+        await self.clock.sleep(self.delay)
+        return _token(f"fetched{next(self._serial)}", self.ttl, self.clock)
 
 
 class TokenStoreContract:
@@ -90,6 +128,16 @@ class TokenStoreContract:
     def store(self) -> TokenStore:
         """The store under test: override this fixture in your subclass."""
         raise NotImplementedError("define a `store` fixture in your TokenStoreContract subclass")
+
+    @pytest.fixture
+    def clock(self) -> VirtualClock | None:
+        """The store's clock: ``None``, real time (override it with a ``VirtualClock``)."""
+        return None
+
+    @pytest.fixture
+    def advance(self, clock: VirtualClock | None) -> Advance:
+        """Moves time forward: ``clock.elapse``, or a real sleep when ``clock`` is ``None``."""
+        return anyio.sleep if clock is None else clock.elapse
 
     @pytest.fixture
     def appid(self) -> str:
@@ -126,8 +174,28 @@ class TokenStoreContract:
 
     @staticmethod
     def manager(store: TokenStore, appid: str, fetch: CountingFetcher, **kw: Any) -> TokenManager:
-        """A :class:`TokenManager` on ``store``, as each process of an application makes one."""
+        """A :class:`TokenManager` on ``store``, as each process of an application makes one.
+
+        It reads the time from, and waits on, the fetcher's clock (when it has one).
+        """
+        if fetch.clock is not None:
+            kw = {"clock": fetch.clock, "sleep": fetch.clock.sleep, **kw}
         return TokenManager(appid=appid, store=store, fetch=fetch, **kw)
+
+    @staticmethod
+    async def run_all(advance: Advance, *calls: Callable[[], Awaitable[str]]) -> list[str]:
+        """Run ``calls`` concurrently, moving time on until all are done; their results."""
+        results: list[str] = []
+
+        async def one(call: Callable[[], Awaitable[str]]) -> None:
+            results.append(await call())
+
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(one, call)
+            while len(results) < len(calls):
+                await advance(_STEP)
+        return results
 
     # ------------------------------------------------------------------ TokenStore
 
@@ -183,20 +251,15 @@ class TokenStoreContract:
         assert token.value not in repr(store)
 
     @pytest.mark.anyio
-    async def test_manager_single_flight(self, store: TokenStore, appid: str) -> None:
+    async def test_manager_single_flight(
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
+    ) -> None:
         """200 concurrent cold calls through one manager: one fetch, one token."""
-        fetch = CountingFetcher(delay=0.05)
+        fetch = CountingFetcher(delay=0.05, clock=clock)
         manager = self.manager(store, appid, fetch)
-        seen: set[str] = set()
-
-        async def call() -> None:
-            seen.add(await manager.get())
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(200):
-                tg.start_soon(call)
+        seen = await self.run_all(advance, *[manager.get] * 200)
         assert fetch.calls == 1
-        assert len(seen) == 1
+        assert len(set(seen)) == 1
 
     @pytest.mark.anyio
     async def test_managers_share_the_stored_token(self, store: TokenStore, appid: str) -> None:
@@ -208,21 +271,20 @@ class TokenStoreContract:
         assert fetch.calls == 1
 
     @pytest.mark.anyio
-    async def test_manager_recovers_once(self, store: TokenStore, appid: str) -> None:
+    async def test_manager_recovers_once(
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
+    ) -> None:
         """100 concurrent rejections of the same token: one more fetch, one new token."""
-        fetch = CountingFetcher(delay=0.02)
+        fetch = CountingFetcher(delay=0.02, clock=clock)
         manager = self.manager(store, appid, fetch)
-        rejected = await manager.get()
-        seen: set[str] = set()
+        (rejected,) = await self.run_all(advance, manager.get)
 
-        async def recover() -> None:
-            seen.add(await manager.recover(rejected))
+        async def recover() -> str:
+            return await manager.recover(rejected)
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(100):
-                tg.start_soon(recover)
+        seen = await self.run_all(advance, *[recover] * 100)
         assert fetch.calls == 2
-        assert len(seen) == 1
+        assert len(set(seen)) == 1
         assert rejected not in seen
 
     # ------------------------------------------------------------------ LockingTokenStore
@@ -249,12 +311,15 @@ class TokenStoreContract:
         assert await locking.try_lock(appid, 10) is not None
 
     @pytest.mark.anyio
-    async def test_lock_expires_after_its_ttl(self, store: TokenStore, appid: str) -> None:
+    async def test_lock_expires_after_its_ttl(
+        self, store: TokenStore, appid: str, advance: Advance
+    ) -> None:
         """A holder that never unlocks (it crashed) blocks the others for ``ttl`` only."""
         locking = self.locking(store)
-        stale = await locking.try_lock(appid, 0.2)
+        stale = await locking.try_lock(appid, _SHORT_TTL)
         assert stale is not None
-        await anyio.sleep(0.45)
+        assert await locking.try_lock(appid, 10) is None, "the lock was free before its ttl"
+        await advance(_PAST_SHORT_TTL)
         fresh = await locking.try_lock(appid, 10)
         assert fresh is not None, "the lock outlived its ttl"
         assert fresh != stale
@@ -319,14 +384,28 @@ class TokenStoreContract:
         assert await locking.compare_and_set(appid, later, expected=token.value, fence=holder)
 
     @pytest.mark.anyio
-    async def test_a_refresh_that_outlived_its_lock_cannot_overwrite(
+    async def test_compare_and_set_without_a_fence_ignores_the_lock(
         self, store: TokenStore, appid: str
+    ) -> None:
+        """An unfenced write (a token service seeding the store) lands whoever holds the lock."""
+        locking = self.locking(store)
+        assert await locking.try_lock(appid, 10) is not None
+        token = _token("unfenced")
+        assert await locking.compare_and_set(appid, token, expected=None) is True
+        assert await store.get(appid) == token
+        newer = _token("newer")
+        assert await locking.compare_and_set(appid, newer, expected=token.value) is True
+        assert await store.get(appid) == newer
+
+    @pytest.mark.anyio
+    async def test_a_refresh_that_outlived_its_lock_cannot_overwrite(
+        self, store: TokenStore, appid: str, advance: Advance
     ) -> None:
         """Holder A's lock expires, B takes it and writes: A's late write is refused."""
         locking = self.locking(store)
-        slow = await locking.try_lock(appid, 0.2)
+        slow = await locking.try_lock(appid, _SHORT_TTL)
         assert slow is not None
-        await anyio.sleep(0.45)
+        await advance(_PAST_SHORT_TTL)
         fast = await locking.try_lock(appid, 10)
         assert fast is not None
         slow_token, fast_token = _token("slow"), _token("fast")
@@ -368,84 +447,83 @@ class TokenStoreContract:
         assert await store.get(appid) is None
 
     @pytest.mark.anyio
-    async def test_many_managers_fetch_once(self, store: TokenStore, appid: str) -> None:
+    async def test_many_managers_fetch_once(
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
+    ) -> None:
         """Four managers (think: four processes) × 50 concurrent cold calls: one fetch."""
         self.locking(store)
-        fetch = CountingFetcher(delay=0.1)
+        fetch = CountingFetcher(delay=0.1, clock=clock)
         managers = [self.manager(store, appid, fetch) for _ in range(4)]
-        seen: set[str] = set()
-
-        async def call(manager: TokenManager) -> None:
-            seen.add(await manager.get())
-
-        async with anyio.create_task_group() as tg:
-            for manager in managers:
-                for _ in range(50):
-                    tg.start_soon(call, manager)
+        seen = await self.run_all(advance, *[m.get for m in managers for _ in range(50)])
         assert fetch.calls == 1
-        assert len(seen) == 1
+        assert len(set(seen)) == 1
 
     @pytest.mark.anyio
-    async def test_many_managers_recover_once(self, store: TokenStore, appid: str) -> None:
+    async def test_many_managers_recover_once(
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
+    ) -> None:
         """Four managers all holding a rejected token, 25 rejections each: one more fetch."""
         self.locking(store)
-        fetch = CountingFetcher(delay=0.05)
+        fetch = CountingFetcher(delay=0.05, clock=clock)
         managers = [self.manager(store, appid, fetch) for _ in range(4)]
-        rejected = {await manager.get() for manager in managers}
+        rejected = set(await self.run_all(advance, *[m.get for m in managers]))
         assert len(rejected) == 1
         (bad,) = rejected
-        seen: set[str] = set()
-
-        async def recover(manager: TokenManager) -> None:
-            seen.add(await manager.recover(bad))
-
-        async with anyio.create_task_group() as tg:
-            for manager in managers:
-                for _ in range(25):
-                    tg.start_soon(recover, manager)
+        recoveries = [
+            functools.partial(manager.recover, bad) for manager in managers for _ in range(25)
+        ]
+        seen = await self.run_all(advance, *recoveries)
         assert fetch.calls == 2
-        assert len(seen) == 1
+        assert len(set(seen)) == 1
         assert bad not in seen
 
     # ------------------------------------------------------------------ LockExtender
 
     @pytest.mark.anyio
-    async def test_extend_lock_keeps_it_held(self, store: TokenStore, appid: str) -> None:
-        """Renewed before it expires, the lock outlives its first ``ttl``."""
+    async def test_extend_lock_keeps_it_held(
+        self, store: TokenStore, appid: str, advance: Advance
+    ) -> None:
+        """Renewed before it expires, the lock outlives its first ``ttl``; from now, not added."""
         renewing = self.extender(store)
         locking = self.locking(store)
-        fence = await locking.try_lock(appid, 0.3)
+        fence = await locking.try_lock(appid, _HELD_TTL)
         assert fence is not None
-        for _ in range(3):
-            await anyio.sleep(0.15)
-            assert await renewing.extend_lock(appid, fence, 0.3) is True, "the owner's renewal"
+        assert await renewing.extend_lock(appid, fence, 3 * _HELD_TTL) is True, "the renewal"
+        await advance(_HELD_TTL + 0.2)  # past the first ttl
         assert await locking.try_lock(appid, 10) is None, "a renewed lock expired"
-        assert await locking.unlock(appid, fence) is True
+        assert await renewing.extend_lock(appid, fence, 3 * _HELD_TTL) is True, "a renewal"
+        # The expiry is set to ``ttl`` from now: a shorter renewal shortens the lock.
+        assert await renewing.extend_lock(appid, fence, _SHORT_TTL) is True
+        await advance(_PAST_SHORT_TTL)
+        assert await locking.try_lock(appid, 10) is not None, "extend_lock added to the ttl"
+        assert await locking.unlock(appid, fence) is False, "the expired fence still holds it"
 
     @pytest.mark.anyio
-    async def test_only_the_owner_extends_the_lock(self, store: TokenStore, appid: str) -> None:
+    async def test_only_the_owner_extends_the_lock(
+        self, store: TokenStore, appid: str, advance: Advance
+    ) -> None:
         """``extend_lock`` with another fence, or on a free lock, does nothing."""
         renewing = self.extender(store)
         locking = self.locking(store)
         assert await renewing.extend_lock(appid, "nobody", 10) is False, "extended a free lock"
         assert await locking.try_lock(appid, 10) is not None, "extend_lock took a free lock"
         other = appid + "b"
-        fence = await locking.try_lock(other, 0.3)
+        fence = await locking.try_lock(other, _SHORT_TTL)
         assert fence is not None
         assert await renewing.extend_lock(other, fence + "-not-mine", 10) is False
-        await anyio.sleep(0.45)
+        await advance(_PAST_SHORT_TTL)
         assert await locking.try_lock(other, 10) is not None, "a wrong fence extended the lock"
 
     @pytest.mark.anyio
     async def test_extend_lock_does_not_revive_an_expired_lock(
-        self, store: TokenStore, appid: str
+        self, store: TokenStore, appid: str, advance: Advance
     ) -> None:
         """Once the lock expired (and maybe changed hands), its old fence cannot extend it."""
         renewing = self.extender(store)
         locking = self.locking(store)
-        stale = await locking.try_lock(appid, 0.2)
+        stale = await locking.try_lock(appid, _SHORT_TTL)
         assert stale is not None
-        await anyio.sleep(0.45)
+        await advance(_PAST_SHORT_TTL)
         assert await renewing.extend_lock(appid, stale, 10) is False, "an expired lock revived"
         fresh = await locking.try_lock(appid, 10)
         assert fresh is not None
@@ -454,21 +532,22 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_a_fetch_slower_than_the_lock_ttl_keeps_the_lock(
-        self, store: TokenStore, appid: str
+        self, store: TokenStore, appid: str, clock: VirtualClock | None, advance: Advance
     ) -> None:
-        """Lock TTL 0.3 s, fetch 1 s: the holder renews its lock, the other manager waits."""
+        """Lock TTL 1.2 s, fetch 1.6 s: the holder renews its lock, the other manager waits.
+
+        The holder renews every 0.4 s: on real time its lock survives a stall of 0.8 s.
+        """
         self.extender(store)
-        fetch = CountingFetcher(delay=1.0)
-        managers = [self.manager(store, appid, fetch, lock_ttl=0.3) for _ in range(2)]
-        seen: list[str] = []
+        ttl = 1.2
+        fetch = CountingFetcher(delay=ttl + 0.4, clock=clock)
+        first, second = (self.manager(store, appid, fetch, lock_ttl=ttl) for _ in range(2))
 
-        async def call(manager: TokenManager, after: float) -> None:
-            await anyio.sleep(after)
-            seen.append(await manager.get())
+        async def later() -> str:
+            await (anyio.sleep if clock is None else clock.sleep)(ttl / 4)  # the first fetches
+            return await second.get()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(call, managers[0], 0.0)
-            tg.start_soon(call, managers[1], 0.1)
+        seen = await self.run_all(advance, first.get, later)
         assert fetch.calls == 1, "the lock expired during the fetch and a second manager fetched"
         assert len(set(seen)) == 1
 
@@ -488,13 +567,18 @@ class TokenStoreContract:
 
     @pytest.mark.anyio
     async def test_force_refresh_daily_limit(self, store: TokenStore, appid: str) -> None:
-        """At most ``per_day`` claims in any 24 hours; per appid."""
+        """At most ``per_day`` claims in any 24 hours (a claim exactly 24 h old still counts)."""
         ledger = self.ledger(store)
-        now = time.time()
+        now = float(int(time.time()))
         kw: dict[str, Any] = {"per_day": 3, "min_interval": 0.0}
         claims = [await ledger.claim_force_refresh(appid, now=now + i, **kw) for i in range(4)]
         assert claims == [ForceRefreshClaim.GRANTED] * 3 + [ForceRefreshClaim.DAILY_LIMIT]
         other = await ledger.claim_force_refresh(appid + "b", now=now, **kw)
         assert other == ForceRefreshClaim.GRANTED
-        next_day = await ledger.claim_force_refresh(appid, now=now + 86401, **kw)
+        day_later = await ledger.claim_force_refresh(appid, now=now + 86400, **kw)
+        assert day_later == ForceRefreshClaim.DAILY_LIMIT, "a claim 24 h old no longer counted"
+        next_day = await ledger.claim_force_refresh(appid, now=now + 86400.5, **kw)
         assert next_day == ForceRefreshClaim.GRANTED
+        # The first claim left the window; the two others, and this one, are inside it.
+        full = await ledger.claim_force_refresh(appid, now=now + 86400.75, **kw)
+        assert full == ForceRefreshClaim.DAILY_LIMIT
