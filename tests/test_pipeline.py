@@ -419,3 +419,110 @@ async def test_timeout_forms_are_accepted(fake: FakeWeChat, timeout: object) -> 
 def test_bad_timeouts_are_refused(timeout: object) -> None:
     with pytest.raises(ValueError, match="timeout"):
         AsyncWeChat("wxapp", "secret", timeout=timeout)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- HTTP status, timeouts, base URL
+
+STABLE = "/cgi-bin/stable_token"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+async def test_http_4xx_is_an_http_error_and_never_retried(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, status: int
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, status=status, times=3)
+    with pytest.raises(HTTPStatusError) as info:
+        await wx.kf.list()
+    error = info.value
+    assert (error.status_code, error.method, error.path) == (status, "GET", KF_LIST)
+    assert str(error) == f"GET {KF_LIST}: HTTP {status}"
+    assert error.may_have_reached_wechat is True
+    assert len(fake.requests_to(KF_LIST)) == 1
+    assert sleeps.delays == []
+
+
+async def test_a_callers_http_client_keeps_its_own_timeout(fake: FakeWeChat) -> None:
+    # No timeout= given: the client's own timeout applies (never "no timeout at all").
+    http = fake.http_client(timeout=0.05)
+    async with AsyncWeChat(fake.appid, fake.secret, http_client=http, max_retries=0) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, delay=5.0)
+        with pytest.raises(ResponseTimeoutError):
+            await wx.kf.list()
+    await http.aclose()
+
+
+async def test_timeout_none_waits_for_a_late_answer(fake: FakeWeChat) -> None:
+    # timeout=None is httpx's "no timeout": it overrides the caller's client's own.
+    http = fake.http_client(timeout=0.01)
+    async with AsyncWeChat(fake.appid, fake.secret, http_client=http, timeout=None) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, delay=0.1)
+        assert await wx.kf.list() == []
+    await http.aclose()
+
+
+async def test_with_options_timeout_applies_to_the_copy_and_the_copies_of_it(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    hasty = wx.with_options(timeout=0.05, max_retries=0)
+    for client in (hasty, hasty.with_options(max_retries=0)):  # a copy keeps the timeout
+        fake.inject(KF_LIST, delay=5.0)
+        with pytest.raises(ResponseTimeoutError) as info:
+            await client.kf.list()
+        assert info.value.may_have_reached_wechat is True
+    fake.inject(KF_LIST, delay=0.1)
+    assert await wx.kf.list() == []  # the original keeps its 10 s
+    assert len(fake.requests_to(KF_LIST)) == 3
+
+
+async def test_a_client_timeout_is_kept_by_its_copies(fake: FakeWeChat) -> None:
+    async with fake.client(timeout=0.05, max_retries=0) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, delay=5.0)
+        with pytest.raises(ResponseTimeoutError):
+            await wx.with_options(max_retries=0).kf.list()
+
+
+class _Gateway(httpx.AsyncBaseTransport):
+    """A reverse proxy that serves WeChat's API under ``prefix`` (here: the fake, in-process)."""
+
+    def __init__(self, fake: FakeWeChat, prefix: str) -> None:
+        self.inner = fake.transport()
+        self.prefix = prefix
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        if not request.url.path.startswith(self.prefix + "/"):
+            return httpx.Response(404, request=request)
+        upstream = httpx.Request(
+            request.method,
+            request.url.copy_with(path=request.url.path.removeprefix(self.prefix)),
+            headers=request.headers,
+            content=await request.aread(),
+            extensions=request.extensions,
+        )
+        return await self.inner.handle_async_request(upstream)
+
+
+@pytest.mark.parametrize("slashes", ["", "/", "//"])
+async def test_a_base_url_may_end_with_slashes_and_keeps_its_path(
+    fake: FakeWeChat, slashes: str
+) -> None:
+    gateway = _Gateway(fake, "/WX")
+    http = httpx.AsyncClient(transport=gateway)
+    base_url = "https://gateway.example.com/WX" + slashes
+    async with AsyncWeChat(fake.appid, fake.secret, http_client=http, base_url=base_url) as wx:
+        assert await wx.kf.list() == []
+    assert gateway.paths == ["/WX" + STABLE, "/WX" + KF_LIST]
+    await http.aclose()
+
+
+async def test_a_base_url_with_a_trailing_slash_on_loopback(fake: FakeWeChat) -> None:
+    with fake.serve() as server:
+        async with AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url + "/") as wx:
+            assert await wx.kf.list() == []
+    assert [request.path for request in fake.requests] == [STABLE, KF_LIST]
