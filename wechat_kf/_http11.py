@@ -267,9 +267,10 @@ class ResponseReader:
     def _read_head(self) -> bool:
         buffer = self._buffer
         found = _HEAD_END.search(buffer)
+        # However the bytes were split: a head still open, or one that ended, past the limit.
+        if (len(buffer) if found is None else found.end()) > MAX_HEAD:
+            raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
         if found is None:
-            if len(buffer) > MAX_HEAD:
-                raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
             return False
         # Empty lines before the status line are tolerated (RFC 9112 2.2).
         start = len(buffer) - len(buffer.lstrip(b"\r\n"))
