@@ -261,3 +261,192 @@ def test_answer_repr_and_headers() -> None:
     answer = Answer(429, b"Too Many", [(b"Retry-After", b"3")], b"{}")
     assert answer.headers.get("retry-after") == "3"
     assert repr(answer) == "<Answer 429 (2 bytes)>"
+
+
+# ---------------------------------------------------------------- the limits, at their boundaries
+
+
+def test_256_header_fields_are_read_257_are_refused() -> None:
+    def with_fields(n: int) -> bytes:
+        fields = b"".join(b"X-%d: v\r\n" % i for i in range(n - 1))
+        return b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 1\r\n\r\nx"
+
+    reader = read(with_fields(256))
+    assert reader.answer is not None
+    assert len(reader.answer.raw_headers) == 256
+    with pytest.raises(ProtocolError, match="more than 256 header fields"):
+        read(with_fields(257))
+
+
+def test_a_chunk_line_of_4_kib_waits_one_byte_more_is_refused() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    line = b"1;" + b"e" * (4096 - 2)  # a chunk size with a long extension, no LF yet
+    reader = read(head + line)
+    assert reader.answer is None
+    reader.feed(b"\r\nx\r\n0\r\n\r\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"x"
+    with pytest.raises(ProtocolError, match="chunk line too long"):
+        read(head + line + b"e")
+    trailer = head + b"0\r\nX-Trailer: " + b"t" * 5000  # trailer lines have the same limit
+    with pytest.raises(ProtocolError, match="chunk line too long"):
+        read(trailer)
+
+
+def test_a_chunk_size_has_at_most_16_hex_digits() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reader = read(head + b"000000000000000A\r\n0123456789\r\n0\r\n\r\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"0123456789"
+    for size in (b"0000000000000000A", b"", b"-1", b"0x1", b"1 1"):
+        with pytest.raises(ProtocolError, match="bad chunk size"):
+            read(head + size + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/1.1 20 OK", b"HTTP/1.1 2000 OK", b"HTTP/1.1 200OK", b"HTTP/1.1", b"HTTP/1.1 +20 OK"],
+)
+def test_a_status_code_is_three_digits_then_a_space_or_the_end(status_line: bytes) -> None:
+    with pytest.raises(ProtocolError, match="bad status code"):
+        read(status_line + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_status_and_reason_phrase() -> None:
+    reader = read(b"HTTP/1.1 404 Not Found Here\r\nContent-Length: 0\r\n\r\n")
+    assert reader.answer is not None
+    assert (reader.answer.status_code, reader.answer.reason) == (404, b"Not Found Here")
+    reader = read(b"HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n")
+    assert reader.answer is not None
+    assert (reader.answer.status_code, reader.answer.reason) == (503, b"")
+
+
+def test_header_values_are_trimmed_and_folded_lines_joined() -> None:
+    reader = read(
+        b"HTTP/1.1 200 OK\r\nX-A:\t one \t\r\n\ttwo\t\r\n  three\r\nX-B:four\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert reader.answer is not None
+    assert reader.answer.raw_headers == [
+        (b"X-A", b"one two three"),
+        (b"X-B", b"four"),
+        (b"Content-Length", b"0"),
+    ]
+    assert reader.reusable
+
+
+@pytest.mark.parametrize(
+    ("codings", "body", "reusable"),
+    [
+        # the final coding decides, across repeated fields and lists, whatever the case
+        ([b"gzip", b"chunked"], b"x", True),
+        ([b"gzip, Chunked"], b"x", True),
+        ([b"chunked", b"gzip"], b"1\r\nx\r\n0\r\n\r\n", False),  # close-delimited
+        ([b"chunked, identity "], b"1\r\nx\r\n0\r\n\r\n", False),
+    ],
+)
+def test_transfer_codings_the_last_one_frames_the_body(
+    codings: list[bytes], body: bytes, reusable: bool
+) -> None:
+    fields = b"".join(b"Transfer-Encoding: %s\r\n" % coding for coding in codings)
+    data = b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n"
+    payload = b"1\r\nx\r\n0\r\n\r\n"
+    reader = read(data + payload, eof=not reusable)
+    assert reader.answer is not None
+    assert reader.answer.content == body
+    assert reader.reusable is reusable
+
+
+@pytest.mark.parametrize(
+    ("field", "reusable"),
+    [
+        (b"Connection: keep-alive, Close", False),
+        (b"Connection: upgrade\r\nConnection: close", False),
+        (b"Connection: closed", True),  # a token, not a substring
+        (b"Connection: keep-alive", True),
+    ],
+)
+def test_connection_close_is_a_token_of_any_connection_field(field: bytes, reusable: bool) -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\n" + field + b"\r\nContent-Length: 1\r\n\r\nx")
+    assert reader.answer is not None
+    assert reader.reusable is reusable
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"Connection: close", b"Connection: other"],
+)
+def test_http_1_0_is_reused_only_when_it_says_keep_alive(field: bytes) -> None:
+    reader = read(b"HTTP/1.0 200 OK\r\n" + field + b"\r\nContent-Length: 1\r\n\r\nx")
+    assert reader.answer is not None
+    assert not reader.reusable
+
+
+def test_content_length_values_are_trimmed_and_a_list_must_agree() -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\nContent-Length:\t2 ,2\t\r\n\r\nhi")
+    assert reader.answer is not None
+    assert reader.answer.content == b"hi"
+    with pytest.raises(ProtocolError, match="conflicting Content-Length"):
+        read(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nhi")
+    for value in (b"", b"+2", b"2.0", "２".encode()):
+        with pytest.raises(ProtocolError, match="bad Content-Length"):
+            read(b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nhi")
+
+
+def test_empty_lines_before_the_status_line_are_skipped() -> None:
+    for lead in (b"\r\n", b"\n", b"\r\n\r\n", b"\n\n\r\n"):
+        reader = read(lead + b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", pieces=[1])
+        assert reader.answer is not None
+        assert reader.answer.content == b"x"
+        assert reader.reusable
+
+
+def test_a_big_body_arrives_whole_in_any_pieces() -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    for pieces in ([], [70_000], [40, 65_600, 65_600 + 65_536, 200_000]):
+        reader = read(data, pieces=pieces)
+        assert reader.answer is not None
+        assert reader.answer.content == body
+        assert reader.reusable
+
+
+def test_chunk_data_ending_split_between_cr_and_lf() -> None:
+    reader = ResponseReader()
+    reader.start()
+    for piece in (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi", b"\r", b"\n"):
+        reader.feed(piece)
+    assert reader.answer is None
+    reader.feed(b"0\r\n\r\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"hi"
+    assert reader.reusable
+    reader = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nhi\n0\n\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"hi"
+
+
+def test_eof_after_the_answer_keeps_it_and_ends_reuse() -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+    assert reader.reusable
+    reader.eof()  # the server closed right after answering
+    assert reader.answer is not None
+    assert reader.answer.content == b"x"
+    reader = read(b"HTTP/1.1 200 OK\r\n\r\nall of it", eof=True)  # close-delimited
+    assert reader.answer is not None
+    assert reader.answer.content == b"all of it"
+    assert not reader.reusable
+
+
+def test_the_reader_serves_one_answer_after_another() -> None:
+    reader = ResponseReader()
+    for n in range(3):
+        reader.start(head=n == 1)
+        assert (reader.answer, reader.started, reader.reusable) == (None, False, False)
+        reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + (b"" if n == 1 else b"x"))
+        assert reader.started
+        assert reader.answer is not None
+        assert reader.answer.content == (b"" if n == 1 else b"x")
+        assert reader.reusable
+    reader.feed(b"")
+    assert reader.answer is not None
