@@ -374,7 +374,7 @@ def test_connection_close_is_a_token_of_any_connection_field(field: bytes, reusa
 
 @pytest.mark.parametrize(
     "field",
-    [b"Connection: close", b"Connection: other"],
+    [b"Connection: close", b"Connection: keep-alive, close", b"Connection: other"],
 )
 def test_http_1_0_is_reused_only_when_it_says_keep_alive(field: bytes) -> None:
     reader = read(b"HTTP/1.0 200 OK\r\n" + field + b"\r\nContent-Length: 1\r\n\r\nx")

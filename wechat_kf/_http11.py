@@ -141,10 +141,10 @@ def _parse_head(data: bytes) -> _Head:
             codings = (codings + b"," + value) if codings else value
         elif lname == b"connection":
             connection += (token.strip(b" \t").lower() for token in value.split(b","))
-    if version == b"HTTP/1.0":
-        head.keep_alive = b"keep-alive" in connection
-    elif b"close" in connection:
+    if b"close" in connection:  # whatever else it says (RFC 9112 9.3)
         head.keep_alive = False
+    elif version == b"HTTP/1.0":
+        head.keep_alive = b"keep-alive" in connection
     if codings:
         # RFC 9112 6.3: chunked as the final coding frames the body; otherwise the body ends
         # when the server closes. Either way Transfer-Encoding overrides Content-Length.
