@@ -398,3 +398,137 @@ async def test_default_context_trusts_ssl_cert_file(
     with RawServer(tls=ca.server_context()) as server:
         async with client(AnyioTransport(2)) as http:
             assert (await http.get(server.base_url)).status_code == 200
+
+
+# ---------------------------------------------------------------- boundaries, texts, defaults
+
+
+def test_defaults_and_origins() -> None:
+    transport = AnyioTransport()
+    assert (transport.max_connections, transport.pool._expiry) == (100, 30.0)
+    assert transport.prepare("GET", "http://example.com/x").origin == (b"http", b"example.com", 80)
+    assert transport.prepare("GET", "https://example.com/x").origin == (
+        b"https",
+        b"example.com",
+        443,
+    )
+    assert transport.prepare("GET", "https://example.com:8443/").origin[2] == 8443
+    head = transport.prepare("GET", "https://example.com/x?a=1").head
+    assert head.startswith(b"GET /x?a=1 HTTP/1.1\r\nHost: example.com\r\n")
+    assert head.endswith(b"User-Agent: wechat_kf\r\n")  # the body's framing follows
+    with pytest.raises(httpx.UnsupportedProtocol, match="unsupported URL scheme 'ws'"):
+        transport.prepare("GET", "ws://example.com/")
+
+
+async def test_an_idle_connection_is_reused_up_to_the_expiry_itself() -> None:
+    clock = Clock()
+    with RawServer() as server:
+        transport = AnyioTransport(4, keepalive_expiry=30.0, clock=clock)
+        async with client(transport) as http:
+            await http.get(server.base_url)
+            clock.now += 30  # idle exactly the expiry: still kept
+            await http.get(server.base_url)
+            assert server.connections == 1
+            clock.now += 30.001
+            await http.get(server.base_url)
+            assert server.connections == 2
+            assert (transport.pool.connections, transport.pool.idle) == (1, 1)
+
+
+async def test_without_an_expiry_idle_connections_are_kept_for_ever() -> None:
+    clock = Clock()
+    with RawServer() as server:
+        transport = AnyioTransport(4, keepalive_expiry=None, clock=clock)
+        async with client(transport) as http:
+            await http.get(server.base_url)
+            clock.now += 10**9
+            await http.get(server.base_url)
+    assert server.connections == 1
+
+
+async def test_bodies_are_framed_by_method_as_httpx_does() -> None:
+    with RawServer() as server:
+        async with client(AnyioTransport(2)) as http:
+            await http.get(f"{server.base_url}/g")
+            await http.post(f"{server.base_url}/p")
+            await http.request("DELETE", f"{server.base_url}/d", content=b"xy")
+    get, post, delete = server.requests
+    assert b"content-length" not in get.lower()
+    assert b"\r\nContent-Length: 0\r\n" in post
+    assert delete.endswith(b"\r\nContent-Length: 2\r\n\r\nxy")
+
+
+async def test_a_head_request_reads_no_body_and_keeps_the_connection() -> None:
+    with RawServer(
+        Step(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+        Step(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+    ) as server:
+        transport = AnyioTransport(2)
+        async with client(transport) as http:
+            response = await http.head(server.base_url)
+            assert (response.status_code, response.content) == (200, b"")
+            answer = await transport.send(
+                transport.prepare("HEAD", server.base_url), None, TIMEOUTS
+            )
+            assert (answer.status_code, answer.content) == (200, b"")
+            assert (await http.get(server.base_url)).status_code == 200
+    assert server.connections == 1
+
+
+async def test_an_answer_without_a_reason_phrase_gets_httpxs() -> None:
+    with RawServer(Step(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n")) as server:
+        async with client(AnyioTransport(2)) as http:
+            response = await http.get(server.base_url)
+    assert (response.status_code, response.reason_phrase) == (404, "Not Found")
+
+
+async def test_a_full_pool_closes_an_idle_connection_to_another_origin() -> None:
+    with RawServer() as first, RawServer() as second:
+        transport = AnyioTransport(1)
+        async with client(transport) as http:
+            await http.get(first.base_url)
+            assert transport.pool.idle == 1
+            assert (await http.get(second.base_url)).status_code == 200
+            assert (transport.pool.connections, transport.pool.idle) == (1, 1)
+            assert (await http.get(first.base_url)).status_code == 200
+    assert (first.connections, second.connections) == (2, 1)
+
+
+async def test_timeouts_say_which_and_how_long(silent_listener: int) -> None:
+    with RawServer(Step(hang=True)) as server:
+        async with httpx.AsyncClient(transport=AnyioTransport(2), timeout=0.05) as http:
+            with pytest.raises(httpx.ReadTimeout) as read:
+                await http.get(server.base_url)
+    assert str(read.value) == "no answer within 0.05 s"
+    async with httpx.AsyncClient(
+        transport=AnyioTransport(2), timeout=httpx.Timeout(5.0, connect=0.05)
+    ) as http:
+        with pytest.raises(httpx.ConnectTimeout) as connect:
+            await http.get(f"https://127.0.0.1:{silent_listener}/")
+    assert str(connect.value) == "no connection within 0.05 s"
+
+
+async def test_the_pool_timeout_says_how_long_and_how_many() -> None:
+    with RawServer(Step(hang=True)) as server:
+        transport = AnyioTransport(1)
+        async with (
+            httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, pool=0.05)) as http,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(http.get, server.base_url)
+            await wait_until(lambda: len(server.requests) == 1)
+            with pytest.raises(httpx.PoolTimeout) as info:
+                await http.get(server.base_url)
+            tg.cancel_scope.cancel()
+    assert str(info.value) == "no connection free within 0.05 s (1 in use; raise max_connections)"
+
+
+async def test_a_connection_says_where_it_goes_and_whether_it_is_usable() -> None:
+    with RawServer() as server:
+        transport = AnyioTransport(2)
+        async with client(transport) as http:
+            await http.get(server.base_url)
+            (connection,) = next(iter(transport.pool._idle.values()))
+            assert repr(connection) == f"<Connection http://127.0.0.1:{server.port} usable>"
+            await transport.aclose()
+            assert repr(connection) == f"<Connection http://127.0.0.1:{server.port} broken>"
