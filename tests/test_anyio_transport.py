@@ -532,3 +532,43 @@ async def test_a_connection_says_where_it_goes_and_whether_it_is_usable() -> Non
             assert repr(connection) == f"<Connection http://127.0.0.1:{server.port} usable>"
             await transport.aclose()
             assert repr(connection) == f"<Connection http://127.0.0.1:{server.port} broken>"
+
+
+@pytest.fixture
+def cert_dir(ca: LocalCA, tmp_path: Path) -> Path:
+    """A certificate directory (``SSL_CERT_DIR``) holding the local CA, named by hash."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to name the certificate directory's files")
+    (tmp_path / "ca.pem").write_bytes(ca.ca_file.read_bytes())
+    subprocess.run([openssl, "rehash", str(tmp_path)], check=True, capture_output=True)
+    return tmp_path
+
+
+async def test_default_context_trusts_ssl_cert_dir(
+    ca: LocalCA, cert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", "")  # empty: not set
+    monkeypatch.setenv("SSL_CERT_DIR", str(cert_dir))
+    assert default_ssl_context().verify_mode is ssl.CERT_REQUIRED
+    with RawServer(tls=ca.server_context()) as server:
+        async with client(AnyioTransport(2)) as http:
+            assert (await http.get(server.base_url)).status_code == 200
+
+
+def test_default_context_is_certifis_bundle_without_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import certifi
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    context = default_ssl_context()
+    expected = ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
+    assert len(expected) > 50
+    assert context.get_ca_certs() == expected
+    assert context.check_hostname
+    assert context.verify_mode is ssl.CERT_REQUIRED
