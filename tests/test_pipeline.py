@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from wechat_kf import (
     ERRCODE_CLASSES,
+    AccessToken,
     APIError,
     AsyncWeChat,
     ConnectFailedError,
     ConnectionLostError,
     HTTPStatusError,
     MalformedResponseError,
+    MemoryTokenStore,
     MinuteQuotaError,
+    RequestBuildError,
     ResponseTimeoutError,
     RetryPolicy,
     ServerBusyError,
     Text,
     TokenFetchError,
+    TransportError,
 )
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SleepRecorder
+from .conftest import SleepRecorder, loopback_client
 
 pytestmark = pytest.mark.anyio
 
@@ -526,3 +532,263 @@ async def test_a_base_url_with_a_trailing_slash_on_loopback(fake: FakeWeChat) ->
         async with AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url + "/") as wx:
             assert await wx.kf.list() == []
     assert [request.path for request in fake.requests] == [STABLE, KF_LIST]
+
+
+# ---------------------------------------------------------------- token recovery, logs
+
+MEDIA_GET = "/cgi-bin/media/get"
+
+
+@pytest.mark.parametrize("errcode", [40001, 40014, 42001])
+async def test_a_rejected_token_is_refreshed_once_and_the_call_sent_again(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, errcode: int
+) -> None:
+    first = await wx.access_token()
+    fake.invalidate_tokens()
+    fake.inject(KF_LIST, errcode=errcode)
+    assert await wx.kf.list() == []
+    requests = fake.requests_to(KF_LIST)
+    assert len(requests) == 2
+    assert requests[0].query["access_token"] == first
+    assert requests[1].query["access_token"] != first
+    assert len(fake.token_requests) == 2
+    assert sleeps.delays == []  # a recovery is no retry: no wait, no retry spent
+
+
+async def test_a_token_rejected_again_after_the_refresh_is_the_callers_error(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    await wx.access_token()
+    fake.invalidate_tokens()
+    fake.inject(KF_LIST, errcode=42001, times=2)
+    with pytest.raises(APIError) as info:
+        await wx.kf.list()
+    assert info.value.errcode == 42001
+    assert len(fake.requests_to(KF_LIST)) == 2
+    assert len(fake.token_requests) == 2
+    assert sleeps.delays == []
+
+
+async def test_other_errcodes_are_no_rejected_token(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.access_token()
+    for errcode in (40002, 40013, 42002):
+        fake.inject(KF_LIST, errcode=errcode)
+        with pytest.raises(APIError) as info:
+            await wx.kf.list()
+        assert info.value.errcode == errcode
+    assert len(fake.token_requests) == 1
+    assert len(fake.requests_to(KF_LIST)) == 3
+
+
+async def test_what_the_pipeline_logs(
+    fake: FakeWeChat, caplog: pytest.LogCaptureFixture, sleeps: SleepRecorder
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="wechat_kf")
+    exact = RetryPolicy(jitter=1.0)
+    async with fake.client(sleep=sleeps, retry=exact) as wx:
+        await wx.access_token()
+        caplog.clear()
+        fake.inject(KF_LIST, errcode=40001)
+        fake.inject(KF_LIST, errcode=-1, errmsg="system busy")
+        await wx.kf.list()
+    messages = [r.getMessage() for r in caplog.records if r.name == "wechat_kf"]
+    assert messages[0].startswith(f"GET {KF_LIST}: HTTP 200 in ")
+    assert messages[0].endswith(" ms")
+    assert messages[1] == f"GET {KF_LIST}: token rejected (errcode 40001), refreshing once"
+    retry = next(m for m in messages if " failed (" in m)
+    assert retry.startswith(f"GET {KF_LIST} failed (errcode -1: system busy rid: ")
+    assert retry.endswith("); retry 1/2 in 0.50 s")
+    assert [r.levelname for r in caplog.records if "retry 1/2" in r.getMessage()] == ["INFO"]
+
+
+# ---------------------------------------------------------------- bodies, queries, headers
+
+
+async def test_a_body_is_json_with_its_content_type_a_get_has_neither(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.kf.add("kf_1@service", "Ann")
+    await wx.kf.list()
+    (add,) = fake.requests_to(ADD)
+    (get,) = fake.requests_to(KF_LIST)
+    assert add.headers["content-type"] == "application/json"
+    assert "content-type" not in get.headers
+    assert get.body == b""
+    assert add.raw_query.startswith("access_token=")
+    assert get.raw_query == f"access_token={get.query['access_token']}"
+
+
+async def test_a_body_encoded_beforehand_is_sent_as_it_is(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    fake.user_says("user-1")
+    report = await wx.message.send_many(["user-1"], Text(content="hi"))
+    assert report.sent == 1
+    (request,) = fake.requests_to(SEND)
+    assert request.body == b'{"touser":"user-1","msgtype":"text","text":{"content":"hi"}}'
+    assert request.headers["content-type"] == "application/json"
+
+
+async def test_errmsg_is_redacted_and_a_missing_one_is_empty(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, malformed=b'{"errcode":45009,"errmsg":"quota; access_token=XYZ"}')
+    with pytest.raises(APIError) as info:
+        await wx.kf.list()
+    assert info.value.errmsg == "quota; access_token=***"
+    fake.inject(KF_LIST, malformed=b'{"errcode":45009,"errmsg":123}')
+    with pytest.raises(APIError) as info:
+        await wx.kf.list()
+    assert info.value.errmsg == ""
+
+
+@pytest.mark.parametrize("body", [b"<html>502 Bad Gateway</html>", b"[1, 2]", b'{"errcode": true}'])
+async def test_a_malformed_answer_is_never_retried(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder, body: bytes
+) -> None:
+    await wx.access_token()
+    fake.inject(KF_LIST, malformed=body, times=3)
+    with pytest.raises(MalformedResponseError):
+        await wx.kf.list()
+    assert len(fake.requests_to(KF_LIST)) == 1
+    assert sleeps.delays == []
+
+
+def test_malformed_texts() -> None:
+    from wechat_kf._pipeline import decode_body, errcode_of
+
+    with pytest.raises(MalformedResponseError) as info:
+        decode_body(b"<html>" + b"x" * 300)
+    assert str(info.value) == "response is not JSON: " + repr("<html>" + "x" * 194)
+    assert info.value.body_excerpt == "<html>" + "x" * 194  # the first 200 bytes
+    with pytest.raises(MalformedResponseError) as info:
+        decode_body(b"[1]")
+    assert str(info.value) == "response is not a JSON object: '[1]'"
+    assert errcode_of({}) == 0
+    assert errcode_of({"errcode": " -1 "}) == -1
+    for bad, kind in [(True, "bool"), (None, "NoneType"), ("4e1", "str"), (1.0, "float")]:
+        with pytest.raises(MalformedResponseError) as info:
+            errcode_of({"errcode": bad})
+        assert str(info.value) == f"errcode is not an integer: {kind}"
+
+
+def test_a_lone_surrogate_is_refused_before_the_network() -> None:
+    from wechat_kf import ValidationError
+    from wechat_kf._pipeline import encode_json
+
+    with pytest.raises(ValidationError) as info:
+        encode_json({"a": "x\ud800"})
+    assert "body" in str(info.value)
+    assert "must be valid Unicode text: surrogates not allowed at position 7" in str(info.value)
+
+
+# ---------------------------------------------------------------- transport failures
+
+
+class _Failing(httpx.AsyncBaseTransport):
+    """A caller's transport that fails with ``error`` (a proxy library's bug, say)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "cls", "detail", "retried"),
+    [
+        (httpx.ConnectTimeout("slow"), ConnectFailedError, "ConnectTimeout: slow", True),
+        (httpx.PoolTimeout("full"), ConnectFailedError, "PoolTimeout: full", True),
+        (httpx.ReadTimeout("late"), ResponseTimeoutError, "ReadTimeout: late", True),
+        (httpx.WriteTimeout("stuck"), ResponseTimeoutError, "WriteTimeout: stuck", True),
+        (httpx.LocalProtocolError("bad header"), RequestBuildError, "bad header", False),
+        (httpx.RemoteProtocolError("garbage"), ConnectionLostError, "garbage", True),
+        (httpx.ReadError("reset"), ConnectionLostError, "ReadError: reset", True),
+        (ValueError("bug access_token=XYZ"), TransportError, "builtins.ValueError", True),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
+)
+async def test_each_client_failure_is_typed(
+    fake: FakeWeChat,
+    sleeps: SleepRecorder,
+    error: Exception,
+    cls: type[TransportError],
+    detail: str,
+    retried: bool,
+) -> None:
+    failing = _Failing(error)
+    http = httpx.AsyncClient(transport=failing)
+    token = fake.issue_token()
+    store = MemoryTokenStore()
+    await store.set(fake.appid, AccessToken(token, time.time() + 3600))
+    async with AsyncWeChat(
+        fake.appid, fake.secret, http_client=http, token_store=store, sleep=sleeps
+    ) as wx:
+        with pytest.raises(TransportError) as info:
+            await wx.kf.list()
+    await http.aclose()
+    assert type(info.value) is cls
+    assert (info.value.method, info.value.path) == ("GET", KF_LIST)
+    text = str(info.value)
+    assert text.startswith(f"GET {KF_LIST}: ")
+    assert detail in text
+    assert "XYZ" not in text
+    assert token not in text
+    assert failing.calls == (3 if retried else 1)
+
+
+async def test_the_direct_path_names_the_request_without_its_query(
+    fake: FakeWeChat, transport: str
+) -> None:
+    fake.user_says("user-1")
+    with fake.serve() as server:
+        async with loopback_client(fake, server, transport) as wx:
+            await wx.access_token()
+            fake.inject(SEND, reset=True)
+            with pytest.raises(ConnectionLostError) as info:
+                await wx.message.send("user-1", Text(content="hi"))
+    assert len(fake.requests_to(SEND)) == 1
+    url = server.base_url + SEND
+    cause = info.value.__cause__
+    assert isinstance(cause, httpx.TransportError)
+    assert str(cause.request.url) == (url if transport != "httpx" else url + "?access_token=***")
+    assert info.value.__context__ is None
+
+
+@pytest.mark.parametrize("where", ["in-process", "loopback"])
+async def test_a_closed_client_says_so_and_sends_nothing(fake: FakeWeChat, where: str) -> None:
+    from wechat_kf import ClientClosedError
+
+    with fake.serve() as server:
+        if where == "loopback":
+            wx = AsyncWeChat(fake.appid, fake.secret, base_url=server.base_url)
+        else:
+            wx = fake.client()
+        async with wx:
+            await wx.access_token()
+        before = len(fake.requests)
+        with pytest.raises(ClientClosedError) as info:
+            await wx.kf.list()
+    assert str(info.value) == (
+        f"GET {KF_LIST}: the client is closed (aclose() was called, or the owner of its "
+        "httpx.AsyncClient closed it); nothing was sent. Keep one client open for the "
+        "application's lifetime and close it once at shutdown"
+    )
+    assert info.value.__context__ is None
+    assert len(fake.requests) == before
+
+
+async def test_a_callers_client_has_no_pool_of_ours(fake: FakeWeChat) -> None:
+    async with fake.client() as wx:
+        assert wx._pipeline.max_connections is None
+        assert wx._pipeline.ensure_connections(50) is None
+    async with AsyncWeChat("wxapp", "secret", max_connections=7) as own:
+        assert own._pipeline.max_connections == 7
+        assert own._pipeline.ensure_connections(9) == 9
+        assert own.with_options(timeout=3)._pipeline.max_connections == 9  # the same pool
