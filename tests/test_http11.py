@@ -450,3 +450,21 @@ def test_the_reader_serves_one_answer_after_another() -> None:
         assert reader.reusable
     reader.feed(b"")
     assert reader.answer is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "head_request"),
+    [
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False),
+        (b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\n\r\n", True),
+    ],
+)
+def test_an_answer_without_body_or_framing_keeps_the_connection(
+    data: bytes, head_request: bool
+) -> None:
+    reader = read(data, head=head_request)
+    assert reader.answer is not None
+    assert reader.answer.content == b""
+    assert reader.reusable
+    assert not read(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").reusable

@@ -151,8 +151,6 @@ def _parse_head(data: bytes) -> _Head:
         last = codings.rsplit(b",", 1)[-1].strip(b" \t").lower()
         if last == b"chunked":
             head.chunked = True
-        else:
-            head.keep_alive = False
         if lengths:
             head.keep_alive = False
     elif lengths:
@@ -162,8 +160,8 @@ def _parse_head(data: bytes) -> _Head:
         if not length.isdigit() or not length.isascii():
             raise ProtocolError(f"bad Content-Length: {length[:20]!r}")
         head.length = int(length)
-    else:
-        head.keep_alive = False  # close-delimited
+    # Neither chunked nor a length: the body ends when the server closes (the reader never
+    # reuses such a connection), unless the answer has no body (HEAD, 204, 304).
     return head
 
 
