@@ -180,7 +180,8 @@ def _survivors(workdir: Path) -> list[str]:
     listing = subprocess.run(
         [MUTMUT, "results"], cwd=workdir, capture_output=True, text=True, check=True
     )
-    return [line.strip().split(":")[0] for line in listing.stdout.splitlines() if ": " in line]
+    rows = (line.strip().rpartition(": ") for line in listing.stdout.splitlines())
+    return [name for name, _, status in rows if status == "survived"]  # not timeouts: killed
 
 
 def run(module: str, max_children: int) -> dict[str, object]:
