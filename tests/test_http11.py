@@ -181,40 +181,59 @@ def test_answers_without_body(status: int, head_request: bool) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", "conflicting"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy", "not followed by"),
-        (b"HTTP/2 200 OK\r\n\r\n", "status line"),
-        (b"SSH-2.0-OpenSSH\r\n\r\n", "status line"),
-        (b"HTTP/1.1 2x0 OK\r\n\r\n", "status code"),
-        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "bad header field"),
-        (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "bad header field"),
-        (b"HTTP/1.1 200 OK\r\n folded: first\r\n\r\n", "continuation"),
-        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "switched protocols"),
-        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 300 + b"\r\n", "header fields"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}", "bad Content-Length: b'abc'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length: b'-1'"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 30 + b"x\r\n\r\n",
+            "bad Content-Length: b'" + "9" * 20 + "'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+            "conflicting Content-Length values",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "bad chunk size: b'zz'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"q" * 30 + b"\r\n",
+            "bad chunk size: b'" + "q" * 20 + "'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy",
+            "chunk data not followed by CRLF",
+        ),
+        (b"HTTP/2 200 OK\r\n\r\n", "not an HTTP/1.1 status line: b'HTTP/2 200 OK'"),
+        (
+            b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5 and more\r\n\r\n",
+            "not an HTTP/1.1 status line: b'SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5'",
+        ),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "bad status code in b'HTTP/1.1 2x0 OK'"),
+        (
+            b"HTTP/1.1 2x0 A rather long reason phrase, longer than forty\r\n\r\n",
+            "bad status code in b'HTTP/1.1 2x0 A rather long reason phrase'",
+        ),
+        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "bad header field: b'Bad Header: x'"),
+        (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "bad header field: b'NoColon'"),
+        (
+            b"HTTP/1.1 200 OK\r\nNo-Colon-In-This-Rather-Long-Header-Line, longer\r\n\r\n",
+            "bad header field: b'No-Colon-In-This-Rather-Long-Header-Line'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n folded: first\r\n\r\n",
+            "header continuation before any header field",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "the server switched protocols (101), not asked for",
+        ),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 300 + b"\r\n", "more than 256 header fields"),
     ],
 )
 def test_untrustworthy_framing_is_refused(data: bytes, message: str) -> None:
-    with pytest.raises(ProtocolError, match=message):
+    with pytest.raises(ProtocolError) as info:
         read(data)
-
-
-def _head_of(size: int) -> bytes:
-    """A response head of exactly ``size`` bytes (its final empty line included)."""
-    start, end = b"HTTP/1.1 200 OK\r\nX: ", b"\r\nContent-Length: 1\r\n\r\n"
-    return start + b"y" * (size - len(start) - len(end)) + end
-
-
-@pytest.mark.parametrize("pieces", [[], [100], [65535], [65536], [65537]], ids=str)
-def test_a_head_of_64_kib_is_read_one_byte_more_is_refused(pieces: list[int]) -> None:
-    assert MAX_HEAD == 64 * 1024
-    reader = read(_head_of(65536) + b"x", pieces=pieces)
-    assert reader.answer is not None
-    assert reader.answer.content == b"x"
-    with pytest.raises(ProtocolError, match="response head larger than 65536 bytes"):
-        read(_head_of(65537) + b"x", pieces=pieces)
+    assert str(info.value) == message
 
 
 def test_head_too_large_is_refused() -> None:
@@ -232,22 +251,27 @@ def test_head_too_large_is_refused() -> None:
     ("data", "message"),
     [
         (b"", "without answering"),
-        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "in the middle"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "in the middle"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle of its answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "in the middle of its answer"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            "in the middle of its answer",
+        ),
     ],
 )
 def test_closed_before_the_answer_ends(data: bytes, message: str) -> None:
-    with pytest.raises(ProtocolError, match=message):
+    with pytest.raises(ProtocolError) as info:
         read(data, eof=True)
+    assert str(info.value) == f"the server closed the connection {message}"
 
 
 def test_unrequested_bytes_before_a_request_are_refused() -> None:
     reader = ResponseReader()
     reader.start()
     reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxY")
-    with pytest.raises(ProtocolError, match="before the request"):
+    with pytest.raises(ProtocolError) as info:
         reader.start()
+    assert str(info.value) == "data received before the request was sent"
 
 
 def test_request_head_and_chunks() -> None:
@@ -286,8 +310,9 @@ def test_a_chunk_line_of_4_kib_waits_one_byte_more_is_refused() -> None:
     reader.feed(b"\r\nx\r\n0\r\n\r\n")
     assert reader.answer is not None
     assert reader.answer.content == b"x"
-    with pytest.raises(ProtocolError, match="chunk line too long"):
+    with pytest.raises(ProtocolError) as info:
         read(head + line + b"e")
+    assert str(info.value) == "chunk line too long"
     trailer = head + b"0\r\nX-Trailer: " + b"t" * 5000  # trailer lines have the same limit
     with pytest.raises(ProtocolError, match="chunk line too long"):
         read(trailer)
@@ -295,10 +320,10 @@ def test_a_chunk_line_of_4_kib_waits_one_byte_more_is_refused() -> None:
 
 def test_a_chunk_size_has_at_most_16_hex_digits() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    reader = read(head + b"000000000000000A\r\n0123456789\r\n0\r\n\r\n")
+    reader = read(head + b"000000000000000A;a=1;b=2\r\n0123456789\r\n0\r\n\r\n")
     assert reader.answer is not None
     assert reader.answer.content == b"0123456789"
-    for size in (b"0000000000000000A", b"", b"-1", b"0x1", b"1 1"):
+    for size in (b"0000000000000000A", b"", b"-1", b"0x1", b"1 1", b"1X", b"1\x0c"):
         with pytest.raises(ProtocolError, match="bad chunk size"):
             read(head + size + b"\r\n")
 
@@ -313,9 +338,9 @@ def test_a_status_code_is_three_digits_then_a_space_or_the_end(status_line: byte
 
 
 def test_status_and_reason_phrase() -> None:
-    reader = read(b"HTTP/1.1 404 Not Found Here\r\nContent-Length: 0\r\n\r\n")
+    reader = read(b"HTTP/1.1 404 Not Found X \r\nContent-Length: 0\r\n\r\n")
     assert reader.answer is not None
-    assert (reader.answer.status_code, reader.answer.reason) == (404, b"Not Found Here")
+    assert (reader.answer.status_code, reader.answer.reason) == (404, b"Not Found X ")
     reader = read(b"HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n")
     assert reader.answer is not None
     assert (reader.answer.status_code, reader.answer.reason) == (503, b"")
@@ -323,13 +348,14 @@ def test_status_and_reason_phrase() -> None:
 
 def test_header_values_are_trimmed_and_folded_lines_joined() -> None:
     reader = read(
-        b"HTTP/1.1 200 OK\r\nX-A:\t one \t\r\n\ttwo\t\r\n  three\r\nX-B:four\r\n"
-        b"Content-Length: 0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nX-A:\t one \t\r\n\ttwo\t\r\n  threeX\x0c\r\nX-B:fourX\r\n"
+        b"X-C: v\x0c\r\nContent-Length: 0\r\n\r\n"
     )
     assert reader.answer is not None
     assert reader.answer.raw_headers == [
-        (b"X-A", b"one two three"),
-        (b"X-B", b"four"),
+        (b"X-A", b"one two threeX\x0c"),  # only spaces and tabs are trimmed
+        (b"X-B", b"fourX"),
+        (b"X-C", b"v\x0c"),
         (b"Content-Length", b"0"),
     ]
     assert reader.reusable
@@ -343,6 +369,10 @@ def test_header_values_are_trimmed_and_folded_lines_joined() -> None:
         ([b"gzip, Chunked"], b"x", True),
         ([b"chunked", b"gzip"], b"1\r\nx\r\n0\r\n\r\n", False),  # close-delimited
         ([b"chunked, identity "], b"1\r\nx\r\n0\r\n\r\n", False),
+        ([b"gzip, deflate, chunked"], b"x", True),
+        ([b"gzip,chunked"], b"x", True),
+        ([b"gzip, chunked\x0c"], b"1\r\nx\r\n0\r\n\r\n", False),  # not "chunked"
+        ([b"gzip, Xchunked"], b"1\r\nx\r\n0\r\n\r\n", False),
     ],
 )
 def test_transfer_codings_the_last_one_frames_the_body(
@@ -363,6 +393,8 @@ def test_transfer_codings_the_last_one_frames_the_body(
         (b"Connection: keep-alive, Close", False),
         (b"Connection: upgrade\r\nConnection: close", False),
         (b"Connection: closed", True),  # a token, not a substring
+        (b"Connection: keep-alive,close", False),
+        (b"Connection: Xclose, close\x0c", True),
         (b"Connection: keep-alive", True),
     ],
 )
@@ -388,7 +420,7 @@ def test_content_length_values_are_trimmed_and_a_list_must_agree() -> None:
     assert reader.answer.content == b"hi"
     with pytest.raises(ProtocolError, match="conflicting Content-Length"):
         read(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nhi")
-    for value in (b"", b"+2", b"2.0", "２".encode()):
+    for value in (b"", b"+2", b"2.0", "２".encode(), b"X2", b"2\x0c"):
         with pytest.raises(ProtocolError, match="bad Content-Length"):
             read(b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nhi")
 
@@ -432,6 +464,7 @@ def test_eof_after_the_answer_keeps_it_and_ends_reuse() -> None:
     reader.eof()  # the server closed right after answering
     assert reader.answer is not None
     assert reader.answer.content == b"x"
+    assert not reader.reusable
     reader = read(b"HTTP/1.1 200 OK\r\n\r\nall of it", eof=True)  # close-delimited
     assert reader.answer is not None
     assert reader.answer.content == b"all of it"
@@ -468,3 +501,23 @@ def test_an_answer_without_body_or_framing_keeps_the_connection(
     assert reader.answer.content == b""
     assert reader.reusable
     assert not read(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").reusable
+
+
+def test_every_framing_fed_one_byte_at_a_time() -> None:
+    answers = [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", b"abc"),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;x=y\r\nab\r\n1\nc\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
+            b"abc",
+        ),
+    ]
+    for data, body in answers:
+        reader = read(data, pieces=list(range(1, len(data))))
+        assert reader.answer is not None
+        assert reader.answer.content == body
+        assert reader.reusable
+    reader = read(b"HTTP/1.1 200 OK\r\n\r\nabc", pieces=[1, 2, 3, 20, 21, 22], eof=True)
+    assert reader.answer is not None
+    assert reader.answer.content == b"abc"
+    assert not reader.reusable
