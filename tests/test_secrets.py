@@ -235,16 +235,27 @@ def test_the_filter_redacts_the_parts_when_the_arguments_do_not_fit() -> None:
 
 
 def test_the_filter_is_attached_once() -> None:
+    import uuid
+
     from wechat_kf._redaction import _FILTER
 
-    logger = get_logger("wechat_kf.attached_once")
-    get_logger("wechat_kf.attached_once")
+    name = f"wechat_kf.attached_once_{uuid.uuid4().hex}"  # a logger no earlier run made
+    logger = get_logger(name)
+    assert logger is logging.getLogger(name)
+    get_logger(name)
     install_log_redaction()
     install_log_redaction()
     assert logger.filters.count(_FILTER) == 1
-    assert logging.getLogger("httpx").filters.count(_FILTER) == 1
-    outsider = logging.getLogger("wechat_kf_other.child")  # not the package: left alone
+    for known in ("httpx", "wechat_kf"):  # taken off: install puts it back, once
+        logging.getLogger(known).removeFilter(_FILTER)
+        install_log_redaction()
+        install_log_redaction()
+        assert logging.getLogger(known).filters.count(_FILTER) == 1
+    assert _FILTER not in logging.getLogger().filters  # the root logger is the app's
+    plain = logging.getLogger(f"wechat_kf.plain_{uuid.uuid4().hex}")
+    outsider = logging.getLogger(f"wechat_kf_other_{uuid.uuid4().hex}.child")  # not ours
     install_log_redaction()
+    assert _FILTER in plain.filters
     assert _FILTER not in outsider.filters
 
 
