@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -792,3 +793,185 @@ async def test_a_callers_client_has_no_pool_of_ours(fake: FakeWeChat) -> None:
         assert own._pipeline.max_connections == 7
         assert own._pipeline.ensure_connections(9) == 9
         assert own.with_options(timeout=3)._pipeline.max_connections == 9  # the same pool
+
+
+# ---------------------------------------------------------------- answers that may be files
+
+
+@pytest.mark.parametrize(
+    ("headers", "is_file"),
+    [
+        ({}, False),
+        ({"Content-Type": "application/json"}, False),
+        ({"Content-Type": "Application/JSON; charset=utf-8"}, False),
+        ({"Content-Type": "text/plain"}, False),
+        ({"Content-Type": " TEXT/html ;x=y"}, False),
+        ({"Content-Type": "application/problem+json"}, False),
+        ({"Content-Type": "image/jpeg"}, True),
+        ({"Content-Type": "application/octet-stream"}, True),
+        ({"Content-Type": "application/jsonp"}, True),
+        ({"Content-Type": "xtext/plain"}, True),
+        ({"Content-Type": "application/json", "Content-Disposition": "attachment"}, True),
+        ({"Content-Type": "text/plain", "Content-Disposition": 'inline; FILENAME="a.txt"'}, True),
+        ({"Content-Type": "text/plain", "Content-Disposition": "Attachment"}, True),
+        ({"Content-Type": "text/plain", "Content-Disposition": "inline"}, False),
+    ],
+)
+def test_what_makes_an_answer_a_file(headers: dict[str, str], is_file: bool) -> None:
+    from wechat_kf._pipeline import is_file_answer
+
+    assert is_file_answer(httpx.Response(200, headers=headers)) is is_file
+
+
+def _file_answer(headers: dict[str, bytes]) -> object:
+    from wechat_kf._pipeline import Endpoint, FileAnswer
+
+    return FileAnswer(httpx.Response(200, headers=headers), Endpoint("GET", MEDIA_GET))
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_type", "filename", "size", "text"),
+    [
+        (
+            {
+                "Content-Type": "Image/JPEG; charset=x",
+                "Content-Disposition": 'attachment; filename="M1.jpg"',
+                "Content-Length": "1234",
+            },
+            "image/jpeg",
+            "M1.jpg",
+            1234,
+            "<FileAnswer image/jpeg 1234 bytes>",
+        ),
+        (
+            {"Content-Disposition": "attachment; filename*=UTF-8''%E5%9B%BE.png"},
+            "",
+            "图.png",
+            None,
+            "<FileAnswer ? ? bytes>",
+        ),
+        ({"Content-Disposition": "attachment", "Content-Length": "１２"}, "", None, None, None),
+        ({"Content-Length": "12a"}, "", None, None, None),
+        ({"Content-Disposition": "", "Content-Length": "-1"}, "", None, None, None),
+        ({"Content-Length": "0"}, "", None, 0, "<FileAnswer ? ? bytes>"),
+    ],
+)
+def test_a_file_answer_says_what_it_is(
+    headers: dict[str, str],
+    content_type: str,
+    filename: str | None,
+    size: int | None,
+    text: str | None,
+) -> None:
+    answer: Any = _file_answer({k: v.encode() for k, v in headers.items()})
+    assert (answer.content_type, answer.filename, answer.size) == (content_type, filename, size)
+    if text is not None:
+        assert repr(answer) == text
+
+
+async def test_a_json_answer_of_a_file_endpoint_is_read_up_to_1_mib(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    from wechat_kf import InvalidMediaIdError
+
+    held = fake.add_media("image")
+    error = b'{"errcode":40007,"errmsg":"invalid media_id"}'
+    fake.inject(MEDIA_GET, malformed=error + b" " * (1024 * 1024 - len(error)))  # 1 MiB exactly
+    with pytest.raises(InvalidMediaIdError):
+        await wx.media.download(held.media_id)
+    fake.inject(MEDIA_GET, malformed=error + b" " * (1024 * 1024 + 1 - len(error)), times=3)
+    with pytest.raises(MalformedResponseError) as info:
+        await wx.media.download(held.media_id)
+    assert str(info.value).startswith(
+        "a text/plain answer of more than 1048576 bytes is neither JSON nor a "
+        'file: \'{"errcode":40007'
+    )
+    assert len(fake.requests_to(MEDIA_GET)) == 2  # malformed: never retried
+
+
+async def test_a_file_answer_is_streamed_read_once_and_closed(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    from wechat_kf._pipeline import Endpoint, FileAnswer
+
+    held = fake.add_media("image")
+    get = Endpoint("GET", MEDIA_GET)
+    async with wx._pipeline.stream(get, query={"media_id": held.media_id}) as answer:
+        assert isinstance(answer, FileAnswer)
+        chunks = [chunk async for chunk in answer.iter_bytes(7)]
+        assert b"".join(chunks) == held.data
+        assert {len(chunk) for chunk in chunks[:-1]} == {7}
+    async with wx._pipeline.stream(get, query={"media_id": held.media_id}) as answer:
+        assert isinstance(answer, FileAnswer)
+        assert await answer.read() == held.data
+    async with wx._pipeline.stream(get, query={"media_id": held.media_id}) as answer:
+        assert isinstance(answer, FileAnswer)
+        started = answer.iter_bytes(1)
+        assert await started.__anext__() == held.data[:1]
+    with pytest.raises(StopAsyncIteration):  # closed with its answer
+        await started.__anext__()
+
+
+async def test_a_file_cut_short_is_typed_and_unchained(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    held = fake.add_media("image")
+    # Cut while streaming (in-process) or while the transport read it whole (loopback: retried).
+    fake.inject(MEDIA_GET, truncate=True, times=3)
+    with pytest.raises(ConnectionLostError) as info:
+        await wx.media.download(held.media_id)
+    assert (info.value.method, info.value.path) == ("GET", MEDIA_GET)
+    assert info.value.__context__ is None
+
+
+async def test_a_json_answer_cut_short_is_typed_and_unchained(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    held = fake.add_media("image")
+    fake.inject(MEDIA_GET, errcode=45009, truncate=True, times=3)
+    with pytest.raises(ConnectionLostError) as info:
+        await wx.media.download(held.media_id)
+    assert info.value.__context__ is None
+    assert len(fake.requests_to(MEDIA_GET)) == 3  # a read: retried
+
+
+async def test_a_url_holding_the_token_is_never_redirected(fake: FakeWeChat) -> None:
+    held = fake.add_media("image")
+    elsewhere = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+    async with fake.client(max_retries=0) as wx:
+        await wx.access_token()
+        fake.inject(MEDIA_GET, raw=elsewhere)
+        with pytest.raises(MalformedResponseError):
+            await wx.media.download(held.media_id)
+    assert fake.requests_to("/elsewhere") == []
+
+
+async def test_an_http_error_of_a_file_endpoint_is_typed_and_retried(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    held = fake.add_media("image")
+    fake.inject(MEDIA_GET, status=503, retry_after="2")
+    assert await wx.media.download(held.media_id) == held.data
+    assert sleeps.delays == [2.0]
+    fake.inject(MEDIA_GET, status=404)
+    with pytest.raises(HTTPStatusError) as info:
+        await wx.media.download(held.media_id)
+    assert info.value.status_code == 404
+
+
+async def test_a_streamed_body_read_twice_is_the_sdks_error(fake: FakeWeChat) -> None:
+    from wechat_kf._pipeline import Endpoint, FileAnswer
+
+    held = fake.add_media("image")
+    with fake.serve() as server:
+        async with loopback_client(fake, server, "httpx") as wx:  # httpx streams the body
+            get = Endpoint("GET", MEDIA_GET)
+            async with wx._pipeline.stream(get, query={"media_id": held.media_id}) as answer:
+                assert isinstance(answer, FileAnswer)
+                assert await answer.read() == held.data
+                with pytest.raises(TransportError) as info:
+                    await answer.read()
+    assert type(info.value) is TransportError
+    assert str(info.value) == (
+        f"GET {MEDIA_GET}: the answer's body was already read or closed (StreamConsumed): "
+        "read it once, inside its async with block"
+    )
+    assert info.value.__context__ is None
