@@ -572,3 +572,23 @@ def test_default_context_is_certifis_bundle_without_the_variables(
     assert context.get_ca_certs() == expected
     assert context.check_hostname
     assert context.verify_mode is ssl.CERT_REQUIRED
+
+
+async def test_a_connection_freed_while_only_other_origins_wait_makes_room_for_them() -> None:
+    with RawServer(Step(ok(), delay=0.2)) as busy, RawServer() as other:
+        transport = AnyioTransport(1)
+        statuses: list[int] = []
+        async with client(transport) as http:
+
+            async def get(url: str) -> None:
+                statuses.append((await http.get(url)).status_code)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(get, busy.base_url)
+                await wait_until(lambda: len(busy.requests) == 1)
+                tg.start_soon(get, other.base_url)  # waits: the one slot is busy's
+                await wait_until(lambda: len(transport.pool._waiters) == 1)
+            assert statuses == [200, 200]
+            assert (transport.pool.connections, transport.pool.idle) == (1, 1)  # other's
+            await http.get(other.base_url)
+    assert (busy.connections, other.connections) == (1, 1)
