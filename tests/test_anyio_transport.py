@@ -272,8 +272,9 @@ async def test_write_timeout_when_the_server_never_reads(silent_listener: int) -
     async with httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(5.0, write=0.2)
     ) as http:
-        with pytest.raises(httpx.WriteTimeout):
+        with pytest.raises(httpx.WriteTimeout) as info:
             await http.post(f"http://127.0.0.1:{silent_listener}/", content=b"x" * 64_000_000)
+    assert str(info.value) == "request not written within 0.2 s"
     assert transport.pool.connections == 0
 
 
@@ -592,3 +593,26 @@ async def test_a_connection_freed_while_only_other_origins_wait_makes_room_for_t
             assert (transport.pool.connections, transport.pool.idle) == (1, 1)  # other's
             await http.get(other.base_url)
     assert (busy.connections, other.connections) == (1, 1)
+
+
+async def test_the_read_timeout_is_renewed_by_every_segment() -> None:
+    # Three parts 0.6 s apart: 1.2 s in all, never 1 s without a byte.
+    answer = ok(b'{"errcode":0,"errmsg":"ok"}')
+    with RawServer(Step(answer, trickle=((10, len(answer) - 5), 0.6))) as server:
+        transport = AnyioTransport(2)
+        async with httpx.AsyncClient(
+            transport=transport, timeout=httpx.Timeout(30.0, read=1.0)
+        ) as http:
+            response = await http.get(server.base_url)
+    assert response.json() == {"errcode": 0, "errmsg": "ok"}
+
+
+async def test_no_timeout_at_all_waits() -> None:
+    with RawServer(Step(ok(), delay=0.05)) as server:
+        transport = AnyioTransport(2)
+        async with httpx.AsyncClient(transport=transport, timeout=None) as http:
+            assert (await http.get(server.base_url)).status_code == 200
+            answer = await transport.send(
+                transport.prepare("POST", server.base_url), b"{}", httpx.Timeout(None).as_dict()
+            )
+    assert answer.status_code == 200
