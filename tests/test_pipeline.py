@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -416,9 +417,9 @@ async def test_loopback_keeps_connections_alive(fake: FakeWeChat) -> None:
         assert server.connections_made == 1
 
 
-@pytest.mark.parametrize("timeout", [None, 0.5, httpx.Timeout(2.0)])
-async def test_timeout_forms_are_accepted(fake: FakeWeChat, timeout: object) -> None:
-    async with fake.client(timeout=timeout) as wx:
+@pytest.mark.parametrize("value", [None, 0.5, httpx.Timeout(2.0)])
+async def test_timeout_forms_are_accepted(fake: FakeWeChat, value: object) -> None:
+    async with fake.client(timeout=value) as wx:
         assert await wx.kf.list() == []
 
 
@@ -682,8 +683,9 @@ def test_a_lone_surrogate_is_refused_before_the_network() -> None:
 
     with pytest.raises(ValidationError) as info:
         encode_json({"a": "x\ud800"})
-    assert "body" in str(info.value)
-    assert "must be valid Unicode text: surrogates not allowed at position 7" in str(info.value)
+    assert info.value.field == "body"
+    assert info.value.limit == "must be valid Unicode text: surrogates not allowed at position 7"
+    assert info.value.__suppress_context__
 
 
 # ---------------------------------------------------------------- transport failures
@@ -975,3 +977,35 @@ async def test_a_streamed_body_read_twice_is_the_sdks_error(fake: FakeWeChat) ->
         "read it once, inside its async with block"
     )
     assert info.value.__context__ is None
+
+
+def test_copies_share_the_event_loop_their_client_is_bound_to(fake: FakeWeChat) -> None:
+    from wechat_kf import EventLoopChangedError
+
+    wx = fake.client()
+    copy = wx.with_options(timeout=5)
+
+    async def first() -> None:
+        assert await copy.kf.list() == []  # the copy's first call binds the client
+
+    async def second() -> None:
+        with pytest.raises(EventLoopChangedError):
+            await wx.kf.list()
+        with pytest.raises(EventLoopChangedError):
+            await copy.with_options(max_retries=0).kf.list()
+
+    anyio.run(first)
+    anyio.run(second)
+
+
+async def test_an_upload_goes_through_the_client_with_its_form(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    from wechat_kf.testing import sample_media
+
+    media = await wx.media.upload(sample_media("image"), "image")
+    (request,) = fake.requests_to("/cgi-bin/media/upload")
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert b'name="media"; filename="image.jpg"' in request.body
+    assert sample_media("image") in request.body
+    assert media.media_id == fake.uploads[0].media_id
