@@ -616,3 +616,53 @@ async def test_no_timeout_at_all_waits() -> None:
                 transport.prepare("POST", server.base_url), b"{}", httpx.Timeout(None).as_dict()
             )
     assert answer.status_code == 200
+
+
+async def test_a_waiter_that_gave_up_is_passed_over() -> None:
+    with RawServer(Step(ok(), delay=0.3)) as server:
+        transport = AnyioTransport(1)
+        results: list[object] = []
+        async with client(transport) as http:
+
+            async def get(pool_timeout: float) -> None:
+                try:
+                    response = await http.get(
+                        server.base_url, timeout=httpx.Timeout(5.0, pool=pool_timeout)
+                    )
+                    results.append(response.status_code)
+                except httpx.PoolTimeout:
+                    results.append("gave up")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(get, 5.0)
+                await wait_until(lambda: len(server.requests) == 1)
+                tg.start_soon(get, 0.01)  # gives up while the first is answered
+                await wait_until(lambda: results == ["gave up"])
+                tg.start_soon(get, 5.0)
+                await wait_until(lambda: len(transport.pool._waiters) == 2)  # one gone
+            assert results == ["gave up", 200, 200]
+            assert (transport.pool.connections, transport.pool.idle) == (1, 1)
+    assert server.connections == 1  # the connection was handed to the live waiter
+
+
+async def test_closing_the_transport_refuses_a_request_waiting_for_a_slot() -> None:
+    with RawServer(Step(ok(), delay=0.2)) as server:
+        transport = AnyioTransport(1)
+        errors: list[BaseException] = []
+        async with client(transport) as http:
+
+            async def waiting() -> None:
+                try:
+                    await http.get(server.base_url)
+                except httpx.ConnectError as exc:
+                    errors.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(http.get, server.base_url)
+                await wait_until(lambda: len(server.requests) == 1)
+                tg.start_soon(waiting)
+                await wait_until(lambda: len(transport.pool._waiters) == 1)
+                await transport.aclose()
+            assert [str(error) for error in errors] == ["the HTTP transport is closed"]
+            assert transport.pool.connections == 0
+    assert len(server.requests) == 1
