@@ -161,7 +161,7 @@ def _closed_error(endpoint: Endpoint) -> ClientClosedError:
 
 def _body_of(response: httpx.Response, chunk_size: int | None = None) -> AsyncGenerator[bytes]:
     """httpx's body iterator (an async generator, whatever its annotation says)."""
-    return cast("AsyncGenerator[bytes]", response.aiter_bytes(chunk_size))
+    return cast("AsyncGenerator[bytes]", response.aiter_bytes(chunk_size))  # pragma: no mutate
 
 
 def is_file_answer(response: httpx.Response) -> bool:
@@ -172,10 +172,12 @@ def is_file_answer(response: httpx.Response) -> bool:
     labels some JSON ``text/plain``) or none at all is JSON; anything else (``image/jpeg``,
     ``audio/amr``, ``video/mp4``, ``application/octet-stream``...) is a file.
     """
-    disposition = response.headers.get("content-disposition", "").lower()
+    headers = response.headers  # case-insensitive: mutants of the names' case are equivalent
+    disposition = headers.get("content-disposition", "").lower()  # pragma: no mutate
     if "attachment" in disposition or "filename" in disposition:
         return True
-    content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    labelled = headers.get("content-type", "")  # pragma: no mutate
+    content_type = labelled.partition(";")[0].strip().lower()
     return not (
         content_type in ("", "application/json")
         or content_type.startswith("text/")
@@ -280,8 +282,9 @@ async def _read_json_answer(response: httpx.Response, endpoint: Endpoint) -> byt
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > _JSON_ANSWER_MAX:
+                    labelled = response.headers.get("content-type")  # pragma: no mutate (case)
                     failure = MalformedResponseError(
-                        f"a {response.headers.get('content-type', 'untyped')} answer of more "
+                        f"a {labelled or 'untyped'} answer of more "
                         f"than {_JSON_ANSWER_MAX} bytes is neither JSON nor a file",
                         body_excerpt=_excerpt(chunks[0]),
                     )
