@@ -397,8 +397,8 @@ class Pipeline:
             return await self._http.request(
                 method, url, content=content, files=files, headers=headers, timeout=self._timeout
             )
-        if self._http.is_closed:  # the client refuses, as on its own path
-            return await self._http.request(method, self._base_url, timeout=self._timeout)
+        if self._http.is_closed:  # refused, as on the client's own path: _send says why
+            raise RuntimeError("closed")  # pragma: no mutate (any error: ClientClosedError)
         assert self._timeouts is not None
         target = direct.prepare(method, url) if isinstance(url, str) else url
         try:
@@ -452,7 +452,8 @@ class Pipeline:
         """
         if content is None and json is not None:
             content = encode_json(json)
-        payload = cast("dict[str, Any]", await self._send(endpoint, query, content, files))
+        answer = await self._send(endpoint, query, content, files)
+        payload = cast("dict[str, Any]", answer)  # pragma: no mutate (typing only)
         if into is None:
             return payload
         return structure(payload, into)
