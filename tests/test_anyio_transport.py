@@ -9,8 +9,10 @@ The errors keep the split the pipeline relies on: ``ConnectError``/``ConnectTime
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -666,3 +668,92 @@ async def test_closing_the_transport_refuses_a_request_waiting_for_a_slot() -> N
             assert [str(error) for error in errors] == ["the HTTP transport is closed"]
             assert transport.pool.connections == 0
     assert len(server.requests) == 1
+
+
+@pytest.fixture
+def resetting_listener() -> Iterator[int]:
+    """Accepts connections, reads the first bytes of each, then resets it (RST)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(1024)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_connection_reset_while_writing_is_a_write_error(resetting_listener: int) -> None:
+    # On trio a send waits for the socket: the reset fails the write. (asyncio buffers the
+    # body and meets the reset when it reads: a ReadError, which means the same.)
+    async def post() -> BaseException:
+        transport = AnyioTransport(2)
+        async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
+            url = f"http://127.0.0.1:{resetting_listener}/"
+            with pytest.raises(httpx.WriteError) as info:
+                await http.post(url, content=b"x" * 64_000_000)
+        assert transport.pool.connections == 0
+        return info.value
+
+    error = anyio.run(post, backend="trio")
+    assert not isinstance(error, httpx.ConnectError)  # it may have reached the server
+    assert str(error).startswith(("ConnectionResetError: ", "BrokenPipeError: "))
+
+
+async def test_a_connection_closed_under_its_exchange_is_a_read_error() -> None:
+    from wechat_kf._connection import Connection
+
+    with RawServer(Step(hang=True)) as server:
+        connection = await Connection.open((b"http", b"127.0.0.1", server.port), None, 5.0)
+        errors: list[BaseException] = []
+
+        async def exchange() -> None:
+            try:
+                await connection.exchange(
+                    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"",
+                    head_request=False,
+                    write_timeout=5.0,
+                    read_timeout=5.0,
+                )
+            except httpx.ReadError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exchange)
+            await wait_until(lambda: len(server.requests) == 1)
+            await connection.aclose()
+    assert [str(error) for error in errors] == ["the connection was closed"]
+    assert connection.broken
+
+
+def test_failures_are_described_by_their_own_words() -> None:
+    from wechat_kf._connection import _describe
+
+    assert _describe(ConnectionResetError(104, "Connection reset by peer")) == (
+        "ConnectionResetError: [Errno 104] Connection reset by peer"
+    )
+    assert _describe(anyio.BrokenResourceError()) == "BrokenResourceError"
+    broken = anyio.BrokenResourceError()
+    tls = ssl.SSLError(1, "[SSL] record layer failure")
+    broken.__cause__ = tls
+    assert _describe(broken) == f"SSLError: {tls}"
+    refused = OSError("All connection attempts failed")
+    refused.__cause__ = ConnectionRefusedError(111, "Connect call failed")
+    assert _describe(refused) == "OSError: All connection attempts failed"
