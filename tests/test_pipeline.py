@@ -1003,8 +1003,11 @@ def test_copies_share_the_event_loop_their_client_is_bound_to(fake: FakeWeChat) 
         assert await copy.kf.list() == []  # the copy's first call binds the client
 
     async def second() -> None:
-        with pytest.raises(EventLoopChangedError):
+        with pytest.raises(EventLoopChangedError) as info:
             await wx.kf.list()
+        assert str(info.value).startswith(
+            f"GET {KF_LIST}: this client made its first call in another event loop"
+        )
         with pytest.raises(EventLoopChangedError):
             await copy.with_options(max_retries=0).kf.list()
 
@@ -1104,3 +1107,29 @@ async def test_a_failure_of_anything_else_while_reading_is_typed(fake: FakeWeCha
     assert type(info.value) is TransportError
     assert str(info.value) == f"GET {MEDIA_GET}: builtins.RuntimeError: boom secret=***"
     assert info.value.__context__ is None
+
+
+async def test_a_download_link_is_followed_through_redirects_without_the_token(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    from wechat_kf.testing._media_routes import VIDEO_LINK_PATH
+
+    held = fake.add_media("video")
+    url = await wx.media.video_url(held.media_id)
+    query = url.partition("?")[2]
+    moved = (
+        f"HTTP/1.1 302 Found\r\nLocation: {VIDEO_LINK_PATH}?{query}\r\nContent-Length: 0\r\n\r\n"
+    )
+    fake.inject(VIDEO_LINK_PATH, raw=moved)
+    assert await wx.media.download(held.media_id) == held.data
+    links = fake.requests_to(VIDEO_LINK_PATH)
+    assert [link.raw_query for link in links] == [query, query]  # the link's query, as it is
+    assert [link.access_token for link in links] == [None, None]
+
+
+async def test_a_download_keeps_the_timeout(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    held = fake.add_media("image")
+    await wx.access_token()
+    fake.inject(MEDIA_GET, delay=5.0)
+    with pytest.raises(ResponseTimeoutError):
+        await wx.with_options(timeout=0.05, max_retries=0).media.download(held.media_id)

@@ -500,14 +500,14 @@ class Pipeline:
         extra_query = encode_query(query) if query else ""
         tokens = self.tokens if endpoint.authenticated else None
         attempt = 0
-        token_recovered = False
-        token: str | None = None
-        recovered: str | None = None
+        token_recovered = False  # pragma: no mutate (None is as false)
+        token: str | None = None  # pragma: no mutate (read only when tokens is not None)
+        recovered: str | None = None  # pragma: no mutate ("" is as None)
         while True:
             full_url: str | httpx.URL | object
             if tokens is not None:
                 token = recovered or await tokens.get()
-                recovered = None
+                recovered = None  # pragma: no mutate ("" is as None)
                 if extra_query:
                     full_url = f"{url}?access_token={token}&{extra_query}"
                 else:
@@ -521,8 +521,8 @@ class Pipeline:
                     if stream:
                         assert isinstance(full_url, str | httpx.URL)  # direct is None
                         request = self._http.build_request(
-                            endpoint.method, full_url, headers=headers, timeout=self._timeout
-                        )
+                            endpoint.method, full_url, timeout=self._timeout
+                        )  # no body: no headers of ours
                         # A link WeChat handed out (no token in it) may redirect to its CDN; a
                         # URL holding the token is never sent anywhere else.
                         response = await self._http.send(
