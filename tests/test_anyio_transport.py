@@ -210,6 +210,8 @@ async def test_connection_lost_after_sending_may_have_reached_the_server(
             assert (await http.get(server.base_url)).status_code == 200  # a new connection
     assert not isinstance(info.value, httpx.ConnectError | httpx.TimeoutException)
     assert "SECRET" not in str(info.value)
+    # A framing error stands alone; an OS error is chained (its errno, for whoever debugs).
+    assert (info.value.__cause__ is None) is isinstance(info.value, httpx.RemoteProtocolError)
     assert len(server.requests) == 3  # the failed request did reach the server
 
 
@@ -237,7 +239,9 @@ async def test_read_timeout() -> None:
         async with httpx.AsyncClient(transport=transport, timeout=0.1) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.get(server.base_url)
-        assert transport.pool.connections == 0
+            assert transport.pool.connections == 0  # never reused: its answer may still come
+            assert (await http.get(server.base_url)).status_code == 200
+    assert server.connections == 2
 
 
 @pytest.fixture
@@ -610,7 +614,8 @@ async def test_the_read_timeout_is_renewed_by_every_segment() -> None:
 
 
 async def test_no_timeout_at_all_waits() -> None:
-    with RawServer(Step(ok(), delay=0.05)) as server:
+    trickled = Step(ok(), trickle=((10,), 0.05))  # in two parts
+    with RawServer(Step(ok(), delay=0.05), trickled) as server:
         transport = AnyioTransport(2)
         async with httpx.AsyncClient(transport=transport, timeout=None) as http:
             assert (await http.get(server.base_url)).status_code == 200
@@ -757,3 +762,13 @@ def test_failures_are_described_by_their_own_words() -> None:
     refused = OSError("All connection attempts failed")
     refused.__cause__ = ConnectionRefusedError(111, "Connect call failed")
     assert _describe(refused) == "OSError: All connection attempts failed"
+
+
+async def test_tls_answers_that_end_with_the_connection_need_no_close_notify(ca: LocalCA) -> None:
+    # The server closes without TLS's close_notify (as many do): the body ends there.
+    answer = b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"errcode":0}'
+    with RawServer(Step(answer, close=True), tls=ca.server_context()) as server:
+        transport = AnyioTransport(2, ssl_context=ca.client_context())
+        async with client(transport) as http:
+            response = await http.get(server.base_url)
+    assert response.json() == {"errcode": 0}

@@ -117,7 +117,7 @@ class Connection:
             httpx.ConnectTimeout: not connected within ``timeout``.
         """
         scheme, host, port = origin
-        hostname = host.decode("ascii")
+        hostname = host.decode("ascii")  # pragma: no mutate (codec name's case)
         try:
             with anyio.fail_after(connect_timeout):
                 stream: anyio.abc.ByteStream = await anyio.connect_tcp(hostname, port)
@@ -164,7 +164,7 @@ class Connection:
                     await stream.send(body)
                 else:
                     await stream.send(head + body if body else head)  # pragma: no mutate
-                writing = False
+                writing = False  # pragma: no mutate (None is as false)
                 if read_timeout is not None:
                     scope.deadline = anyio.current_time() + read_timeout
                 while reader.answer is None:
@@ -183,7 +183,7 @@ class Connection:
                 raise  # cancelled: the caller's business; the connection is not reused
             raise mapped from (None if isinstance(exc, ProtocolError) else exc)
         answer = reader.answer
-        if scope.cancelled_caught or answer is None:
+        if scope.cancelled_caught or answer is None:  # pragma: no mutate (None: cancelled)
             self.broken = True
             if writing:
                 raise httpx.WriteTimeout(f"request not written within {write_timeout} s")
