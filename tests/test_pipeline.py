@@ -1133,3 +1133,64 @@ async def test_a_download_keeps_the_timeout(fake: FakeWeChat, wx: AsyncWeChat) -
     fake.inject(MEDIA_GET, delay=5.0)
     with pytest.raises(ResponseTimeoutError):
         await wx.with_options(timeout=0.05, max_retries=0).media.download(held.media_id)
+
+
+async def test_a_call_decodes_json_whatever_the_content_type(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    body = b'{"kf_list":[]}'
+    fake.inject(
+        KF_LIST,
+        raw=b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+    )
+    assert await wx.kf.list() == []
+
+
+async def test_a_40001_of_the_token_endpoint_is_the_configuration(fake: FakeWeChat) -> None:
+    from wechat_kf import ConfigurationError, TokenFetchError
+
+    async with fake.client(max_retries=0) as wx:
+        fake.inject("/cgi-bin/stable_token", errcode=40001, errmsg="invalid credential")
+        with pytest.raises((ConfigurationError, TokenFetchError)) as info:
+            await wx.access_token()
+    error = info.value
+    cause = error if isinstance(error, ConfigurationError) else error.__cause__
+    assert type(cause) is ConfigurationError
+    assert "invalid appsecret" in str(cause)
+
+
+async def test_only_a_strict_write_takes_busy_for_maybe_done(
+    fake: FakeWeChat, wx: AsyncWeChat, sleeps: SleepRecorder
+) -> None:
+    fake.user_says("user-1")
+    fake.inject(KF_LIST, errcode=-1, times=3)
+    with pytest.raises(ServerBusyError) as read:
+        await wx.kf.list()
+    assert read.value.may_have_reached_wechat is False
+    fake.inject(SEND, errcode=-1, times=3)
+    with pytest.raises(ServerBusyError) as write:
+        await wx.message.send("user-1", Text(content="hi"))
+    assert write.value.may_have_reached_wechat is False
+    fake.inject(SEND, errcode=45047)
+    with pytest.raises(APIError) as refused:
+        await wx.message.send("user-1", Text(content="hi"), busy_is_unknown=True)
+    assert refused.value.may_have_reached_wechat is False  # refused: nothing was done
+
+
+async def test_a_transport_retry_is_logged(
+    fake: FakeWeChat, caplog: pytest.LogCaptureFixture, sleeps: SleepRecorder
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="wechat_kf")
+    async with fake.client(sleep=sleeps, retry=RetryPolicy(jitter=1.0)) as wx:
+        await wx.access_token()
+        fake.inject(KF_LIST, reset=True)
+        await wx.kf.list()
+    (retry,) = [r.getMessage() for r in caplog.records if " failed (" in r.getMessage()]
+    assert retry == (
+        f"GET {KF_LIST} failed (GET {KF_LIST}: ReadError: [Errno 104] Connection reset "
+        "(injected)); retry 1/2 in 0.50 s"
+    )
