@@ -58,16 +58,21 @@ async def test_direct_send_writes_exactly_these_bytes() -> None:
         answer = await transport.send(target, '{"a":"é"}'.encode(), TIMEOUTS)
         get = transport.prepare("GET", f"{server.base_url}/cgi-bin/y?a=1")
         await transport.send(get, None, TIMEOUTS)
+        await transport.send(get, None, TIMEOUTS)  # nothing but the head went before it
         await transport.aclose()
     assert answer.status_code == 200
     assert answer.content == b'{"errcode":0,"errmsg":"ok"}'
     host = f"127.0.0.1:{server.port}".encode()
+    get_head = (
+        b"GET /cgi-bin/y?a=1 HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: wechat_kf\r\n\r\n"
+    )
     assert server.requests == [
         b"POST /cgi-bin/x?access_token=T@k HTTP/1.1\r\nHost: " + host + b"\r\n"
         b"Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: wechat_kf\r\n"
         b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n" + '{"a":"é"}'.encode(),
-        b"GET /cgi-bin/y?a=1 HTTP/1.1\r\nHost: " + host + b"\r\n"
-        b"Accept: */*\r\nAccept-Encoding: identity\r\nUser-Agent: wechat_kf\r\n\r\n",
+        get_head,
+        get_head,
     ]
     assert server.connections == 1
 
@@ -596,6 +601,7 @@ async def test_a_connection_freed_while_only_other_origins_wait_makes_room_for_t
                 tg.start_soon(get, other.base_url)  # waits: the one slot is busy's
                 await wait_until(lambda: len(transport.pool._waiters) == 1)
             assert statuses == [200, 200]
+            assert (len(busy.requests), len(other.requests)) == (1, 1)  # each to its own
             assert (transport.pool.connections, transport.pool.idle) == (1, 1)  # other's
             await http.get(other.base_url)
     assert (busy.connections, other.connections) == (1, 1)
@@ -772,3 +778,16 @@ async def test_tls_answers_that_end_with_the_connection_need_no_close_notify(ca:
         async with client(transport) as http:
             response = await http.get(server.base_url)
     assert response.json() == {"errcode": 0}
+
+
+async def test_growing_the_pool_grants_exactly_the_new_slots() -> None:
+    with RawServer(default=Step(ok(), delay=0.1)) as server:
+        transport = AnyioTransport(1)
+        async with client(transport) as http:
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(http.get, server.base_url)
+                await wait_until(lambda: len(transport.pool._waiters) == 3)
+                assert transport.ensure_capacity(2) == 2
+                assert transport.pool.connections == 2  # one slot more: one waiter opens
+            assert (transport.pool.connections, transport.pool.idle) == (2, 2)
