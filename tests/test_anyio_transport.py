@@ -488,10 +488,15 @@ async def test_a_head_request_reads_no_body_and_keeps_the_connection() -> None:
 
 
 async def test_an_answer_without_a_reason_phrase_gets_httpxs() -> None:
-    with RawServer(Step(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n")) as server:
+    with RawServer(
+        Step(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n"),
+        Step(b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n"),
+    ) as server:
         async with client(AnyioTransport(2)) as http:
             response = await http.get(server.base_url)
+            own = await http.get(server.base_url)
     assert (response.status_code, response.reason_phrase) == (404, "Not Found")
+    assert (own.status_code, own.reason_phrase) == (200, "Fine Thanks")
 
 
 async def test_a_full_pool_closes_an_idle_connection_to_another_origin() -> None:
