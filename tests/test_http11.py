@@ -236,6 +236,22 @@ def test_untrustworthy_framing_is_refused(data: bytes, message: str) -> None:
     assert str(info.value) == message
 
 
+def _head_of(size: int) -> bytes:
+    """A response head of exactly ``size`` bytes (its final empty line included)."""
+    start, end = b"HTTP/1.1 200 OK\r\nX: ", b"\r\nContent-Length: 1\r\n\r\n"
+    return start + b"y" * (size - len(start) - len(end)) + end
+
+
+@pytest.mark.parametrize("pieces", [[], [100], [65535], [65536], [65537]], ids=str)
+def test_a_head_of_64_kib_is_read_one_byte_more_is_refused(pieces: list[int]) -> None:
+    assert MAX_HEAD == 64 * 1024
+    reader = read(_head_of(65536) + b"x", pieces=pieces)
+    assert reader.answer is not None
+    assert reader.answer.content == b"x"
+    with pytest.raises(ProtocolError, match="response head larger than 65536 bytes"):
+        read(_head_of(65537) + b"x", pieces=pieces)
+
+
 def test_head_too_large_is_refused() -> None:
     with pytest.raises(ProtocolError, match="larger than"):
         read(b"HTTP/1.1 200 OK\r\nX: " + b"y" * (MAX_HEAD + 10))

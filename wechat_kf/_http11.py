@@ -186,7 +186,7 @@ class ResponseReader:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._chunk_left = 0
+        self._chunk_left = 0  # pragma: no mutate (set before it is read)
         self.start()
 
     def start(self, *, head: bool = False) -> None:
@@ -215,7 +215,7 @@ class ResponseReader:
     def eof(self) -> None:
         """The server closed the connection."""
         if self.answer is not None:
-            self.reusable = False
+            self.reusable = False  # pragma: no mutate (None is as false)
             return
         if self._state == "until-close":
             self._body.append(bytes(self._buffer))
