@@ -12,11 +12,17 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import pytest
+from hypothesis import settings
 
 from wechat_kf import AsyncWeChat
 from wechat_kf.testing import FakeServer, FakeWeChat
 
 pytest_plugins = ["wechat_kf.testing.pytest_plugin"]
+
+#: No timing asserts, Hypothesis's included: its 200 ms deadline per example fails on a loaded
+#: machine (a test that sets its own deadline keeps it).
+settings.register_profile("wechat_kf", deadline=None)
+settings.load_profile("wechat_kf")
 
 
 @pytest.fixture(params=["asyncio", "trio"])
