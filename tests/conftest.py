@@ -12,11 +12,17 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import pytest
+from hypothesis import settings
 
 from wechat_kf import AsyncWeChat
 from wechat_kf.testing import FakeServer, FakeWeChat
 
 pytest_plugins = ["wechat_kf.testing.pytest_plugin"]
+
+#: No timing asserts, Hypothesis's included: its 200 ms deadline per example fails on a loaded
+#: machine (a test that sets its own deadline keeps it).
+settings.register_profile("wechat_kf", deadline=None)
+settings.load_profile("wechat_kf")
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -43,13 +49,20 @@ def transport(request: pytest.FixtureRequest, anyio_backend: str) -> str:
 
 
 class SleepRecorder:
-    """Stands in for ``anyio.sleep`` between retries: records, never waits."""
+    """Stands in for ``anyio.sleep`` between retries: records, never waits.
 
-    def __init__(self) -> None:
+    More than ``limit`` waits is a retry loop that never ends (a mutant of the pipeline's
+    retry count, say): it fails at once instead of spinning until a timeout.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
         self.delays: list[float] = []
+        self.limit = limit
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+        if len(self.delays) > self.limit:
+            raise AssertionError(f"more than {self.limit} retries: a retry loop never ends")
 
 
 def loopback_client(

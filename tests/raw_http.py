@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import itertools
 import socket
 import ssl
 import struct
@@ -51,6 +52,8 @@ class Step:
     reset: bool = False
     #: Never answer (the connection stays open).
     hang: bool = False
+    #: Send the answer in parts (split at these offsets), this many seconds apart.
+    trickle: tuple[tuple[int, ...], float] | None = None
 
 
 class RawServer:
@@ -133,7 +136,15 @@ class RawServer:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     writer.transport.abort()
                     return
-                if step.answer:
+                if step.answer and step.trickle:
+                    cuts, gap = step.trickle
+                    bounds = [0, *cuts, len(step.answer)]
+                    for n, (start, end) in enumerate(itertools.pairwise(bounds)):
+                        if n:
+                            await asyncio.sleep(gap)
+                        writer.write(step.answer[start:end])
+                        await writer.drain()
+                elif step.answer:
                     writer.write(step.answer)
                     await writer.drain()
                 if step.close:

@@ -181,51 +181,113 @@ def test_answers_without_body(status: int, head_request: bool) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", "conflicting"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy", "not followed by"),
-        (b"HTTP/2 200 OK\r\n\r\n", "status line"),
-        (b"SSH-2.0-OpenSSH\r\n\r\n", "status line"),
-        (b"HTTP/1.1 2x0 OK\r\n\r\n", "status code"),
-        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "bad header field"),
-        (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "bad header field"),
-        (b"HTTP/1.1 200 OK\r\n folded: first\r\n\r\n", "continuation"),
-        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "switched protocols"),
-        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 300 + b"\r\n", "header fields"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}", "bad Content-Length: b'abc'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length: b'-1'"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 30 + b"x\r\n\r\n",
+            "bad Content-Length: b'" + "9" * 20 + "'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+            "conflicting Content-Length values",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "bad chunk size: b'zz'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"q" * 30 + b"\r\n",
+            "bad chunk size: b'" + "q" * 20 + "'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy",
+            "chunk data not followed by CRLF",
+        ),
+        (b"HTTP/2 200 OK\r\n\r\n", "not an HTTP/1.1 status line: b'HTTP/2 200 OK'"),
+        (
+            b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5 and more\r\n\r\n",
+            "not an HTTP/1.1 status line: b'SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5'",
+        ),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "bad status code in b'HTTP/1.1 2x0 OK'"),
+        (
+            b"HTTP/1.1 2x0 A rather long reason phrase, longer than forty\r\n\r\n",
+            "bad status code in b'HTTP/1.1 2x0 A rather long reason phrase'",
+        ),
+        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "bad header field: b'Bad Header: x'"),
+        (b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "bad header field: b'NoColon'"),
+        (
+            b"HTTP/1.1 200 OK\r\nNo-Colon-In-This-Rather-Long-Header-Line, longer\r\n\r\n",
+            "bad header field: b'No-Colon-In-This-Rather-Long-Header-Line'",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n folded: first\r\n\r\n",
+            "header continuation before any header field",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "the server switched protocols (101), not asked for",
+        ),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 300 + b"\r\n", "more than 256 header fields"),
     ],
 )
 def test_untrustworthy_framing_is_refused(data: bytes, message: str) -> None:
-    with pytest.raises(ProtocolError, match=message):
+    with pytest.raises(ProtocolError) as info:
         read(data)
+    assert str(info.value) == message
+
+
+def _head_of(size: int) -> bytes:
+    """A response head of exactly ``size`` bytes (its final empty line included)."""
+    start, end = b"HTTP/1.1 200 OK\r\nX: ", b"\r\nContent-Length: 1\r\n\r\n"
+    return start + b"y" * (size - len(start) - len(end)) + end
+
+
+@pytest.mark.parametrize("pieces", [[], [100], [65535], [65536], [65537]], ids=str)
+def test_a_head_of_64_kib_is_read_one_byte_more_is_refused(pieces: list[int]) -> None:
+    assert MAX_HEAD == 64 * 1024
+    reader = read(_head_of(65536) + b"x", pieces=pieces)
+    assert reader.answer is not None
+    assert reader.answer.content == b"x"
+    with pytest.raises(ProtocolError, match="response head larger than 65536 bytes"):
+        read(_head_of(65537) + b"x", pieces=pieces)
 
 
 def test_head_too_large_is_refused() -> None:
     with pytest.raises(ProtocolError, match="larger than"):
         read(b"HTTP/1.1 200 OK\r\nX: " + b"y" * (MAX_HEAD + 10))
+    reader = ResponseReader()
+    reader.start()
+    reader.feed(b"HTTP/1.1 200 OK\r\nX: " + b"y" * (MAX_HEAD - 30))  # still open, under it
+    assert reader.answer is None
+    with pytest.raises(ProtocolError, match="larger than"):
+        reader.feed(b"y" * 31)
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"", "without answering"),
-        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "in the middle"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "in the middle"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle of its answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "in the middle of its answer"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            "in the middle of its answer",
+        ),
     ],
 )
 def test_closed_before_the_answer_ends(data: bytes, message: str) -> None:
-    with pytest.raises(ProtocolError, match=message):
+    with pytest.raises(ProtocolError) as info:
         read(data, eof=True)
+    assert str(info.value) == f"the server closed the connection {message}"
 
 
 def test_unrequested_bytes_before_a_request_are_refused() -> None:
     reader = ResponseReader()
     reader.start()
     reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxY")
-    with pytest.raises(ProtocolError, match="before the request"):
+    with pytest.raises(ProtocolError) as info:
         reader.start()
+    assert str(info.value) == "data received before the request was sent"
 
 
 def test_request_head_and_chunks() -> None:
@@ -239,3 +301,239 @@ def test_answer_repr_and_headers() -> None:
     answer = Answer(429, b"Too Many", [(b"Retry-After", b"3")], b"{}")
     assert answer.headers.get("retry-after") == "3"
     assert repr(answer) == "<Answer 429 (2 bytes)>"
+
+
+# ---------------------------------------------------------------- the limits, at their boundaries
+
+
+def test_256_header_fields_are_read_257_are_refused() -> None:
+    def with_fields(n: int) -> bytes:
+        fields = b"".join(b"X-%d: v\r\n" % i for i in range(n - 1))
+        return b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 1\r\n\r\nx"
+
+    reader = read(with_fields(256))
+    assert reader.answer is not None
+    assert len(reader.answer.raw_headers) == 256
+    with pytest.raises(ProtocolError, match="more than 256 header fields"):
+        read(with_fields(257))
+
+
+def test_a_chunk_line_of_4_kib_waits_one_byte_more_is_refused() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    line = b"1;" + b"e" * (4096 - 2)  # a chunk size with a long extension, no LF yet
+    reader = read(head + line)
+    assert reader.answer is None
+    reader.feed(b"\r\nx\r\n0\r\n\r\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"x"
+    with pytest.raises(ProtocolError) as info:
+        read(head + line + b"e")
+    assert str(info.value) == "chunk line too long"
+    trailer = head + b"0\r\nX-Trailer: " + b"t" * 5000  # trailer lines have the same limit
+    with pytest.raises(ProtocolError, match="chunk line too long"):
+        read(trailer)
+
+
+def test_a_chunk_size_has_at_most_16_hex_digits() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reader = read(head + b"000000000000000A;a=1;b=2\r\n0123456789\r\n0\r\n\r\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"0123456789"
+    for size in (b"0000000000000000A", b"", b"-1", b"0x1", b"1 1", b"1X", b"1\x0c"):
+        with pytest.raises(ProtocolError, match="bad chunk size"):
+            read(head + size + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/1.1 20 OK", b"HTTP/1.1 2000 OK", b"HTTP/1.1 200OK", b"HTTP/1.1", b"HTTP/1.1 +20 OK"],
+)
+def test_a_status_code_is_three_digits_then_a_space_or_the_end(status_line: bytes) -> None:
+    with pytest.raises(ProtocolError, match="bad status code"):
+        read(status_line + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_status_and_reason_phrase() -> None:
+    reader = read(b"HTTP/1.1 404 Not Found X \r\nContent-Length: 0\r\n\r\n")
+    assert reader.answer is not None
+    assert (reader.answer.status_code, reader.answer.reason) == (404, b"Not Found X ")
+    reader = read(b"HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n")
+    assert reader.answer is not None
+    assert (reader.answer.status_code, reader.answer.reason) == (503, b"")
+
+
+def test_header_values_are_trimmed_and_folded_lines_joined() -> None:
+    reader = read(
+        b"HTTP/1.1 200 OK\r\nX-A:\t one \t\r\n\ttwo\t\r\n  threeX\x0c\r\nX-B:fourX\r\n"
+        b"X-C: v\x0c\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert reader.answer is not None
+    assert reader.answer.raw_headers == [
+        (b"X-A", b"one two threeX\x0c"),  # only spaces and tabs are trimmed
+        (b"X-B", b"fourX"),
+        (b"X-C", b"v\x0c"),
+        (b"Content-Length", b"0"),
+    ]
+    assert reader.reusable
+
+
+@pytest.mark.parametrize(
+    ("codings", "body", "reusable"),
+    [
+        # the final coding decides, across repeated fields and lists, whatever the case
+        ([b"gzip", b"chunked"], b"x", True),
+        ([b"gzip, Chunked"], b"x", True),
+        ([b"chunked", b"gzip"], b"1\r\nx\r\n0\r\n\r\n", False),  # close-delimited
+        ([b"chunked, identity "], b"1\r\nx\r\n0\r\n\r\n", False),
+        ([b"gzip, deflate, chunked"], b"x", True),
+        ([b"gzip,chunked"], b"x", True),
+        ([b"gzip, chunked\x0c"], b"1\r\nx\r\n0\r\n\r\n", False),  # not "chunked"
+        ([b"gzip, Xchunked"], b"1\r\nx\r\n0\r\n\r\n", False),
+    ],
+)
+def test_transfer_codings_the_last_one_frames_the_body(
+    codings: list[bytes], body: bytes, reusable: bool
+) -> None:
+    fields = b"".join(b"Transfer-Encoding: %s\r\n" % coding for coding in codings)
+    data = b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n"
+    payload = b"1\r\nx\r\n0\r\n\r\n"
+    reader = read(data + payload, eof=not reusable)
+    assert reader.answer is not None
+    assert reader.answer.content == body
+    assert reader.reusable is reusable
+
+
+@pytest.mark.parametrize(
+    ("field", "reusable"),
+    [
+        (b"Connection: keep-alive, Close", False),
+        (b"Connection: upgrade\r\nConnection: close", False),
+        (b"Connection: closed", True),  # a token, not a substring
+        (b"Connection: keep-alive,close", False),
+        (b"Connection: Xclose, close\x0c", True),
+        (b"Connection: keep-alive", True),
+    ],
+)
+def test_connection_close_is_a_token_of_any_connection_field(field: bytes, reusable: bool) -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\n" + field + b"\r\nContent-Length: 1\r\n\r\nx")
+    assert reader.answer is not None
+    assert reader.reusable is reusable
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"Connection: close", b"Connection: keep-alive, close", b"Connection: other"],
+)
+def test_http_1_0_is_reused_only_when_it_says_keep_alive(field: bytes) -> None:
+    reader = read(b"HTTP/1.0 200 OK\r\n" + field + b"\r\nContent-Length: 1\r\n\r\nx")
+    assert reader.answer is not None
+    assert not reader.reusable
+
+
+def test_content_length_values_are_trimmed_and_a_list_must_agree() -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\nContent-Length:\t2 ,2\t\r\n\r\nhi")
+    assert reader.answer is not None
+    assert reader.answer.content == b"hi"
+    with pytest.raises(ProtocolError, match="conflicting Content-Length"):
+        read(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nhi")
+    for value in (b"", b"+2", b"2.0", "２".encode(), b"X2", b"2\x0c"):
+        with pytest.raises(ProtocolError, match="bad Content-Length"):
+            read(b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nhi")
+
+
+def test_empty_lines_before_the_status_line_are_skipped() -> None:
+    for lead in (b"\r\n", b"\n", b"\r\n\r\n", b"\n\n\r\n"):
+        reader = read(lead + b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", pieces=[1])
+        assert reader.answer is not None
+        assert reader.answer.content == b"x"
+        assert reader.reusable
+
+
+def test_a_big_body_arrives_whole_in_any_pieces() -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    for pieces in ([], [70_000], [40, 65_600, 65_600 + 65_536, 200_000]):
+        reader = read(data, pieces=pieces)
+        assert reader.answer is not None
+        assert reader.answer.content == body
+        assert reader.reusable
+
+
+def test_chunk_data_ending_split_between_cr_and_lf() -> None:
+    reader = ResponseReader()
+    reader.start()
+    for piece in (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi", b"\r", b"\n"):
+        reader.feed(piece)
+    assert reader.answer is None
+    reader.feed(b"0\r\n\r\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"hi"
+    assert reader.reusable
+    reader = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nhi\n0\n\n")
+    assert reader.answer is not None
+    assert reader.answer.content == b"hi"
+
+
+def test_eof_after_the_answer_keeps_it_and_ends_reuse() -> None:
+    reader = read(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+    assert reader.reusable
+    reader.eof()  # the server closed right after answering
+    assert reader.answer is not None
+    assert reader.answer.content == b"x"
+    assert not reader.reusable
+    reader = read(b"HTTP/1.1 200 OK\r\n\r\nall of it", eof=True)  # close-delimited
+    assert reader.answer is not None
+    assert reader.answer.content == b"all of it"
+    assert not reader.reusable
+
+
+def test_the_reader_serves_one_answer_after_another() -> None:
+    reader = ResponseReader()
+    for n in range(3):
+        reader.start(head=n == 1)
+        assert (reader.answer, reader.started, reader.reusable) == (None, False, False)
+        reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + (b"" if n == 1 else b"x"))
+        assert reader.started
+        assert reader.answer is not None
+        assert reader.answer.content == (b"" if n == 1 else b"x")
+        assert reader.reusable
+    reader.feed(b"")
+    assert reader.answer is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "head_request"),
+    [
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False),
+        (b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\n\r\n", True),
+    ],
+)
+def test_an_answer_without_body_or_framing_keeps_the_connection(
+    data: bytes, head_request: bool
+) -> None:
+    reader = read(data, head=head_request)
+    assert reader.answer is not None
+    assert reader.answer.content == b""
+    assert reader.reusable
+    assert not read(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").reusable
+
+
+def test_every_framing_fed_one_byte_at_a_time() -> None:
+    answers = [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", b"abc"),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;x=y\r\nab\r\n1\nc\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
+            b"abc",
+        ),
+    ]
+    for data, body in answers:
+        reader = read(data, pieces=list(range(1, len(data))))
+        assert reader.answer is not None
+        assert reader.answer.content == body
+        assert reader.reusable
+    reader = read(b"HTTP/1.1 200 OK\r\n\r\nabc", pieces=[1, 2, 3, 20, 21, 22], eof=True)
+    assert reader.answer is not None
+    assert reader.answer.content == b"abc"
+    assert not reader.reusable

@@ -167,3 +167,140 @@ def test_a_token_cut_short_in_an_excerpt_is_redacted() -> None:
         decode_body(b'{"access_token":"' + token.encode() + b'","expires_in":7200')
     assert "T" * 20 not in str(info.value)
     assert "access_token" in str(info.value)
+
+
+# ---------------------------------------------------------------- redact(), each form
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("appsecret=abc&x=1", "appsecret=***&x=1"),
+        ("EncodingAESKey=abc", "EncodingAESKey=***"),
+        ("a?ACCESS_TOKEN=abc", "a?ACCESS_TOKEN=***"),
+        ("access_token=abc#frag", "access_token=***#frag"),
+        ("access_token=abc def", "access_token=*** def"),
+        ('access_token=abc"x', 'access_token=***"x'),
+        ("access_token=abc'x", "access_token=***'x"),
+        ("my_access_token=abc", "my_access_token=abc"),  # another name: kept
+        ("access_token=", "access_token="),  # nothing to hide
+        ('{"encodingAESKey" : "k"}', '{"encodingAESKey" : "***"}'),
+        ('{"appsecret":"s","x":"y"}', '{"appsecret":"***","x":"y"}'),
+        ('{"secret":"a\\\\"}', '{"secret":"***"}'),  # an escaped backslash ends it
+        ('{"access_token":"cut sho', '{"access_token":"***'),  # an excerpt cut short
+        ('{"token":"T"}', '{"token":"T"}'),
+        ("a" * 50, "a" * 50),
+    ],
+)
+def test_redact_each_name_and_form(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+# ---------------------------------------------------------------- the log filter
+
+
+def _record(msg: object, args: object) -> logging.LogRecord:
+    return logging.LogRecord("wechat_kf", logging.INFO, __file__, 1, msg, args, None)  # type: ignore[arg-type]
+
+
+def test_the_filter_redacts_the_message_as_shown_and_keeps_clean_records() -> None:
+    from wechat_kf._redaction import RedactingFilter
+
+    record = _record("GET %s?access_token=%s", ("/x", "XYZ"))
+    assert RedactingFilter().filter(record) is True
+    assert (record.msg, record.args) == ("GET /x?access_token=***", ())
+    clean = _record("GET %s in %d ms", ("/x", 5))
+    assert RedactingFilter().filter(clean) is True
+    assert (clean.msg, clean.args) == ("GET %s in %d ms", ("/x", 5))  # untouched
+
+
+def test_the_filter_redacts_the_parts_when_the_arguments_do_not_fit() -> None:
+    import httpx
+
+    from wechat_kf._redaction import RedactingFilter
+
+    url = httpx.URL("https://x/y?access_token=XYZ")
+    record = _record("secret=S %s %s", ("access_token=XYZ", url, 3))  # too many: getMessage fails
+    assert RedactingFilter().filter(record) is True
+    assert record.msg == "secret=*** %s %s"
+    assert record.args == ("access_token=***", "https://x/y?access_token=***", 3)
+    clean_url = httpx.URL("https://x/y")
+    record = _record("bad %d", (clean_url, "plain"))
+    RedactingFilter().filter(record)
+    assert record.args == (clean_url, "plain")
+    assert record.args[0] is clean_url  # nothing to hide: the argument itself
+    mapping = _record("%(a)s %(b)d", ({"a": "access_token=XYZ", "c": 7},))  # no "b"
+    RedactingFilter().filter(mapping)
+    assert mapping.args == {"a": "access_token=***", "c": 7}
+
+
+def test_the_filter_is_attached_once() -> None:
+    import uuid
+
+    from wechat_kf._redaction import _FILTER
+
+    name = f"wechat_kf.attached_once_{uuid.uuid4().hex}"  # a logger no earlier run made
+    logger = get_logger(name)
+    assert logger is logging.getLogger(name)
+    get_logger(name)
+    install_log_redaction()
+    install_log_redaction()
+    assert logger.filters.count(_FILTER) == 1
+    for known in ("httpx", "wechat_kf"):  # taken off: install puts it back, once
+        logging.getLogger(known).removeFilter(_FILTER)
+        install_log_redaction()
+        install_log_redaction()
+        assert logging.getLogger(known).filters.count(_FILTER) == 1
+    assert _FILTER not in logging.getLogger().filters  # the root logger is the app's
+    plain = logging.getLogger(f"wechat_kf.plain_{uuid.uuid4().hex}")
+    outsider = logging.getLogger(f"wechat_kf_other_{uuid.uuid4().hex}.child")  # not ours
+    install_log_redaction()
+    assert _FILTER in plain.filters
+    assert _FILTER not in outsider.filters
+
+
+# ---------------------------------------------------------------- scrubbed causes
+
+
+def test_a_scrubbed_httpx_error_keeps_its_class_and_a_redacted_request() -> None:
+    import httpx
+
+    from wechat_kf._redaction import scrubbed
+
+    request = httpx.Request("POST", "https://api.weixin.qq.com/send?access_token=XYZ&a=1")
+    error = httpx.ReadTimeout("timed out for access_token=XYZ", request=request)
+    copy = scrubbed(error)
+    assert type(copy) is httpx.ReadTimeout
+    assert str(copy) == "timed out for access_token=***"
+    assert copy.request.method == "POST"  # type: ignore[attr-defined]
+    assert str(copy.request.url) == "https://api.weixin.qq.com/send?access_token=***&a=1"  # type: ignore[attr-defined]
+    assert (copy.__cause__, copy.__context__, copy.__traceback__) == (None, None, None)
+    bare = scrubbed(httpx.ConnectError("refused"))  # no request attached
+    assert type(bare) is httpx.ConnectError
+    assert str(bare) == "refused"
+    with pytest.raises(RuntimeError):
+        bare.request  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_anything_else_becomes_a_scrubbed_cause_naming_its_type() -> None:
+    import pickle
+
+    import httpx
+
+    from wechat_kf._redaction import ScrubbedCause, scrubbed
+
+    class Odd(httpx.ReadError):
+        def __init__(self, code: int) -> None:  # another constructor than httpx's
+            super().__init__(f"odd {code} access_token=XYZ")
+
+    for error, text in [
+        (ValueError("bad secret=S"), "builtins.ValueError: bad secret=***"),
+        (KeyError(), "builtins.KeyError"),
+        (Odd(7), f"{__name__}.{Odd.__qualname__}: odd 7 access_token=***"),
+    ]:
+        copy = scrubbed(error)
+        assert type(copy) is ScrubbedCause
+        assert str(copy) == text
+        assert copy.original_type == text.partition(":")[0]
+        again = pickle.loads(pickle.dumps(copy))
+        assert (str(again), again.original_type) == (str(copy), copy.original_type)

