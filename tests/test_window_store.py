@@ -122,6 +122,9 @@ async def test_the_memory_store_keeps_a_spent_or_corrected_record_for_its_lifeti
     assert len(store) == 1
     clock.advance(0.5)
     assert len(store) == 0
+    # A record with no lifetime left (no memory, nothing open) takes no room at all.
+    await store.correct(APPID, "o_c", errcode=OUTSIDE_WINDOW, before=NOW, now=NOW, memory=0.0)
+    assert len(store) == 0
 
 
 async def test_a_record_past_its_lifetime_is_gone_even_where_the_map_still_has_it() -> None:
