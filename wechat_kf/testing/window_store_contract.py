@@ -176,15 +176,16 @@ class WindowStoreContract:
         self, store: WindowStore, appid: str, now: float
     ) -> None:
         """The 1-minute window is spent before the 48 h one; an ended one never."""
-        await store.open(appid, "o_a", window("message", now), memory=MEMORY)
-        await store.open(appid, "o_a", window("event", now, duration=60, left=1), memory=MEMORY)
+        message = window("message", now, ref="msg:1")
+        event = window("event", now, duration=60, left=1, ref="event:CLICK:BUY")
+        await store.open(appid, "o_a", message, memory=MEMORY)
+        await store.open(appid, "o_a", event, memory=MEMORY)
         first = await store.spend(appid, "o_a", now=now + 1, reserve=True)
         assert first.outcome is SpendOutcome.CHARGED
-        assert first.window is not None
-        assert (first.window.window, first.window.left) == ("event", 0)
+        assert first.window == attrs.evolve(event, left=0)  # the window, after the charge
         second = await store.spend(appid, "o_a", now=now + 1, reserve=False)
-        assert second.window is not None
-        assert (second.window.window, second.window.left) == ("message", 4)
+        assert second.outcome is SpendOutcome.CHARGED
+        assert second.window == attrs.evolve(message, left=4)
         await store.open(appid, "o_a", window("event", now + 2, duration=60), memory=MEMORY)
         third = await store.spend(appid, "o_a", now=now + 63, reserve=True)  # event ended
         assert third.window is not None
