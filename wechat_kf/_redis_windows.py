@@ -207,6 +207,7 @@ return 1
 
 
 def _text(value: object) -> str:
+    # pragma below: "UTF-8" is the same codec.
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)  # pragma: no mutate
 
 
