@@ -95,10 +95,16 @@ TARGETS: Final[dict[str, Target]] = {
         ("tests/test_windows.py", "tests/test_windows_property.py")
     ),
     "wechat_kf/_window_ledger.py": Target(
-        ("tests/test_windows.py", "tests/test_windows_property.py")
+        ("tests/test_window_ledger.py", "tests/test_windows.py", "tests/test_windows_property.py")
     ),
     "wechat_kf/_window_store.py": Target(
-        ("tests/test_windows.py", "tests/test_window_store_contract.py"), "not Redis"
+        (
+            "tests/test_window_store.py",
+            "tests/test_window_store_contract.py",
+            "tests/test_window_ledger.py",
+            "tests/test_windows.py",
+        ),
+        "not Redis",
     ),
     "wechat_kf/_redis_windows.py": Target(
         ("tests/test_redis_windows.py", "tests/test_window_store_contract.py"), _ONE_REDIS

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -91,6 +92,7 @@ async def test_key_layout_and_expiry(store: RedisWindowStore, prefix: str) -> No
     key = store.record_key("wxlayout", "o_abc")
     assert key == f"{prefix}{{wxlayout}}:window:o_abc"
     assert store.ids_key("wxlayout") == f"{prefix}{{wxlayout}}:windows:ids"
+    assert store.expiry_key("wxlayout") == f"{prefix}{{wxlayout}}:windows:expiry"
     keep = now + 48 * 3600 + MEMORY
     fields = await raw.hgetall(key)
     assert float(fields.pop(b"keep")) == keep
@@ -139,7 +141,38 @@ async def test_a_malformed_record_is_a_typed_error(store: RedisWindowStore) -> N
     await store.redis.hset(key, mapping={"w:message:at": "soon", "keep": "1e12"})
     with pytest.raises(WindowStoreError, match="is malformed") as caught:
         await store.get("wx", "o_bad", now=T0)
+    assert str(caught.value) == (
+        f"Redis key {key} is malformed: a window record hash (keep, w:NAME:at/till/left/ref) "
+        "was expected (ValueError)"
+    )
+
+
+async def test_a_malformed_record_a_reservation_finds_is_a_typed_error(
+    store: RedisWindowStore,
+) -> None:
+    """The script finds nothing to spend (0 left); the record it answers cannot be read."""
+    key = store.record_key("wx", "o_bad")
+    fields = {"w:message:at": "soon", "w:message:till": "1e12", "w:message:left": "0"}
+    await store.redis.hset(key, mapping={**fields, "keep": "1e12"})
+    with pytest.raises(WindowStoreError, match="is malformed") as caught:
+        await store.spend("wx", "o_bad", now=T0, reserve=True)
     assert key in str(caught.value)
+
+
+async def test_from_url_keeps_its_options(redis_server: RedisServer, prefix: str) -> None:
+    """Its own options, and redis-py's (here: the database) for the client it makes."""
+    url = redis_server.url.removesuffix("/0")  # a database in the URL would win
+    async with RedisWindowStore.from_url(
+        url, prefix=prefix, timeout=0.5, page_size=7, db=3
+    ) as store:
+        assert (store.timeout, store.page_size) == (0.5, 7)
+        await store.open("wx", "o_a", message(T0), memory=MEMORY)
+    key = store.record_key("wx", "o_a")
+    async with (
+        redis.asyncio.Redis.from_url(url, db=0) as zero,
+        redis.asyncio.Redis.from_url(url, db=3) as three,
+    ):
+        assert (await zero.exists(key), await three.exists(key)) == (0, 1)
 
 
 async def test_a_decoding_client_works(redis_server: RedisServer, prefix: str) -> None:
@@ -216,10 +249,17 @@ async def test_trio_gets_a_clear_error(redis_server: RedisServer) -> None:
         await store.get("wx", "o_a", now=T0)
 
 
-def test_page_size_is_checked() -> None:
+@pytest.mark.parametrize("page_size", [0, -1, True, 1.5, "10"])
+def test_page_size_is_checked(page_size: Any) -> None:
     client = redis.asyncio.Redis()
-    with pytest.raises(ValueError, match="page_size"):
-        RedisWindowStore(client, page_size=0)
+    with pytest.raises(ValueError) as caught:
+        RedisWindowStore(client, page_size=page_size)
+    assert str(caught.value) == f"page_size must be an integer >= 1, got {page_size!r}"
+
+
+def test_a_page_of_one_and_a_timeout_are_kept() -> None:
+    store = RedisWindowStore(redis.asyncio.Redis(), page_size=1, timeout=0.5)
+    assert (store.page_size, store.timeout) == (1, 0.5)
 
 
 async def test_more_operations_than_connections_wait_for_one(
@@ -242,3 +282,64 @@ async def test_more_operations_than_connections_wait_for_one(
                 tg.start_soon(reserve)
     assert sorted(set(outcomes)) == ["charged", "exhausted"]
     assert outcomes.count("charged") == 5
+
+
+async def test_a_malformed_record_streamed_is_a_typed_error_naming_its_key(
+    store: RedisWindowStore,
+) -> None:
+    key = store.record_key("wx", "o_bad")
+    await store.redis.hset(key, mapping={"w:message:at": "soon", "keep": "1e12"})
+    await store.redis.zadd(store.ids_key("wx"), {"o_bad": 0})
+    with pytest.raises(WindowStoreError, match="is malformed") as caught:
+        _ = [openid async for openid, _ in store.records("wx", now=T0)]
+    assert key in str(caught.value)
+
+
+async def test_refs_that_look_like_field_names_round_trip(store: RedisWindowStore) -> None:
+    """A window's ref is free text: one spelled like a record field is still a ref."""
+    for ref in ("keep", "checked", "errcode", "w:event:at"):
+        openid = f"o_{ref}"
+        await store.open("wx", openid, message(T0, left=1, ref=ref), memory=MEMORY)
+        await store.spend("wx", openid, now=T0, reserve=True)
+        exhausted = await store.spend("wx", openid, now=T0, reserve=True)
+        assert exhausted.record is not None
+        assert exhausted.record.windows == (message(T0, left=0, ref=ref),)
+        assert exhausted.record.keep_until == T0 + 48 * 3600 + MEMORY
+
+
+async def test_a_window_name_may_hold_a_colon(store: RedisWindowStore) -> None:
+    """A rule named ``menu:click`` (``WindowLedger(rules=...)``) is one window, not two."""
+    named = StoredWindow(window="menu:click", opened_at=T0, until=T0 + 60, left=3, ref="a:b")
+    await store.open("wx", "o_a", named, memory=MEMORY)
+    record = await store.get("wx", "o_a", now=T0)
+    assert record is not None
+    assert record.windows == (named,)
+
+
+@pytest.mark.parametrize(
+    ("what", "appid", "operation"),
+    [
+        ("window read", "wx", lambda s: s.get("wx", "o_a", now=T0)),
+        ("window open", "wx", lambda s: s.open("wx", "o_a", message(T0), memory=MEMORY)),
+        ("window spend", "wx", lambda s: s.spend("wx", "o_a", now=T0, reserve=True)),
+        ("window refund", "wx", lambda s: s.refund("wx", "o_a", window="message", opened_at=T0)),
+        (
+            "window correction",
+            "wx",
+            lambda s: s.correct("wx", "o_a", errcode=45015, before=T0, now=T0, memory=MEMORY),
+        ),
+        ("window forget", "wx_bad", lambda s: s.forget("wx_bad", "o_a")),
+        ("window index read", "wx_bad", lambda s: anext(aiter(s.records("wx_bad", now=T0)))),
+        ("window records read", "wx", lambda s: anext(aiter(s.records("wx", now=T0)))),
+    ],
+)
+async def test_each_failure_names_its_operation(
+    store: RedisWindowStore, what: str, appid: str, operation: Any
+) -> None:
+    """Redis refuses (keys of the wrong type): the typed error says which operation failed."""
+    await store.redis.set(store.record_key("wx", "o_a"), "not a hash")
+    await store.redis.zadd(store.ids_key("wx"), {"o_a": 0})
+    await store.redis.set(store.ids_key("wx_bad"), "not a sorted set")
+    with pytest.raises(WindowStoreError) as caught:
+        await operation(store)
+    assert str(caught.value).startswith(f"Redis {what} for {appid} failed: ResponseError: ")

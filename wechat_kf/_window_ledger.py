@@ -26,9 +26,9 @@ ahead as for an unknown user.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import anyio
 import attrs
@@ -161,6 +161,18 @@ def status_of(openid: str, record: WindowRecord | None, now: float) -> WindowSta
     )
 
 
+#: What identifies a push without a ``MsgId`` (an event): its type, event and key.
+_REF_FIELDS: Final = ("MsgType", "Event", "EventKey")
+
+
+def _ref(raw: Mapping[str, str]) -> str:
+    """What identifies a push: its ``MsgId``, else its type, event and key."""
+    msg_id = raw.get("MsgId", "").strip()
+    if msg_id:
+        return msg_id
+    return ":".join(raw.get(name, "") for name in _REF_FIELDS)  # pragma: no mutate (a join)
+
+
 def _seconds(at: datetime | float | None, now: float) -> float:
     if at is None:
         return now
@@ -202,7 +214,7 @@ class WindowLedger:
         self.rules: tuple[WindowRule, ...] = rules
         #: Seconds a user stays known after their last window ended or WeChat's last correction.
         self.memory: float = float(memory)
-        self._next_log = 0.0
+        self._next_log = 0.0  # pragma: no mutate (any moment past: the first failure is logged)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(appid={self.appid!r}, store={self.store!r})"
@@ -215,7 +227,7 @@ class WindowLedger:
         *,
         kind: Interaction | str = Interaction.MESSAGE,
         at: datetime | float | None = None,
-        ref: str = "",
+        ref: str = "",  # pragma: no mutate (any one ref: one interaction a second, by hand)
     ) -> bool:
         """Record an interaction of ``openid`` at ``at`` (default now); whether it opened or
         renewed a window. ``ref`` identifies it: the same interaction twice counts once."""
@@ -247,11 +259,8 @@ class WindowLedger:
         kind = interaction_of(raw)
         if kind is None:
             return False
-        ref = raw.get("MsgId", "").strip() or ":".join(
-            (raw.get("MsgType", ""), raw.get("Event", ""), raw.get("EventKey", ""))
-        )
         return await self.opened(
-            incoming.from_user, kind=kind, at=incoming.create_time.timestamp(), ref=ref
+            incoming.from_user, kind=kind, at=incoming.create_time.timestamp(), ref=_ref(raw)
         )
 
     async def forget(self, openid: str) -> None:
@@ -294,7 +303,8 @@ class WindowLedger:
             )
         if spend.outcome is SpendOutcome.EXHAUSTED:
             status = status_of(openid, spend.record, now)
-            raise UnreachableError(openid, status.reason or "outside_window", status.until)
+            reason = status.reason or "outside_window"  # pragma: no mutate (never None here)
+            raise UnreachableError(status.openid, reason, status.until)
         return None
 
     async def release(self, reservation: Reservation) -> None:
@@ -356,7 +366,7 @@ class WindowLedger:
                 return await step
             except Exception as exc:
                 now = time.monotonic()
-                if now >= self._next_log:
+                if now >= self._next_log:  # pragma: no mutate (> is the same on a real clock)
                     self._next_log = now + _defaults.WINDOW_STORE_LOG_INTERVAL
                     logger.warning(
                         "window ledger: could not %s (the send goes ahead as for an unknown "

@@ -130,7 +130,8 @@ def interaction_of(fields: Mapping[str, str]) -> Interaction | None:
     if not msg_type:
         return None
     if msg_type == "event":
-        return EVENT_INTERACTIONS.get(fields.get("Event", "").strip().lower())
+        event = fields.get("Event", "")  # pragma: no mutate (any default names no event)
+        return EVENT_INTERACTIONS.get(event.strip().lower())
     if msg_type == "text" and fields.get("bizmsgmenuid", "").strip():
         return Interaction.MENU_CLICK
     return Interaction.MESSAGE

@@ -152,9 +152,11 @@ class WindowStoreContract:
         opened = window("event", now, duration=60, left=3)
         await store.open(appid, "o_a", opened, memory=MEMORY)
         later = opened.until + MEMORY
-        assert await store.get(appid, "o_a", now=later - 1) is not None
-        assert await store.get(appid, "o_a", now=later + 1) is None
-        spend = await store.spend(appid, "o_a", now=later + 1, reserve=True)
+        assert await store.get(appid, "o_a", now=later - 0.125) is not None
+        assert [o async for o, _ in store.records(appid, now=later - 0.125)] == ["o_a"]
+        assert await store.get(appid, "o_a", now=later) is None  # kept until, not at, its end
+        assert [o async for o, _ in store.records(appid, now=later)] == []
+        spend = await store.spend(appid, "o_a", now=later, reserve=True)
         assert spend.outcome is SpendOutcome.UNKNOWN
 
     # ------------------------------------------------------------------ spend
@@ -174,19 +176,34 @@ class WindowStoreContract:
         self, store: WindowStore, appid: str, now: float
     ) -> None:
         """The 1-minute window is spent before the 48 h one; an ended one never."""
-        await store.open(appid, "o_a", window("message", now), memory=MEMORY)
-        await store.open(appid, "o_a", window("event", now, duration=60, left=1), memory=MEMORY)
+        message = window("message", now, ref="msg:1")
+        event = window("event", now, duration=60, left=1, ref="event:CLICK:BUY")
+        await store.open(appid, "o_a", message, memory=MEMORY)
+        await store.open(appid, "o_a", event, memory=MEMORY)
         first = await store.spend(appid, "o_a", now=now + 1, reserve=True)
         assert first.outcome is SpendOutcome.CHARGED
-        assert first.window is not None
-        assert (first.window.window, first.window.left) == ("event", 0)
+        assert first.window == attrs.evolve(event, left=0)  # the window, after the charge
         second = await store.spend(appid, "o_a", now=now + 1, reserve=False)
-        assert second.window is not None
-        assert (second.window.window, second.window.left) == ("message", 4)
+        assert second.outcome is SpendOutcome.CHARGED
+        assert second.window == attrs.evolve(message, left=4)
         await store.open(appid, "o_a", window("event", now + 2, duration=60), memory=MEMORY)
         third = await store.spend(appid, "o_a", now=now + 63, reserve=True)  # event ended
         assert third.window is not None
         assert (third.window.window, third.window.left) == ("message", 3)
+
+    @pytest.mark.anyio
+    async def test_a_window_is_open_until_not_at_its_end(
+        self, store: WindowStore, appid: str, now: float
+    ) -> None:
+        """A send at the very moment a window ends spends from the next one."""
+        await store.open(appid, "o_a", window("message", now), memory=MEMORY)
+        await store.open(appid, "o_a", window("event", now, duration=60, left=3), memory=MEMORY)
+        first = await store.spend(appid, "o_a", now=now + 59.875, reserve=True)
+        assert first.window is not None
+        assert (first.window.window, first.window.left) == ("event", 2)
+        second = await store.spend(appid, "o_a", now=now + 60, reserve=True)
+        assert second.window is not None
+        assert (second.window.window, second.window.left) == ("message", 4)
 
     @pytest.mark.anyio
     async def test_a_tie_is_broken_by_name(
@@ -276,8 +293,8 @@ class WindowStoreContract:
         await store.open(appid, "o_a", window("message", now), memory=MEMORY)
         await store.open(appid, "o_a", window("event", now + 5, duration=60), memory=MEMORY)
         await store.correct(
-            appid, "o_a", errcode=OUTSIDE_WINDOW, before=now + 4, now=now + 6, memory=MEMORY
-        )
+            appid, "o_a", errcode=OUTSIDE_WINDOW, before=now, now=now + 6, memory=MEMORY
+        )  # opened at the very start of the send: dropped
         record = await store.get(appid, "o_a", now=now + 6)
         assert record is not None
         assert [w.window for w in record.windows] == ["event"]
@@ -291,8 +308,8 @@ class WindowStoreContract:
         """WeChat said the messages are used up: those windows keep their end, with 0 left."""
         await store.open(appid, "o_a", window("message", now), memory=MEMORY)
         await store.correct(
-            appid, "o_a", errcode=NO_MESSAGES_LEFT, before=now + 1, now=now + 2, memory=MEMORY
-        )
+            appid, "o_a", errcode=NO_MESSAGES_LEFT, before=now, now=now + 2, memory=MEMORY
+        )  # opened at the very start of the send: used up
         record = await store.get(appid, "o_a", now=now + 2)
         assert record is not None
         assert [(w.window, w.left, w.until) for w in record.windows] == [
