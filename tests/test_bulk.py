@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Final
 
 import anyio
 import httpx
@@ -41,6 +42,7 @@ from wechat_kf.bulk import (
     SendReport,
     SendResult,
     SendStatus,
+    SendSummary,
 )
 from wechat_kf.messages import Message, envelope
 from wechat_kf.testing import FakeWeChat
@@ -486,6 +488,196 @@ async def test_a_failing_message_callable_fails_only_its_recipient(
     assert isinstance(wrong.error, MessageBuildError)
     assert isinstance(wrong.error.__cause__, TypeError)
     assert len(fake.requests_to(SEND)) == 1
+
+
+# ---------------------------------------------------------------- accounting: several of each
+
+
+def error_chain(error: BaseException | None) -> list[BaseException]:
+    """``error`` and every cause or context behind it."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+class Accounting:
+    """A personalised run over every kind of result, several of each, on one worker.
+
+    In order: two ``unknown`` (a connection reset after sending, an HTTP 502), three ``sent``,
+    three refused with 45015 (no window) and two with 40003 (an openid WeChat refuses), two bad
+    openids and one failing callable (``failed`` without an errcode), one refused with 45009
+    (the daily quota: the run stops) and three ``skipped``.
+    """
+
+    recipients: Final = [
+        *users(5),
+        *users(3, "o_gone"),
+        'b"q1',
+        'b"q2',
+        "",
+        "has space",
+        "u_broken",
+        "u_quota",
+        *users(3, "o_later"),
+    ]
+    errcodes: Final = {45015: 3, 40003: 2, 45009: 1}
+
+    def __init__(self, fake: FakeWeChat) -> None:
+        self.fake = fake
+        open_windows(fake, [*users(5), "u_quota", *users(3, "o_later")])
+        fake.inject(SEND, reset=True)
+        fake.inject(SEND, status=502)
+        self.midway: SendSummary | None = None
+        self.summary: Callable[[], SendSummary] | None = None
+
+    def message(self, openid: str) -> Message:
+        if openid == "u_broken":
+            raise LookupError("no template for u_broken")
+        if openid == "u_quota":
+            assert self.summary is not None
+            self.midway = self.summary()
+            self.fake.inject(SEND, errcode=45009)
+        return Text(content=f"hi {openid}")
+
+    def check_counts(self, summary: SendSummary) -> None:
+        assert dict(summary.counts) == {
+            SendStatus.SENT: 3,
+            SendStatus.FAILED: 9,
+            SendStatus.UNKNOWN: 2,
+            SendStatus.SKIPPED: 3,
+        }
+        assert (summary.sent, summary.failed, summary.unknown, summary.skipped) == (3, 9, 2, 3)
+        assert summary.total == len(self.recipients) == 17
+        assert dict(summary.errcodes) == self.errcodes
+        assert isinstance(summary.stopped_by, DailyQuotaError)
+        assert summary.complete
+        # Counted so far when the quota's recipient was built: the run was not complete yet.
+        midway = self.midway
+        assert midway is not None
+        assert (midway.sent, midway.failed, midway.unknown, midway.skipped) == (3, 8, 2, 0)
+        assert midway.total == 13
+        assert dict(midway.errcodes) == {45015: 3, 40003: 2}
+        assert midway.stopped_by is None
+        assert not midway.complete
+
+    def check_results(self, results: list[SendResult]) -> None:
+        assert [r.index for r in results] == list(range(17))
+        assert [r.openid for r in results] == self.recipients
+        assert [r.status for r in results] == [
+            *[SendStatus.UNKNOWN] * 2,
+            *[SendStatus.SENT] * 3,
+            *[SendStatus.FAILED] * 9,
+            *[SendStatus.SKIPPED] * 3,
+        ]
+        assert [r.errcode for r in results] == [
+            None,
+            None,
+            None,
+            None,
+            None,
+            45015,
+            45015,
+            45015,
+            40003,
+            40003,
+            None,
+            None,
+            None,
+            45009,
+            *[45009] * 3,  # skipped: the quota error is their reason
+        ]
+        assert [r.ok for r in results] == [False] * 2 + [True] * 3 + [False] * 12
+        assert isinstance(results[0].error, ConnectionLostError)
+        assert isinstance(results[1].error, HTTPStatusError)
+        assert all(r.error is None for r in results[2:5])
+        assert all(isinstance(r.error, ValidationError) for r in results[10:12])
+        assert isinstance(results[12].error, MessageBuildError)
+        assert "LookupError: no template for u_broken" in str(results[12].error)
+        stop = results[13].error
+        assert isinstance(stop, DailyQuotaError)
+        assert all(r.error is stop for r in results[14:])
+        # No result keeps stack frames alive: neither its error nor what caused it.
+        for result in results:
+            for error in error_chain(result.error):
+                assert error.__traceback__ is None, (result.openid, error)
+        assert error_chain(results[0].error)[1:]  # the transport's error behind the reset
+        assert isinstance(results[12].error.__cause__, LookupError)
+        sent = [r.openid for r in results if r.status is SendStatus.SENT]
+        assert sent == users(5)[2:]
+        # The reset and the 502 came after WeChat acted: the unknown ones did reach their users.
+        assert [len(self.fake.sent_to(openid)) for openid in users(5)] == [1] * 5
+        assert len(self.fake.requests_to(SEND)) == 2 + 3 + 3 + 2 + 1
+
+
+async def test_send_many_counts_every_field_with_several_results_each(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    run = Accounting(fake)
+    control = SendControl()
+    assert control.summary().total == 0
+    assert dict(control.summary().errcodes) == {}
+    run.summary = control.summary
+    report = await wx.message.send_many(
+        run.recipients, run.message, max_concurrency=1, control=control
+    )
+    assert control.report is report
+    run.check_counts(report)
+    run.check_results(list(report.results))
+    assert [r.openid for r in report.with_status("failed")] == run.recipients[5:14]
+    assert report.with_status(SendStatus.SKIPPED) == list(report.results[14:])
+    assert report.with_status("unknown") == list(report.results[:2])
+    run.check_counts(control.summary())
+
+
+async def test_stream_many_counts_every_field_with_several_results_each(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    run = Accounting(fake)
+    seen: list[SendResult] = []
+    async with wx.message.stream_many(run.recipients, run.message, max_concurrency=1) as stream:
+        run.summary = lambda: stream.summary
+        async for result in stream:
+            seen.append(result)
+    run.check_counts(stream.summary)
+    run.check_results(seen)
+    assert stream.unread == ()
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["send_many", "stream_many"])
+@pytest.mark.parametrize("kind", ["fixed", "sync", "async"])
+async def test_every_kind_of_bulk_body_is_byte_identical_to_send(
+    fake: FakeWeChat, wx: AsyncWeChat, streaming: bool, kind: str
+) -> None:
+    fake.add_agent("kf_1@service", "Ann")
+    recipients = users(3)
+    open_windows(fake, recipients)
+
+    def personal(openid: str) -> Message:
+        return Text(content=f"hi {openid} 你好 @home")
+
+    async def apersonal(openid: str) -> Message:
+        await anyio.lowlevel.checkpoint()
+        return personal(openid)
+
+    messages: dict[str, object] = {"fixed": NOTICE, "sync": personal, "async": apersonal}
+    message = messages[kind]
+    options = {"kf_account": "kf_1@service", "ai_generated": True, "max_concurrency": 1}
+    if streaming:
+        async with wx.message.stream_many(recipients, message, **options) as stream:  # type: ignore[arg-type]
+            assert [r.status async for r in stream] == [SendStatus.SENT] * 3
+    else:
+        report = await wx.message.send_many(recipients, message, **options)  # type: ignore[arg-type]
+        assert report.sent == 3
+    for openid, request in zip(recipients, fake.requests_to(SEND), strict=True):
+        text = NOTICE if kind == "fixed" else personal(openid)
+        one = envelope(openid, text, kf_account="kf_1@service", ai_generated=True)
+        assert request.body == encode_json(one)
+        assert request.json()["customservice"] == {"kf_account": "kf_1@service"}
+        assert request.json()["aimsgcontext"] == {"is_ai_msg": 1}
 
 
 # ---------------------------------------------------------------- streaming

@@ -138,6 +138,24 @@ async def test_iter_tiles_a_month_with_no_gap_and_no_overlap(
     assert all(e - s < DAY for s, e in spans)
 
 
+@pytest.mark.parametrize("days", [0, 1, 2])
+async def test_iter_keeps_the_last_second_when_a_window_starts_at_end(
+    fake: FakeWeChat, wx: AsyncWeChat, days: int
+) -> None:
+    # end - start a whole number of days: the last 24 h window is the one second at ``end``.
+    end = T0 + days * DAY
+    times = sorted({T0 - 1, T0, end - 1, end, end + 1})
+    _seed(fake, times)
+    got = [r.time async for r in wx.records.iter(T0, end)]
+    assert got == [datetime.fromtimestamp(t, timezone.utc) for t in times if T0 <= t <= end]
+    spans = [(w["starttime"], w["endtime"]) for w in map(_body, fake.requests_to(GET_MSG_LIST))]
+    assert spans == [(T0 + k * DAY, T0 + (k + 1) * DAY - 1) for k in range(days)] + [(end, end)]
+
+
+def _body(request: object) -> dict[str, int]:
+    return request.json()  # type: ignore[attr-defined,no-any-return]
+
+
 async def test_iter_accepts_aware_datetimes(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     _seed(fake, [T0 + 5])
     start = datetime.fromtimestamp(T0, timezone(timedelta(hours=8)))  # Beijing time
