@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Final
 
@@ -360,9 +361,14 @@ async def test_stop_skips_the_rest_and_returns_the_report(
 
 async def test_stop_before_the_run_sends_nothing(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     control = SendControl()
+    assert not control.stopping
     control.stop()
+    assert control.stopping
     report = await wx.message.send_many(users(5), NOTICE, control=control)
     assert report.skipped == 5
+    assert report.complete
+    assert str(report.stopped_by) == "the bulk send was stopped"
+    assert all(r.error is report.stopped_by for r in report.results)
     assert fake.requests_to(SEND) == []
     with pytest.raises(RuntimeError, match="one bulk send"):
         await wx.message.send_many(users(1), NOTICE, control=control)
@@ -421,6 +427,13 @@ async def test_in_flight_requests_past_the_grace_are_unknown(
     assert report.unknown == 3
     assert all(isinstance(r.error, SendInterruptedError) for r in report.results)
     assert all(r.error.may_have_reached_wechat for r in report.results)  # type: ignore[union-attr]
+    error = report.results[0].error
+    assert isinstance(error, SendInterruptedError)
+    assert (error.method, error.path) == ("POST", SEND)
+    assert str(error) == f"POST {SEND}: cancelled with the request in flight for more than 0.02 s"
+    assert error.__traceback__ is None
+    assert isinstance(report.stopped_by, SendCancelledError)
+    assert str(report.stopped_by) == "the bulk send was cancelled"
     assert gate.in_flight == 0
 
 
@@ -465,7 +478,7 @@ async def test_personalised_messages_sync_and_async(fake: FakeWeChat, wx: AsyncW
 
 
 async def test_a_failing_message_callable_fails_only_its_recipient(
-    fake: FakeWeChat, wx: AsyncWeChat
+    fake: FakeWeChat, wx: AsyncWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     recipients = users(4)
     open_windows(fake, recipients)
@@ -487,7 +500,21 @@ async def test_a_failing_message_callable_fails_only_its_recipient(
     assert isinstance(empty.error, ValidationError)  # a WeChatError is kept as is
     assert isinstance(wrong.error, MessageBuildError)
     assert isinstance(wrong.error.__cause__, TypeError)
+    assert str(wrong.error) == (
+        "the message callable failed for this recipient: "
+        "TypeError: message must be a wechat_kf message, got str"
+    )
+    assert str(missing.error) == "the message callable failed for this recipient: KeyError: 'u001'"
     assert len(fake.requests_to(SEND)) == 1
+    # The first failure is logged with its traceback; the second is only on its result.
+    (logged,) = [r for r in caplog.records if r.name == "wechat_kf"]
+    assert logged.levelname == "WARNING"
+    assert logged.getMessage() == (
+        "bulk send: the message callable failed (first failure shown; each such recipient "
+        "is reported failed)"
+    )
+    assert logged.exc_info is not None
+    assert logged.exc_info[1] in (missing.error, wrong.error)
 
 
 # ---------------------------------------------------------------- accounting: several of each
@@ -724,6 +751,7 @@ async def test_leaving_a_stream_early_stops_new_sends(fake: FakeWeChat, wx: Asyn
     summary = results.summary
     assert not summary.complete
     assert isinstance(summary.stopped_by, SendCancelledError)
+    assert str(summary.stopped_by) == "the reader left the stream"
     assert summary.total == len(fake.requests_to(SEND)) < 200
     assert summary.sent == summary.total
 
@@ -854,7 +882,10 @@ async def test_a_failing_recipients_iterable_raises_after_accounting(
         await wx.message.send_many(broken(), NOTICE, control=control)
     assert control.report is not None
     assert control.report.sent == 3
+    assert control.report.total == 3
     assert not control.report.complete
+    assert isinstance(control.report.stopped_by, SendCancelledError)
+    assert str(control.report.stopped_by) == "reading the recipients failed: OSError"
     seen = 0
 
     async def read_all() -> None:
@@ -884,10 +915,17 @@ async def test_the_readers_own_exception_comes_out_unwrapped(
     assert not stream.summary.complete
 
 
-async def test_a_stream_must_be_entered(wx: AsyncWeChat) -> None:
+async def test_a_stream_must_be_entered_once(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     with pytest.raises(TypeError, match="async with"):
         async for _ in wx.message.stream_many(["a"], NOTICE):
             pass
+    open_windows(fake, ["a"])
+    stream = wx.message.stream_many(["a"], NOTICE)
+    async with stream as results:
+        assert results is stream
+        with pytest.raises(RuntimeError, match="a SendStream can be entered once"):
+            await stream.__aenter__()
+        assert [r.status async for r in results] == [SendStatus.SENT]
 
 
 # ---------------------------------------------------------------- rate limit (fake clock)
@@ -1084,16 +1122,52 @@ def test_rate_limiter_refuses_bad_settings(kwargs: dict[str, float], message: st
 # ---------------------------------------------------------------- argument checks
 
 
-async def test_bad_arguments_fail_before_any_request(fake: FakeWeChat, wx: AsyncWeChat) -> None:
-    with pytest.raises(TypeError, match="one string"):
-        await wx.message.send_many("o_user", NOTICE)
-    with pytest.raises(ValueError, match="max_concurrency"):
-        await wx.message.send_many(["a"], NOTICE, max_concurrency=0)
-    with pytest.raises(ValidationError, match="kf_account"):
-        await wx.message.send_many(["a"], NOTICE, kf_account="nobody")
-    with pytest.raises(TypeError, match="message"):
-        await wx.message.send_many(["a"], {"text": "hi"})  # type: ignore[arg-type]
+BAD_ARGUMENTS: Final = [
+    ("o_user", NOTICE, {}, TypeError, "recipients must be an iterable of openids, not one string"),
+    (b"o_user", NOTICE, {}, TypeError, "not one string"),
+    (42, NOTICE, {}, TypeError, "iterable or async iterable of openids, got int"),
+    (["a"], NOTICE, {"max_concurrency": 0}, ValueError, "integer >= 1, got 0"),
+    (["a"], NOTICE, {"max_concurrency": True}, ValueError, "integer >= 1, got True"),
+    (["a"], NOTICE, {"max_concurrency": 2.0}, ValueError, "integer >= 1, got 2.0"),
+    (["a"], NOTICE, {"kf_account": "nobody"}, ValidationError, "kf_account"),
+    (["a"], {"text": "hi"}, {}, TypeError, "or a callable openid -> message, got dict"),
+    (["a"], NOTICE, {"rate": 0}, ValueError, "rate must be"),
+]
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["send_many", "stream_many"])
+@pytest.mark.parametrize(
+    ("recipients", "message", "options", "error", "text"),
+    BAD_ARGUMENTS,
+    ids=[f"{type(r).__name__}-{sorted(o) or type(m).__name__}" for r, m, o, *_ in BAD_ARGUMENTS],
+)
+async def test_bad_arguments_fail_before_any_request(
+    fake: FakeWeChat,
+    wx: AsyncWeChat,
+    streaming: bool,
+    recipients: object,
+    message: object,
+    options: dict[str, object],
+    error: type[Exception],
+    text: str,
+) -> None:
+    async def start() -> None:
+        if streaming:
+            wx.message.stream_many(recipients, message, **options)  # type: ignore[arg-type]
+        else:
+            await wx.message.send_many(recipients, message, **options)  # type: ignore[arg-type]
+
+    with pytest.raises(error, match=re.escape(text)):
+        await start()
     assert fake.requests == type(fake.requests)()
+
+
+async def test_one_worker_and_a_rate_as_a_number_are_allowed(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    open_windows(fake, users(3))
+    report = await wx.message.send_many(users(3), NOTICE, max_concurrency=1, rate=1e9)
+    assert report.sent == 3
 
 
 # ---------------------------------------------------------------- pool sizing, transports
