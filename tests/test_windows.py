@@ -348,6 +348,11 @@ async def test_forget(wx: AsyncWeChat) -> None:
     assert not (await wx.windows.get(USER)).known
 
 
+async def test_the_area_shows_no_state_in_its_repr(wx: AsyncWeChat) -> None:
+    await wx.windows.opened(USER)
+    assert repr(wx.windows) == "<WindowsAPI>"
+
+
 # ---------------------------------------------------------------------- reachable, sharing
 
 
