@@ -300,13 +300,17 @@ _END: Final = _End()
 
 
 def _without_traceback(error: BaseException) -> None:
-    """Drop the frames an error (and its causes) keep alive; keep type, message and fields."""
-    seen = 0
+    """Drop the frames an error and the chain behind it keep alive; keep types, texts, fields.
+
+    The chain is followed as a traceback prints it (``__cause__``, else ``__context__``), to its
+    end: a chain that loops back on itself ends where it does.
+    """
+    seen: set[int] = set()
     current: BaseException | None = error
-    while current is not None and seen < 8:
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
-        seen += 1
 
 
 def _message_of(value: object) -> Message:
@@ -339,7 +343,7 @@ class _Body:
         *,
         kf_account: str | None,
         ai_generated: bool,
-        media: MediaAPI | None = None,
+        media: MediaAPI | None,
     ) -> None:
         self._kf_account = kf_account
         self._ai_generated = ai_generated
@@ -348,7 +352,7 @@ class _Body:
         self._message: Message | None = None
         self._resolved: ResolvedMessage | None = None
         self._refreshing: anyio.Lock | None = None
-        self._suffix = b""
+        self._suffix = b""  # pragma: no mutate (set before any use: below, or by prepare())
         if isinstance(message, Message):
             if media is not None and message.media_fields and message.has_local_files:
                 self._message = message  # uploaded by prepare(), before the first send
@@ -363,7 +367,10 @@ class _Body:
             )
 
     def _encode(self, message: Message) -> bytes:
-        body = envelope("", message, kf_account=self._kf_account, ai_generated=self._ai_generated)
+        nobody = ""  # pragma: no mutate (deleted below: each body splices its openid in)
+        body = envelope(
+            nobody, message, kf_account=self._kf_account, ai_generated=self._ai_generated
+        )
         del body["touser"]
         # '{"touser":' + openid + ',' + the rest of the object: byte for byte what
         # encode_json(envelope(openid, ...)) produces, without re-encoding the message.
@@ -454,9 +461,9 @@ class _Run:
         max_concurrency: int,
         rate: float | RateLimiter | None,
         collect: bool,
-        media: MediaAPI | None = None,
-        ledger: WindowLedger | None = None,
-        skip_unreachable: bool = False,
+        media: MediaAPI | None,
+        ledger: WindowLedger | None,
+        skip_unreachable: bool,
     ) -> None:
         if isinstance(recipients, str | bytes):
             raise TypeError("recipients must be an iterable of openids, not one string")
@@ -474,7 +481,7 @@ class _Run:
         self._reserve = skip_unreachable and ledger is not None
         self._endpoint = endpoint
         self._iterator: Iterator[str] | None = None
-        self._aiterator: AsyncIterator[str] | None = None
+        self._aiterator: AsyncIterator[str] | None = None  # pragma: no mutate (set or unused)
         if isinstance(recipients, AsyncIterable):
             self._aiterator = aiter(recipients)
         elif isinstance(recipients, Iterable):
@@ -488,7 +495,8 @@ class _Run:
         self._limiter = rate if isinstance(rate, RateLimiter) or rate is None else RateLimiter(rate)
         self._grace = _defaults.BULK_CANCEL_GRACE
         self._collect = collect
-        self._deliver: Callable[[SendResult], Awaitable[None]] | None = None
+        # Set by execute() before any worker runs:
+        self._deliver: Callable[[SendResult], Awaitable[None]] | None = None  # pragma: no mutate
         self.results: list[SendResult] = []
         #: Streaming: the results recorded but not yet handed to the reader, in record order.
         self._pending: dict[int, SendResult] | None = None if collect else {}
@@ -500,14 +508,14 @@ class _Run:
         self._incomplete = False
         self._drain = True
         self._source_error: BaseException | None = None
-        self._pull_lock: anyio.Lock | None = None
+        self._pull_lock: anyio.Lock | None = None  # pragma: no mutate (set by execute())
         self._inflight: set[anyio.CancelScope] = set()
         self._rate_waits: set[anyio.CancelScope] = set()
         self._grace_deadline = math.inf
-        self._workers_done: anyio.Event | None = None
-        self._active = 0
+        self._workers_done: anyio.Event | None = None  # pragma: no mutate (set by execute())
+        self._active = 0  # pragma: no mutate (set by execute())
         self._factory_logged = False
-        self._cancelled: type[BaseException] = BaseException
+        self._cancelled: type[BaseException] = BaseException  # pragma: no mutate (execute())
 
     # ---------------------------------------------------------------- state
 
@@ -549,13 +557,14 @@ class _Run:
         )
 
     def handed(self, result: SendResult) -> None:
-        """Streaming: the reader has ``result``."""
-        if self._pending is not None:
-            self._pending.pop(result.index, None)
+        """Streaming: the reader has ``result`` (recorded before it was handed over)."""
+        assert self._pending is not None
+        del self._pending[result.index]
 
     def unread(self) -> tuple[SendResult, ...]:
         """Streaming: the results recorded and never handed to the reader, in record order."""
-        return () if self._pending is None else tuple(self._pending.values())
+        assert self._pending is not None
+        return tuple(self._pending.values())
 
     def _record(self, result: SendResult) -> None:
         self._counts[result.status] += 1
@@ -591,12 +600,8 @@ class _Run:
         except BaseException:
             self._incomplete = True
             raise
-        if self._halted is not None and self._drain and self._source_error is None:
-            try:
-                await self._skip_rest(self._halted)
-            except BaseException:
-                self._incomplete = True
-                raise
+        if self._halted is not None:  # the rest (unless abandoned, or unreadable): skipped
+            await self._skip_rest(self._halted)  # cancelled here: the rest was not all read
         if self._source_error is not None:
             raise self._source_error
 
@@ -817,16 +822,19 @@ async def send_many(
     recipients: Recipients,
     message: Message | MessageFactory,
     *,
-    kf_account: str | None = None,
-    ai_generated: bool = False,
-    max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
-    rate: float | RateLimiter | None = None,
-    control: SendControl | None = None,
-    media: MediaAPI | None = None,
-    ledger: WindowLedger | None = None,
-    skip_unreachable: bool = False,
+    kf_account: str | None,
+    ai_generated: bool,
+    max_concurrency: int,
+    rate: float | RateLimiter | None,
+    control: SendControl | None,
+    media: MediaAPI | None,
+    ledger: WindowLedger | None,
+    skip_unreachable: bool,
 ) -> SendReport:
-    """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`)."""
+    """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`).
+
+    The engine's entry point: :class:`MessageAPI` passes every option (the defaults are its).
+    """
     run = _Run(
         pipeline,
         endpoint,
@@ -927,8 +935,7 @@ class SendStream:
         except BaseException as raised:
             # The task group wraps what the body raised in an exception group: hand the
             # caller's own exception back as it was raised.
-            inner = getattr(raised, "exceptions", None)
-            if exc is not None and isinstance(inner, tuple) and len(inner) == 1 and inner[0] is exc:
+            if exc is not None and getattr(raised, "exceptions", None) == (exc,):
                 raise exc.with_traceback(tb) from exc.__cause__
             raise
 
@@ -996,15 +1003,18 @@ def stream_many(
     recipients: Recipients,
     message: Message | MessageFactory,
     *,
-    kf_account: str | None = None,
-    ai_generated: bool = False,
-    max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
-    rate: float | RateLimiter | None = None,
-    media: MediaAPI | None = None,
-    ledger: WindowLedger | None = None,
-    skip_unreachable: bool = False,
+    kf_account: str | None,
+    ai_generated: bool,
+    max_concurrency: int,
+    rate: float | RateLimiter | None,
+    media: MediaAPI | None,
+    ledger: WindowLedger | None,
+    skip_unreachable: bool,
 ) -> SendStream:
-    """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`)."""
+    """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`).
+
+    The engine's entry point: :class:`MessageAPI` passes every option (the defaults are its).
+    """
     run = _Run(
         pipeline,
         endpoint,
