@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Final
 
@@ -359,19 +360,55 @@ async def test_stop_skips_the_rest_and_returns_the_report(
     assert sum(len(fake.sent_to(openid)) for openid in recipients) == 5
 
 
+async def test_a_stop_while_reading_an_async_source_builds_no_further_message(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    recipients = users(6)
+    open_windows(fake, recipients)
+    control = SendControl()
+    slow = anyio.Event()
+    built: list[str] = []
+
+    async def source() -> AsyncIterator[str]:
+        for openid in recipients:
+            if openid == "u002":
+                await slow.wait()  # one worker waits here, holding the source...
+            yield openid
+
+    def personal(openid: str) -> Message:
+        built.append(openid)
+        return Text(content="hi")
+
+    async def stop_while_the_other_worker_waits() -> None:
+        while control.summary().total < 2:  # ... the other, its send done, waits for it
+            await anyio.lowlevel.checkpoint()
+        control.stop()
+        slow.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_while_the_other_worker_waits)
+        report = await wx.message.send_many(source(), personal, max_concurrency=2, control=control)
+    assert_each_once(report, recipients)
+    assert [r.status for r in report.results] == [SendStatus.SENT] * 2 + [SendStatus.SKIPPED] * 4
+    assert built == recipients[:3]  # u002 was already read; nothing after it is built
+    assert len(fake.requests_to(SEND)) == 2
+
+
 async def test_stop_before_the_run_sends_nothing(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     control = SendControl()
-    assert not control.stopping
+    assert control.stopping is False
+    assert control.report is None
     control.stop()
-    assert control.stopping
+    assert control.stopping is True
     report = await wx.message.send_many(users(5), NOTICE, control=control)
     assert report.skipped == 5
     assert report.complete
     assert str(report.stopped_by) == "the bulk send was stopped"
     assert all(r.error is report.stopped_by for r in report.results)
     assert fake.requests_to(SEND) == []
-    with pytest.raises(RuntimeError, match="one bulk send"):
+    with pytest.raises(RuntimeError) as reused:
         await wx.message.send_many(users(1), NOTICE, control=control)
+    assert str(reused.value) == "a SendControl drives one bulk send; create one per call"
 
 
 # ---------------------------------------------------------------- cancellation
@@ -437,6 +474,39 @@ async def test_in_flight_requests_past_the_grace_are_unknown(
     assert gate.in_flight == 0
 
 
+async def test_cancelled_after_every_recipient_was_read_is_still_incomplete(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One worker more than recipients: it finds the end at once while the others are in flight.
+    monkeypatch.setattr(_defaults, "BULK_CANCEL_GRACE", 0.02)
+    recipients = users(3)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()
+    control = SendControl()
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        with anyio.fail_after(5):  # the grace bounds the requests in flight: no hang
+            with anyio.CancelScope() as scope:
+
+                async def cancel_when_all_in_flight() -> None:
+                    while gate.in_flight < 3:
+                        await anyio.lowlevel.checkpoint()
+                    scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel_when_all_in_flight)
+                    await wx.message.send_many(
+                        recipients, NOTICE, max_concurrency=4, control=control
+                    )
+    report = control.report
+    assert report is not None
+    assert report.unknown == 3
+    assert report.complete is False  # cancelled: the docs promise False, whatever was read
+    assert isinstance(report.stopped_by, SendCancelledError)
+    assert gate.in_flight == 0
+
+
 async def test_cancelled_while_waiting_for_the_rate_is_skipped(fake: FakeWeChat) -> None:
     recipients = users(4)
     open_windows(fake, recipients)
@@ -457,6 +527,26 @@ async def test_cancelled_while_waiting_for_the_rate_is_skipped(fake: FakeWeChat)
 
 
 # ---------------------------------------------------------------- personalised messages
+
+
+async def test_an_error_chain_that_loops_loses_its_frames_and_ends(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    def looping(openid: str) -> Message:
+        first, second = LookupError("first"), LookupError("second")
+        first.__cause__, second.__cause__ = second, first
+        try:
+            raise second
+        except LookupError:
+            pass
+        raise first
+
+    report = await wx.message.send_many(["o_a"], looping)
+    (result,) = report.results
+    assert isinstance(result.error, MessageBuildError)
+    chain = error_chain(result.error)
+    assert [str(e) for e in chain[1:]] == ["first", "second"]
+    assert all(e.__traceback__ is None for e in chain)
 
 
 async def test_personalised_messages_sync_and_async(fake: FakeWeChat, wx: AsyncWeChat) -> None:
@@ -491,6 +581,8 @@ async def test_a_failing_message_callable_fails_only_its_recipient(
 
     report = await wx.message.send_many(recipients, personal, max_concurrency=2)  # type: ignore[arg-type]
     assert_each_once(report, recipients)
+    assert report.failed == 3
+    assert dict(report.errcodes) == {}  # nothing WeChat refused
     ok, missing, empty, wrong = report.results
     assert ok.status is SendStatus.SENT
     assert missing.status is SendStatus.FAILED
@@ -561,7 +653,10 @@ class Accounting:
 
     def message(self, openid: str) -> Message:
         if openid == "u_broken":
-            raise LookupError("no template for u_broken")
+            try:
+                {}[openid]
+            except KeyError:  # a context, not a cause: the chain goes on through it
+                raise LookupError("no template for u_broken")  # noqa: B904
         if openid == "u_quota":
             assert self.summary is not None
             self.midway = self.summary()
@@ -630,7 +725,8 @@ class Accounting:
             for error in error_chain(result.error):
                 assert error.__traceback__ is None, (result.openid, error)
         assert error_chain(results[0].error)[1:]  # the transport's error behind the reset
-        assert isinstance(results[12].error.__cause__, LookupError)
+        built = error_chain(results[12].error)
+        assert [type(e) for e in built] == [MessageBuildError, LookupError, KeyError]
         sent = [r.openid for r in results if r.status is SendStatus.SENT]
         assert sent == users(5)[2:]
         # The reset and the 502 came after WeChat acted: the unknown ones did reach their users.
@@ -865,6 +961,7 @@ async def test_stream_stop_reports_the_rest_skipped(fake: FakeWeChat, wx: AsyncW
     assert len(statuses) == 30
     assert results.summary.complete
     assert results.summary.skipped == 30 - results.summary.sent
+    assert str(results.summary.stopped_by) == "the bulk send was stopped"
     assert statuses.count(SendStatus.SENT) == len(fake.requests_to(SEND))
 
 
@@ -910,15 +1007,49 @@ async def test_the_readers_own_exception_comes_out_unwrapped(
             async for _ in results:
                 raise LookupError("storage full")
 
-    with pytest.raises(LookupError, match="storage full"):
+    with pytest.raises(LookupError, match="storage full") as caught:
         await store_fails()
-    assert not stream.summary.complete
+    assert type(caught.value) is LookupError
+    frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert "store_fails" in frames  # its traceback still shows where the reader raised it
+    assert stream.summary.complete is False
+
+
+async def test_a_readers_exception_bounds_the_requests_in_flight(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_defaults, "BULK_CANCEL_GRACE", 0.02)
+    recipients = users(4)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        stream = wx.message.stream_many(recipients, NOTICE, max_concurrency=2)
+        gate.hold = anyio.Event()  # WeChat acts, but no answer ever comes
+
+        async def store_fails() -> None:
+            async with stream:
+                while gate.in_flight < 2:
+                    await anyio.lowlevel.checkpoint()
+                raise LookupError("storage full")  # the reader fails before reading any
+
+        with anyio.fail_after(5), pytest.raises(LookupError, match="storage full"):
+            await store_fails()
+    assert stream.summary.total == 2  # the other two were never read
+    unread = stream.unread
+    assert [r.status for r in unread] == [SendStatus.UNKNOWN] * 2
+    assert all(isinstance(r.error, SendInterruptedError) for r in unread)
+    assert gate.in_flight == 0
 
 
 async def test_a_stream_must_be_entered_once(fake: FakeWeChat, wx: AsyncWeChat) -> None:
-    with pytest.raises(TypeError, match="async with"):
+    with pytest.raises(TypeError) as outside:
         async for _ in wx.message.stream_many(["a"], NOTICE):
             pass
+    assert str(outside.value) == (
+        "read a SendStream inside its context: "
+        "async with wx.message.stream_many(...) as results: async for r in results"
+    )
     open_windows(fake, ["a"])
     stream = wx.message.stream_many(["a"], NOTICE)
     async with stream as results:

@@ -225,7 +225,14 @@ async def test_a_refused_media_id_you_named_is_not_retried(
         await wx.message.send("o_a", Image(media_id="unknown-media"))
     report = await wx.message.send_many(["o_a"], Image(media_id="unknown-media"))
     assert report.errcodes[40007] == 1
-    assert len(fake.requests_to(SEND)) == 2
+
+    def personal(openid: str) -> Image:
+        return Image(media_id="unknown-media")
+
+    report = await wx.message.send_many(["o_a", "o_a"], personal, max_concurrency=1)
+    assert dict(report.errcodes) == {40007: 2}
+    assert all(isinstance(r.error, InvalidMediaIdError) for r in report.results)
+    assert len(fake.requests_to(SEND)) == 4  # one each: nothing to upload again
     assert fake.uploads == []
 
 
