@@ -366,12 +366,13 @@ async def test_a_stop_while_reading_an_async_source_builds_no_further_message(
     recipients = users(6)
     open_windows(fake, recipients)
     control = SendControl()
-    slow = anyio.Event()
+    reached, slow = anyio.Event(), anyio.Event()
     built: list[str] = []
 
     async def source() -> AsyncIterator[str]:
         for openid in recipients:
             if openid == "u002":
+                reached.set()
                 await slow.wait()  # one worker waits here, holding the source...
             yield openid
 
@@ -380,6 +381,7 @@ async def test_a_stop_while_reading_an_async_source_builds_no_further_message(
         return Text(content="hi")
 
     async def stop_while_the_other_worker_waits() -> None:
+        await reached.wait()
         while control.summary().total < 2:  # ... the other, its send done, waits for it
             await anyio.lowlevel.checkpoint()
         control.stop()

@@ -111,3 +111,33 @@ async def test_a_slot_given_back_is_the_next_one_handed_out() -> None:
     assert clock.now == 1.0  # the fake sleep moved the clock before the cancellation hit
     assert limiter.reserve() == 0.0  # slot 1 (due now) was given back: free again
     assert limiter.reserve() == 1.0
+
+
+async def test_a_slot_used_behind_one_given_back_closes_the_gap() -> None:
+    clock = Clock()
+    releases: list[anyio.Event] = []
+
+    async def sleep(seconds: float) -> None:  # each wait lasts until the test releases it
+        release = anyio.Event()
+        releases.append(release)
+        await release.wait()
+
+    limiter = RateLimiter(1, clock=clock, sleep=sleep)
+    await limiter.acquire()  # slot 0, at once
+    early = anyio.CancelScope()
+
+    async def wait_early() -> None:
+        with early:
+            await limiter.acquire()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_early)  # slot 1
+        while len(releases) < 1:
+            await anyio.lowlevel.checkpoint()
+        tg.start_soon(limiter.acquire)  # slot 2
+        while len(releases) < 2:
+            await anyio.lowlevel.checkpoint()
+        early.cancel()  # slot 1 given back, behind slot 2 still held
+        releases[1].set()  # slot 2 is used: slot 1 can never be handed out now
+    assert limiter.reserve() == 3.0
+    assert limiter.reserve() == 4.0

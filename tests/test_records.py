@@ -249,6 +249,7 @@ _GOOD: Final = {"openid": "o", "opercode": 2002, "time": T0}
         ({**_GOOD, "openid": []}, "openid: expected a string, got list"),
         ({**_GOOD, "opercode": "x"}, "opercode: expected an integer, got str"),
         ({**_GOOD, "opercode": True}, "opercode: expected an integer, got True"),
+        ({**_GOOD, "opercode": []}, "opercode: expected an integer, got list"),
         ({**_GOOD, "time": True}, "time: expected an integer, got True"),
         ({**_GOOD, "time": 10**30}, "time: "),
         ({**_GOOD, "text": 1.5}, "text: expected a string, got float"),
