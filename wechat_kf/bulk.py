@@ -192,6 +192,7 @@ class SendSummary:
         complete: whether every recipient has a result; ``False`` when the input was not read
             to its end (the caller was cancelled, the reader of a stream left early, or the
             recipients iterable raised): those after the last result were not attempted.
+            ``False`` too while the run goes on (a request still in flight).
     """
 
     counts: MappingProxyType[SendStatus, int]
@@ -541,7 +542,8 @@ class _Run:
             counts=_counts(self._counts),
             errcodes=MappingProxyType(dict(self._errcodes)),
             stopped_by=self._halted,
-            complete=self._exhausted and not self._incomplete,
+            # Every recipient read and none still in a worker's hands (a request in flight).
+            complete=self._exhausted and self._active == 0 and not self._incomplete,
         )
 
     def report(self) -> SendReport:
