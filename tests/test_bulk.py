@@ -351,6 +351,7 @@ async def test_stop_skips_the_rest_and_returns_the_report(
     report = await wx.message.send_many(recipients, personal, max_concurrency=1, control=control)
     assert control.report is report
     assert_each_once(report, recipients)
+    assert str(report.stopped_by) == "the bulk send was stopped"
     # The recipient whose message was being built when stop() came is not sent either.
     assert [r.status for r in report.results[:5]] == [SendStatus.SENT] * 5
     assert all(r.status is SendStatus.SKIPPED for r in report.results[5:])
@@ -475,6 +476,73 @@ async def test_in_flight_requests_past_the_grace_are_unknown(
     assert gate.in_flight == 0
 
 
+async def test_a_run_is_complete_only_once_its_last_request_answered(fake: FakeWeChat) -> None:
+    recipients = users(2)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()
+    ended = anyio.Event()
+    control = SendControl()
+
+    def source() -> Iterator[str]:
+        yield from recipients
+        ended.set()  # a third worker asked for more: every recipient has been read
+
+    async def release_when_both_in_flight() -> None:
+        await ended.wait()
+        while gate.in_flight < 2:
+            await anyio.lowlevel.checkpoint()
+        midway = control.summary()
+        assert (midway.total, midway.complete) == (0, False)  # read, but no answer yet
+        assert gate.hold is not None
+        gate.hold.set()
+
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_when_both_in_flight)
+            report = await wx.message.send_many(
+                source(), NOTICE, max_concurrency=3, control=control
+            )
+    assert report.sent == 2
+    assert report.complete is True
+    assert control.summary().complete is True
+
+
+async def test_leaving_a_stream_after_the_last_recipient_was_read_is_incomplete(
+    fake: FakeWeChat,
+) -> None:
+    recipients = users(2)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()
+    ended = anyio.Event()
+
+    def source() -> Iterator[str]:
+        yield from recipients
+        ended.set()
+
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        stream = wx.message.stream_many(source(), NOTICE, max_concurrency=3)
+
+        async def answer_once_the_reader_left() -> None:
+            while stream.summary.stopped_by is None:
+                await anyio.lowlevel.checkpoint()
+            assert gate.hold is not None
+            gate.hold.set()
+
+        async with anyio.create_task_group() as tg, stream:
+            await ended.wait()
+            while gate.in_flight < 2:
+                await anyio.lowlevel.checkpoint()
+            tg.start_soon(answer_once_the_reader_left)
+            # left without reading: the two sends finished after, unread
+    assert str(stream.summary.stopped_by) == "the reader left the stream"
+    assert [r.status for r in stream.unread] == [SendStatus.SENT] * 2
+    assert stream.summary.complete is False  # the reader left early: never complete
+
+
 async def test_cancelled_after_every_recipient_was_read_is_still_incomplete(
     fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -522,7 +590,9 @@ async def test_cancelled_while_waiting_for_the_rate_is_skipped(fake: FakeWeChat)
     assert report is not None
     # The first slot is free, the next a second away: each worker holds one recipient then.
     assert [r.status for r in report.results] == [SendStatus.SENT] + [SendStatus.SKIPPED] * 2
+    assert [r.openid for r in report.results] == recipients[:3]
     assert all(isinstance(r.error, SendCancelledError) for r in report.results[1:])
+    assert all(str(r.error) == "the bulk send was cancelled" for r in report.results[1:])
     assert not report.complete
     assert len(fake.requests_to(SEND)) == 1
 
@@ -736,7 +806,7 @@ class Accounting:
 
 
 async def test_send_many_counts_every_field_with_several_results_each(
-    fake: FakeWeChat, wx: AsyncWeChat
+    fake: FakeWeChat, wx: AsyncWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     await wx.access_token()
     run = Accounting(fake)
@@ -754,6 +824,10 @@ async def test_send_many_counts_every_field_with_several_results_each(
     assert report.with_status(SendStatus.SKIPPED) == list(report.results[14:])
     assert report.with_status("unknown") == list(report.results[:2])
     run.check_counts(control.summary())
+    # The bad openids before it failed too, but only the callable's failure is logged.
+    (logged,) = [r for r in caplog.records if r.name == "wechat_kf"]
+    assert logged.exc_info is not None
+    assert logged.exc_info[1] is report.results[12].error
 
 
 async def test_stream_many_counts_every_field_with_several_results_each(
@@ -995,6 +1069,67 @@ async def test_a_failing_recipients_iterable_raises_after_accounting(
     with pytest.raises(OSError, match="database"):
         await read_all()
     assert seen == 3
+
+
+class Flaky:
+    """Recipients from a source that fails once (at ``fail_at``), then would go on."""
+
+    def __init__(self, fail_at: int, total: int = 8) -> None:
+        self.fail_at = fail_at
+        self.total = total
+        self.calls = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError("database hiccup")
+        if self.calls > self.total:
+            raise StopIteration
+        return f"u{self.calls:03d}"
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return next(self)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+@pytest.mark.parametrize("source", ["sync", "async"])
+@pytest.mark.parametrize("when", ["sending", "skipping"])
+async def test_a_source_that_failed_is_never_read_again(
+    fake: FakeWeChat, wx: AsyncWeChat, source: str, when: str
+) -> None:
+    open_windows(fake, users(9))
+    flaky = Flaky(fail_at=3)
+    control = SendControl()
+
+    def personal(openid: str) -> Message:
+        if when == "skipping":
+            control.stop()  # the rest is read to be reported skipped: the source fails then
+        return Text(content="hi")
+
+    with pytest.raises(OSError, match="database hiccup"):
+        await wx.message.send_many(
+            flaky if source == "sync" else flaky.__aiter__(),
+            personal,
+            max_concurrency=1,
+            control=control,
+        )
+    assert flaky.calls == 3  # never asked again after it failed
+    report = control.report
+    assert report is not None
+    # Stopped while its message was built, the first one is not sent either.
+    expected = [SendStatus.SENT if when == "sending" else SendStatus.SKIPPED] * 2
+    assert [r.status for r in report.results] == expected
+    assert report.complete is False
+    assert isinstance(report.stopped_by, SendCancelledError)
 
 
 async def test_the_readers_own_exception_comes_out_unwrapped(
