@@ -48,7 +48,6 @@ import contextlib
 import enum
 import functools
 import inspect
-import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from operator import attrgetter
@@ -512,7 +511,6 @@ class _Run:
         self._pull_lock: anyio.Lock | None = None  # pragma: no mutate (set by execute())
         self._inflight: set[anyio.CancelScope] = set()
         self._rate_waits: set[anyio.CancelScope] = set()
-        self._grace_deadline = math.inf
         self._workers_done: anyio.Event | None = None  # pragma: no mutate (set by execute())
         self._active = 0  # pragma: no mutate (set by execute())
         self._factory_logged = False
@@ -614,9 +612,10 @@ class _Run:
             await self._workers_done.wait()
         except self._cancelled:
             self.halt(SendCancelledError("the bulk send was cancelled"))
-            self._grace_deadline = anyio.current_time() + self._grace
+            # Halted first: no request starts after this, so every one in flight is here.
+            deadline = anyio.current_time() + self._grace
             for scope in self._inflight:
-                scope.deadline = min(scope.deadline, self._grace_deadline)
+                scope.deadline = deadline
             raise
 
     async def _work(self) -> None:
@@ -725,7 +724,7 @@ class _Run:
                     try:
                         await self._limiter.acquire()
                     finally:
-                        self._rate_waits.discard(waiting)
+                        self._rate_waits.discard(waiting)  # pragma: no mutate (hygiene)
         except BaseException:
             await self._unreserve(reservation)  # cancelled before the request left
             raise
@@ -736,7 +735,7 @@ class _Run:
             )
         status = SendStatus.SENT
         error: WeChatError | None = None
-        with anyio.CancelScope(shield=True, deadline=self._grace_deadline) as scope:
+        with anyio.CancelScope(shield=True) as scope:  # bounded by _watch() once cancelled
             self._inflight.add(scope)
             try:
                 await self._send(openid, body, state, reservation)
@@ -749,7 +748,7 @@ class _Run:
                 if isinstance(exc, STOP_ERRORS):
                     self.halt(exc)
             finally:
-                self._inflight.discard(scope)
+                self._inflight.discard(scope)  # pragma: no mutate (hygiene)
         if scope.cancelled_caught:
             status = SendStatus.UNKNOWN
             error = SendInterruptedError(
@@ -806,7 +805,7 @@ class _Run:
                 else (await self._pull_async(draining=True))
             )
             if isinstance(item, _End):
-                break
+                return
             index = self._next_index
             self._next_index = index + 1
             result = SendResult(index=index, openid=item, status=SendStatus.SKIPPED, error=reason)
