@@ -343,7 +343,7 @@ class _Body:
         *,
         kf_account: str | None,
         ai_generated: bool,
-        media: MediaAPI | None,
+        media: MediaAPI,
     ) -> None:
         self._kf_account = kf_account
         self._ai_generated = ai_generated
@@ -354,7 +354,7 @@ class _Body:
         self._refreshing: anyio.Lock | None = None
         self._suffix = b""  # pragma: no mutate (set before any use: below, or by prepare())
         if isinstance(message, Message):
-            if media is not None and message.media_fields and message.has_local_files:
+            if message.media_fields and message.has_local_files:
                 self._message = message  # uploaded by prepare(), before the first send
             else:
                 self._suffix = self._encode(message)
@@ -379,7 +379,6 @@ class _Body:
     async def prepare(self) -> None:
         """Upload a fixed message's local files (once) and encode it."""
         if self._message is not None and self._resolved is None:
-            assert self._media is not None
             self._resolved = await self._media.resolve(self._message)
             self._suffix = self._encode(self._resolved.message)
 
@@ -414,7 +413,7 @@ class _Body:
                 f"the message callable failed for this recipient: {type(exc).__name__}: {exc}"
             ) from exc
         state: MediaState | None = None
-        if self._media is not None and message.media_fields and message.has_local_files:
+        if message.media_fields and message.has_local_files:
             resolved = await self._media.resolve(message)  # its errors: typed, never sent
             state = (message, resolved)
             message = resolved.message
@@ -430,7 +429,6 @@ class _Body:
         the same media, reuse its upload.
         """
         message, resolved = state
-        assert self._media is not None
         if self._factory is not None:
             again = await self._media.resolve(message, stale=resolved)
             body = envelope(
@@ -461,8 +459,8 @@ class _Run:
         max_concurrency: int,
         rate: float | RateLimiter | None,
         collect: bool,
-        media: MediaAPI | None,
-        ledger: WindowLedger | None,
+        media: MediaAPI,
+        ledger: WindowLedger,
         skip_unreachable: bool,
     ) -> None:
         if isinstance(recipients, str | bytes):
@@ -478,7 +476,7 @@ class _Run:
         self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated, media=media)
         self._pipeline = pipeline
         self._ledger = ledger
-        self._reserve = skip_unreachable and ledger is not None
+        self._reserve = skip_unreachable
         self._endpoint = endpoint
         self._iterator: Iterator[str] | None = None
         self._aiterator: AsyncIterator[str] | None = None  # pragma: no mutate (set or unused)
@@ -710,7 +708,6 @@ class _Run:
             return SendResult(index=index, openid=openid, status=SendStatus.FAILED, error=exc)
         reservation: Reservation | None = None
         if self._reserve and self._halted is None:
-            assert self._ledger is not None
             try:  # before the rate limiter: a skipped recipient costs no request and no slot
                 reservation = await self._ledger.reserve(openid)
             except UnreachableError as exc:
@@ -764,9 +761,6 @@ class _Run:
         self, openid: str, body: bytes, state: MediaState | None, reservation: Reservation | None
     ) -> None:
         """One recipient's send, through the window ledger (which learns from its answer)."""
-        if self._ledger is None:
-            await self._request(openid, body, state)
-            return
         call = functools.partial(self._request, openid, body, state)
         await self._ledger.send(openid, call, reservation)
 
@@ -784,7 +778,7 @@ class _Run:
             await self._pipeline.call(self._endpoint, content=body)
 
     async def _unreserve(self, reservation: Reservation | None) -> None:
-        if reservation is not None and self._ledger is not None:
+        if reservation is not None:
             await self._ledger.release(reservation)
 
     def _log_factory_failure(self, exc: WeChatError) -> None:
@@ -828,8 +822,8 @@ async def send_many(
     max_concurrency: int,
     rate: float | RateLimiter | None,
     control: SendControl | None,
-    media: MediaAPI | None,
-    ledger: WindowLedger | None,
+    media: MediaAPI,
+    ledger: WindowLedger,
     skip_unreachable: bool,
 ) -> SendReport:
     """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`).
@@ -1008,8 +1002,8 @@ def stream_many(
     ai_generated: bool,
     max_concurrency: int,
     rate: float | RateLimiter | None,
-    media: MediaAPI | None,
-    ledger: WindowLedger | None,
+    media: MediaAPI,
+    ledger: WindowLedger,
     skip_unreachable: bool,
 ) -> SendStream:
     """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`).
