@@ -367,14 +367,10 @@ class _Body:
             )
 
     def _encode(self, message: Message) -> bytes:
-        nobody = ""  # pragma: no mutate (deleted below: each body splices its openid in)
-        body = envelope(
-            nobody, message, kf_account=self._kf_account, ai_generated=self._ai_generated
-        )
-        del body["touser"]
+        body = envelope("", message, kf_account=self._kf_account, ai_generated=self._ai_generated)
         # '{"touser":' + openid + ',' + the rest of the object: byte for byte what
         # encode_json(envelope(openid, ...)) produces, without re-encoding the message.
-        return b"," + encode_json(body)[1:]
+        return encode_json(body).removeprefix(b'{"touser":""')
 
     async def prepare(self) -> None:
         """Upload a fixed message's local files (once) and encode it."""
