@@ -674,7 +674,7 @@ class _Run:
 
     def _source_failed(self, exc: Exception) -> None:
         self._source_error = exc
-        self._incomplete = True
+        self._incomplete = True  # pragma: no mutate (never exhausted after a failure: explicit)
         self.halt(SendCancelledError(f"reading the recipients failed: {type(exc).__name__}"))
 
     async def _process(self, index: int, openid: str) -> SendResult:
