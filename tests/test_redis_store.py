@@ -15,8 +15,8 @@ import redis.asyncio
 import redis.exceptions
 
 from tests.redis_server import RedisServer, running_redis
-from wechat_kf import StoreError, TokenStoreError, _defaults
-from wechat_kf._redis import RedisStore, redis_client, text
+from wechat_kf import StoreError, TokenStoreError, _defaults, _redis
+from wechat_kf._redis import RedisStore, Script, redis_client, text
 from wechat_kf._redis_tokens import RedisTokenStore
 
 pytestmark = pytest.mark.anyio
@@ -50,6 +50,14 @@ async def test_the_sdk_client_has_short_timeouts_few_retries_and_a_blocking_pool
         assert pool.connection_kwargs["socket_connect_timeout"] == 2.0
         retry = pool.connection_kwargs["retry"]
         assert retry.get_retries() == _defaults.REDIS_RETRIES == 2
+        # Jittered back-off between them: half to all of min(0.5 s, 0.05 s * 2**failures).
+        backoff = retry._backoff  # redis-py keeps it private; compute() is its public method
+        assert {_defaults.REDIS_RETRY_BASE, _defaults.REDIS_RETRY_CAP} == {0.05, 0.5}
+        for failures, ceiling in ((1, 0.1), (2, 0.2), (3, 0.4), (4, 0.5), (20, 0.5)):
+            waits = [backoff.compute(failures) for _ in range(200)]
+            assert ceiling / 2 <= min(waits)
+            assert max(waits) <= ceiling
+            assert max(waits) > ceiling * 0.9  # the jitter spans the upper half
         assert client.auto_close_connection_pool is True
     finally:
         await client.aclose()
@@ -85,6 +93,34 @@ async def test_closing_a_store_made_from_a_url_closes_its_connections(
         await yours.aclose()
     finally:
         await watcher.aclose()
+
+
+async def test_a_store_class_declares_scripts_each_registered_once_per_store(
+    redis_server: RedisServer,
+) -> None:
+    class Scripted(RedisStore):  # declared here: Script's set-up runs inside the test
+        echo = Script("return ARGV[1]")
+        doubled = Script("return ARGV[1] .. ARGV[1]")
+
+    assert Scripted.echo.source == "return ARGV[1]"  # read on the class: the declaration
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        first, second = Scripted(client), Scripted(client)
+        assert first.echo is first.echo  # registered at the first read, then kept
+        assert first.echo is not second.echo  # per store
+        assert first.echo is not first.doubled  # per script
+        assert await first.echo(args=["wx"]) == b"wx"
+        assert await first.doubled(args=["wx"]) == b"wxwx"
+        assert await second.echo(args=["é"]) == "é".encode()
+    finally:
+        await client.aclose()
+
+
+def test_redis_py_is_imported_once_for_its_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_redis, "_redis_errors", None)
+    errors = _redis.require_redis()
+    assert errors == (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+    assert _redis.require_redis() is errors
 
 
 def test_configuration_is_checked() -> None:

@@ -504,6 +504,51 @@ async def test_an_unanswered_unlock_is_taken_over_by_the_next_lock(
         assert await other.try_lock("wxunlock", 15) is None
 
 
+async def test_unanswered_fences_are_remembered_for_their_ttl_and_the_store_timeout(
+    own_redis: RedisServer,
+) -> None:
+    """An unlock lost in a stall leaves a fence that may hold the lock for the TTL it last set
+    (try_lock's, or extend_lock's), plus the store's timeout (how long Redis may still run the
+    buffered command): the store offers it for takeover exactly that long, on its own clock."""
+    now = [100.0]
+    async with RedisTokenStore.from_url(own_redis.url, prefix="orphan:", timeout=0.5) as store:
+        store._monotonic = lambda: now[0]
+        plain = await store.try_lock("wxa", 3)
+        renewed = await store.try_lock("wxb", 3)
+        assert plain is not None
+        assert renewed is not None
+        assert await store.extend_lock("wxb", renewed, 6) is True
+        own_redis.pause()
+        try:
+            for appid, fence in (("wxa", plain), ("wxb", renewed)):
+                with pytest.raises(TokenStoreError, match="unlock"):
+                    await store.unlock(appid, fence)
+        finally:
+            own_redis.resume()
+        assert store._live_orphans("wxa") == [plain]
+        now[0] = 103.499  # 100 + 3 + 0.5, just before
+        assert store._live_orphans("wxa") == [plain]
+        assert store._live_orphans("wxb") == [renewed]
+        now[0] = 103.5  # its end: it cannot hold the lock any more
+        assert store._live_orphans("wxa") == []
+        now[0] = 106.499  # 100 + 6 (the renewal's TTL) + 0.5
+        assert store._live_orphans("wxb") == [renewed]
+        now[0] = 106.5
+        assert store._live_orphans("wxb") == []
+        # A lock taken forgets the appid's orphans: none of them can hold it now.
+        store._remember_orphan("wxc", "lost-fence", 15)
+        assert await store.try_lock("wxc", 3) is not None
+        assert store._live_orphans("wxc") == []
+
+
+async def test_the_newest_eight_unanswered_fences_are_kept(store: RedisTokenStore) -> None:
+    for n in range(9):
+        store._remember_orphan("wx", f"fence-{n}", 60)
+        store._held(f"fence-{n}", n)
+    assert store._live_orphans("wx") == [f"fence-{n}" for n in range(1, 9)]
+    assert store._ttls == {f"fence-{n}": n for n in range(1, 9)}
+
+
 async def test_user_client_without_timeouts_is_still_bounded(own_redis: RedisServer) -> None:
     client = redis.asyncio.Redis.from_url(own_redis.url, socket_timeout=None)
     store = RedisTokenStore(client, timeout=0.5)

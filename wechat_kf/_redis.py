@@ -56,7 +56,8 @@ def text(value: object) -> str | None:
     """A Redis reply as ``str`` (``bytes`` decoded; clients with ``decode_responses`` give str)."""
     if value is None:
         return None
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    # (The codec name's case is no behaviour.)
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)  # pragma: no mutate
 
 
 # redis-py is imported when a store is first built, not with the SDK: ``import wechat_kf``
@@ -90,12 +91,15 @@ def redis_client(url: str, **redis_options: Any) -> redis_asyncio.Redis:
     from redis.asyncio.retry import Retry
     from redis.backoff import EqualJitterBackoff
 
-    redis_options.setdefault("socket_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
-    redis_options.setdefault("socket_connect_timeout", _defaults.REDIS_SOCKET_TIMEOUT)
     backoff = EqualJitterBackoff(cap=_defaults.REDIS_RETRY_CAP, base=_defaults.REDIS_RETRY_BASE)
-    redis_options.setdefault("retry", Retry(backoff, _defaults.REDIS_RETRIES))
-    redis_options.setdefault("max_connections", _defaults.REDIS_MAX_CONNECTIONS)
-    pool = redis_asyncio.BlockingConnectionPool.from_url(url, **redis_options)
+    options: dict[str, Any] = {
+        "socket_timeout": _defaults.REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": _defaults.REDIS_SOCKET_TIMEOUT,
+        "retry": Retry(backoff, _defaults.REDIS_RETRIES),
+        # (redis-py >= 8 reads a max_connections of None as 100 too: no mutant of it shows.)
+        "max_connections": _defaults.REDIS_MAX_CONNECTIONS,  # pragma: no mutate
+    }
+    pool = redis_asyncio.BlockingConnectionPool.from_url(url, **(options | redis_options))
     client = redis_asyncio.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # aclose() closes the pool it was given too
     return client
@@ -114,7 +118,7 @@ class Script:
     def __init__(self, source: str) -> None:
         #: The Lua source.
         self.source: str = source
-        self._attribute = ""
+        self._attribute = ""  # pragma: no mutate (always set by __set_name__ in a class body)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._attribute = f"_registered{name}"
@@ -170,7 +174,7 @@ class RedisStore:
         self.redis = redis
         self.prefix = prefix
         self.timeout: float = float(timeout)
-        self._owns_client = False
+        self._owns_client = False  # pragma: no mutate (None is as false)
 
     @classmethod
     def from_url(

@@ -22,6 +22,7 @@ it over at once, instead of waiting out the TTL.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from wechat_kf import _defaults
@@ -168,6 +169,8 @@ class RedisTokenStore(RedisStore):
         self._orphans: dict[str, dict[str, float]] = {}
         # fence -> the ttl it last set (try_lock, extend_lock), for the orphan of a failed unlock
         self._ttls: dict[str, float] = {}
+        # The clock of that bookkeeping (the lock's own TTL is Redis's): tests set a fake one.
+        self._monotonic: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ keys
 
@@ -268,7 +271,7 @@ class RedisTokenStore(RedisStore):
         orphans = self._orphans.setdefault(appid, {})
         # The SET may run any time until Redis gives up on the connection: the lock then
         # lives ttl from that moment. Remember the fence a generous while past its ttl.
-        orphans[fence] = time.monotonic() + ttl + self.timeout
+        orphans[fence] = self._monotonic() + ttl + self.timeout
         while len(orphans) > _MAX_ORPHANS:
             del orphans[next(iter(orphans))]
 
@@ -276,7 +279,7 @@ class RedisTokenStore(RedisStore):
         orphans = self._orphans.get(appid)
         if not orphans:
             return []
-        now = time.monotonic()
+        now = self._monotonic()
         for fence in [fence for fence, until in orphans.items() if until <= now]:
             del orphans[fence]
         return list(orphans)

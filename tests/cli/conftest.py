@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,16 @@ from wechat_kf.cli._app import cli
 from wechat_kf.testing import FakeServer, FakeWeChat
 
 SEND_PATH = "/cgi-bin/message/custom/send"
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a command a test stops with SIGINT: Ctrl-C at its default.
+
+    A test run started in the background (``pytest &``, ``nohup``, some CI runners) ignores
+    SIGINT, and a child inherits that: Python then installs no KeyboardInterrupt handler, and
+    the command would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

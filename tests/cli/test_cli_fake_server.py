@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cli.conftest import interruptible
 from wechat_kf.testing import FakeWeChat
 
 SERVE = [sys.executable, "-m", "wechat_kf.cli"]
@@ -31,6 +32,7 @@ def fake_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]
         text=True,
         encoding="utf-8",
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        preexec_fn=interruptible,
     )
     try:
         assert process.stdout is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import SEND_PATH, Invoker
+from tests.cli.conftest import SEND_PATH, Invoker, interruptible
 from wechat_kf.testing import FakeWeChat
 
 
@@ -447,6 +447,7 @@ def start_send_many(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )  # fmt: skip
 
 

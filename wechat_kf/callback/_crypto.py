@@ -149,7 +149,7 @@ def decrypt(key: AESKey, encrypted: str, *, appid: str) -> bytes:
 
 def _printable(appid: bytes) -> str:
     """The trailing appid for an error message, or a placeholder when it is not text."""
-    text = appid.decode("ascii", errors="replace")
+    text = appid.decode("ascii", errors="replace")  # pragma: no mutate (codec name case)
     if len(appid) <= 64 and text.isprintable() and "\ufffd" not in text:
         return text
     return f"<{len(appid)} undecodable bytes>"

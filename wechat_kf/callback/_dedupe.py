@@ -293,7 +293,7 @@ class Deduplicator:
     async def _update(self, step: Awaitable[None]) -> None:
         # The memory store's operations never suspend, so nothing can interrupt them (and a
         # cancel scope costs more than the update); any other store's are shielded.
-        if type(self.store) is MemoryDuplicateStore:
+        if type(self.store) is MemoryDuplicateStore:  # pragma: no mutate (a shield is no harm)
             await step
             return
         with anyio.CancelScope(shield=True):

@@ -96,7 +96,8 @@ def upload(settings: Settings, file: Path, kind: str | None) -> None:
 def download(settings: Settings, media_id: str, target: Path) -> None:
     """Download the media MEDIA_ID (what a user sent, or an upload) into a file.
 
-    Media live 3 days on WeChat (those users send included).
+    Media live 3 days on WeChat (those users send included). An id starting with "-" goes
+    after "--" (wechat-kf media download -o photo.jpg -- -xYz...).
 
     \b
     wechat-kf media download MEDIA_ID -o photo.jpg

@@ -67,6 +67,16 @@ def file_kind(kind: str, data: bytes) -> tuple[str, str] | None:
     return None
 
 
+#: The first character of a media id the fake makes.
+_ALPHANUMERIC: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_media_id() -> str:
+    """64 URL-safe characters, as WeChat's media ids, never starting with ``-`` (which a
+    command line would read as an option)."""
+    return secrets.choice(_ALPHANUMERIC) + secrets.token_urlsafe(48)[1:]
+
+
 @attrs.define(kw_only=True)
 class FakeMedia:
     """A media the fake holds: uploaded, or seeded by a test (``permanent``: never expires)."""
@@ -139,7 +149,7 @@ class MediaLibrary:
         permanent: bool = False,
     ) -> FakeMedia:
         media = FakeMedia(
-            media_id=media_id or secrets.token_urlsafe(48),
+            media_id=media_id or new_media_id(),
             type=kind,
             data=data,
             content_type=detected[0],
