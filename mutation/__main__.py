@@ -117,8 +117,13 @@ TARGETS: Final[dict[str, Target]] = {
     "wechat_kf/_pipeline.py": Target(
         ("tests/test_pipeline.py", "tests/test_decoding.py", "tests/test_faults.py")
     ),
-    "wechat_kf/bulk.py": Target(("tests/test_bulk.py",)),
-    "wechat_kf/records.py": Target(("tests/test_records.py",)),
+    "wechat_kf/bulk.py": Target(
+        ("tests/test_bulk.py", "tests/test_media_send.py", "tests/test_windows.py"), "not 10000"
+    ),
+    "wechat_kf/_rate.py": Target(("tests/test_rate.py", "tests/test_bulk.py"), "rate"),
+    "wechat_kf/windows.py": Target(("tests/test_windows.py",)),
+    # The 30,000-record memory test proves flat memory, not a result: it would run per mutant.
+    "wechat_kf/records.py": Target(("tests/test_records.py",), "not flat_memory"),
 }
 
 #: pytest options of every run: asyncio only (trio runs the same lines of the core twice).

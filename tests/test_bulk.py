@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Iterator
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Final
 
 import anyio
 import httpx
@@ -41,6 +43,7 @@ from wechat_kf.bulk import (
     SendReport,
     SendResult,
     SendStatus,
+    SendSummary,
 )
 from wechat_kf.messages import Message, envelope
 from wechat_kf.testing import FakeWeChat
@@ -348,6 +351,7 @@ async def test_stop_skips_the_rest_and_returns_the_report(
     report = await wx.message.send_many(recipients, personal, max_concurrency=1, control=control)
     assert control.report is report
     assert_each_once(report, recipients)
+    assert str(report.stopped_by) == "the bulk send was stopped"
     # The recipient whose message was being built when stop() came is not sent either.
     assert [r.status for r in report.results[:5]] == [SendStatus.SENT] * 5
     assert all(r.status is SendStatus.SKIPPED for r in report.results[5:])
@@ -356,14 +360,57 @@ async def test_stop_skips_the_rest_and_returns_the_report(
     assert sum(len(fake.sent_to(openid)) for openid in recipients) == 5
 
 
+async def test_a_stop_while_reading_an_async_source_builds_no_further_message(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    recipients = users(6)
+    open_windows(fake, recipients)
+    control = SendControl()
+    reached, slow = anyio.Event(), anyio.Event()
+    built: list[str] = []
+
+    async def source() -> AsyncIterator[str]:
+        for openid in recipients:
+            if openid == "u002":
+                reached.set()
+                await slow.wait()  # one worker waits here, holding the source...
+            yield openid
+
+    def personal(openid: str) -> Message:
+        built.append(openid)
+        return Text(content="hi")
+
+    async def stop_while_the_other_worker_waits() -> None:
+        await reached.wait()
+        while control.summary().total < 2:  # ... the other, its send done, waits for it
+            await anyio.lowlevel.checkpoint()
+        control.stop()
+        slow.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_while_the_other_worker_waits)
+        report = await wx.message.send_many(source(), personal, max_concurrency=2, control=control)
+    assert_each_once(report, recipients)
+    assert [r.status for r in report.results] == [SendStatus.SENT] * 2 + [SendStatus.SKIPPED] * 4
+    assert built == recipients[:3]  # u002 was already read; nothing after it is built
+    assert len(fake.requests_to(SEND)) == 2
+
+
 async def test_stop_before_the_run_sends_nothing(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     control = SendControl()
+    assert control.stopping is False
+    assert control.report is None
     control.stop()
+    assert control.stopping is True
     report = await wx.message.send_many(users(5), NOTICE, control=control)
     assert report.skipped == 5
+    assert report.complete
+    assert str(report.stopped_by) == "the bulk send was stopped"
+    assert all(r.error is report.stopped_by for r in report.results)
     assert fake.requests_to(SEND) == []
-    with pytest.raises(RuntimeError, match="one bulk send"):
+    with pytest.raises(RuntimeError) as reused:
         await wx.message.send_many(users(1), NOTICE, control=control)
+    assert str(reused.value) == "a SendControl drives one bulk send; create one per call"
 
 
 # ---------------------------------------------------------------- cancellation
@@ -419,6 +466,113 @@ async def test_in_flight_requests_past_the_grace_are_unknown(
     assert report.unknown == 3
     assert all(isinstance(r.error, SendInterruptedError) for r in report.results)
     assert all(r.error.may_have_reached_wechat for r in report.results)  # type: ignore[union-attr]
+    error = report.results[0].error
+    assert isinstance(error, SendInterruptedError)
+    assert (error.method, error.path) == ("POST", SEND)
+    assert str(error) == f"POST {SEND}: cancelled with the request in flight for more than 0.02 s"
+    assert error.__traceback__ is None
+    assert isinstance(report.stopped_by, SendCancelledError)
+    assert str(report.stopped_by) == "the bulk send was cancelled"
+    assert gate.in_flight == 0
+
+
+async def test_a_run_is_complete_only_once_its_last_request_answered(fake: FakeWeChat) -> None:
+    recipients = users(2)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()
+    ended = anyio.Event()
+    control = SendControl()
+
+    def source() -> Iterator[str]:
+        yield from recipients
+        ended.set()  # a third worker asked for more: every recipient has been read
+
+    async def release_when_both_in_flight() -> None:
+        await ended.wait()
+        while gate.in_flight < 2:
+            await anyio.lowlevel.checkpoint()
+        midway = control.summary()
+        assert (midway.total, midway.complete) == (0, False)  # read, but no answer yet
+        assert gate.hold is not None
+        gate.hold.set()
+
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_when_both_in_flight)
+            report = await wx.message.send_many(
+                source(), NOTICE, max_concurrency=3, control=control
+            )
+    assert report.sent == 2
+    assert report.complete is True
+    assert control.summary().complete is True
+
+
+async def test_leaving_a_stream_after_the_last_recipient_was_read_is_incomplete(
+    fake: FakeWeChat,
+) -> None:
+    recipients = users(2)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()
+    ended = anyio.Event()
+
+    def source() -> Iterator[str]:
+        yield from recipients
+        ended.set()
+
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        stream = wx.message.stream_many(source(), NOTICE, max_concurrency=3)
+
+        async def answer_once_the_reader_left() -> None:
+            while stream.summary.stopped_by is None:
+                await anyio.lowlevel.checkpoint()
+            assert gate.hold is not None
+            gate.hold.set()
+
+        async with anyio.create_task_group() as tg, stream:
+            await ended.wait()
+            while gate.in_flight < 2:
+                await anyio.lowlevel.checkpoint()
+            tg.start_soon(answer_once_the_reader_left)
+            # left without reading: the two sends finished after, unread
+    assert str(stream.summary.stopped_by) == "the reader left the stream"
+    assert [r.status for r in stream.unread] == [SendStatus.SENT] * 2
+    assert stream.summary.complete is False  # the reader left early: never complete
+
+
+async def test_cancelled_after_every_recipient_was_read_is_still_incomplete(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One worker more than recipients: it finds the end at once while the others are in flight.
+    monkeypatch.setattr(_defaults, "BULK_CANCEL_GRACE", 0.02)
+    recipients = users(3)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    gate.hold = anyio.Event()
+    control = SendControl()
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        with anyio.fail_after(5):  # the grace bounds the requests in flight: no hang
+            with anyio.CancelScope() as scope:
+
+                async def cancel_when_all_in_flight() -> None:
+                    while gate.in_flight < 3:
+                        await anyio.lowlevel.checkpoint()
+                    scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel_when_all_in_flight)
+                    await wx.message.send_many(
+                        recipients, NOTICE, max_concurrency=4, control=control
+                    )
+    report = control.report
+    assert report is not None
+    assert report.unknown == 3
+    assert report.complete is False  # cancelled: the docs promise False, whatever was read
+    assert isinstance(report.stopped_by, SendCancelledError)
     assert gate.in_flight == 0
 
 
@@ -436,12 +590,34 @@ async def test_cancelled_while_waiting_for_the_rate_is_skipped(fake: FakeWeChat)
     assert report is not None
     # The first slot is free, the next a second away: each worker holds one recipient then.
     assert [r.status for r in report.results] == [SendStatus.SENT] + [SendStatus.SKIPPED] * 2
+    assert [r.openid for r in report.results] == recipients[:3]
     assert all(isinstance(r.error, SendCancelledError) for r in report.results[1:])
+    assert all(str(r.error) == "the bulk send was cancelled" for r in report.results[1:])
     assert not report.complete
     assert len(fake.requests_to(SEND)) == 1
 
 
 # ---------------------------------------------------------------- personalised messages
+
+
+async def test_an_error_chain_that_loops_loses_its_frames_and_ends(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    def looping(openid: str) -> Message:
+        first, second = LookupError("first"), LookupError("second")
+        first.__cause__, second.__cause__ = second, first
+        try:
+            raise second
+        except LookupError:
+            pass
+        raise first
+
+    report = await wx.message.send_many(["o_a"], looping)
+    (result,) = report.results
+    assert isinstance(result.error, MessageBuildError)
+    chain = error_chain(result.error)
+    assert [str(e) for e in chain[1:]] == ["first", "second"]
+    assert all(e.__traceback__ is None for e in chain)
 
 
 async def test_personalised_messages_sync_and_async(fake: FakeWeChat, wx: AsyncWeChat) -> None:
@@ -463,7 +639,7 @@ async def test_personalised_messages_sync_and_async(fake: FakeWeChat, wx: AsyncW
 
 
 async def test_a_failing_message_callable_fails_only_its_recipient(
-    fake: FakeWeChat, wx: AsyncWeChat
+    fake: FakeWeChat, wx: AsyncWeChat, caplog: pytest.LogCaptureFixture
 ) -> None:
     recipients = users(4)
     open_windows(fake, recipients)
@@ -476,6 +652,8 @@ async def test_a_failing_message_callable_fails_only_its_recipient(
 
     report = await wx.message.send_many(recipients, personal, max_concurrency=2)  # type: ignore[arg-type]
     assert_each_once(report, recipients)
+    assert report.failed == 3
+    assert dict(report.errcodes) == {}  # nothing WeChat refused
     ok, missing, empty, wrong = report.results
     assert ok.status is SendStatus.SENT
     assert missing.status is SendStatus.FAILED
@@ -485,7 +663,219 @@ async def test_a_failing_message_callable_fails_only_its_recipient(
     assert isinstance(empty.error, ValidationError)  # a WeChatError is kept as is
     assert isinstance(wrong.error, MessageBuildError)
     assert isinstance(wrong.error.__cause__, TypeError)
+    assert str(wrong.error) == (
+        "the message callable failed for this recipient: "
+        "TypeError: message must be a wechat_kf message, got str"
+    )
+    assert str(missing.error) == "the message callable failed for this recipient: KeyError: 'u001'"
     assert len(fake.requests_to(SEND)) == 1
+    # The first failure is logged with its traceback; the second is only on its result.
+    (logged,) = [r for r in caplog.records if r.name == "wechat_kf"]
+    assert logged.levelname == "WARNING"
+    assert logged.getMessage() == (
+        "bulk send: the message callable failed (first failure shown; each such recipient "
+        "is reported failed)"
+    )
+    assert logged.exc_info is not None
+    assert logged.exc_info[1] in (missing.error, wrong.error)
+
+
+# ---------------------------------------------------------------- accounting: several of each
+
+
+def error_chain(error: BaseException | None) -> list[BaseException]:
+    """``error`` and every cause or context behind it."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+class Accounting:
+    """A personalised run over every kind of result, several of each, on one worker.
+
+    In order: two ``unknown`` (a connection reset after sending, an HTTP 502), three ``sent``,
+    three refused with 45015 (no window) and two with 40003 (an openid WeChat refuses), two bad
+    openids and one failing callable (``failed`` without an errcode), one refused with 45009
+    (the daily quota: the run stops) and three ``skipped``.
+    """
+
+    recipients: Final = [
+        *users(5),
+        *users(3, "o_gone"),
+        'b"q1',
+        'b"q2',
+        "",
+        "has space",
+        "u_broken",
+        "u_quota",
+        *users(3, "o_later"),
+    ]
+    errcodes: Final = {45015: 3, 40003: 2, 45009: 1}
+
+    def __init__(self, fake: FakeWeChat) -> None:
+        self.fake = fake
+        open_windows(fake, [*users(5), "u_quota", *users(3, "o_later")])
+        fake.inject(SEND, reset=True)
+        fake.inject(SEND, status=502)
+        self.midway: SendSummary | None = None
+        self.summary: Callable[[], SendSummary] | None = None
+
+    def message(self, openid: str) -> Message:
+        if openid == "u_broken":
+            try:
+                {}[openid]
+            except KeyError:  # a context, not a cause: the chain goes on through it
+                raise LookupError("no template for u_broken")  # noqa: B904
+        if openid == "u_quota":
+            assert self.summary is not None
+            self.midway = self.summary()
+            self.fake.inject(SEND, errcode=45009)
+        return Text(content=f"hi {openid}")
+
+    def check_counts(self, summary: SendSummary) -> None:
+        assert dict(summary.counts) == {
+            SendStatus.SENT: 3,
+            SendStatus.FAILED: 9,
+            SendStatus.UNKNOWN: 2,
+            SendStatus.SKIPPED: 3,
+        }
+        assert (summary.sent, summary.failed, summary.unknown, summary.skipped) == (3, 9, 2, 3)
+        assert summary.total == len(self.recipients) == 17
+        assert dict(summary.errcodes) == self.errcodes
+        assert isinstance(summary.stopped_by, DailyQuotaError)
+        assert summary.complete
+        # Counted so far when the quota's recipient was built: the run was not complete yet.
+        midway = self.midway
+        assert midway is not None
+        assert (midway.sent, midway.failed, midway.unknown, midway.skipped) == (3, 8, 2, 0)
+        assert midway.total == 13
+        assert dict(midway.errcodes) == {45015: 3, 40003: 2}
+        assert midway.stopped_by is None
+        assert not midway.complete
+
+    def check_results(self, results: list[SendResult]) -> None:
+        assert [r.index for r in results] == list(range(17))
+        assert [r.openid for r in results] == self.recipients
+        assert [r.status for r in results] == [
+            *[SendStatus.UNKNOWN] * 2,
+            *[SendStatus.SENT] * 3,
+            *[SendStatus.FAILED] * 9,
+            *[SendStatus.SKIPPED] * 3,
+        ]
+        assert [r.errcode for r in results] == [
+            None,
+            None,
+            None,
+            None,
+            None,
+            45015,
+            45015,
+            45015,
+            40003,
+            40003,
+            None,
+            None,
+            None,
+            45009,
+            *[45009] * 3,  # skipped: the quota error is their reason
+        ]
+        assert [r.ok for r in results] == [False] * 2 + [True] * 3 + [False] * 12
+        assert isinstance(results[0].error, ConnectionLostError)
+        assert isinstance(results[1].error, HTTPStatusError)
+        assert all(r.error is None for r in results[2:5])
+        assert all(isinstance(r.error, ValidationError) for r in results[10:12])
+        assert isinstance(results[12].error, MessageBuildError)
+        assert "LookupError: no template for u_broken" in str(results[12].error)
+        stop = results[13].error
+        assert isinstance(stop, DailyQuotaError)
+        assert all(r.error is stop for r in results[14:])
+        # No result keeps stack frames alive: neither its error nor what caused it.
+        for result in results:
+            for error in error_chain(result.error):
+                assert error.__traceback__ is None, (result.openid, error)
+        assert error_chain(results[0].error)[1:]  # the transport's error behind the reset
+        built = error_chain(results[12].error)
+        assert [type(e) for e in built] == [MessageBuildError, LookupError, KeyError]
+        sent = [r.openid for r in results if r.status is SendStatus.SENT]
+        assert sent == users(5)[2:]
+        # The reset and the 502 came after WeChat acted: the unknown ones did reach their users.
+        assert [len(self.fake.sent_to(openid)) for openid in users(5)] == [1] * 5
+        assert len(self.fake.requests_to(SEND)) == 2 + 3 + 3 + 2 + 1
+
+
+async def test_send_many_counts_every_field_with_several_results_each(
+    fake: FakeWeChat, wx: AsyncWeChat, caplog: pytest.LogCaptureFixture
+) -> None:
+    await wx.access_token()
+    run = Accounting(fake)
+    control = SendControl()
+    assert control.summary().total == 0
+    assert dict(control.summary().errcodes) == {}
+    run.summary = control.summary
+    report = await wx.message.send_many(
+        run.recipients, run.message, max_concurrency=1, control=control
+    )
+    assert control.report is report
+    run.check_counts(report)
+    run.check_results(list(report.results))
+    assert [r.openid for r in report.with_status("failed")] == run.recipients[5:14]
+    assert report.with_status(SendStatus.SKIPPED) == list(report.results[14:])
+    assert report.with_status("unknown") == list(report.results[:2])
+    run.check_counts(control.summary())
+    # The bad openids before it failed too, but only the callable's failure is logged.
+    (logged,) = [r for r in caplog.records if r.name == "wechat_kf"]
+    assert logged.exc_info is not None
+    assert logged.exc_info[1] is report.results[12].error
+
+
+async def test_stream_many_counts_every_field_with_several_results_each(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    await wx.access_token()
+    run = Accounting(fake)
+    seen: list[SendResult] = []
+    async with wx.message.stream_many(run.recipients, run.message, max_concurrency=1) as stream:
+        run.summary = lambda: stream.summary
+        async for result in stream:
+            seen.append(result)
+    run.check_counts(stream.summary)
+    run.check_results(seen)
+    assert stream.unread == ()
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["send_many", "stream_many"])
+@pytest.mark.parametrize("kind", ["fixed", "sync", "async"])
+async def test_every_kind_of_bulk_body_is_byte_identical_to_send(
+    fake: FakeWeChat, wx: AsyncWeChat, streaming: bool, kind: str
+) -> None:
+    fake.add_agent("kf_1@service", "Ann")
+    recipients = users(3)
+    open_windows(fake, recipients)
+
+    def personal(openid: str) -> Message:
+        return Text(content=f"hi {openid} 你好 @home")
+
+    async def apersonal(openid: str) -> Message:
+        await anyio.lowlevel.checkpoint()
+        return personal(openid)
+
+    messages: dict[str, object] = {"fixed": NOTICE, "sync": personal, "async": apersonal}
+    message = messages[kind]
+    options = {"kf_account": "kf_1@service", "ai_generated": True, "max_concurrency": 1}
+    if streaming:
+        async with wx.message.stream_many(recipients, message, **options) as stream:  # type: ignore[arg-type]
+            assert [r.status async for r in stream] == [SendStatus.SENT] * 3
+    else:
+        report = await wx.message.send_many(recipients, message, **options)  # type: ignore[arg-type]
+        assert report.sent == 3
+    for openid, request in zip(recipients, fake.requests_to(SEND), strict=True):
+        text = NOTICE if kind == "fixed" else personal(openid)
+        one = envelope(openid, text, kf_account="kf_1@service", ai_generated=True)
+        assert request.body == encode_json(one)
+        assert request.json()["customservice"] == {"kf_account": "kf_1@service"}
+        assert request.json()["aimsgcontext"] == {"is_ai_msg": 1}
 
 
 # ---------------------------------------------------------------- streaming
@@ -532,6 +922,7 @@ async def test_leaving_a_stream_early_stops_new_sends(fake: FakeWeChat, wx: Asyn
     summary = results.summary
     assert not summary.complete
     assert isinstance(summary.stopped_by, SendCancelledError)
+    assert str(summary.stopped_by) == "the reader left the stream"
     assert summary.total == len(fake.requests_to(SEND)) < 200
     assert summary.sent == summary.total
 
@@ -645,6 +1036,7 @@ async def test_stream_stop_reports_the_rest_skipped(fake: FakeWeChat, wx: AsyncW
     assert len(statuses) == 30
     assert results.summary.complete
     assert results.summary.skipped == 30 - results.summary.sent
+    assert str(results.summary.stopped_by) == "the bulk send was stopped"
     assert statuses.count(SendStatus.SENT) == len(fake.requests_to(SEND))
 
 
@@ -662,7 +1054,10 @@ async def test_a_failing_recipients_iterable_raises_after_accounting(
         await wx.message.send_many(broken(), NOTICE, control=control)
     assert control.report is not None
     assert control.report.sent == 3
+    assert control.report.total == 3
     assert not control.report.complete
+    assert isinstance(control.report.stopped_by, SendCancelledError)
+    assert str(control.report.stopped_by) == "reading the recipients failed: OSError"
     seen = 0
 
     async def read_all() -> None:
@@ -676,6 +1071,74 @@ async def test_a_failing_recipients_iterable_raises_after_accounting(
     assert seen == 3
 
 
+class Flaky:
+    """Recipients from a source that fails once (at ``fail_at``), then would go on."""
+
+    def __init__(self, fail_at: int, total: int = 8) -> None:
+        self.fail_at = fail_at
+        self.total = total
+        self.calls = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError("database hiccup")
+        if self.calls > self.total:
+            raise StopIteration
+        return f"u{self.calls:03d}"
+
+
+class AsyncFlaky:
+    """:class:`Flaky`, read asynchronously."""
+
+    def __init__(self, flaky: Flaky) -> None:
+        self.flaky = flaky
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return next(self.flaky)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+@pytest.mark.parametrize("source", ["sync", "async"])
+@pytest.mark.parametrize("when", ["sending", "skipping"])
+async def test_a_source_that_failed_is_never_read_again(
+    fake: FakeWeChat, wx: AsyncWeChat, source: str, when: str
+) -> None:
+    open_windows(fake, users(9))
+    flaky = Flaky(fail_at=3)
+    control = SendControl()
+
+    def personal(openid: str) -> Message:
+        if when == "skipping":
+            control.stop()  # the rest is read to be reported skipped: the source fails then
+        return Text(content="hi")
+
+    with pytest.raises(OSError, match="database hiccup"):
+        await wx.message.send_many(
+            flaky if source == "sync" else AsyncFlaky(flaky),
+            personal,
+            max_concurrency=1,
+            control=control,
+        )
+    assert flaky.calls == 3  # never asked again after it failed
+    report = control.report
+    assert report is not None
+    # Stopped while its message was built, the first one is not sent either.
+    expected = [SendStatus.SENT if when == "sending" else SendStatus.SKIPPED] * 2
+    assert [r.status for r in report.results] == expected
+    assert report.complete is False
+    assert isinstance(report.stopped_by, SendCancelledError)
+
+
 async def test_the_readers_own_exception_comes_out_unwrapped(
     fake: FakeWeChat, wx: AsyncWeChat
 ) -> None:
@@ -687,15 +1150,57 @@ async def test_the_readers_own_exception_comes_out_unwrapped(
             async for _ in results:
                 raise LookupError("storage full")
 
-    with pytest.raises(LookupError, match="storage full"):
+    with pytest.raises(LookupError, match="storage full") as caught:
         await store_fails()
-    assert not stream.summary.complete
+    assert type(caught.value) is LookupError
+    lines = [frame.line for frame in traceback.extract_tb(caught.value.__traceback__)]
+    assert 'raise LookupError("storage full")' in lines  # it still shows where it was raised
+    assert stream.summary.complete is False
 
 
-async def test_a_stream_must_be_entered(wx: AsyncWeChat) -> None:
-    with pytest.raises(TypeError, match="async with"):
+async def test_a_readers_exception_bounds_the_requests_in_flight(
+    fake: FakeWeChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_defaults, "BULK_CANCEL_GRACE", 0.02)
+    recipients = users(4)
+    open_windows(fake, recipients)
+    gate = Gate(fake)
+    async with gated_client(fake, gate, SleepRecorder()) as wx:
+        await wx.access_token()
+        stream = wx.message.stream_many(recipients, NOTICE, max_concurrency=2)
+        gate.hold = anyio.Event()  # WeChat acts, but no answer ever comes
+
+        async def store_fails() -> None:
+            async with stream:
+                while gate.in_flight < 2:
+                    await anyio.lowlevel.checkpoint()
+                raise LookupError("storage full")  # the reader fails before reading any
+
+        with anyio.fail_after(5), pytest.raises(LookupError, match="storage full"):
+            await store_fails()
+    assert stream.summary.total == 2  # the other two were never read
+    unread = stream.unread
+    assert [r.status for r in unread] == [SendStatus.UNKNOWN] * 2
+    assert all(isinstance(r.error, SendInterruptedError) for r in unread)
+    assert gate.in_flight == 0
+
+
+async def test_a_stream_must_be_entered_once(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    with pytest.raises(TypeError) as outside:
         async for _ in wx.message.stream_many(["a"], NOTICE):
             pass
+    assert str(outside.value) == (
+        "read a SendStream inside its context: "
+        "async with wx.message.stream_many(...) as results: async for r in results"
+    )
+    open_windows(fake, ["a"])
+    stream = wx.message.stream_many(["a"], NOTICE)
+    async with stream as results:
+        assert results is stream
+        with pytest.raises(RuntimeError) as twice:
+            await stream.__aenter__()
+        assert str(twice.value) == "a SendStream can be entered once"
+        assert [r.status async for r in results] == [SendStatus.SENT]
 
 
 # ---------------------------------------------------------------- rate limit (fake clock)
@@ -892,16 +1397,80 @@ def test_rate_limiter_refuses_bad_settings(kwargs: dict[str, float], message: st
 # ---------------------------------------------------------------- argument checks
 
 
-async def test_bad_arguments_fail_before_any_request(fake: FakeWeChat, wx: AsyncWeChat) -> None:
-    with pytest.raises(TypeError, match="one string"):
-        await wx.message.send_many("o_user", NOTICE)
-    with pytest.raises(ValueError, match="max_concurrency"):
-        await wx.message.send_many(["a"], NOTICE, max_concurrency=0)
-    with pytest.raises(ValidationError, match="kf_account"):
-        await wx.message.send_many(["a"], NOTICE, kf_account="nobody")
-    with pytest.raises(TypeError, match="message"):
-        await wx.message.send_many(["a"], {"text": "hi"})  # type: ignore[arg-type]
+_ONE_STRING: Final = "recipients must be an iterable of openids, not one string"
+_CONCURRENCY: Final = "max_concurrency must be an integer >= 1, got "
+BAD_ARGUMENTS: Final = [
+    ("o_user", NOTICE, {}, TypeError, _ONE_STRING),
+    (b"o_user", NOTICE, {}, TypeError, _ONE_STRING),
+    (
+        42,
+        NOTICE,
+        {},
+        TypeError,
+        "recipients must be an iterable or async iterable of openids, got int",
+    ),
+    (["a"], NOTICE, {"max_concurrency": 0}, ValueError, _CONCURRENCY + "0"),
+    (["a"], NOTICE, {"max_concurrency": True}, ValueError, _CONCURRENCY + "True"),
+    (["a"], NOTICE, {"max_concurrency": 2.0}, ValueError, _CONCURRENCY + "2.0"),
+    (
+        ["a"],
+        NOTICE,
+        {"kf_account": "nobody"},
+        ValidationError,
+        "kf_account: must be prefix@wechatid: a prefix of 1-10 letters, digits or "
+        "underscores, '@', and the account's WeChat ID of at most 30 characters (got 'nobody')",
+    ),
+    (
+        ["a"],
+        {"text": "hi"},
+        {},
+        TypeError,
+        "message must be a wechat_kf message or a callable openid -> message, got dict",
+    ),
+    (
+        ["a"],
+        NOTICE,
+        {"rate": 0},
+        ValueError,
+        "rate must be a number of messages per second > 0, got 0",
+    ),
+]
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["send_many", "stream_many"])
+@pytest.mark.parametrize(
+    ("recipients", "message", "options", "error", "text"),
+    BAD_ARGUMENTS,
+    ids=[f"{type(r).__name__}-{sorted(o) or type(m).__name__}" for r, m, o, *_ in BAD_ARGUMENTS],
+)
+async def test_bad_arguments_fail_before_any_request(
+    fake: FakeWeChat,
+    wx: AsyncWeChat,
+    streaming: bool,
+    recipients: object,
+    message: object,
+    options: dict[str, object],
+    error: type[Exception],
+    text: str,
+) -> None:
+    async def start() -> None:
+        if streaming:
+            wx.message.stream_many(recipients, message, **options)  # type: ignore[arg-type]
+        else:
+            await wx.message.send_many(recipients, message, **options)  # type: ignore[arg-type]
+
+    with pytest.raises(error) as caught:
+        await start()
+    assert str(caught.value) == text
     assert fake.requests == type(fake.requests)()
+
+
+async def test_one_worker_and_a_rate_as_a_number_are_allowed(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    open_windows(fake, users(3))
+    report = await wx.message.send_many(users(3), NOTICE, max_concurrency=1, rate=1e9)
+    assert report.sent == 3
 
 
 # ---------------------------------------------------------------- pool sizing, transports

@@ -29,6 +29,8 @@ from wechat_kf import (
     Video,
     Voice,
 )
+from wechat_kf._pipeline import encode_json
+from wechat_kf.messages import envelope
 from wechat_kf.testing import FakeWeChat, sample_media
 from wechat_kf.testing._media import MEDIA_LIFETIME
 
@@ -223,7 +225,14 @@ async def test_a_refused_media_id_you_named_is_not_retried(
         await wx.message.send("o_a", Image(media_id="unknown-media"))
     report = await wx.message.send_many(["o_a"], Image(media_id="unknown-media"))
     assert report.errcodes[40007] == 1
-    assert len(fake.requests_to(SEND)) == 2
+
+    def personal(openid: str) -> Image:
+        return Image(media_id="unknown-media")
+
+    report = await wx.message.send_many(["o_a", "o_a"], personal, max_concurrency=1)
+    assert dict(report.errcodes) == {40007: 2}
+    assert all(isinstance(r.error, InvalidMediaIdError) for r in report.results)
+    assert len(fake.requests_to(SEND)) == 4  # one each: nothing to upload again
     assert fake.uploads == []
 
 
@@ -236,6 +245,7 @@ async def test_a_failed_upload_skips_every_recipient_of_a_bulk_send(
     report = await wx.message.send_many(recipients, Image(file=PICTURE))
     assert report.skipped == 20
     assert isinstance(report.stopped_by, MediaTypeError)
+    assert report.stopped_by.__traceback__ is None  # shared by 20 results: no frames kept
     assert all(r.error is report.stopped_by for r in report.results)
     assert fake.requests_to(SEND) == []
 
@@ -254,7 +264,47 @@ async def test_a_failed_re_upload_fails_the_recipient_never_sends_twice(
     error = report.results[0].error
     assert isinstance(error, InvalidMediaIdError)
     assert isinstance(error.__cause__, MediaTypeError)
+    assert error.__traceback__ is error.__cause__.__traceback__ is None
     assert fake.sent_to(recipients[1]) == fake.sent_to(recipients[2]) == []
+
+
+@pytest.mark.parametrize("personalised", [False, True], ids=["fixed", "personalised"])
+async def test_a_send_made_again_after_a_re_upload_keeps_its_agent_and_ai_flag(
+    fake: FakeWeChat, wx: AsyncWeChat, personalised: bool
+) -> None:
+    fake.add_agent("kf_1@service", "Ann")
+    recipients = users(3)
+    open_windows(fake, recipients)
+    message = Image(file=PICTURE)
+    await wx.message.send_many(recipients[:1], message)
+    fake.uploads[0].created_at -= MEDIA_LIFETIME  # WeChat dropped it; the cache still has it
+
+    def personal(openid: str) -> Image:
+        return message
+
+    report = await wx.message.send_many(
+        recipients[1:],
+        personal if personalised else message,
+        kf_account="kf_1@service",
+        ai_generated=True,
+        max_concurrency=1,
+    )
+    assert [r.status for r in report.results] == [SendStatus.SENT] * 2
+    assert dict(report.errcodes) == {}  # the refused send was made again: not a failure
+    first, again = fake.uploads  # uploaded again once, for both recipients
+    _earlier, refused, *made = fake.requests_to(SEND)
+    assert refused.json()["image"] == {"media_id": first.media_id}
+    assert [request.body for request in made] == [
+        encode_json(
+            envelope(
+                openid,
+                Image(media_id=again.media_id),
+                kf_account="kf_1@service",
+                ai_generated=True,
+            )
+        )
+        for openid in recipients[1:]
+    ]
 
 
 # ---------------------------------------------------------------- the cache

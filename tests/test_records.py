@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import tracemalloc
 from datetime import datetime, timedelta, timezone
+from typing import Final
 
 import pytest
 from cattrs.gen import make_dict_structure_fn
@@ -78,6 +79,30 @@ async def test_page_validation(
     assert not fake.requests_to(GET_MSG_LIST)
 
 
+async def test_page_defaults_and_limits_on_the_wire(fake: FakeWeChat, wx: AsyncWeChat) -> None:
+    await wx.records.page(T0, T0 + 10)
+    await wx.records.page(T0, T0 + 10, msgid=2**63 - 1, number=1)
+    first, last = (r.json() for r in fake.requests_to(GET_MSG_LIST))
+    assert (first["msgid"], first["number"]) == (1, 10_000)
+    assert (last["msgid"], last["number"]) == (2**63 - 1, 1)
+    with pytest.raises(ValidationError, match="msgid"):
+        await wx.records.page(T0, T0 + 10, msgid=2**63)
+    with pytest.raises(ValidationError) as too_long:
+        await wx.records.page(T0, T0 + DAY + 1)
+    assert str(too_long.value) == "end: must be at most 24 hours (86400 s) after start; use iter()"
+    with pytest.raises(ValidationError) as backwards:
+        await wx.records.page(T0, T0 - 1)
+    assert str(backwards.value) == "end: must not be before start"
+    assert backwards.value.value == T0 - 1
+    for number in (0, 10_001):
+        with pytest.raises(ValidationError) as bad_number:
+            await anext(wx.records.iter(T0, T0 + 10, number=number))
+        assert bad_number.value.field == "number"
+    with pytest.raises(ValidationError, match="end: must not be before start"):
+        await anext(wx.records.iter(T0, T0 - 1))
+    assert len(fake.requests_to(GET_MSG_LIST)) == 2
+
+
 async def test_a_full_24h_window_and_a_single_second_are_allowed(
     fake: FakeWeChat, wx: AsyncWeChat
 ) -> None:
@@ -138,6 +163,24 @@ async def test_iter_tiles_a_month_with_no_gap_and_no_overlap(
     assert all(e - s < DAY for s, e in spans)
 
 
+@pytest.mark.parametrize("days", [0, 1, 2])
+async def test_iter_keeps_the_last_second_when_a_window_starts_at_end(
+    fake: FakeWeChat, wx: AsyncWeChat, days: int
+) -> None:
+    # end - start a whole number of days: the last 24 h window is the one second at ``end``.
+    end = T0 + days * DAY
+    times = sorted({T0 - 1, T0, end - 1, end, end + 1})
+    _seed(fake, times)
+    got = [r.time async for r in wx.records.iter(T0, end)]
+    assert got == [datetime.fromtimestamp(t, timezone.utc) for t in times if T0 <= t <= end]
+    spans = [(w["starttime"], w["endtime"]) for w in map(_body, fake.requests_to(GET_MSG_LIST))]
+    assert spans == [(T0 + k * DAY, T0 + (k + 1) * DAY - 1) for k in range(days)] + [(end, end)]
+
+
+def _body(request: object) -> dict[str, int]:
+    return request.json()  # type: ignore[attr-defined,no-any-return]
+
+
 async def test_iter_accepts_aware_datetimes(fake: FakeWeChat, wx: AsyncWeChat) -> None:
     _seed(fake, [T0 + 5])
     start = datetime.fromtimestamp(T0, timezone(timedelta(hours=8)))  # Beijing time
@@ -195,6 +238,49 @@ def test_record_hook_agrees_with_the_generic_converter(wire: dict[str, object]) 
     assert got == expected
     if got is not None:
         assert type(got.opercode) is OperCode
+
+
+_GOOD: Final = {"openid": "o", "opercode": 2002, "time": T0}
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({**_GOOD, "openid": []}, "openid: expected a string, got list"),
+        ({**_GOOD, "opercode": "x"}, "opercode: expected an integer, got str"),
+        ({**_GOOD, "opercode": True}, "opercode: expected an integer, got True"),
+        ({**_GOOD, "opercode": []}, "opercode: expected an integer, got list"),
+        ({**_GOOD, "time": True}, "time: expected an integer, got True"),
+        ({**_GOOD, "time": 10**30}, "time: "),
+        ({**_GOOD, "text": 1.5}, "text: expected a string, got float"),
+        ({**_GOOD, "worker": None}, "worker: expected a string, got NoneType"),
+        ({"opercode": 2002, "time": T0}, "\"record without 'openid'\""),
+        ({"openid": "o", "time": T0}, "\"record without 'opercode'\""),
+        ({"openid": "o", "opercode": 2002}, "\"record without 'time'\""),
+        (5, "a record must be an object, got int"),
+    ],
+)
+def test_a_bad_record_is_named_with_its_field(record: object, reason: str) -> None:
+    with pytest.raises(MalformedResponseError) as caught:
+        structure({"recordlist": [_GOOD, record]}, RecordPage)
+    assert str(caught.value).startswith(
+        f"response does not match RecordPage: recordlist[1]: {reason}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ([], "the answer must be an object, got list"),
+        ({"recordlist": {}}, "recordlist must be a list, got dict"),
+        ({"number": "x"}, "expected an integer, got str"),
+        ({"msgid": None}, "expected an integer, got NoneType"),
+    ],
+)
+def test_a_bad_page_says_why(answer: object, reason: str) -> None:
+    with pytest.raises(MalformedResponseError) as caught:
+        structure(answer, RecordPage)
+    assert str(caught.value) == f"response does not match RecordPage: {reason}"
 
 
 def test_page_hook_names_the_bad_record() -> None:

@@ -348,6 +348,11 @@ async def test_forget(wx: AsyncWeChat) -> None:
     assert not (await wx.windows.get(USER)).known
 
 
+async def test_the_area_shows_no_state_in_its_repr(wx: AsyncWeChat) -> None:
+    await wx.windows.opened(USER)
+    assert repr(wx.windows) == "<WindowsAPI>"
+
+
 # ---------------------------------------------------------------------- reachable, sharing
 
 
@@ -519,6 +524,37 @@ async def test_a_stopped_send_gives_back_the_messages_it_reserved(
     }
     sent = report.with_status("sent")[0].openid
     assert left == {openid: 4 if openid == sent else 5 for openid in left}
+
+
+async def test_a_cancelled_send_gives_back_the_messages_it_reserved(
+    wx: AsyncWeChat, fake: FakeWeChat
+) -> None:
+    openids = ["o_a", "o_b", "o_c"]
+    for openid in openids:
+        fake.user_says(openid)
+    await feed(wx, fake)
+    control = SendControl()
+    with anyio.CancelScope() as scope:
+
+        async def sleep(seconds: float) -> None:  # the rate limiter's wait: cancel the caller
+            scope.cancel()
+            await anyio.sleep_forever()
+
+        await wx.message.send_many(
+            openids,
+            Text(content="x"),
+            skip_unreachable=True,
+            rate=RateLimiter(1, sleep=sleep),
+            max_concurrency=3,
+            control=control,
+        )
+    report = control.report
+    assert report is not None
+    assert report.sent == 1
+    assert report.skipped >= 1  # cancelled while waiting for the rate: their requests never left
+    left = {openid: (await wx.windows.get(openid)).messages_left for openid in openids}
+    sent = report.with_status("sent")[0].openid
+    assert left == {openid: 4 if openid == sent else 5 for openid in openids}
 
 
 async def test_concurrent_bulk_sends_never_spend_more_than_the_window(

@@ -79,14 +79,14 @@ class RateLimiter:
     def _reserve(self) -> tuple[float, float, float]:
         """Reserve the next slot: its start, its end (the new ``_tat``) and the wait for it."""
         now = self._clock()
-        if self._tat > now:
+        if self._tat > now:  # pragma: no mutate (== now: either way the slot at now is next)
             tat = self._tat
         else:
             tat = now
             self._given_back.clear()  # every slot reserved so far is due: none to return to
         self._tat = end = tat + self._interval
         wait = tat - self._tolerance - now
-        return tat, end, (wait if wait > 0 else 0.0)
+        return tat, end, (wait if wait > 0 else 0.0)  # pragma: no mutate (>= 0: the same 0.0)
 
     def _give_back(self, start: float, end: float) -> None:
         """Return an unused slot; the reservations at the end are undone as far as they go."""
@@ -97,9 +97,10 @@ class RateLimiter:
 
     def _used(self, end: float) -> None:
         """A slot was used: the slots given back before it can never be returned to."""
-        given_back = self._given_back
-        if given_back:
-            for stale in [key for key in given_back if key <= end]:
+        # Hygiene only: those slots are never reached again (and none ends at ``end``).
+        given_back = self._given_back  # pragma: no mutate (hygiene)
+        if given_back:  # pragma: no mutate (hygiene)
+            for stale in [key for key in given_back if key <= end]:  # pragma: no mutate (hygiene)
                 del given_back[stale]
 
     async def acquire(self) -> None:

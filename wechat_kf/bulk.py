@@ -48,7 +48,6 @@ import contextlib
 import enum
 import functools
 import inspect
-import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from operator import attrgetter
@@ -192,6 +191,7 @@ class SendSummary:
         complete: whether every recipient has a result; ``False`` when the input was not read
             to its end (the caller was cancelled, the reader of a stream left early, or the
             recipients iterable raised): those after the last result were not attempted.
+            ``False`` too while the run goes on (a request still in flight).
     """
 
     counts: MappingProxyType[SendStatus, int]
@@ -300,13 +300,17 @@ _END: Final = _End()
 
 
 def _without_traceback(error: BaseException) -> None:
-    """Drop the frames an error (and its causes) keep alive; keep type, message and fields."""
-    seen = 0
+    """Drop the frames an error and the chain behind it keep alive; keep types, texts, fields.
+
+    The chain is followed as a traceback prints it (``__cause__``, else ``__context__``), to its
+    end: a chain that loops back on itself ends where it does.
+    """
+    seen: set[int] = set()
     current: BaseException | None = error
-    while current is not None and seen < 8:
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
-        seen += 1
 
 
 def _message_of(value: object) -> Message:
@@ -339,7 +343,7 @@ class _Body:
         *,
         kf_account: str | None,
         ai_generated: bool,
-        media: MediaAPI | None = None,
+        media: MediaAPI,
     ) -> None:
         self._kf_account = kf_account
         self._ai_generated = ai_generated
@@ -348,9 +352,9 @@ class _Body:
         self._message: Message | None = None
         self._resolved: ResolvedMessage | None = None
         self._refreshing: anyio.Lock | None = None
-        self._suffix = b""
+        self._suffix = b""  # pragma: no mutate (set before any use: below, or by prepare())
         if isinstance(message, Message):
-            if media is not None and message.media_fields and message.has_local_files:
+            if message.media_fields and message.has_local_files:
                 self._message = message  # uploaded by prepare(), before the first send
             else:
                 self._suffix = self._encode(message)
@@ -364,15 +368,13 @@ class _Body:
 
     def _encode(self, message: Message) -> bytes:
         body = envelope("", message, kf_account=self._kf_account, ai_generated=self._ai_generated)
-        del body["touser"]
         # '{"touser":' + openid + ',' + the rest of the object: byte for byte what
         # encode_json(envelope(openid, ...)) produces, without re-encoding the message.
-        return b"," + encode_json(body)[1:]
+        return encode_json(body).removeprefix(b'{"touser":""')
 
     async def prepare(self) -> None:
         """Upload a fixed message's local files (once) and encode it."""
         if self._message is not None and self._resolved is None:
-            assert self._media is not None
             self._resolved = await self._media.resolve(self._message)
             self._suffix = self._encode(self._resolved.message)
 
@@ -407,7 +409,7 @@ class _Body:
                 f"the message callable failed for this recipient: {type(exc).__name__}: {exc}"
             ) from exc
         state: MediaState | None = None
-        if self._media is not None and message.media_fields and message.has_local_files:
+        if message.media_fields and message.has_local_files:
             resolved = await self._media.resolve(message)  # its errors: typed, never sent
             state = (message, resolved)
             message = resolved.message
@@ -423,7 +425,6 @@ class _Body:
         the same media, reuse its upload.
         """
         message, resolved = state
-        assert self._media is not None
         if self._factory is not None:
             again = await self._media.resolve(message, stale=resolved)
             body = envelope(
@@ -454,9 +455,9 @@ class _Run:
         max_concurrency: int,
         rate: float | RateLimiter | None,
         collect: bool,
-        media: MediaAPI | None = None,
-        ledger: WindowLedger | None = None,
-        skip_unreachable: bool = False,
+        media: MediaAPI,
+        ledger: WindowLedger,
+        skip_unreachable: bool,
     ) -> None:
         if isinstance(recipients, str | bytes):
             raise TypeError("recipients must be an iterable of openids, not one string")
@@ -471,10 +472,10 @@ class _Run:
         self._body = _Body(message, kf_account=kf_account, ai_generated=ai_generated, media=media)
         self._pipeline = pipeline
         self._ledger = ledger
-        self._reserve = skip_unreachable and ledger is not None
+        self._reserve = skip_unreachable
         self._endpoint = endpoint
         self._iterator: Iterator[str] | None = None
-        self._aiterator: AsyncIterator[str] | None = None
+        self._aiterator: AsyncIterator[str] | None = None  # pragma: no mutate (set or unused)
         if isinstance(recipients, AsyncIterable):
             self._aiterator = aiter(recipients)
         elif isinstance(recipients, Iterable):
@@ -488,7 +489,8 @@ class _Run:
         self._limiter = rate if isinstance(rate, RateLimiter) or rate is None else RateLimiter(rate)
         self._grace = _defaults.BULK_CANCEL_GRACE
         self._collect = collect
-        self._deliver: Callable[[SendResult], Awaitable[None]] | None = None
+        # Set by execute() before any worker runs:
+        self._deliver: Callable[[SendResult], Awaitable[None]] | None = None  # pragma: no mutate
         self.results: list[SendResult] = []
         #: Streaming: the results recorded but not yet handed to the reader, in record order.
         self._pending: dict[int, SendResult] | None = None if collect else {}
@@ -500,14 +502,13 @@ class _Run:
         self._incomplete = False
         self._drain = True
         self._source_error: BaseException | None = None
-        self._pull_lock: anyio.Lock | None = None
+        self._pull_lock: anyio.Lock | None = None  # pragma: no mutate (set by execute())
         self._inflight: set[anyio.CancelScope] = set()
         self._rate_waits: set[anyio.CancelScope] = set()
-        self._grace_deadline = math.inf
-        self._workers_done: anyio.Event | None = None
-        self._active = 0
+        self._workers_done: anyio.Event | None = None  # pragma: no mutate (set by execute())
+        self._active = 0  # pragma: no mutate (set by execute())
         self._factory_logged = False
-        self._cancelled: type[BaseException] = BaseException
+        self._cancelled: type[BaseException] = BaseException  # pragma: no mutate (execute())
 
     # ---------------------------------------------------------------- state
 
@@ -533,7 +534,8 @@ class _Run:
             counts=_counts(self._counts),
             errcodes=MappingProxyType(dict(self._errcodes)),
             stopped_by=self._halted,
-            complete=self._exhausted and not self._incomplete,
+            # Every recipient read and none still in a worker's hands (a request in flight).
+            complete=self._exhausted and self._active == 0 and not self._incomplete,
         )
 
     def report(self) -> SendReport:
@@ -549,13 +551,14 @@ class _Run:
         )
 
     def handed(self, result: SendResult) -> None:
-        """Streaming: the reader has ``result``."""
-        if self._pending is not None:
-            self._pending.pop(result.index, None)
+        """Streaming: the reader has ``result`` (recorded before it was handed over)."""
+        assert self._pending is not None
+        del self._pending[result.index]
 
     def unread(self) -> tuple[SendResult, ...]:
         """Streaming: the results recorded and never handed to the reader, in record order."""
-        return () if self._pending is None else tuple(self._pending.values())
+        assert self._pending is not None
+        return tuple(self._pending.values())
 
     def _record(self, result: SendResult) -> None:
         self._counts[result.status] += 1
@@ -591,12 +594,8 @@ class _Run:
         except BaseException:
             self._incomplete = True
             raise
-        if self._halted is not None and self._drain and self._source_error is None:
-            try:
-                await self._skip_rest(self._halted)
-            except BaseException:
-                self._incomplete = True
-                raise
+        if self._halted is not None:  # the rest (unless abandoned, or unreadable): skipped
+            await self._skip_rest(self._halted)  # cancelled here: the rest was not all read
         if self._source_error is not None:
             raise self._source_error
 
@@ -607,9 +606,10 @@ class _Run:
             await self._workers_done.wait()
         except self._cancelled:
             self.halt(SendCancelledError("the bulk send was cancelled"))
-            self._grace_deadline = anyio.current_time() + self._grace
+            # Halted first: no request starts after this, so every one in flight is here.
+            deadline = anyio.current_time() + self._grace
             for scope in self._inflight:
-                scope.deadline = min(scope.deadline, self._grace_deadline)
+                scope.deadline = deadline
             raise
 
     async def _work(self) -> None:
@@ -674,7 +674,7 @@ class _Run:
 
     def _source_failed(self, exc: Exception) -> None:
         self._source_error = exc
-        self._incomplete = True
+        self._incomplete = True  # pragma: no mutate (never exhausted after a failure: explicit)
         self.halt(SendCancelledError(f"reading the recipients failed: {type(exc).__name__}"))
 
     async def _process(self, index: int, openid: str) -> SendResult:
@@ -704,7 +704,6 @@ class _Run:
             return SendResult(index=index, openid=openid, status=SendStatus.FAILED, error=exc)
         reservation: Reservation | None = None
         if self._reserve and self._halted is None:
-            assert self._ledger is not None
             try:  # before the rate limiter: a skipped recipient costs no request and no slot
                 reservation = await self._ledger.reserve(openid)
             except UnreachableError as exc:
@@ -718,7 +717,7 @@ class _Run:
                     try:
                         await self._limiter.acquire()
                     finally:
-                        self._rate_waits.discard(waiting)
+                        self._rate_waits.discard(waiting)  # pragma: no mutate (hygiene)
         except BaseException:
             await self._unreserve(reservation)  # cancelled before the request left
             raise
@@ -729,7 +728,7 @@ class _Run:
             )
         status = SendStatus.SENT
         error: WeChatError | None = None
-        with anyio.CancelScope(shield=True, deadline=self._grace_deadline) as scope:
+        with anyio.CancelScope(shield=True) as scope:  # bounded by _watch() once cancelled
             self._inflight.add(scope)
             try:
                 await self._send(openid, body, state, reservation)
@@ -742,7 +741,7 @@ class _Run:
                 if isinstance(exc, STOP_ERRORS):
                     self.halt(exc)
             finally:
-                self._inflight.discard(scope)
+                self._inflight.discard(scope)  # pragma: no mutate (hygiene)
         if scope.cancelled_caught:
             status = SendStatus.UNKNOWN
             error = SendInterruptedError(
@@ -758,9 +757,6 @@ class _Run:
         self, openid: str, body: bytes, state: MediaState | None, reservation: Reservation | None
     ) -> None:
         """One recipient's send, through the window ledger (which learns from its answer)."""
-        if self._ledger is None:
-            await self._request(openid, body, state)
-            return
         call = functools.partial(self._request, openid, body, state)
         await self._ledger.send(openid, call, reservation)
 
@@ -778,7 +774,7 @@ class _Run:
             await self._pipeline.call(self._endpoint, content=body)
 
     async def _unreserve(self, reservation: Reservation | None) -> None:
-        if reservation is not None and self._ledger is not None:
+        if reservation is not None:
             await self._ledger.release(reservation)
 
     def _log_factory_failure(self, exc: WeChatError) -> None:
@@ -799,7 +795,7 @@ class _Run:
                 else (await self._pull_async(draining=True))
             )
             if isinstance(item, _End):
-                break
+                return
             index = self._next_index
             self._next_index = index + 1
             result = SendResult(index=index, openid=item, status=SendStatus.SKIPPED, error=reason)
@@ -817,16 +813,19 @@ async def send_many(
     recipients: Recipients,
     message: Message | MessageFactory,
     *,
-    kf_account: str | None = None,
-    ai_generated: bool = False,
-    max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
-    rate: float | RateLimiter | None = None,
-    control: SendControl | None = None,
-    media: MediaAPI | None = None,
-    ledger: WindowLedger | None = None,
-    skip_unreachable: bool = False,
+    kf_account: str | None,
+    ai_generated: bool,
+    max_concurrency: int,
+    rate: float | RateLimiter | None,
+    control: SendControl | None,
+    media: MediaAPI,
+    ledger: WindowLedger,
+    skip_unreachable: bool,
 ) -> SendReport:
-    """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`)."""
+    """Run a bulk send to the end and return its report (see :meth:`MessageAPI.send_many`).
+
+    The engine's entry point: :class:`MessageAPI` passes every option (the defaults are its).
+    """
     run = _Run(
         pipeline,
         endpoint,
@@ -927,8 +926,7 @@ class SendStream:
         except BaseException as raised:
             # The task group wraps what the body raised in an exception group: hand the
             # caller's own exception back as it was raised.
-            inner = getattr(raised, "exceptions", None)
-            if exc is not None and isinstance(inner, tuple) and len(inner) == 1 and inner[0] is exc:
+            if exc is not None and getattr(raised, "exceptions", None) == (exc,):
                 raise exc.with_traceback(tb) from exc.__cause__
             raise
 
@@ -996,15 +994,18 @@ def stream_many(
     recipients: Recipients,
     message: Message | MessageFactory,
     *,
-    kf_account: str | None = None,
-    ai_generated: bool = False,
-    max_concurrency: int = _defaults.BULK_MAX_CONCURRENCY,
-    rate: float | RateLimiter | None = None,
-    media: MediaAPI | None = None,
-    ledger: WindowLedger | None = None,
-    skip_unreachable: bool = False,
+    kf_account: str | None,
+    ai_generated: bool,
+    max_concurrency: int,
+    rate: float | RateLimiter | None,
+    media: MediaAPI,
+    ledger: WindowLedger,
+    skip_unreachable: bool,
 ) -> SendStream:
-    """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`)."""
+    """A bulk send whose results stream out (see :meth:`MessageAPI.stream_many`).
+
+    The engine's entry point: :class:`MessageAPI` passes every option (the defaults are its).
+    """
     run = _Run(
         pipeline,
         endpoint,

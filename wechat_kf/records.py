@@ -101,7 +101,8 @@ def _structure_record(value: Any, _: object = None) -> Record:
         if code is None:
             code = OperCode(strict_int(opercode))
         field = "time"
-        moment = datetime.fromtimestamp(when if type(when) is int else strict_int(when), tz=_UTC)
+        seconds = when if type(when) is int else strict_int(when)
+        moment = datetime.fromtimestamp(seconds, tz=_UTC)
         field = "openid"
         if type(openid) is not str:
             openid = lenient_str(openid)
@@ -126,7 +127,7 @@ def _structure_page(value: Any, _: object = None) -> RecordPage:
     if not isinstance(wire, list):
         raise TypeError(f"recordlist must be a list, got {type(wire).__name__}")
     records = []
-    index = 0
+    index = 0  # pragma: no mutate (enumerate sets it before anything can fail)
     try:
         for index, item in enumerate(wire):  # noqa: B007  (named in the error)
             records.append(_structure_record(item))
@@ -198,7 +199,7 @@ class RecordsAPI(APIResource):
         self, starttime: int, endtime: int, number: int, paging: _Paging
     ) -> AsyncIterator[Record]:
         msgid = 1
-        last: Record | None = None
+        last: Record | None = None  # pragma: no mutate (set before it is compared)
         repeat_expected = False
         while True:
             page = await self._page(starttime, endtime, msgid, number)
