@@ -8,6 +8,7 @@ itself and what every transport of the SDK's client shares.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 import httpx
@@ -156,3 +157,44 @@ async def test_each_transport_of_the_sdk_client_answers(fake: FakeWeChat) -> Non
                 assert wx._pipeline.ensure_connections(5) == 5
                 assert wx._pipeline.ensure_connections(4) == 5
                 await wx._http.release_closed_loop()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_every_transport_keeps_connections_alive_for_the_expiry_it_is_given(
+    fake: FakeWeChat, kind: str
+) -> None:
+    """Sequential requests reuse one connection; with an expiry of 0, each opens its own."""
+    for expiry, connections in ((30.0, 1), (0.0, 3)):
+        transport, _ = make_transport(kind, max_connections=4, keepalive_expiry=expiry)  # type: ignore[arg-type]
+        with fake.serve() as server:
+            async with SDKHTTPClient(transport=transport) as http:
+                for _ in range(3):
+                    response = await http.post(f"{server.base_url}/cgi-bin/stable_token", json={})
+                    assert response.status_code == 200
+            assert (kind, expiry, server.connections_made) == (kind, expiry, connections)
+
+
+def test_a_closed_loops_aiohttp_session_is_released_through_the_client(fake: FakeWeChat) -> None:
+    """``asyncio.run`` twice with one client: the second loop closes the first one's session."""
+    selector = _SelectingTransport("auto", 2, 30.0)
+    http = SDKHTTPClient(transport=selector)
+    # The answer closes its connection: no socket outlives the first loop, only the session.
+    fake.inject("/cgi-bin/stable_token", headers={"Connection": "close"})
+    with fake.serve() as server:
+
+        async def first() -> None:
+            await http.post(f"{server.base_url}/cgi-bin/stable_token", json={})
+
+        anyio.run(first, backend="asyncio")
+        assert selector.active == "aiohttp"
+        inner: Any = selector._inner
+        session = inner.client
+        assert not session.closed
+
+        async def release_and_close() -> None:
+            await http.release_closed_loop()
+            assert session.closed
+            assert inner.client is None  # the next request makes a session in this loop
+            await http.aclose()
+
+        anyio.run(release_and_close, backend="asyncio")

@@ -163,7 +163,8 @@ class _HttpxTransport(httpx.AsyncHTTPTransport):
         super().__init__(
             limits=httpx.Limits(
                 max_connections=max_connections,
-                max_keepalive_connections=max_connections,
+                # (httpx reads None, no limit, as this limit: no mutant of it shows.)
+                max_keepalive_connections=max_connections,  # pragma: no mutate
                 keepalive_expiry=keepalive_expiry,
             )
         )
@@ -176,7 +177,7 @@ class _HttpxTransport(httpx.AsyncHTTPTransport):
 
     def ensure_capacity(self, connections: int) -> int:
         """Grow httpcore's pool limits to ``connections`` (they are read at each request)."""
-        if connections > self._limit:
+        if connections > self._limit:  # pragma: no mutate (>=: the same limits set again)
             pool: Any = self._pool
             pool._max_connections = connections
             pool._max_keepalive_connections = connections
@@ -219,7 +220,8 @@ class _SelectingTransport(httpx.AsyncBaseTransport):
     def _choose(self) -> AnyioTransport | AiohttpSDKTransport:
         library = sniffio.current_async_library()
         inner: AnyioTransport | AiohttpSDKTransport
-        if library == "asyncio" and (self.requested == "aiohttp" or aiohttp_installed()):
+        # (make_transport refused "aiohttp" without the extra: installed is the one question.)
+        if library == "asyncio" and aiohttp_installed():
             from wechat_kf._aiohttp import AiohttpSDKTransport
 
             inner = AiohttpSDKTransport(self._limit, self._expiry)
