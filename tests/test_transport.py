@@ -159,11 +159,16 @@ async def test_each_transport_of_the_sdk_client_answers(fake: FakeWeChat) -> Non
                 await wx._http.release_closed_loop()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("extra", [True, False], ids=["with-extra", "without-extra"])
 @pytest.mark.parametrize("kind", TRANSPORTS)
 async def test_every_transport_keeps_connections_alive_for_the_expiry_it_is_given(
-    fake: FakeWeChat, kind: str
+    fake: FakeWeChat, kind: str, extra: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sequential requests reuse one connection; with an expiry of 0, each opens its own."""
+    if not extra:
+        if kind == "aiohttp":
+            pytest.skip("refused without the extra")
+        monkeypatch.setattr("wechat_kf._transport.aiohttp_installed", lambda: False)
     for expiry, connections in ((30.0, 1), (0.0, 3)):
         transport, _ = make_transport(kind, max_connections=4, keepalive_expiry=expiry)  # type: ignore[arg-type]
         with fake.serve() as server:
