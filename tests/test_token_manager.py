@@ -838,7 +838,9 @@ async def test_a_store_that_keeps_changing_gets_two_attempts_then_the_token_serv
     assert [r.getMessage() for r in caplog.records] == [
         "access token for wxapp not stored: the store keeps changing during the refresh"
     ]
-    assert serial(await manager.get()) == "fetched2"  # not cached: the next call reads the store again
+    assert (
+        serial(await manager.get()) == "fetched2"
+    )  # not cached: the next call reads the store again
 
 
 async def test_a_token_the_store_cannot_take_is_kept_in_this_process(
@@ -1005,7 +1007,9 @@ async def test_a_force_refresh_that_works_is_logged_and_counted(
     assert claim is ForceRefreshClaim.TOO_SOON
 
 
-async def test_the_classic_endpoint_returning_the_rejected_token_is_refused_and_remembered() -> None:
+async def test_the_classic_endpoint_returning_the_rejected_token_is_refused_and_remembered() -> (
+    None
+):
     from wechat_kf._tokens import TokenEndpoint
 
     time = VirtualClock()
@@ -1132,3 +1136,19 @@ async def test_a_caller_that_waited_on_a_recovery_backs_off_with_its_short_token
         await time.elapse(10)
     assert [serial(t) for t in got] == ["fetched2"]
     assert fetch.calls == 2
+
+
+@pytest.mark.parametrize("theirs", [7200.0, 7199.999], ids=["same-expiry", "earlier"])
+async def test_a_failed_early_refresh_serves_the_store_s_token_unless_ours_lasts_longer(
+    theirs: float,
+) -> None:
+    time = VirtualClock()
+    store = MemoryTokenStore(clock=time)
+    fetch = BusyFetcher(clock=time)
+    fetch.down = False
+    manager = manager_on(time, store=store, fetch=fetch)
+    ours = await manager.get()  # expires at 7200
+    await store.set("wxapp", AccessToken("theirs", theirs))  # another process's token
+    fetch.down = True
+    at(time, 7200 - 200)
+    assert await manager.get() == ("theirs" if theirs == 7200.0 else ours)

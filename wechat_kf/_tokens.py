@@ -516,11 +516,13 @@ class TokenManager:
     def _offer_spare(self, token: AccessToken | None) -> None:
         """Remember ``token`` as the fallback of a refresh ahead of expiry, if it is better.
 
-        Only a refresh ahead of expiry has a spare (a rejected token is never one).
+        Only a refresh ahead of expiry has a spare (a rejected token is never one). The cached
+        token is offered first, then the store's: on a tie the store's wins, the token every
+        other process uses.
         """
         if not self._refreshing_ahead or token is None or not self._still_valid(token):
             return
-        if self._spare is None or token.expires_at > self._spare.expires_at:
+        if self._spare is None or token.expires_at >= self._spare.expires_at:
             self._spare = token
 
     def _fall_back(self, error: BaseException | None) -> AccessToken | None:
