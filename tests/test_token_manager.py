@@ -671,7 +671,16 @@ async def test_a_new_manager_blocked_by_another_process_serves_the_stored_token_
     assert await store.try_lock("wxapp", 3600) is not None  # another process refreshes
     fetch = CountingFetcher(clock=time)
     manager = manager_on(time, store=store, fetch=fetch)
-    assert await manager.get() == "stored"
+    got: list[str] = []
+
+    async def call() -> None:
+        got.append(await manager.get())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await time.elapse(0)  # no time passes: a caller that polled would still be waiting
+        tg.cancel_scope.cancel()
+    assert got == ["stored"]
     assert (fetch.calls, time.requested) == (0, [])
 
 
@@ -695,6 +704,7 @@ async def test_a_poller_takes_the_token_the_lock_holder_stores() -> None:
             "wxapp", AccessToken("theirs", 7200), expected=None, fence=fence
         )
         await time.elapse(_defaults.TOKEN_POLL_MAX)
+        tg.cancel_scope.cancel()  # a caller still waiting fails the test below, not hangs
     assert got == ["theirs"]
     assert fetch.calls == 0
 
@@ -721,6 +731,7 @@ async def test_a_recovering_poller_waits_past_the_rejected_and_a_stale_token() -
         assert got == [], "a token inside the margin was handed back"
         await store.set("wxapp", AccessToken("theirs", time() + 7200))
         await time.elapse(_defaults.TOKEN_POLL_MAX)
+        tg.cancel_scope.cancel()  # a caller still waiting fails the test below, not hangs
     assert got == ["theirs"]
     assert fetch.calls == 0
 
@@ -917,6 +928,7 @@ async def test_a_lock_lost_during_a_slow_fetch_is_warned_about_once(
             await time.elapse(0)
             time.advance(20)  # the process stalled: the renewal due at 5 s runs at 20 s
             await time.elapse(60)
+            tg.cancel_scope.cancel()
     assert [serial(t) for t in got] == ["fetched1"]
     assert store.renewals == 1  # lost: no more renewals
     assert [r.getMessage() for r in caplog.records] == [
@@ -942,6 +954,7 @@ async def test_without_renewal_a_fetch_slower_than_the_lock_cannot_overwrite_the
         fence = await store.try_lock("wxapp", 60)  # another process takes it
         assert fence is not None
         await time.elapse(10)
+        tg.cancel_scope.cancel()
     assert [serial(t) for t in got] == ["fetched1"]  # used for this call...
     assert await store.get("wxapp") is None  # ...but not stored under the other's lock
     assert await store.compare_and_set(
@@ -1110,6 +1123,7 @@ async def test_a_caller_that_waited_on_the_lock_uses_the_token_just_refreshed() 
         for _ in range(5):
             tg.start_soon(call)
         await time.elapse(1)
+        tg.cancel_scope.cancel()
     assert len(got) == 5
     assert len(set(got)) == 1
     assert (fetch.calls, store.locks, store.reads) == (1, 1, 1)
@@ -1134,6 +1148,7 @@ async def test_a_caller_that_waited_on_a_recovery_backs_off_with_its_short_token
         await time.elapse(0)
         tg.start_soon(call)  # first is valid but a refresh is due: waits for the lock
         await time.elapse(10)
+        tg.cancel_scope.cancel()
     assert [serial(t) for t in got] == ["fetched2"]
     assert fetch.calls == 2
 
