@@ -438,14 +438,14 @@ class TokenManager:
         self._lock: anyio.Lock | None = None
         self._forced: collections.deque[float] = collections.deque()
         #: A refresh ahead of expiry holds the in-process lock (callers with a valid token go on).
-        self._refreshing_ahead = False
+        self._refreshing_ahead = False  # pragma: no mutate (every refresh sets it before a read)
         #: No refresh ahead of expiry before this time (``clock``): the last one failed.
-        self._retry_at = 0.0
+        self._retry_at = 0.0  # pragma: no mutate (1.0 is as long ago on a Unix clock)
         #: The best still-valid token seen during the current refresh (the cached or the stored).
         self._spare: AccessToken | None = None
         #: A token this refresh fetched but could not store while others changed the store: used
         #: for the call that fetched it, never cached (the next call reads the store again).
-        self._orphan: AccessToken | None = None
+        self._orphan: AccessToken | None = None  # pragma: no mutate (compared by identity only)
         #: The last failure of the token endpoint while it is remembered: until its
         #: ``next_attempt_at`` callers get it again at once instead of calling the endpoint.
         self._failure: TokenFetchError | None = None
@@ -475,7 +475,7 @@ class TokenManager:
             now = self._clock()
             if cached.expires_at - now > self.refresh_margin:
                 return cached.value
-            if self._still_valid(cached, now) and (self._refreshing_ahead or now < self._retry_at):
+            if self._still_valid(cached) and (self._refreshing_ahead or now < self._retry_at):
                 return cached.value
         return (await self._refresh(rejected=None)).value
 
@@ -490,7 +490,7 @@ class TokenManager:
         managers only forget their in-memory copy: they never write the store.
         """
         self._cached = None
-        self._retry_at = 0.0
+        self._retry_at = 0.0  # pragma: no mutate (1.0 is as long ago on a Unix clock)
         self._failure = self._force_refused = None
         if self._fetch is not None:
             await self.store.delete(self.appid)
@@ -509,17 +509,20 @@ class TokenManager:
             and token.is_fresh(self.refresh_margin, self._clock())
         )
 
-    def _still_valid(self, token: AccessToken, now: float | None = None) -> bool:
+    def _still_valid(self, token: AccessToken) -> bool:
         """Whether ``token`` may still be handed out when a refresh ahead of expiry fails."""
-        return token.is_fresh(
-            _defaults.TOKEN_FALLBACK_MIN_VALIDITY, self._clock() if now is None else now
-        )
+        return token.is_fresh(_defaults.TOKEN_FALLBACK_MIN_VALIDITY, self._clock())
 
-    def _offer_spare(self, token: AccessToken | None, rejected: str | None) -> None:
-        """Remember ``token`` as the fallback of a refresh ahead of expiry, if it is better."""
-        if rejected is not None or token is None or not self._still_valid(token):
+    def _offer_spare(self, token: AccessToken | None) -> None:
+        """Remember ``token`` as the fallback of a refresh ahead of expiry, if it is better.
+
+        Only a refresh ahead of expiry has a spare (a rejected token is never one). The cached
+        token is offered first, then the store's: on a tie the store's wins, the token every
+        other process uses.
+        """
+        if not self._refreshing_ahead or token is None or not self._still_valid(token):
             return
-        if self._spare is None or token.expires_at > self._spare.expires_at:
+        if self._spare is None or token.expires_at >= self._spare.expires_at:
             self._spare = token
 
     def _fall_back(self, error: BaseException | None) -> AccessToken | None:
@@ -553,7 +556,7 @@ class TokenManager:
         now = self._clock()
         remaining = token.remaining(now)
         if remaining > self.refresh_margin:
-            return 0.0
+            return 0.0  # pragma: no mutate (1.0 is as long ago on a Unix clock)
         spare = remaining - _defaults.TOKEN_FALLBACK_MIN_VALIDITY
         return now + max(_defaults.TOKEN_REFRESH_BACKOFF, spare / 4)
 
@@ -575,15 +578,15 @@ class TokenManager:
             raise self._timeout_error() from None
         ahead = rejected is None
         self._refreshing_ahead = ahead
-        self._spare = self._orphan = None
-        try:
+        try:  # _spare and _orphan are None here: every refresh leaves them so
             # Another task of this process may have refreshed while we waited for the lock.
             cached = self._cached
             if cached is not None and self._usable(cached, rejected):
                 return cached
-            self._offer_spare(cached, rejected)
-            if ahead and self._clock() < self._retry_at:
-                # The last refresh ahead of expiry failed moments ago: do not hit it again yet.
+            self._offer_spare(cached)
+            if self._clock() < self._retry_at:
+                # The last refresh ahead of expiry failed moments ago: do not hit it again yet
+                # (a recovery has no spare: it goes on).
                 spare = self._fall_back(None)
                 if spare is not None:
                     return spare
@@ -595,7 +598,7 @@ class TokenManager:
                 else:
                     token = await self._refresh_local(self._fetch, rejected)
             except _TRANSIENT_REFRESH_ERRORS as exc:
-                spare = self._fall_back(exc) if ahead else None
+                spare = self._fall_back(exc)  # None when recovering: no spare
                 if spare is None:
                     raise
                 return spare
@@ -604,7 +607,7 @@ class TokenManager:
             self._retry_at = self._next_refresh_after(token)
             return token
         finally:
-            self._refreshing_ahead = False
+            self._refreshing_ahead = False  # pragma: no mutate (None is as false)
             self._spare = self._orphan = None
             lock.release()
 
@@ -613,7 +616,7 @@ class TokenManager:
         stored = await self.store.get(self.appid)
         if stored is not None and self._usable(stored, rejected):
             return stored
-        self._offer_spare(stored, rejected)
+        self._offer_spare(stored)
         self._check_remembered(rejected)
         token = await self._fetch_counted(fetch, force=False)
         if rejected is not None and token.value == rejected:
@@ -634,14 +637,13 @@ class TokenManager:
             stored = await store.get(self.appid)
             if stored is not None and self._usable(stored, rejected):
                 return stored
-            self._offer_spare(stored, rejected)
-            if rejected is None and self._spare is not None:
-                # Refreshing ahead of expiry and the token we have still works: no need to
-                # wait for the other process. When to look again is _refresh's to say (a
-                # quarter of the spare's remaining validity, at least the back-off).
-                spare = self._fall_back(None)
-                if spare is not None:
-                    return spare
+            self._offer_spare(stored)
+            # Refreshing ahead of expiry and the token we have still works: no need to wait
+            # for the other process. When to look again is _refresh's to say (a quarter of the
+            # spare's remaining validity, at least the back-off).
+            spare = self._fall_back(None)
+            if spare is not None:
+                return spare
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise self._timeout_error(" (another process holds the refresh lock)")
@@ -657,7 +659,7 @@ class TokenManager:
             # Renew the lock while we work, so a slow fetch does not let another process fetch
             # too. The work runs outside the task group's error handling: its exceptions come
             # out as they are, not wrapped in an exception group.
-            outcome: AccessToken | Exception | None = None
+            outcome: AccessToken | Exception | None = None  # pragma: no mutate (set before read)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._keep_lock, store, fence)
                 try:
@@ -701,7 +703,7 @@ class TokenManager:
         current = await store.get(self.appid)
         if current is not None and self._usable(current, rejected):
             return current
-        self._offer_spare(current, rejected)
+        self._offer_spare(current)
         if current is not None and current.value == rejected:
             # Compare-and-delete: the token is dead for every process, even if our fetch
             # fails; a newer token someone else stored meanwhile is left alone.
@@ -746,7 +748,6 @@ class TokenManager:
 
     async def _read_only(self, rejected: str | None) -> AccessToken:
         stored = await self.store.get(self.appid)
-        self._offer_spare(stored, rejected)
         now = self._clock()
         where = (
             "read-only token mode: the SDK never calls WeChat's token endpoint; "
