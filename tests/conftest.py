@@ -9,13 +9,16 @@ library that transport runs on).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 from hypothesis import settings
 
 from wechat_kf import AsyncWeChat
 from wechat_kf.testing import FakeServer, FakeWeChat
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
 
 pytest_plugins = ["wechat_kf.testing.pytest_plugin"]
 
@@ -111,3 +114,12 @@ async def wx(
             fake.appid, fake.secret, base_url=fake_mode.base_url, sleep=sleeps
         ) as client:
             yield client
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the tests of one module (started here, stopped after them)."""
+    from tests.redis_server import running_redis
+
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server

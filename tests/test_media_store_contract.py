@@ -14,7 +14,7 @@ import anyio
 import pytest
 import redis.asyncio
 
-from tests.redis_server import RedisServer, running_cluster, running_redis
+from tests.redis_server import RedisServer, running_cluster
 from wechat_kf._media_ids import MediaIdStore, MemoryMediaIdStore
 from wechat_kf._redis_media import RedisMediaIdStore
 from wechat_kf.testing import VirtualClock
@@ -31,12 +31,6 @@ class TestMemoryMediaIdStore(MediaStoreContract):
     @pytest.fixture
     def store(self, clock: VirtualClock) -> MediaIdStore:
         return MemoryMediaIdStore(clock=clock)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 class TestRedisMediaIdStore(MediaStoreContract):

@@ -19,14 +19,12 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from wechat_kf import WINDOW_RULES, Interaction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,12 +114,6 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------------- the test
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 def test_eight_processes_never_spend_more_than_a_window_allows(redis_server: RedisServer) -> None:

@@ -6,15 +6,13 @@ the contract suites.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import pytest
 import redis.asyncio
 import redis.exceptions
 
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from wechat_kf import StoreError, TokenStoreError, _defaults, _redis
 from wechat_kf._redis import RedisStore, Script, redis_client, text
 from wechat_kf._redis_tokens import RedisTokenStore
@@ -25,12 +23,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis.asyncio
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 def test_replies_read_as_text() -> None:

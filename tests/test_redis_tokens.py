@@ -46,12 +46,6 @@ def anyio_backend() -> str:
     return "asyncio"  # redis.asyncio
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, for tests that stop, pause or restart it."""

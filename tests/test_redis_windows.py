@@ -10,7 +10,7 @@ import logging
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,6 @@ MEMORY = 3600.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis.asyncio
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 @pytest.fixture

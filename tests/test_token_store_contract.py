@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio
 import redis.asyncio.sentinel
 
-from tests.redis_server import RedisServer, running_cluster, running_redis, running_sentinel
+from tests.redis_server import RedisServer, running_cluster, running_sentinel
 from wechat_kf._redis_tokens import RedisTokenStore
 from wechat_kf._tokens import AccessToken, LockingTokenStore, MemoryTokenStore, TokenStore
 from wechat_kf.testing import VirtualClock
@@ -67,12 +67,6 @@ class TestPlainStore(TokenStoreContract):
     @pytest.fixture
     def store(self) -> TokenStore:
         return PlainStore()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 class TestRedisTokenStore(TokenStoreContract):

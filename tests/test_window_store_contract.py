@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from tests.redis_server import RedisServer, running_cluster, running_redis
+from tests.redis_server import RedisServer, running_cluster
 from wechat_kf import MemoryWindowStore, RedisWindowStore, WindowStore
 from wechat_kf.testing.window_store_contract import WindowStoreContract
 
@@ -28,12 +28,6 @@ class TestMemoryWindowStore(WindowStoreContract):
     @pytest.fixture
     def store(self) -> WindowStore:
         return MemoryWindowStore()
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 class TestRedisWindowStore(WindowStoreContract):

@@ -9,24 +9,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
 from tests.cli.conftest import SEND_PATH, Invoker
-from tests.redis_server import RedisServer, free_port, running_redis
+from tests.redis_server import RedisServer, free_port
 from wechat_kf import AsyncWeChat, MemoryTokenStore, RedisWindowStore
 from wechat_kf.testing import FakeWeChat
 
 HOUR = 3600.0
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(Path(tmp_path_factory.mktemp("redis"))) as server:
-        yield server
 
 
 @pytest.fixture
