@@ -87,7 +87,7 @@ def clients(*, latency: bool) -> list[Client]:
     kinds = [("send_many", "wx.message.send_many", _clients.wx_send_many)]
     if not latency:
         kinds.insert(0, ("send", "wx.message.send, C workers", _clients.wx_send))
-    per_backend = (("asyncio", ("aiohttp", "anyio", "httpx")), ("trio", ("anyio", "httpx")))
+    per_backend = (("asyncio", ("aiohttp", "anyio")), ("trio", ("anyio",)))  # ("httpx" = "anyio")
     rows += [
         Client(
             f"{name}/{transport}/{backend}",

@@ -3,7 +3,7 @@
 Every async test runs on asyncio and on trio. Tests that take the ``wx`` fixture run twice more:
 against the fake WeChat in-process (an httpx transport) and on a real loopback port. Tests that
 take the ``transport`` fixture run on every HTTP transport the SDK can create (on each async
-library that transport runs on).
+library that transport runs on), and on a caller's own ``httpx.AsyncClient()`` (httpx's pool).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import httpx
 import pytest
 from hypothesis import settings
 
@@ -34,21 +35,45 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 #: Every HTTP transport the SDK can create (``AsyncWeChat(transport=...)``) and the async
-#: libraries it runs on. A new transport is one more entry here.
+#: libraries it runs on. A new transport is one more entry here. (``"httpx"`` is another name
+#: of ``"anyio"``: tests/test_transport.py checks that once.)
 SDK_TRANSPORTS: Final[Mapping[str, tuple[str, ...]]] = {
     "anyio": ("asyncio", "trio"),
     "aiohttp": ("asyncio",),  # on trio the SDK falls back to anyio: nothing more to test
-    "httpx": ("asyncio", "trio"),
+}
+
+#: Not an SDK transport: the caller's own ``httpx.AsyncClient()`` (``http_client=``), which
+#: sends with httpx's own pool (httpcore). The ``transport`` fixture runs on it too.
+OWN_HTTPX: Final = "own-httpx"
+TRANSPORTS: Final[Mapping[str, tuple[str, ...]]] = {
+    **SDK_TRANSPORTS,
+    OWN_HTTPX: ("asyncio", "trio"),
 }
 
 
-@pytest.fixture(params=list(SDK_TRANSPORTS))
+@pytest.fixture(params=list(TRANSPORTS))
 def transport(request: pytest.FixtureRequest, anyio_backend: str) -> str:
-    """The name of an SDK transport that runs on the test's async library."""
+    """An SDK transport that runs on the test's async library, or ``OWN_HTTPX``."""
     name = str(request.param)
-    if anyio_backend not in SDK_TRANSPORTS[name]:
-        pytest.skip(f"the {name} transport runs on {', '.join(SDK_TRANSPORTS[name])} only")
+    if anyio_backend not in TRANSPORTS[name]:
+        pytest.skip(f"the {name} transport runs on {', '.join(TRANSPORTS[name])} only")
     return name
+
+
+class _OnOwnHTTPClient(AsyncWeChat):
+    """An AsyncWeChat on a caller's own ``httpx.AsyncClient()``, which the test closes with it."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._http.aclose()
+
+
+def sdk_client(appid: str, secret: str | None, transport: str, **options: Any) -> AsyncWeChat:
+    """``AsyncWeChat(appid, secret, transport=transport, **options)``; for ``OWN_HTTPX``, on a
+    plain ``httpx.AsyncClient()`` of the caller's (closed with the AsyncWeChat)."""
+    if transport == OWN_HTTPX:
+        return _OnOwnHTTPClient(appid, secret, http_client=httpx.AsyncClient(), **options)
+    return AsyncWeChat(appid, secret, transport=transport, **options)  # type: ignore[arg-type]
 
 
 class SleepRecorder:
@@ -71,15 +96,9 @@ class SleepRecorder:
 def loopback_client(
     fake: FakeWeChat, server: FakeServer, transport: str, **options: Any
 ) -> AsyncWeChat:
-    """An AsyncWeChat on the SDK ``transport`` to the fake on loopback; retries never sleep."""
+    """An AsyncWeChat on ``transport`` to the fake on loopback; retries never sleep."""
     options.setdefault("sleep", SleepRecorder())
-    return AsyncWeChat(
-        fake.appid,
-        fake.secret,
-        base_url=server.base_url,
-        transport=transport,  # type: ignore[arg-type]
-        **options,
-    )
+    return sdk_client(fake.appid, fake.secret, transport, base_url=server.base_url, **options)
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ from wechat_kf.bulk import (
 from wechat_kf.messages import Message, envelope
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SleepRecorder, loopback_client
+from .conftest import SleepRecorder, loopback_client, sdk_client
 
 pytestmark = pytest.mark.anyio
 
@@ -1482,14 +1482,11 @@ def _pool_limits(wx: AsyncWeChat) -> tuple[int, int]:
     inner = getattr(transport, "_inner", transport)
     if isinstance(inner, AnyioTransport):
         return inner.pool.max_connections, inner.pool.max_connections  # every one kept alive
-    if hasattr(inner, "client"):  # aiohttp
-        limit = inner.client.connector.limit
-        return limit, limit
-    pool = inner._pool
-    return pool._max_connections, pool._max_keepalive_connections
+    limit = inner.client.connector.limit  # aiohttp's
+    return limit, limit
 
 
-@pytest.mark.parametrize("transport", ["anyio", "httpx"])
+@pytest.mark.parametrize("transport", ["anyio", "httpx"])  # "httpx": the same pool
 async def test_pool_is_sized_from_max_connections_and_grows_for_send_many(
     fake: FakeWeChat, transport: str
 ) -> None:
@@ -1510,7 +1507,7 @@ async def test_pool_is_sized_from_max_connections_and_grows_for_send_many(
             assert _pool_limits(wx) == (32, 32)  # it never shrinks
 
 
-@pytest.mark.parametrize("transport", ["anyio", "httpx"])
+@pytest.mark.parametrize("transport", ["anyio", "httpx"])  # "httpx": the same pool
 async def test_default_pool_keeps_every_connection_alive(transport: str) -> None:
     async with AsyncWeChat("wxapp", "secret", transport=transport) as wx:  # type: ignore[arg-type]
         assert _pool_limits(wx) == (100, 100)
@@ -1584,13 +1581,7 @@ async def test_reset_after_sending_is_never_retried_on_every_transport(
     # pipeline would retry, sending the message twice).
     open_windows(fake, ["a", "b"])
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-            sleep=SleepRecorder(),
-        ) as wx:
+        async with loopback_client(fake, server, transport) as wx:
             await wx.access_token()
             fake.inject(SEND, reset=True, processed=True)
             with pytest.raises(ConnectionLostError):
@@ -1607,25 +1598,14 @@ async def test_read_timeout_and_refused_connection_on_every_transport(
 ) -> None:
     open_windows(fake, ["a"])
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            fake.secret,
-            base_url=server.base_url,
-            transport=transport,  # type: ignore[arg-type]
-            timeout=0.05,
-            sleep=SleepRecorder(),
-        ) as wx:
+        async with loopback_client(fake, server, transport, timeout=0.05) as wx:
             await wx.access_token()
             fake.inject(SEND, delay=0.3)
             with pytest.raises(ResponseTimeoutError):
                 await wx.message.send("a", NOTICE)
     assert len(fake.requests_to(SEND)) == 1
-    async with AsyncWeChat(
-        "wxapp",
-        "secret",
-        base_url="http://127.0.0.1:1",
-        transport=transport,  # type: ignore[arg-type]
-        sleep=SleepRecorder(),
+    async with sdk_client(
+        "wxapp", "secret", transport, base_url="http://127.0.0.1:1", sleep=SleepRecorder()
     ) as wx:
         with pytest.raises(TokenFetchError) as info:
             await wx.access_token()

@@ -25,6 +25,7 @@ from wechat_kf import (
     HTTPStatusError,
     MalformedResponseError,
     MemoryTokenStore,
+    RequestBuildError,
     SendStatus,
     Text,
     TokenError,
@@ -37,7 +38,7 @@ from wechat_kf._tokens import token_from_payload
 from wechat_kf.testing import FakeWeChat
 
 from .chains import assert_no_secret, chain_exceptions
-from .conftest import SleepRecorder, loopback_client
+from .conftest import OWN_HTTPX, SleepRecorder, loopback_client
 
 pytestmark = pytest.mark.anyio
 
@@ -317,6 +318,17 @@ async def test_a_non_ascii_cookie_does_not_poison_the_client(
     fake.inject(STABLE, headers={"Set-Cookie": "sid=caf\xe9; Path=/"})
     fake.inject(KF_LIST, headers=[("Set-Cookie", "lb=caf\xe9"), ("Set-Cookie", "x=1")])
     async with loopback(fake, transport) as wx:
+        if transport == OWN_HTTPX:
+            # A caller's own client keeps cookies (httpx's jar: the token's answer set one),
+            # and httpx cannot encode that one: every later request fails before it leaves,
+            # as a typed error that says so.
+            seen = len(fake.requests_to(KF_LIST))
+            with pytest.raises(RequestBuildError) as info:
+                await wx.kf.list()
+            assert info.value.may_have_reached_wechat is False
+            assert "UnicodeEncodeError" in str(info.value)
+            assert len(fake.requests_to(KF_LIST)) == seen == 0
+            return
         assert await wx.kf.list() == []
         assert await wx.kf.list() == []
         report = await wx.message.send_many(recipients, NOTICE)

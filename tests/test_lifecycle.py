@@ -23,7 +23,7 @@ from wechat_kf import (
 )
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SDK_TRANSPORTS, SleepRecorder, loopback_client
+from .conftest import OWN_HTTPX, SDK_TRANSPORTS, SleepRecorder, loopback_client
 
 KF_LIST = "/cgi-bin/customservice/getkflist"
 NOTICE = Text(content="hello")
@@ -37,6 +37,8 @@ NOTICE = Text(content="hello")
 async def test_a_closed_client_says_so_and_sends_nothing(
     fake: FakeWeChat, transport: str, token: str
 ) -> None:
+    if transport == OWN_HTTPX:
+        pytest.skip("its owner closes a caller's client: see the test after this one")
     with fake.serve() as server:
         wx = loopback_client(fake, server, transport)
         async with wx:

@@ -30,7 +30,7 @@ from wechat_kf import (
 )
 from wechat_kf.testing import FakeWeChat
 
-from .conftest import SleepRecorder, loopback_client
+from .conftest import OWN_HTTPX, SleepRecorder, loopback_client
 
 pytestmark = pytest.mark.anyio
 
@@ -774,7 +774,7 @@ async def test_the_direct_path_names_the_request_without_its_query(
     url = server.base_url + SEND
     cause = info.value.__cause__
     assert isinstance(cause, httpx.TransportError)
-    assert str(cause.request.url) == (url if transport != "httpx" else url + "?access_token=***")
+    assert str(cause.request.url) == (url if transport != OWN_HTTPX else url + "?access_token=***")
     assert info.value.__context__ is None
 
 
@@ -978,7 +978,7 @@ async def test_a_streamed_body_read_twice_is_the_sdks_error(fake: FakeWeChat) ->
 
     held = fake.add_media("image")
     with fake.serve() as server:
-        async with loopback_client(fake, server, "httpx") as wx:  # httpx streams the body
+        async with loopback_client(fake, server, OWN_HTTPX) as wx:  # httpx streams the body
             get = Endpoint("GET", MEDIA_GET)
             async with wx._pipeline.stream(get, query={"media_id": held.media_id}) as answer:
                 assert isinstance(answer, FileAnswer)

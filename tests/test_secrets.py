@@ -7,9 +7,11 @@ import traceback
 
 import pytest
 
-from wechat_kf import AccessToken, AsyncWeChat, MemoryTokenStore, Text, WeChatError
+from wechat_kf import AccessToken, MemoryTokenStore, Text, WeChatError
 from wechat_kf._redaction import get_logger, install_log_redaction, redact
 from wechat_kf.testing import FakeWeChat
+
+from .conftest import OWN_HTTPX, sdk_client
 
 pytestmark = pytest.mark.anyio
 
@@ -26,12 +28,8 @@ async def test_logs_never_hold_the_token_or_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            SECRET,
-            base_url=server.base_url,
-            token_endpoint=endpoint,
-            transport=transport,  # type: ignore[arg-type]
+        async with sdk_client(
+            fake.appid, SECRET, transport, base_url=server.base_url, token_endpoint=endpoint
         ) as wx:
             token = await wx.access_token()
             await wx.kf.list()
@@ -40,7 +38,7 @@ async def test_logs_never_hold_the_token_or_secret(
             new_token = await wx.access_token()
     logged = _everything_logged(caplog)
     assert "GET /cgi-bin/customservice/getkflist: HTTP 200 in" in logged
-    if transport == "httpx":  # through httpx.AsyncClient.request: httpx logs each request
+    if transport == OWN_HTTPX:  # through httpx.AsyncClient.request: httpx logs each request
         assert "HTTP Request: GET" in logged  # httpx's INFO line was emitted...
         assert "access_token=***" in logged  # ...and redacted
     else:  # the SDK's own transports are called directly: no httpx request objects, no line
@@ -107,13 +105,8 @@ async def test_whole_exception_chain_never_holds_the_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with fake.serve() as server:
-        async with AsyncWeChat(
-            fake.appid,
-            SECRET,
-            base_url=server.base_url,
-            timeout=0.2,
-            max_retries=0,
-            transport=transport,  # type: ignore[arg-type]
+        async with sdk_client(
+            fake.appid, SECRET, transport, base_url=server.base_url, timeout=0.2, max_retries=0
         ) as wx:
             token = await wx.access_token()
             fake.user_says("user-1")

@@ -20,7 +20,6 @@ from wechat_kf._transport import (
     TRANSPORTS,
     DirectSender,
     SDKHTTPClient,
-    _HttpxTransport,
     _SelectingTransport,
     make_transport,
 )
@@ -34,15 +33,12 @@ def test_the_transport_names() -> None:
 
 
 def test_each_name_makes_its_transport_and_the_handle_that_sizes_it() -> None:
-    httpx_transport, sizer = make_transport("httpx", max_connections=7, keepalive_expiry=3.0)
-    assert type(httpx_transport) is _HttpxTransport
-    assert sizer is httpx_transport
-    assert sizer.max_connections == 7
-    assert not isinstance(httpx_transport, DirectSender)  # through httpx's layers always
-    anyio_transport, sizer = make_transport("anyio", max_connections=7, keepalive_expiry=3.0)
-    assert type(anyio_transport) is AnyioTransport
-    assert sizer is anyio_transport
-    assert (sizer.max_connections, anyio_transport.pool._expiry) == (7, 3.0)
+    for kind in ("anyio", "httpx"):  # "httpx" is another name of the SDK's own pool
+        anyio_transport, sizer = make_transport(kind, max_connections=7, keepalive_expiry=3.0)  # type: ignore[arg-type]
+        assert type(anyio_transport) is AnyioTransport
+        assert sizer is anyio_transport
+        assert (sizer.max_connections, anyio_transport.pool._expiry) == (7, 3.0)
+        assert isinstance(anyio_transport, DirectSender)
     for kind in ("auto", "aiohttp"):
         lazy, sizer = make_transport(kind, max_connections=7, keepalive_expiry=3.0)  # type: ignore[arg-type]
         assert type(lazy) is _SelectingTransport
@@ -60,14 +56,6 @@ def test_aiohttp_without_the_extra_says_how_to_install_it(monkeypatch: pytest.Mo
     )
     lazy, _ = make_transport("auto", max_connections=1, keepalive_expiry=1.0)  # auto: no error
     assert type(lazy) is _SelectingTransport
-
-
-def test_the_httpx_pool_grows_and_never_shrinks() -> None:
-    transport = _HttpxTransport(4, 5.0)
-    assert transport.ensure_capacity(3) == 4
-    assert transport.ensure_capacity(9) == 9
-    assert transport.max_connections == 9
-    assert transport.ensure_capacity(5) == 9
 
 
 async def test_the_choice_waits_for_the_first_request_and_keeps_the_pool_size(

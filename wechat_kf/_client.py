@@ -174,8 +174,9 @@ class AsyncWeChat:
             installed and the code runs on asyncio, else ``"anyio"``), ``"anyio"`` (the SDK's
             own connection pool, asyncio and trio), ``"aiohttp"`` (aiohttp's connector, ``pip
             install "wechat_kf[aiohttp]"``; on trio the SDK sends with ``"anyio"``) or
-            ``"httpx"`` (httpx's own pool, as ``httpx.AsyncClient()`` sends; slow with more than
-            ~16 requests in flight).
+            ``"httpx"`` (the same as ``"anyio"``; httpx's own pool, which slows down with more
+            than ~16 requests in flight, is what your own ``http_client=httpx.AsyncClient()``
+            sends with).
         max_connections: Connections the SDK's pool may open (default 100); every one is kept
             alive. :meth:`MessageAPI.send_many` grows the pool to its ``max_concurrency``.
         media_store: Where the media_ids of uploaded local files are kept (default: a

@@ -9,10 +9,12 @@ The client is an ``httpx.AsyncClient`` whichever transport sends its requests:
   :mod:`wechat_kf._pool`), built to hold up with hundreds of requests in flight.
 * ``"aiohttp"``: aiohttp's connector through httpx-aiohttp (``pip install
   "wechat_kf[aiohttp]"``), the fastest on asyncio; on trio the SDK sends with ``"anyio"``.
-* ``"httpx"``: httpx's own transport and pool (httpcore), as ``httpx.AsyncClient()`` sends.
-  Kept for those who want exactly httpx's behaviour; it slows down from ~16 requests in flight
-  (see benchmarks/). A client passed as ``http_client=`` is used as it is, whatever its
-  transport.
+* ``"httpx"``: the same as ``"anyio"`` (the client is an ``httpx.AsyncClient`` either way).
+  It used to mean httpx's own pool (httpcore), which slows down from ~16 requests in flight:
+  httpcore 1.0 hands one idle connection to every request that enters the pool in the same
+  tick, all but one fail and queue again (see benchmarks/, issue 12). Those who want exactly
+  httpx's pool pass their own client: ``AsyncWeChat(http_client=httpx.AsyncClient())``, which
+  is used as it is, whatever its transport.
 
 Every pool keeps each connection alive (keep-alive limit = connection limit: httpx's default of
 20 keep-alive connections reconnects on nearly every request above ~100 in flight) and can grow
@@ -106,10 +108,7 @@ def make_transport(
     Raises:
         ImportError: ``kind="aiohttp"`` without the extra installed.
     """
-    if kind == "httpx":
-        transport = _HttpxTransport(max_connections, keepalive_expiry)
-        return transport, transport
-    if kind == "anyio":
+    if kind in ("anyio", "httpx"):
         own = AnyioTransport(max_connections, keepalive_expiry)
         return own, own
     if kind == "aiohttp":
@@ -154,35 +153,6 @@ class SDKHTTPClient(httpx.AsyncClient):
         release = getattr(transport, "release_closed_loop", None)
         if release is not None:
             await release()
-
-
-class _HttpxTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport with keep-alive = connection limit, and a pool that can grow."""
-
-    def __init__(self, max_connections: int, keepalive_expiry: float) -> None:
-        super().__init__(
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                # (httpx reads None, no limit, as this limit: no mutant of it shows.)
-                max_keepalive_connections=max_connections,  # pragma: no mutate
-                keepalive_expiry=keepalive_expiry,
-            )
-        )
-        self._limit = max_connections
-
-    @property
-    def max_connections(self) -> int:
-        """The connection limit (and keep-alive limit) now."""
-        return self._limit
-
-    def ensure_capacity(self, connections: int) -> int:
-        """Grow httpcore's pool limits to ``connections`` (they are read at each request)."""
-        if connections > self._limit:  # pragma: no mutate (>=: the same limits set again)
-            pool: Any = self._pool
-            pool._max_connections = connections
-            pool._max_keepalive_connections = connections
-            self._limit = connections
-        return self._limit
 
 
 class _SelectingTransport(httpx.AsyncBaseTransport):
