@@ -19,7 +19,7 @@ import email.message
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Final, TypeVar, cast, overload
 from urllib.parse import quote
@@ -382,7 +382,7 @@ class Pipeline:
             self._urls[key] = parsed  # pragma: no mutate (a cache)
         return parsed
 
-    async def _exchange(
+    def _exchange(
         self,
         method: str,
         url: Any,
@@ -390,23 +390,18 @@ class Pipeline:
         files: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         direct: DirectSender | None,
-        bare: str,
-    ) -> httpx.Response | Answer:
-        """One HTTP exchange: directly through the SDK's transport, or through the client."""
+    ) -> Awaitable[httpx.Response | Answer]:
+        """One HTTP exchange (its awaitable): directly through the SDK's transport, or through
+        the client. (Not a coroutine of its own: one frame less per request on the hot path.)"""
         if direct is None:
-            return await self._http.request(
+            return self._http.request(
                 method, url, content=content, files=files, headers=headers, timeout=self._timeout
             )
         if self._http.is_closed:  # refused, as on the client's own path: _send says why
             raise RuntimeError("closed")  # pragma: no mutate (any error: ClientClosedError)
         assert self._timeouts is not None
         target = direct.prepare(method, url) if isinstance(url, str) else url
-        try:
-            return await direct.send(target, content, self._timeouts)
-        except httpx.TransportError as exc:
-            # As on the client's path, the error names its request: the URL without its query.
-            exc.request = httpx.Request(method, bare)
-            raise
+        return direct.send(target, content, self._timeouts)
 
     def _timeout_or_none(self) -> httpx.Timeout | None:
         return self._timeout if isinstance(self._timeout, httpx.Timeout) else None
@@ -530,9 +525,13 @@ class Pipeline:
                         )
                     else:
                         response = await self._exchange(
-                            endpoint.method, full_url, content, files, headers, direct, url
+                            endpoint.method, full_url, content, files, headers, direct
                         )
                 except Exception as exc:  # httpx's errors, and anything else the client raises
+                    if direct is not None and isinstance(exc, httpx.TransportError):
+                        # As on the client's path, the error names its request: the URL
+                        # without its query.
+                        exc.request = httpx.Request(endpoint.method, url)
                     failure: WeChatError | None = (
                         _closed_error(endpoint)
                         if self._http.is_closed

@@ -36,7 +36,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import anyio
@@ -344,14 +344,17 @@ class AnyioTransport(httpx.AsyncBaseTransport):
         head = request_head(raw_method, parsed.raw_path, headers)[:-2]  # without the blank line
         return Target(_origin(parsed), head, raw_method == b"HEAD")
 
-    async def send(self, target: Target, body: bytes | None, timeouts: Timeouts) -> Answer:
-        """Send a prepared request with a JSON ``body`` (or none); the whole answer."""
+    def send(self, target: Target, body: bytes | None, timeouts: Timeouts) -> Awaitable[Answer]:
+        """Send a prepared request with a JSON ``body`` (or none); the whole answer.
+
+        (A plain function returning the exchange's awaitable: no coroutine of its own.)
+        """
         if body is None:
             tail = b"\r\n"
             body = b""
         else:
             tail = b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-        return await self._exchange(
+        return self._exchange(
             target.origin, target.head + tail, body, target.head_request, timeouts
         )
 

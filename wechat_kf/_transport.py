@@ -32,6 +32,7 @@ arrive twice; ``_aiohttp.py`` maps aiohttp's errors itself.)
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import httpx
@@ -95,8 +96,8 @@ class DirectSender(PoolSizer, Protocol):
         """``method url`` rendered for :meth:`send`."""
         ...
 
-    async def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Answer:
-        """Send a prepared request; the whole answer."""
+    def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Awaitable[Answer]:
+        """Send a prepared request; the whole answer (an awaitable of it)."""
         ...
 
 
@@ -216,11 +217,11 @@ class _SelectingTransport(httpx.AsyncBaseTransport):
             inner = self._choose()
         return inner.prepare(method, url)
 
-    async def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Answer:
-        """Send a prepared request through the chosen transport."""
+    def send(self, target: Any, body: bytes | None, timeouts: Timeouts) -> Awaitable[Answer]:
+        """Send a prepared request through the chosen transport (its awaitable, unwrapped)."""
         inner = self._inner
         assert inner is not None  # prepare() chose it
-        return await inner.send(target, body, timeouts)
+        return inner.send(target, body, timeouts)
 
     async def release_closed_loop(self) -> None:
         """Release what a closed event loop left behind (aiohttp's session; nothing for ours)."""

@@ -120,6 +120,9 @@ STOP_ERRORS: Final[tuple[type[WeChatError], ...]] = (
     ClientUsageError,
 )
 
+#: The reason a cancelled bulk send gives (``stopped_by``, and each recipient it skipped).
+_CANCELLED: Final = "the bulk send was cancelled"
+
 #: The recipients of a bulk send: openids, from any iterable or async iterable.
 Recipients: TypeAlias = Iterable[str] | AsyncIterable[str]
 #: A personalised message: ``openid -> message`` (or an awaitable of one).
@@ -605,7 +608,7 @@ class _Run:
         try:
             await self._workers_done.wait()
         except self._cancelled:
-            self.halt(SendCancelledError("the bulk send was cancelled"))
+            self.halt(SendCancelledError(_CANCELLED))
             # Halted first: no request starts after this, so every one in flight is here.
             deadline = anyio.current_time() + self._grace
             for scope in self._inflight:
@@ -683,9 +686,12 @@ class _Run:
             result = await self._attempt(index, openid)
         except self._cancelled:
             # Cancelled before its request left (building the message, waiting for the rate).
-            reason = self._halted or SendCancelledError("the bulk send was cancelled")
+            # The send is being cancelled: halted here if this worker saw it before _watch().
+            self.halt(SendCancelledError(_CANCELLED))
             self._record(
-                SendResult(index=index, openid=openid, status=SendStatus.SKIPPED, error=reason)
+                SendResult(
+                    index=index, openid=openid, status=SendStatus.SKIPPED, error=self._halted
+                )
             )
             raise
         self._record(result)
@@ -731,7 +737,10 @@ class _Run:
         with anyio.CancelScope(shield=True) as scope:  # bounded by _watch() once cancelled
             self._inflight.add(scope)
             try:
-                await self._send(openid, body, state, reservation)
+                # Through the window ledger, which learns from the answer.
+                await self._ledger.send(
+                    openid, functools.partial(self._request, openid, body, state), reservation
+                )
             except WeChatError as exc:
                 # unknown: it left and no answer says what happened (a read timeout, a lost
                 # connection, a garbled answer, -1 with busy_is_unknown); failed: WeChat refused
@@ -752,13 +761,6 @@ class _Run:
         if error is not None:
             _without_traceback(error)
         return SendResult(index=index, openid=openid, status=status, error=error)
-
-    async def _send(
-        self, openid: str, body: bytes, state: MediaState | None, reservation: Reservation | None
-    ) -> None:
-        """One recipient's send, through the window ledger (which learns from its answer)."""
-        call = functools.partial(self._request, openid, body, state)
-        await self._ledger.send(openid, call, reservation)
 
     async def _request(self, openid: str, body: bytes, state: MediaState | None) -> None:
         """Send one body; a refused uploaded media (40007) is uploaded again, sent once more."""
