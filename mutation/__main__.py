@@ -130,6 +130,9 @@ TARGETS: Final[dict[str, Target]] = {
 PYTEST_ARGS: Final = ("-p", "no:cacheprovider")
 SELECT: Final = "not trio"
 
+#: mutmut's wall-time limit per mutant, as a multiple of its tests' time (mutmut's default: 15).
+TIMEOUT_MULTIPLIER: Final = 5.0
+
 #: The project files each module's copy needs.
 COPIED: Final = ("wechat_kf", "tests", "pyproject.toml")
 
@@ -170,6 +173,9 @@ def _prepare(module: str) -> Path:
         "only_mutate": [module],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": [*PYTEST_ARGS, "-k", select],
+        # A mutant that hangs is stopped after (its tests' time + 1 s) x this, not mutmut's
+        # x15: the hung ones were most of a module's run. x5 leaves room for a loaded machine.
+        "timeout_multiplier": TIMEOUT_MULTIPLIER,
     }
     lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(val)}" for key, val in section.items()]
     with (workdir / "pyproject.toml").open("a", encoding="utf-8") as file:
