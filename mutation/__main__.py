@@ -86,11 +86,14 @@ TARGETS: Final[dict[str, Target]] = {
     ),
     "wechat_kf/callback/_xml.py": Target(("tests/callback/test_callback_xml.py",)),
     "wechat_kf/_media_ids.py": Target(
-        ("tests/test_media.py", "tests/test_media_store_contract.py"), "not Redis"
+        ("tests/test_media_ids.py", "tests/test_media.py", "tests/test_media_store_contract.py"),
+        "not Redis",
     ),
     "wechat_kf/media.py": Target(("tests/test_media.py", "tests/test_media_send.py")),
     "wechat_kf/_files.py": Target(("tests/test_files.py",)),
-    "wechat_kf/_redis_media.py": Target(("tests/test_media_store_contract.py",), _ONE_REDIS),
+    "wechat_kf/_redis_media.py": Target(
+        ("tests/test_redis_media.py", "tests/test_media_store_contract.py"), _ONE_REDIS
+    ),
     "wechat_kf/_window_rules.py": Target(
         ("tests/test_windows.py", "tests/test_windows_property.py")
     ),

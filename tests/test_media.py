@@ -5,17 +5,22 @@ Every test that takes ``wx`` runs against the fake in-process and on a real loop
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
+import json
 import os
 import re
 import stat
 import threading
+import time
 import traceback
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.callback.callback_fakes import NOW, TOKEN, push_xml
@@ -23,15 +28,20 @@ from tests.callback.callback_fakes import FakeWeChat as PushSide
 from wechat_kf import (
     AsyncWeChat,
     ConnectionLostError,
+    DownloadedMedia,
     HTTPStatusError,
+    Image,
     InvalidMediaIdError,
     MalformedResponseError,
+    MediaFile,
     MediaSizeError,
     MediaType,
     MediaTypeError,
+    MemoryMediaIdStore,
     TransportError,
     UploadedMedia,
     ValidationError,
+    Video,
     WeChatError,
 )
 from wechat_kf.callback import CallbackHandler, ImageMessage, VoiceMessage
@@ -350,3 +360,347 @@ async def test_what_a_user_sends_is_downloaded_from_its_push(
     assert await wx.media.download(image.media_id) == photo.data
     assert await wx.media.download(spoken.media_id) == voice.data
     assert spoken.recognition == "你好"  # the speech recognition stays on the message
+
+
+# ---------------------------------------------------------------- what an upload answers
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b'{"type": "image", "created_at": 1700000000}', "the upload answer holds no media_id"),
+        (b'{"media_id": "", "thumb_media_id": ""}', "the upload answer holds no media_id"),
+        (
+            b'{"media_id": "M", "created_at": "soon"}',
+            "the upload answer's created_at is not a time",
+        ),
+        (b'{"media_id": "M", "created_at": [1]}', "the upload answer's created_at is not a time"),
+    ],
+)
+async def test_an_unusable_upload_answer_is_malformed(
+    fake: FakeWeChat, wx: AsyncWeChat, answer: bytes, message: str
+) -> None:
+    fake.inject(UPLOAD, malformed=answer)
+    with pytest.raises(MalformedResponseError) as info:
+        await wx.media.upload(sample_media("image"), "image")
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("created_at", [None, ""])
+async def test_an_upload_answer_without_a_time_is_dated_now_with_the_type_asked_for(
+    fake: FakeWeChat, wx: AsyncWeChat, created_at: str | None
+) -> None:
+    body = {"media_id": "M" * 20} | ({} if created_at is None else {"created_at": created_at})
+    fake.inject(UPLOAD, malformed=json.dumps(body).encode())
+    before = time.time()
+    media = await wx.media.upload(sample_media("voice"), "voice")
+    after = time.time()
+    assert (media.media_id, media.type) == ("M" * 20, MediaType.VOICE)
+    assert media.created_at.tzinfo is timezone.utc
+    assert before - 1 <= media.created_at.timestamp() <= after + 1
+
+
+async def test_the_upload_answer_s_own_type_and_time_are_kept(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    fake.inject(UPLOAD, malformed=b'{"thumb_media_id": "T", "type": "thumb", "created_at": "5"}')
+    media = await wx.media.upload(sample_media("image"), "image")
+    assert media == UploadedMedia(
+        media_id="T",
+        type=MediaType.THUMB,
+        created_at=datetime.fromtimestamp(5, tz=timezone.utc),
+        expires_at=datetime.fromtimestamp(5 + MEDIA_LIFETIME, tz=timezone.utc),
+    )
+
+
+async def test_an_upload_s_source_is_named_in_its_errors(
+    fake: FakeWeChat, wx: AsyncWeChat, tmp_path: Path
+) -> None:
+    voice = MediaFile.open(sample_media("voice"), MediaType.VOICE, "file")
+    with pytest.raises(ValidationError) as info:
+        await wx.media.upload(voice, "image")
+    assert (info.value.field, info.value.limit, info.value.value) == (
+        "source",
+        "is a voice file, not a image one",
+        voice,
+    )
+    with pytest.raises(ValidationError) as info:
+        await wx.media.upload(tmp_path / "missing.jpg", "image")
+    assert (info.value.field, info.value.limit) == (
+        "source",
+        "cannot read the file: No such file or directory",
+    )
+    with pytest.raises(ValidationError) as info:
+        await wx.media.upload(b"not a picture", "image")
+    assert info.value.field == "source"
+    path = tmp_path / "voice.amr"
+    path.write_bytes(sample_media("voice"))
+    gone = MediaFile.open(path, MediaType.VOICE, "file")
+    path.unlink()
+    with pytest.raises(ValidationError) as info:
+        await wx.media.upload(gone, "voice")
+    assert (info.value.field, info.value.value) == ("source", path)
+    assert not fake.requests
+    media = await wx.media.upload(voice, "voice")  # a MediaFile of the type asked for
+    assert fake.uploads[0].data == sample_media("voice")
+    assert media.type is MediaType.VOICE
+
+
+# ---------------------------------------------------------------- downloads, in detail
+
+
+@pytest.mark.parametrize("call", ["stream", "video_url"])
+async def test_an_empty_media_id_is_refused_by_name(
+    fake: FakeWeChat, wx: AsyncWeChat, call: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        await getattr(wx.media, call)("")
+    assert info.value.field == "media_id"
+
+
+async def test_a_stream_says_what_it_is_and_reads_in_the_chunks_asked_for(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    held = fake.add_media("image", b"\xff\xd8\xff" + bytes(2497))
+    async with wx.media.stream(held.media_id) as media:
+        assert media.media_id == held.media_id
+        assert repr(media) == f"<MediaStream {held.media_id} image/jpeg>"
+        chunks = [chunk async for chunk in media.iter_bytes(1000)]
+    assert [len(chunk) for chunk in chunks] == [1000, 1000, 500]
+    assert b"".join(chunks) == held.data
+
+
+class Recorder(io.RawIOBase):
+    """A binary file object that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+class Full(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+async def test_download_to_a_file_object_writes_64_kib_chunks_and_counts_them(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    held = fake.add_media("image", b"\xff\xd8\xff" + bytes(300_000))
+    out = Recorder()
+    saved = await wx.media.download_to(held.media_id, out)
+    assert [len(w) for w in out.writes] == [65536] * 4 + [300_003 - 4 * 65536]
+    assert b"".join(out.writes) == held.data
+    assert saved == DownloadedMedia(
+        media_id=held.media_id,
+        content_type="image/jpeg",
+        filename=f"{held.media_id}.jpg",
+        size=300_003,
+    )
+
+
+async def test_a_video_downloaded_to_a_file_names_its_link(
+    fake: FakeWeChat, wx: AsyncWeChat, tmp_path: Path
+) -> None:
+    held = fake.add_media("video")
+    url = await wx.media.video_url(held.media_id)
+    saved = await wx.media.download_to(held.media_id, tmp_path / "clip.mp4")
+    assert (saved.media_id, saved.video_url, saved.size) == (held.media_id, url, len(held.data))
+    assert (tmp_path / "clip.mp4").read_bytes() == held.data
+
+
+async def test_download_to_destinations_that_cannot_be_written(
+    fake: FakeWeChat, wx: AsyncWeChat, tmp_path: Path
+) -> None:
+    held = fake.add_media("image")
+    with pytest.raises(ValidationError) as info:
+        await wx.media.download_to(held.media_id, io.StringIO())
+    assert (info.value.field, info.value.limit) == (
+        "destination",
+        "must be a binary file object (or a path)",
+    )
+    assert isinstance(info.value.value, io.StringIO)
+    full = Full()
+    with pytest.raises(ValidationError) as info:
+        await wx.media.download_to(held.media_id, full)
+    assert (info.value.field, info.value.limit, info.value.value) == (
+        "destination",
+        "cannot write: No space left on device",
+        full,
+    )
+    (tmp_path / "plain").write_bytes(b"x")
+    for target, reason in [
+        (tmp_path / "plain" / "photo.jpg", "Not a directory"),  # a file as a folder
+        (tmp_path / "missing" / "photo.jpg", "No such file or directory"),
+        (tmp_path, "Is a directory"),  # not a regular file: written in place, which fails
+    ]:
+        with pytest.raises(ValidationError) as info:
+            await wx.media.download_to(held.media_id, target)
+        assert (info.value.field, info.value.limit) == (
+            "destination",
+            f"cannot write {target}: {reason}",
+        )
+    names = sorted([p.name async for p in anyio.Path(tmp_path).iterdir()])
+    assert names == ["plain"]  # no partial file left
+
+
+async def test_download_to_the_null_device_writes_into_it(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    held = fake.add_media("image")
+    saved = await wx.media.download_to(held.media_id, os.devnull)
+    assert (saved.size, saved.path) == (len(held.data), Path(os.devnull))
+
+
+async def test_a_video_link_is_fetched_with_get_retried_and_named_by_host_and_path(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    held = fake.add_media("video")
+    fake.inject(VIDEO_LINK_PATH, status=503)
+    assert await wx.media.download(held.media_id) == held.data
+    first, again = fake.requests_to(VIDEO_LINK_PATH)
+    assert first.method == again.method == "GET"
+    fake.inject(VIDEO_LINK_PATH, status=404)
+    with pytest.raises(HTTPStatusError) as info:
+        await wx.media.download(held.media_id)
+    assert f"{VIDEO_LINK_PATH}" in str(info.value)
+    assert "vkey" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"video_url": 123},
+        {"video_url": "ftp://example.com/v.mp4"},
+        {f"key{n}": n for n in range(9)},
+    ],
+)
+async def test_a_json_answer_without_a_video_url_is_malformed(
+    fake: FakeWeChat, wx: AsyncWeChat, answer: dict[str, Any]
+) -> None:
+    held = fake.add_media("video")
+    fake.inject(
+        GET, malformed=json.dumps(answer).encode(), headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises(MalformedResponseError) as info:
+        await wx.media.download(held.media_id)
+    keys = sorted(answer)[:8]
+    assert str(info.value) == (
+        f"media/get answered JSON without an error or a video_url: keys {keys}"
+    )
+
+
+async def test_an_https_video_link_is_followed(fake: FakeWeChat) -> None:
+    # In-process only: on loopback the fake speaks plain HTTP, and a TLS handshake with it
+    # would only time out.
+    held = fake.add_media("video")
+    async with fake.client() as wx:
+        url = await wx.media.video_url(held.media_id)
+        secure = url.replace("http:", "https:")
+        fake.inject(GET, malformed=json.dumps({"video_url": secure}).encode())
+        assert await wx.media.download(held.media_id) == held.data
+    assert len(fake.requests_to(VIDEO_LINK_PATH)) == 1
+
+
+# ---------------------------------------------------------------- messages holding files
+
+
+async def test_a_path_is_hashed_once_per_size_mtime_and_inode(
+    fake: FakeWeChat, wx: AsyncWeChat, tmp_path: Path
+) -> None:
+    path = tmp_path / "shop.jpg"
+    path.write_bytes(sample_media("image"))
+    first = await wx.media.resolve(Image(file=path))
+    info = path.stat()
+    memo = (str(path.resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+    assert list(wx.media.cache.digests.items()) == [
+        (memo, hashlib.sha256(sample_media("image")).hexdigest())
+    ]
+    # New bytes, same size, same mtime, same inode: taken for the same file, not read again.
+    path.write_bytes(sample_media("image")[:-1] + b"\x01")
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    again = await wx.media.resolve(Image(file=path))
+    assert again.message == first.message
+    assert len(fake.uploads) == 1
+    await wx.media.resolve(Image(file=sample_media("image")))  # bytes: nothing to remember
+    assert len(list(wx.media.cache.digests.items())) == 1
+
+
+async def test_a_file_gone_or_changed_before_its_upload_is_named_by_its_field(
+    fake: FakeWeChat, wx: AsyncWeChat, tmp_path: Path
+) -> None:
+    path = tmp_path / "shop.jpg"
+    path.write_bytes(sample_media("image"))
+    message = Image(file=path)
+    path.unlink()
+    with pytest.raises(ValidationError) as info:
+        await wx.media.resolve(message)
+    assert (info.value.field, info.value.limit) == (
+        "Image.file",
+        "cannot read the file: No such file or directory",
+    )
+    # Known by its hash, dropped from the cache, then changed into something else: its upload
+    # reads it again and refuses it.
+    path.write_bytes(sample_media("image"))
+    message = Image(file=path)
+    resolved = await wx.media.resolve(message)
+    before = path.stat()
+    path.write_bytes(b"\x00" * before.st_size)  # no picture at all
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ValidationError) as info:
+        await wx.media.resolve(message, stale=resolved)
+    assert (info.value.field, info.value.value) == ("Image.file", path)
+    assert len(fake.uploads) == 1
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1))  # a new mtime: read again
+    with pytest.raises(ValidationError) as info:
+        await wx.media.resolve(message)
+    assert (info.value.field, info.value.value) == ("Image.file", path)
+    assert len(fake.uploads) == 1
+
+
+async def test_resolve_skips_a_field_named_by_media_id_and_uploads_the_next(
+    fake: FakeWeChat, wx: AsyncWeChat
+) -> None:
+    message = Video(media_id="V" * 20, thumb_file=sample_media("thumb"), title="t")
+    resolved = await wx.media.resolve(message)
+    (thumb,) = fake.uploads
+    assert resolved.message == Video(media_id="V" * 20, thumb_media_id=thumb.media_id, title="t")
+    ((key, media),) = resolved.uploads
+    assert key == "thumb:" + hashlib.sha256(sample_media("thumb")).hexdigest()
+    assert media.media_id == thumb.media_id
+
+
+async def test_a_shared_store_holds_the_uploads_under_the_client_s_appid(
+    fake: FakeWeChat,
+) -> None:
+    store = MemoryMediaIdStore()
+    async with fake.client(media_store=store) as wx:
+        resolved = await wx.media.resolve(Image(file=sample_media("image")))
+    ((key, media),) = resolved.uploads
+    assert await store.get(fake.appid, key) == media
+
+
+async def test_a_download_cancelled_midway_leaves_no_partial_file(
+    fake: FakeWeChat, wx: AsyncWeChat, tmp_path: Path
+) -> None:
+    # Cancelled as soon as its partial file appears (or at once, if it never shows between two
+    # checkpoints): whatever was written is removed, even though the removal itself awaits.
+    held = fake.add_media("image", b"\xff\xd8\xff" + bytes(4_000_000))
+    folder = anyio.Path(tmp_path)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wx.media.download_to, held.media_id, tmp_path / "photo.jpg")
+        for _ in range(10_000):
+            if [p async for p in folder.iterdir()]:
+                break
+            await anyio.lowlevel.checkpoint()
+        tg.cancel_scope.cancel()
+    assert [p.name async for p in folder.iterdir()] in ([], ["photo.jpg"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
@@ -18,9 +17,7 @@ from wechat_kf import (
     AsyncWeChat,
     Image,
     InvalidMediaIdError,
-    MediaIdCache,
     MediaStoreError,
-    MediaType,
     MediaTypeError,
     MiniProgramPage,
     Music,
@@ -347,62 +344,3 @@ async def test_a_store_outage_never_stops_a_send(
     assert len(fake.sent_to("o_a")) == 2
     assert "media-id store unavailable" in caplog.text
     assert all(r.levelno == logging.WARNING for r in caplog.records if "store" in r.message)
-
-
-async def test_the_cache_shares_an_upload_failure_with_its_waiters() -> None:
-    cache = MediaIdCache()
-    calls = 0
-    release = anyio.Event()
-
-    async def failing() -> UploadedMedia:
-        nonlocal calls
-        calls += 1
-        await release.wait()
-        raise MediaTypeError(40005, "invalid file type")
-
-    errors: list[BaseException] = []
-
-    async def ask() -> None:
-        try:
-            await cache.get_or_upload("wx1", "image:x", failing)
-        except MediaTypeError as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(10):
-            tg.start_soon(ask)
-        await anyio.wait_all_tasks_blocked()
-        release.set()
-    assert calls == 1
-    assert len(errors) == 10
-
-
-async def test_a_cancelled_upload_lets_a_waiter_upload() -> None:
-    cache = MediaIdCache()
-    calls = 0
-
-    async def upload() -> UploadedMedia:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            await anyio.sleep_forever()
-        return UploadedMedia.created("m2" * 20, MediaType.IMAGE, datetime.now(timezone.utc))
-
-    results: list[str] = []
-    leader = anyio.CancelScope()
-
-    async def lead() -> None:
-        with leader:
-            await cache.get_or_upload("wx1", "image:y", upload)
-
-    async def wait() -> None:
-        results.append((await cache.get_or_upload("wx1", "image:y", upload)).media_id)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lead)
-        await anyio.wait_all_tasks_blocked()
-        tg.start_soon(wait)
-        await anyio.wait_all_tasks_blocked()
-        leader.cancel()
-    assert results == ["m2" * 20]
-    assert calls == 2

@@ -108,6 +108,8 @@ MEDIA_CACHE_MAX_ENTRIES: Final = 10_000
 #: Content hashes remembered per local path (by its size and modification time), so a file sent
 #: again is not read and hashed again.
 MEDIA_DIGEST_MEMO: Final = 1024
+#: How long such a content hash is remembered, in seconds (a day).
+MEDIA_DIGEST_TTL: Final = 86400.0
 #: Redis media-id store: the longest any one Redis operation may take.
 MEDIA_STORE_TIMEOUT: Final = 5.0
 #: Downloads streamed to a file: bytes per chunk.
