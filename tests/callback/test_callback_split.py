@@ -333,9 +333,9 @@ def test_a_closing_quote_after_a_sentence_end_stays_with_it(closing: str) -> Non
     assert split_text(text, 100)[:2] == ["a" * 60 + closing, "b" * 60]
 
 
-def test_a_crlf_is_never_cut_even_for_a_better_boundary() -> None:
-    text = "a" * 50 + "," + "b" * 12 + "\r\n" + "c" * 40  # the fullest cut: inside the CRLF
-    assert split_text(text, 64) == ["a" * 50 + ",", "b" * 12 + "\r\n" + "c" * 40]
+def test_a_crlf_is_never_cut_though_its_cr_is_the_latest_whitespace() -> None:
+    text = "a" * 50 + " " + "b" * 12 + "\r\n" + "c" * 40  # the fullest cut: inside the CRLF
+    assert split_text(text, 64) == ["a" * 50, "b" * 12 + "\r\n" + "c" * 40]
 
 
 @pytest.mark.parametrize(

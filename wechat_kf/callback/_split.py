@@ -53,6 +53,8 @@ _ZWJ: Final = "\u200d"
 
 # How good a cut before position i is (higher is better).
 _ANY, _WORD, _CLAUSE, _SENTENCE, _LINE, _PARAGRAPH = range(6)
+# Any cut in the front half of a part: below every kind of the back half.
+_FRONT_HALF: Final = _ANY - 1
 
 
 def utf8_size(char: str) -> int:
@@ -82,7 +84,8 @@ def _joined(text: str) -> str:
     if not _SURROGATE.search(text):
         return text
     try:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        # no mutants: a codec name's case changes nothing
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")  # pragma: no mutate
     except UnicodeDecodeError:
         raise ValidationError(
             "content", "holds a lone surrogate (half of a UTF-16 pair): it has no UTF-8 form"
@@ -192,7 +195,7 @@ class _Text:
         for i in range(end, start, -1):
             quality = self.quality(i)
             if quality is not None:
-                kinds.setdefault(quality if i >= half else -1, []).append(i)
+                kinds.setdefault(quality if i >= half else _FRONT_HALF, []).append(i)
         for kind in sorted(kinds, reverse=True):
             for i in kinds[kind]:  # latest first
                 if parts_left is None or 1 + self.parts_needed(self.next_start(i)) <= parts_left:
