@@ -219,9 +219,9 @@ async def _produce(
                 values = list(result)
                 if len(values) == 1:
                     await send.send(_Whole(values[0]))
-                else:
+                else:  # all at once, so that a failure's report holds every value not sent
                     for value in values:
-                        await send.send(_Part(value))
+                        send.send_nowait(_Part(value))
         except Exception as exc:
             await send.send(_Raised(exc))
 
