@@ -32,10 +32,13 @@ from wechat_kf import (
 from wechat_kf.callback import (
     CallbackEndpoint,
     CallbackHandler,
+    Delivery,
     HTTPAnswer,
     ImageReply,
     Incoming,
     Reply,
+    Success,
+    SystemClock,
     TextReply,
     TransferCustomerService,
 )
@@ -772,3 +775,451 @@ async def test_every_refusal_reaches_the_hook_typed(errcode: int, error: type[Ex
     assert failure.reason == "refused"
     assert isinstance(failure.error, error)
     assert failure.unsent == (Text(content="one"), Text(content="two"))
+
+
+# --------------------------------------------------------------------------- the rules, exactly
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "limit"),
+    [
+        ("reply_deadline", 5.0, "must be seconds above 0 and below 5 (WeChat's wait)"),
+        ("reply_deadline", 0, "must be seconds above 0 and below 5 (WeChat's wait)"),
+        ("shutdown_grace", -1, "must be seconds (0 or more)"),
+        ("max_text_bytes", 64.0, "must be an int (bytes)"),
+        ("max_text_bytes", 15, "must be 16 to 2048 (WeChat refuses longer text: 45002)"),
+        ("max_text_bytes", 2049, "must be 16 to 2048 (WeChat refuses longer text: 45002)"),
+        ("show_typing", 1, "must be a bool"),
+        ("ai_generated", "no", "must be a bool"),
+    ],
+)
+async def test_each_option_error_names_the_option_its_rule_and_the_value(
+    option: str, value: object, limit: str
+) -> None:
+    async with FakeWeChat().client() as wx:
+        with pytest.raises(ValidationError) as info:
+            Delivery(wx, **{option: value})  # type: ignore[arg-type]
+    assert (info.value.field, info.value.limit, info.value.value) == (option, limit, value)
+
+
+async def test_the_smallest_options_are_accepted_and_the_defaults_are_documented() -> None:
+    async with FakeWeChat().client() as wx:
+        smallest = Delivery(wx, reply_deadline=0.5, shutdown_grace=0, max_text_bytes=16)
+        assert (smallest.reply_deadline, smallest.max_text_bytes) == (0.5, 16)
+        assert Delivery(wx, max_text_bytes=2048).max_text_bytes == 2048
+        default = Delivery(wx)
+        assert (default.show_typing, default.ai_generated) == (True, False)
+        assert (default.reply_deadline, default.shutdown_grace) == (4.0, 10.0)
+        assert isinstance(default.clock, SystemClock)
+        assert default.windows is None
+        assert repr(default) == "Delivery(reply_deadline=4, in_flight=0)"
+        assert not default.accepting
+
+
+async def test_an_answer_in_flight_is_counted() -> None:
+    slow = Slow("done")
+    async with running_bot(slow) as bot:
+        slow.bot = bot
+        delivery = bot.endpoint.delivery
+        assert delivery is not None
+        await answered_at_deadline(bot, bot.push())
+        assert (delivery.in_flight, repr(delivery)) == (
+            1,
+            "Delivery(reply_deadline=4, in_flight=1)",
+        )
+        await finish(bot)
+        assert delivery.in_flight == 0
+
+
+async def test_without_running_the_error_says_how_to_run() -> None:
+    async with FakeWeChat().client() as wx:
+        with pytest.raises(RuntimeError) as info:
+            Delivery(wx).check_running()
+    assert str(info.value) == (
+        "CallbackEndpoint(wechat=...) answers from a task group of its own: open it with "
+        "'async with endpoint.running():' in your application's lifespan (see the "
+        "wechat_kf.callback.starlette and .aiohttp documentation)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "passive"),
+    [("a" * 16, True), ("字" * 5 + "a", True), ("a" * 17, False)],
+    ids=["16-bytes", "16-bytes-utf8", "17-bytes"],
+)
+async def test_a_text_of_exactly_max_text_bytes_is_passive_and_one_byte_more_is_not(
+    text: str, passive: bool
+) -> None:
+    async def fast(_incoming: Incoming) -> str:
+        return text
+
+    async with running_bot(fast, max_text_bytes=16) as bot:
+        answer = await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        if passive:
+            assert parse_fields(answer.body)["Content"] == text
+            assert bot.texts() == []
+        else:
+            assert answer == SUCCESS
+            assert bot.texts() == ["a" * 16, "a"]
+    assert bot.failures == []
+
+
+async def test_an_empty_answer_is_success_and_sends_nothing() -> None:
+    async def fast(_incoming: Incoming) -> str:
+        return ""
+
+    async with running_bot(fast) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        await bot.endpoint.wait_idle()
+        assert bot.calls() == []
+    assert bot.failures == []
+
+
+@pytest.mark.parametrize(
+    ("fifth", "sixth", "merged"),
+    [("a" * 31, "b" * 31, True), ("a" * 32, "b" * 31, False)],
+    ids=["64-bytes", "65-bytes"],
+)
+async def test_the_last_message_takes_the_rest_when_it_fits_exactly(
+    fifth: str, sixth: str, merged: bool
+) -> None:
+    async def stream(_incoming: Incoming) -> AsyncIterator[str]:
+        for part in ["1", "2", "3", "4", fifth, sixth]:
+            yield part
+
+    async with running_bot(stream, max_text_bytes=64) as bot:
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        if merged:
+            assert bot.texts() == ["1", "2", "3", "4", fifth + "\n\n" + sixth]
+            assert bot.failures == []
+        else:
+            assert bot.texts() == ["1", "2", "3", "4", fifth]
+            [failure] = bot.failures
+            assert (failure.reason, failure.unsent) == ("over_budget", (Text(content=sixth),))
+            assert failure.maybe_sent is None
+
+
+async def test_the_last_message_is_not_merged_when_it_is_not_a_text() -> None:
+    async def fast(_incoming: Incoming) -> list[object]:
+        return ["1", "2", "3", "4", Image(media_id="MEDIA_ID"), "6"]
+
+    async with running_bot(fast) as bot:
+        bot.api.add_media("image", media_id="MEDIA_ID")
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        assert bot.api.sent_to(OPENID)[-1]["image"] == {"media_id": "MEDIA_ID"}
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent, failure.unsent) == (
+        "over_budget",
+        5,
+        (Text(content="6"),),
+    )
+
+
+async def test_a_long_text_after_a_message_is_fitted_into_the_messages_left() -> None:
+    long = "\n\n".join(["a" * 40] * 5)  # 5 parts at its paragraphs; 4 fit when fuller
+
+    async def stream(_incoming: Incoming) -> AsyncIterator[str]:
+        yield "hi"
+        await bot.clock.sleep(2)
+        yield long
+
+    async with running_bot(stream, max_text_bytes=64) as bot:
+        await bot.post(bot.push())
+        await finish(bot, at=2)  # the stream's 2 s and the typing after "hi"
+        texts = bot.texts()
+    assert bot.failures == []
+    assert len(texts) == 5
+    assert squeezed("".join(texts[1:])) == squeezed(long)
+
+
+async def test_a_long_text_for_the_last_message_is_cut_as_full_as_can_be() -> None:
+    long = "b" * 40 + "\n\n" + "c" * 40  # 2 parts at its paragraph; it cannot fit in 1
+
+    async def stream(_incoming: Incoming) -> AsyncIterator[str]:
+        for part in ["1", "2", "3", "4", "5", long]:
+            yield part
+
+    async with running_bot(stream, max_text_bytes=64) as bot:
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        assert bot.texts() == ["1", "2", "3", "4", "5"]
+    [failure] = bot.failures
+    assert failure.unsent == (Text(content="b" * 40 + "\n\n" + "c" * 22), Text(content="c" * 18))
+
+
+# --------------------------------------------------------------------------- what is reported
+
+
+class NoMessage(Reply):
+    """A custom reply with no customer-service form."""
+
+    MSG_TYPE = "text"
+
+    def xml_fields(self) -> dict[str, object]:  # type: ignore[override]
+        return {"MsgType": "text", "Content": "custom"}
+
+
+class Exploding(NoMessage):
+    """A custom reply whose message form fails: a bug in the application's own reply."""
+
+    def as_message(self) -> None:
+        raise RuntimeError("no message form today")
+
+
+async def test_a_late_reply_without_a_message_form_is_the_handlers_bug() -> None:
+    async def fast(_incoming: Incoming) -> list[object]:
+        return ["before", NoMessage(), "after"]
+
+    async with running_bot(fast) as bot:
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        assert bot.texts() == ["before"]
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent) == ("handler", 1)
+    assert isinstance(failure.error, TypeError)
+    assert str(failure.error) == "NoMessage has no message form"
+    assert failure.unsent == (Text(content="after"),)
+
+
+async def test_an_unsupported_answer_says_what_to_answer() -> None:
+    async def wrong(_incoming: Incoming) -> object:
+        return 42
+
+    async with running_bot(wrong) as bot:
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+    [failure] = bot.failures
+    assert (failure.reason, type(failure.error)) == ("handler", TypeError)
+    assert str(failure.error) == (
+        "on_message answered a int: answer a wechat_kf.callback reply, a wechat_kf message, "
+        "a str or None, or a list or async iterator of those"
+    )
+
+
+async def test_a_bug_while_delivering_is_logged_reported_and_the_app_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fast(_incoming: Incoming) -> list[object]:
+        return ["before", Exploding()]
+
+    async with running_bot(fast) as bot:
+        request = bot.push()
+        with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
+            assert await bot.post(request) == SUCCESS
+            await bot.endpoint.wait_idle()
+        assert await bot.post(request) == SUCCESS  # stored: a retry does not run it again
+        assert bot.texts() == ["before"]
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent, failure.unsent) == ("refused", 1, ())
+    assert type(failure.error) is RuntimeError  # the bug itself, not an exception group
+    assert str(failure.error) == "no message form today"
+    [record, report] = caplog.records
+    assert record.getMessage() == f"answer to {OPENID}: delivery failed unexpectedly"
+    assert record.exc_info is not None
+    assert report.getMessage() == str(failure)
+
+
+async def test_the_values_not_taken_yet_are_reported_as_messages() -> None:
+    image = ImageReply(media_id="M1")
+
+    async def fast(_incoming: Incoming) -> list[object]:
+        return [
+            "first",
+            "",
+            None,
+            Success(),
+            image,
+            TransferCustomerService(),
+            Image(media_id="M2"),
+            "last",
+        ]
+
+    async with running_bot(fast) as bot:
+        bot.api.inject(SEND, errcode=45047)
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+    [failure] = bot.failures
+    assert failure.reason == "refused"
+    assert failure.maybe_sent is None
+    assert failure.unsent == (
+        Text(content="first"),
+        Image(media_id="M1"),
+        TransferCustomerService(),
+        Image(media_id="M2"),
+        Text(content="last"),
+    )
+
+
+async def test_a_stream_that_failed_after_its_values_reports_them_and_the_refusal() -> None:
+    async def stream(_incoming: Incoming) -> AsyncIterator[str]:
+        yield "one"
+        yield "two"
+        raise RuntimeError("the model stopped")
+
+    async with running_bot(stream) as bot:
+        bot.api.inject(SEND, errcode=45047)
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+    [failure] = bot.failures
+    assert failure.reason == "refused"
+    assert isinstance(failure.error, ResponseQuotaError)
+    assert failure.unsent == (Text(content="one"), Text(content="two"))
+
+
+async def test_a_stream_cut_off_runs_its_cleanup_before_the_answer_ends() -> None:
+    cleaned: list[bool] = []
+
+    async def endless() -> AsyncIterator[str]:
+        try:
+            while True:
+                yield "more"
+        finally:
+            cleaned.append(True)
+
+    stream = endless()  # held here too: only the delivery's own aclose() can end it now
+    async with running_bot(lambda _incoming: stream) as bot:
+        bot.api.inject(SEND, errcode=45047)
+        await bot.post(bot.push())
+        await bot.endpoint.wait_idle()
+        assert cleaned == [True]
+    await stream.aclose()
+    [failure] = bot.failures
+    assert failure.reason == "refused"
+
+
+async def test_each_failure_is_logged_as_the_report_says(caplog: pytest.LogCaptureFixture) -> None:
+    async def fast(_incoming: Incoming) -> list[str]:
+        return ["one", "two"]
+
+    async with running_bot(fast) as bot:
+        bot.api.inject(SEND, errcode=45047)
+        with caplog.at_level(logging.WARNING, logger="wechat_kf.callback"):
+            await bot.post(bot.push())
+            await bot.endpoint.wait_idle()
+    [failure] = bot.failures
+    [record] = caplog.records
+    assert (record.levelno, record.getMessage()) == (logging.WARNING, str(failure))
+    assert str(failure).endswith("(0 sent, 2 not sent)")
+
+
+async def test_a_failing_hook_is_logged_with_the_openid(caplog: pytest.LogCaptureFixture) -> None:
+    def hook(_failure: object) -> None:
+        raise ValueError("hook bug")
+
+    async def broken(_incoming: Incoming) -> Reply:
+        raise RuntimeError("boom")
+
+    async with running_bot(broken, on_delivery_failed=hook) as bot:
+        with caplog.at_level(logging.ERROR, logger="wechat_kf.callback"):
+            await bot.post(bot.push())
+            await bot.endpoint.wait_idle()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        f"answer to {OPENID}: on_message failed: RuntimeError: boom (0 sent, 0 not sent)",
+        f"on_delivery_failed raised for the answer to {OPENID}",
+    ]
+
+
+async def test_a_reply_that_cannot_be_written_is_reported_unsent() -> None:
+    class Broken(Reply):
+        MSG_TYPE = "text"
+
+        def xml_fields(self) -> dict[str, object]:  # type: ignore[override]
+            return {"MsgType": "text", "Content": True}
+
+    broken = Broken()
+
+    async def fast(_incoming: Incoming) -> Reply:
+        return broken
+
+    async with running_bot(fast) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        await bot.endpoint.wait_idle()
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent, failure.unsent) == ("refused", 0, (broken,))
+    assert failure.maybe_sent is None
+
+
+# --------------------------------------------------------------------------- typing, exactly
+
+
+async def test_typing_refused_otherwise_is_logged_and_not_tried_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slow = Slow("anyway")
+    async with running_bot(slow) as bot:
+        slow.bot = bot
+        bot.api.inject(TYPING, errcode=45080)
+        with caplog.at_level(logging.INFO, logger="wechat_kf.callback"):
+            assert await answered_at_deadline(bot, bot.push()) == SUCCESS
+            await finish(bot, sleepers=1)
+        assert bot.calls() == [("typing", "Typing"), ("send", "anyway")]
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("typing")]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"typing for {OPENID}: Typing failed: TypingError: ")
+    assert "45080" in messages[0]
+    assert bot.failures == []
+
+
+async def test_a_failed_cancel_typing_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    slow = Slow(None)
+    async with running_bot(slow) as bot:
+        slow.bot = bot
+        await answered_at_deadline(bot, bot.push())
+        await bot.clock.sleeping(2)
+        bot.api.inject(TYPING, errcode=45072)
+        with caplog.at_level(logging.INFO, logger="wechat_kf.callback"):
+            bot.clock.advance(4)
+            await bot.endpoint.wait_idle()
+        assert bot.calls() == [("typing", "Typing"), ("typing", "CancelTyping")]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"typing for {OPENID}: CancelTyping failed: TypingError: ")
+
+
+async def test_typing_stops_once_the_last_exchange_is_exactly_30_seconds_old() -> None:
+    slow = Slow("late", seconds=100)
+    async with running_bot(slow) as bot:
+        slow.bot = bot
+        bot.clock.advance(1000)  # a clock far from its origin: durations, not instants
+        bot.api.user_says(OPENID, "你好")
+        incoming = bot.endpoint.handler.parse(*bot.push())
+        arrived = bot.clock.now() - 15  # the push came 15 s ago: past the deadline
+        answers: list[HTTPAnswer] = []
+
+        async def handle() -> None:
+            answers.append(await bot.endpoint.handle(incoming, arrived=arrived))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(handle)
+            await bot.clock.sleeping(2)  # at once: success, "typing..." (until 30 s)
+        assert answers == [SUCCESS]
+        assert await step(bot, 2) == arrived + 30  # typing ran out 30 s after the push: over
+        assert await step(bot, 1) == arrived + 15 + 100
+        await bot.endpoint.wait_idle()
+        assert len(bot.api.requests_to(TYPING)) == 1  # shown once, never renewed
+        assert bot.texts() == ["late"]
+    assert bot.failures == []
+
+
+# --------------------------------------------------------------------------- shutdown, exactly
+
+
+async def test_shutdown_while_thinking_reports_nothing_maybe_sent() -> None:
+    slow = Slow("never", seconds=60)
+    async with running_bot(slow, shutdown_grace=0) as bot:
+        slow.bot = bot
+        await answered_at_deadline(bot, bot.push())
+        await bot.clock.sleeping(2)
+        bot.stop.set()
+        await bot.stopped.wait()
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent, failure.unsent, failure.maybe_sent) == (
+        "shutdown",
+        0,
+        (),
+        None,
+    )

@@ -219,9 +219,9 @@ async def _produce(
                 values = list(result)
                 if len(values) == 1:
                     await send.send(_Whole(values[0]))
-                else:
+                else:  # all at once, so that a failure's report holds every value not sent
                     for value in values:
-                        await send.send(_Part(value))
+                        send.send_nowait(_Part(value))
         except Exception as exc:
             await send.send(_Raised(exc))
 
@@ -298,8 +298,7 @@ class _Typing:
     async def keep(self, delay: float) -> None:
         """Show "typing..." (after ``delay``) and renew it while WeChat allows; until cancelled."""
         clock = self._clock
-        if delay > 0:
-            await clock.sleep(delay)
+        await clock.sleep(delay)  # (at once for 0)
         while clock.now() - self.last_exchange < TYPING_EXCHANGE_WINDOW:
             until = self.showing_until
             if until is None or clock.now() >= until:
@@ -353,7 +352,6 @@ class _Job:
     """One push being answered: its decision (the passive body), its messages, its typing."""
 
     def __init__(self, delivery: Delivery, incoming: Incoming, arrived: float) -> None:
-        self.delivery = delivery
         self.incoming = incoming
         self.openid = incoming.from_user
         self.deadline = arrived + delivery.reply_deadline

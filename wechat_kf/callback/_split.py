@@ -53,6 +53,8 @@ _ZWJ: Final = "\u200d"
 
 # How good a cut before position i is (higher is better).
 _ANY, _WORD, _CLAUSE, _SENTENCE, _LINE, _PARAGRAPH = range(6)
+# Any cut in the front half of a part: below every kind of the back half.
+_FRONT_HALF: Final = _ANY - 1
 
 
 def utf8_size(char: str) -> int:
@@ -66,10 +68,9 @@ def _clings(char: str) -> bool:
     code = ord(char)
     return (
         char == _ZWJ
-        or 0xFE00 <= code <= 0xFE0F  # variation selectors
         or 0x1F3FB <= code <= 0x1F3FF  # emoji skin tones
         or 0xE0020 <= code <= 0xE007F  # emoji tag sequences
-        or 0xE0100 <= code <= 0xE01EF
+        # marks, the variation selectors (FE00-FE0F, E0100-E01EF) among them: all are Mn
         or unicodedata.category(char) in ("Mn", "Me", "Mc")
     )
 
@@ -83,7 +84,8 @@ def _joined(text: str) -> str:
     if not _SURROGATE.search(text):
         return text
     try:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        # no mutants: a codec name's case changes nothing
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")  # pragma: no mutate
     except UnicodeDecodeError:
         raise ValidationError(
             "content", "holds a lone surrogate (half of a UTF-16 pair): it has no UTF-8 form"
@@ -96,7 +98,7 @@ class _Text:
     def __init__(self, text: str, max_bytes: int) -> None:
         self.text = text
         self.max_bytes = max_bytes
-        offsets = [0]
+        offsets = [0]  # pragma: no mutate (only differences of offsets are ever read)
         for char in text:
             offsets.append(offsets[-1] + utf8_size(char))
         self.offsets = offsets
@@ -119,31 +121,27 @@ class _Text:
         return bisect.bisect_right(self.offsets, limit, lo=start) - 1
 
     def quality(self, i: int) -> int | None:
-        """How good a cut before position ``i`` is; ``None``: never (inside a link, or it
-        separates what shows as one character)."""
+        """How good a cut before position ``i`` (inside the text) is; ``None``: never (inside
+        a link, or it separates what shows as one character)."""
         if self.inside[i] or self.breaks_a_character(i):
             return None
         text = self.text
-        before, after = text[i - 1], text[i] if i < len(text) else ""
+        before, after = text[i - 1], text[i]
         if before == "\n":
             line_end = i - 2 if text[i - 2 : i - 1] == "\r" else i - 1
             blank = text[line_end - 1 : line_end] == "\n" or after in ("\n", "\r")
             return _PARAGRAPH if blank else _LINE
-        if before in _SENTENCE_END or (
-            before in _SENTENCE_END_BEFORE_SPACE and (not after or after.isspace())
-        ):
+        if before in _SENTENCE_END or (before in _SENTENCE_END_BEFORE_SPACE and after.isspace()):
             return _SENTENCE
-        if before in _CLOSERS and i >= 2 and text[i - 2] in _SENTENCE_END:
+        if before in _CLOSERS and text[i - 2 : i - 1] in _SENTENCE_END:
             return _SENTENCE
         if before.isspace():
             return _WORD
         return _CLAUSE if before in _CLAUSE_END else _ANY
 
     def breaks_a_character(self, i: int) -> bool:
-        """Whether a cut before ``i`` separates what shows as one character."""
+        """Whether a cut before ``i`` (inside the text) separates what shows as one character."""
         text = self.text
-        if i >= len(text):
-            return False
         before, after = text[i - 1], text[i]
         return (
             _clings(after)
@@ -161,7 +159,7 @@ class _Text:
             for i in range(end, start, -1):
                 if not self.inside[i] and not (clean and self.breaks_a_character(i)):
                     return i
-        raise AssertionError("a link longer than a part is refused on construction")
+        raise AssertionError("a link longer than a part is refused")  # pragma: no mutate
 
     def next_start(self, cut: int) -> int:
         """Where the part after a cut at ``cut`` starts: past the cut's space and line breaks."""
@@ -191,26 +189,25 @@ class _Text:
         end = self.fullest(start)
         if end == len(self.text):
             return end
-        half = max(
-            bisect.bisect_left(self.offsets, self.offsets[start] + self.max_bytes // 2), start + 1
-        )
+        # at least 2 characters from start: a part holds 16 bytes or more, a character 4 at most
+        half = bisect.bisect_left(self.offsets, self.offsets[start] + self.max_bytes // 2)
         kinds: dict[int, list[int]] = {}
         for i in range(end, start, -1):
             quality = self.quality(i)
             if quality is not None:
-                kinds.setdefault(quality if i >= half else -1, []).append(i)
+                kinds.setdefault(quality if i >= half else _FRONT_HALF, []).append(i)
         for kind in sorted(kinds, reverse=True):
             for i in kinds[kind]:  # latest first
                 if parts_left is None or 1 + self.parts_needed(self.next_start(i)) <= parts_left:
                     return i
-            if parts_left is None and kind >= 0:
-                return kinds[kind][0]
         return self.fullest_cut(start)
 
     def split(self, parts_left: int | None) -> list[str]:
         """The parts: natural (``None``), or fitting in ``parts_left`` when the text can; when
         it cannot, each part as full as it can be."""
-        fullest = parts_left is not None and self.parts_needed(0) > parts_left
+        # A shortcut, so no mutants: when the text cannot fit, cut() finds no cut that lets
+        # it fit either (the fullest parts are the fewest), and falls back to fullest_cut().
+        fullest = parts_left is not None and self.parts_needed(0) > parts_left  # pragma: no mutate
         parts: list[str] = []
         start = 0
         while start < len(self.text):
@@ -244,7 +241,7 @@ def split_text(
     ):
         raise ValidationError("max_parts", "must be a positive int", max_parts)
     text = _joined(text)
-    if len(text) <= max_bytes // 4 or len(text.encode("utf-8")) <= max_bytes:
+    if len(text.encode("utf-8")) <= max_bytes:
         return [text]
     source = _Text(text, max_bytes)
     parts = source.split(None)
