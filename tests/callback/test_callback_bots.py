@@ -33,6 +33,7 @@ from wechat_kf.callback import (
     CallbackEndpoint,
     CallbackHandler,
     Delivery,
+    DeliveryFailure,
     HTTPAnswer,
     ImageReply,
     Incoming,
@@ -1223,3 +1224,27 @@ async def test_shutdown_while_thinking_reports_nothing_maybe_sent() -> None:
         (),
         None,
     )
+
+
+async def test_shutdown_with_a_send_in_flight_reports_it_maybe_sent_and_the_rest_unsent() -> None:
+    told: list[DeliveryFailure] = []
+
+    async def hook(failure: DeliveryFailure) -> None:
+        await anyio.lowlevel.checkpoint()  # an async hook gets to finish while cut off
+        told.append(failure)
+
+    async def fast(_incoming: Incoming) -> list[str]:
+        return ["one", "two"]
+
+    async with running_bot(fast, shutdown_grace=0, on_delivery_failed=hook) as bot:
+        bot.api.inject(SEND, delay=600)  # the first send hangs until the shutdown cuts it off
+        assert await bot.post(bot.push()) == SUCCESS
+        while not bot.api.requests_to(SEND):
+            await anyio.lowlevel.checkpoint()
+        bot.stop.set()
+        await bot.stopped.wait()
+    [failure] = told
+    assert (failure.reason, failure.sent) == ("shutdown", 0)
+    assert failure.maybe_sent == Text(content="one")  # it may have reached the user
+    assert failure.unsent == (Text(content="two"),)
+    assert str(failure).endswith("(0 sent, 1 not sent)")

@@ -522,19 +522,25 @@ class Delivery:
     async def _run(
         self, job: _Job, on_message: OnMessageCall, passive: PassiveBody, settle: Settle
     ) -> None:
+        buffered: list[Reply | Message] = []  # produced, not taken yet when cut off
         try:
             send, receive = anyio.create_memory_object_stream[_Item](math.inf)
             async with anyio.create_task_group() as handler:
                 handler.start_soon(_produce, on_message, job.incoming, send)
                 with receive:
-                    await self._deliver(job, receive, passive, settle)
+                    try:
+                        await self._deliver(job, receive, passive, settle)
+                    except anyio.get_cancelled_exc_class():
+                        buffered = _buffered(receive)
+                        raise
                 handler.cancel_scope.cancel()  # a failure stopped the answer: its rest is moot
             await job.typing.stop()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(CUT_OFF_CLEANUP):
                 if not job.decided.is_set():
                     await self._decide(job, None, settle)
-                await self._fail(job, "shutdown", unsent=job.queue, maybe_sent=job.sending)
+                unsent = [*job.queue, *buffered]
+                await self._fail(job, "shutdown", unsent=unsent, maybe_sent=job.sending)
                 await job.typing.stop()
             raise
         except Exception as exc:  # a bug here must not end the application's task group
