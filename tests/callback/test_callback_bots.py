@@ -548,6 +548,7 @@ async def test_a_link_too_long_for_a_message_is_refused_before_sending() -> None
     [failure] = bot.failures
     assert failure.reason == "refused"
     assert isinstance(failure.error, ValidationError)
+    assert (failure.sent, failure.unsent) == (1, (Text(content=f"see {link}"),))
 
 
 async def test_an_unsupported_answer_is_the_handlers_bug() -> None:
@@ -1400,3 +1401,52 @@ def test_a_bug_is_reported_as_itself_out_of_nested_groups_of_one() -> None:
     assert _single(ExceptionGroup("outer", [ExceptionGroup("inner", [bug])])) is bug
     several = ExceptionGroup("inner", [bug, ValueError("another")])
     assert _single(ExceptionGroup("outer", [several])) is several  # several: the group itself
+
+
+async def test_shutdown_after_a_message_went_out_reports_it_sent_and_nothing_in_flight() -> None:
+    async def stream(_incoming: Incoming) -> AsyncIterator[str]:
+        yield "one"
+        await bot.clock.sleep(60)  # thinking about the rest
+        yield "never"
+
+    async with running_bot(stream, shutdown_grace=0) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        while not bot.texts():
+            await anyio.lowlevel.checkpoint()
+        await bot.clock.sleeping(1)
+        bot.stop.set()
+        await bot.stopped.wait()
+        assert bot.texts() == ["one"]
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent, failure.unsent, failure.maybe_sent) == (
+        "shutdown",
+        1,
+        (),
+        None,
+    )
+
+
+class Paragraphs:
+    """An async iterable that is not an async generator (no ``aclose``)."""
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+
+    def __aiter__(self) -> Paragraphs:
+        return self
+
+    async def __anext__(self) -> str:
+        if not self.texts:
+            raise StopAsyncIteration
+        return self.texts.pop(0)
+
+
+async def test_an_async_iterable_without_aclose_is_streamed() -> None:
+    async def fast(_incoming: Incoming) -> Paragraphs:
+        return Paragraphs("first", "second")
+
+    async with running_bot(fast) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        await bot.endpoint.wait_idle()
+        assert bot.texts() == ["first", "second"]
+    assert bot.failures == []
