@@ -372,6 +372,7 @@ async def test_overlapping_answers_share_the_users_window_through_the_ledger(
     assert failure.error.reason == "no_messages_left"
     msg_id = int(failure.incoming.raw["MsgId"])
     assert failure.unsent == (Text(content=f"{msg_id}-2"),)
+    assert failure.maybe_sent is None  # refused by the ledger: no request went out
     assert "45047" not in caplog.text
 
 
