@@ -8,6 +8,7 @@ same over real HTTP (uvicorn, aiohttp) is in test_callback_bots_http.py.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -33,9 +34,12 @@ from wechat_kf.callback import (
     CallbackEndpoint,
     CallbackHandler,
     Delivery,
+    DeliveryFailure,
+    DuplicateEntry,
     HTTPAnswer,
     ImageReply,
     Incoming,
+    MemoryDuplicateStore,
     Reply,
     Success,
     SystemClock,
@@ -44,6 +48,9 @@ from wechat_kf.callback import (
 )
 from wechat_kf.callback._xml import parse_fields
 from wechat_kf.testing import FakeWeChat
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -365,6 +372,7 @@ async def test_overlapping_answers_share_the_users_window_through_the_ledger(
     assert failure.error.reason == "no_messages_left"
     msg_id = int(failure.incoming.raw["MsgId"])
     assert failure.unsent == (Text(content=f"{msg_id}-2"),)
+    assert failure.maybe_sent is None  # refused by the ledger: no request went out
     assert "45047" not in caplog.text
 
 
@@ -541,6 +549,7 @@ async def test_a_link_too_long_for_a_message_is_refused_before_sending() -> None
     [failure] = bot.failures
     assert failure.reason == "refused"
     assert isinstance(failure.error, ValidationError)
+    assert (failure.sent, failure.unsent) == (1, (Text(content=f"see {link}"),))
 
 
 async def test_an_unsupported_answer_is_the_handlers_bug() -> None:
@@ -1223,3 +1232,222 @@ async def test_shutdown_while_thinking_reports_nothing_maybe_sent() -> None:
         (),
         None,
     )
+
+
+class GatedStore(MemoryDuplicateStore):
+    """A duplicate store whose claims wait for ``claim_gate`` when set (a slow shared store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claim_gate: anyio.Event | None = None
+        self.waiting = anyio.Event()
+
+    async def claim(self, key: str, ttl: float) -> DuplicateEntry | None:
+        if self.claim_gate is not None:
+            self.waiting.set()
+            await self.claim_gate.wait()
+        return await super().claim(key, ttl)
+
+
+async def test_shutdown_with_a_send_in_flight_reports_it_maybe_sent_and_the_rest_unsent() -> None:
+    told: list[DeliveryFailure] = []
+
+    async def hook(failure: DeliveryFailure) -> None:
+        await anyio.lowlevel.checkpoint()  # an async hook gets to finish while cut off
+        told.append(failure)
+
+    async def fast(_incoming: Incoming) -> list[str]:
+        return ["one", "two"]
+
+    async with running_bot(fast, shutdown_grace=0, on_delivery_failed=hook) as bot:
+        bot.api.inject(SEND, delay=600)  # the first send hangs until the shutdown cuts it off
+        assert await bot.post(bot.push()) == SUCCESS
+        while not bot.api.requests_to(SEND):
+            await anyio.lowlevel.checkpoint()
+        bot.stop.set()
+        await bot.stopped.wait()
+    [failure] = told
+    assert (failure.reason, failure.sent) == ("shutdown", 0)
+    assert failure.maybe_sent == Text(content="one")  # it may have reached the user
+    assert failure.unsent == (Text(content="two"),)
+    assert str(failure).endswith("(0 sent, 1 not sent)")
+
+
+async def test_a_push_claimed_as_shutdown_begins_is_released_and_answered_503() -> None:
+    store = GatedStore()
+    slow = Slow("never", seconds=60)
+    async with running_bot(slow, shutdown_grace=5.0, deduplicator=store) as bot:
+        slow.bot = bot
+        assert await answered_at_deadline(bot, bot.push()) == SUCCESS  # one answer in flight
+        await bot.clock.sleeping(2)
+        store.claim_gate = anyio.Event()
+        late = bot.push(msg_id=2)
+        answers: list[HTTPAnswer] = []
+
+        async def post() -> None:
+            answers.append(await bot.post(late))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post)  # accepted, then its claim waits...
+            await store.waiting.wait()
+            bot.stop.set()  # ... while the shutdown begins (the first answer's grace period)
+            await bot.clock.sleeping(3)
+            store.claim_gate.set()
+            await anyio.wait_all_tasks_blocked()
+            assert [a.status for a in answers] == [503]  # at once: WeChat retries elsewhere
+        store.claim_gate = None
+        incoming = bot.endpoint.handler.parse(*late)
+        key = bot.endpoint.deduplicator.key(incoming)
+        assert await store.claim(key, 30) is None  # released: its retry is processed
+        bot.clock.advance(5)
+        await bot.stopped.wait()
+    assert len(slow.calls) == 1  # the late push never ran on_message
+    [failure] = bot.failures
+    assert failure.reason == "shutdown"
+
+
+class BrokenText(str):
+    """A text whose bytes cannot be counted (a bug in the application's own str type)."""
+
+    __slots__ = ()
+
+    def encode(self, *_args: object, **_kwargs: object) -> bytes:
+        raise RuntimeError("no bytes today")
+
+
+async def test_a_bug_before_the_deadline_answers_success_stored_and_reports_it() -> None:
+    calls: list[Incoming] = []
+
+    async def fast(incoming: Incoming) -> str:
+        calls.append(incoming)
+        return BrokenText("hello")
+
+    async with running_bot(fast) as bot:
+        request = bot.push()
+        assert await bot.post(request) == SUCCESS  # not 503: the work ran
+        await bot.endpoint.wait_idle()
+        assert await bot.post(request) == SUCCESS  # stored: WeChat's retry does not run it
+        assert bot.calls() == []
+    assert len(calls) == 1
+    [failure] = bot.failures
+    assert (failure.reason, type(failure.error), str(failure.error)) == (
+        "refused",
+        RuntimeError,
+        "no bytes today",
+    )
+
+
+async def test_a_bug_while_waiting_for_the_last_message_reports_what_was_queued() -> None:
+    async def fast(_incoming: Incoming) -> list[object]:
+        return ["1", "2", "3", "4", "5", Exploding()]
+
+    async with running_bot(fast) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        await bot.endpoint.wait_idle()
+        assert bot.texts() == ["1", "2", "3", "4"]
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent) == ("refused", 4)
+    assert failure.unsent == (Text(content="5"),)
+    assert type(failure.error) is RuntimeError
+
+
+async def test_an_answer_ending_exactly_as_typing_runs_out_sends_no_cancel() -> None:
+    slow = Slow(None, seconds=15)
+    async with running_bot(slow) as bot:
+        slow.bot = bot
+        incoming = bot.endpoint.handler.parse(*bot.push())
+        arrived = bot.clock.now() - 15  # past the deadline: "typing..." at once, until +30 s
+        answers: list[HTTPAnswer] = []
+
+        async def handle() -> None:
+            answers.append(await bot.endpoint.handle(incoming, arrived=arrived))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(handle)
+            await bot.clock.sleeping(2)
+        assert await step(bot, 2) == arrived + 30  # the answer (nothing) as the typing ends
+        await bot.endpoint.wait_idle()
+        assert bot.calls() == [("typing", "Typing")]  # WeChat ended it: nothing to cancel
+    assert answers == [SUCCESS]
+    assert bot.failures == []
+
+
+async def test_typing_still_showing_between_values_is_renewed_when_it_runs_out() -> None:
+    async def stream(_incoming: Incoming) -> AsyncIterator[str | None]:
+        await bot.clock.sleep(18.5)
+        yield None  # no message: the typing shown at 4 s (until 19 s) goes on
+        await bot.clock.sleep(5)
+        yield "done"
+
+    async with running_bot(stream) as bot:
+        assert await answered_at_deadline(bot, bot.push()) == SUCCESS
+        assert await step(bot, 2) == 18.5
+        await anyio.wait_all_tasks_blocked()  # the value taken, the typing kept
+        assert len(bot.api.requests_to(TYPING)) == 1  # still showing: not sent again
+        assert await step(bot, 2) == 19  # renewed as it runs out, not before, not later
+        await anyio.wait_all_tasks_blocked()
+        assert len(bot.api.requests_to(TYPING)) == 2
+        assert await step(bot, 2) == 23.5
+        await bot.endpoint.wait_idle()
+        assert bot.texts() == ["done"]
+    assert bot.failures == []
+
+
+def test_a_bug_is_reported_as_itself_out_of_nested_groups_of_one() -> None:
+    # a bug inside a task group inside the answer's own arrives as groups of one in a group
+    from wechat_kf.callback._delivery import _single
+
+    bug = RuntimeError("the bug")
+    assert _single(bug) is bug
+    assert _single(ExceptionGroup("outer", [ExceptionGroup("inner", [bug])])) is bug
+    several = ExceptionGroup("inner", [bug, ValueError("another")])
+    assert _single(ExceptionGroup("outer", [several])) is several  # several: the group itself
+
+
+async def test_shutdown_after_a_message_went_out_reports_it_sent_and_nothing_in_flight() -> None:
+    async def stream(_incoming: Incoming) -> AsyncIterator[str]:
+        yield "one"
+        await bot.clock.sleep(60)  # thinking about the rest
+        yield "never"
+
+    async with running_bot(stream, shutdown_grace=0) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        while not bot.texts():
+            await anyio.lowlevel.checkpoint()
+        await bot.clock.sleeping(1)
+        bot.stop.set()
+        await bot.stopped.wait()
+        assert bot.texts() == ["one"]
+    [failure] = bot.failures
+    assert (failure.reason, failure.sent, failure.unsent, failure.maybe_sent) == (
+        "shutdown",
+        1,
+        (),
+        None,
+    )
+
+
+class Paragraphs:
+    """An async iterable that is not an async generator (no ``aclose``)."""
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+
+    def __aiter__(self) -> Paragraphs:
+        return self
+
+    async def __anext__(self) -> str:
+        if not self.texts:
+            raise StopAsyncIteration
+        return self.texts.pop(0)
+
+
+async def test_an_async_iterable_without_aclose_is_streamed() -> None:
+    async def fast(_incoming: Incoming) -> Paragraphs:
+        return Paragraphs("first", "second")
+
+    async with running_bot(fast) as bot:
+        assert await bot.post(bot.push()) == SUCCESS
+        await bot.endpoint.wait_idle()
+        assert bot.texts() == ["first", "second"]
+    assert bot.failures == []

