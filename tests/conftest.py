@@ -8,6 +8,7 @@ library that transport runs on), and on a caller's own ``httpx.AsyncClient()`` (
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -142,3 +143,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
     with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own: the tests of a module share one redis-server."""
+    return f"test{uuid.uuid4().hex[:8]}:"

@@ -6,7 +6,6 @@ The store contract itself runs in ``test_media_store_contract.py``. asyncio only
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -30,11 +29,6 @@ MEDIA = UploadedMedia.created(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis.asyncio
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"m{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,11 +50,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of this test's own, for tests that stop, pause or restart it."""
     with running_redis(tmp_path) as server:
         yield server
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,6 @@ MEMORY = 3600.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis.asyncio
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"w{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture
