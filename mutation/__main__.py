@@ -113,7 +113,12 @@ TARGETS: Final[dict[str, Target]] = {
         ("tests/test_redis_windows.py", "tests/test_window_store_contract.py"), _ONE_REDIS
     ),
     "wechat_kf/callback/_endpoint.py": Target(
-        ("tests/callback/test_callback_endpoint.py", "tests/callback/test_callback_bots.py")
+        (
+            "tests/callback/test_callback_endpoint.py",
+            "tests/callback/test_callback_bots.py",
+            "tests/callback/test_callback_http.py",
+            "tests/callback/test_callback_windows.py",
+        )
     ),
     "wechat_kf/callback/_delivery.py": Target(("tests/callback/test_callback_bots.py",)),
     "wechat_kf/callback/_split.py": Target(("tests/callback/test_callback_split.py",)),
